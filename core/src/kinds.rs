@@ -1,0 +1,123 @@
+//! Memory and sync kinds named in the header and WELCOME (`docs/protocol.md` §3.6).
+
+/// Where the frame allocations live and how their handles travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MemoryKind {
+    /// Host memory: one sealed memfd per slot, sent with SCM_RIGHTS.
+    HostMemfd,
+    /// CUDA VMM allocation (`cuMemCreate`) exported as a POSIX fd.
+    CudaVmmFd,
+    /// Legacy CUDA IPC handle (`cuIpcGetMemHandle`), 64 bytes per slot in WELCOME.
+    CudaLegacyIpc,
+    /// Vulkan `VkDeviceMemory` exported as an opaque fd.
+    VulkanOpaqueFd,
+    /// A code this implementation does not know.
+    Unknown(u32),
+}
+
+impl MemoryKind {
+    /// Wire code.
+    pub const fn code(self) -> u32 {
+        match self {
+            MemoryKind::HostMemfd => 1,
+            MemoryKind::CudaVmmFd => 2,
+            MemoryKind::CudaLegacyIpc => 3,
+            MemoryKind::VulkanOpaqueFd => 4,
+            MemoryKind::Unknown(c) => c,
+        }
+    }
+
+    /// Kind of a wire code; never fails.
+    pub const fn from_code(code: u32) -> Self {
+        match code {
+            1 => MemoryKind::HostMemfd,
+            2 => MemoryKind::CudaVmmFd,
+            3 => MemoryKind::CudaLegacyIpc,
+            4 => MemoryKind::VulkanOpaqueFd,
+            c => MemoryKind::Unknown(c),
+        }
+    }
+
+    /// Whether each slot's handle is a file descriptor (sent with SCM_RIGHTS).
+    pub const fn uses_fds(self) -> bool {
+        matches!(
+            self,
+            MemoryKind::HostMemfd | MemoryKind::CudaVmmFd | MemoryKind::VulkanOpaqueFd
+        )
+    }
+}
+
+/// How a subscriber knows a frame's GPU work is complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SyncKind {
+    /// The publisher finished all work before committing the sequence number.
+    HostFence,
+    /// Per-slot interprocess CUDA events; the subscriber waits on its stream.
+    IpcEvent,
+    /// A code this implementation does not know.
+    Unknown(u32),
+}
+
+impl SyncKind {
+    /// Wire code.
+    pub const fn code(self) -> u32 {
+        match self {
+            SyncKind::HostFence => 1,
+            SyncKind::IpcEvent => 2,
+            SyncKind::Unknown(c) => c,
+        }
+    }
+
+    /// Kind of a wire code; never fails.
+    pub const fn from_code(code: u32) -> Self {
+        match code {
+            1 => SyncKind::HostFence,
+            2 => SyncKind::IpcEvent,
+            c => SyncKind::Unknown(c),
+        }
+    }
+}
+
+/// How a subscriber walks the ring (`docs/protocol.md` §5.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeliveryMode {
+    /// Always the newest committed frame; older ones are skipped and counted.
+    NewestOnly,
+    /// Every frame in sequence; frames overwritten before they were read are
+    /// reported as drops, never skipped silently.
+    InOrder,
+    /// A code this implementation does not know.
+    Unknown(u32),
+}
+
+impl DeliveryMode {
+    /// Wire code.
+    pub const fn code(self) -> u32 {
+        match self {
+            DeliveryMode::NewestOnly => 1,
+            DeliveryMode::InOrder => 2,
+            DeliveryMode::Unknown(c) => c,
+        }
+    }
+
+    /// Mode of a wire code; never fails.
+    pub const fn from_code(code: u32) -> Self {
+        match code {
+            1 => DeliveryMode::NewestOnly,
+            2 => DeliveryMode::InOrder,
+            c => DeliveryMode::Unknown(c),
+        }
+    }
+}
+
+/// What the publisher does when no slot may be rewritten (`docs/protocol.md` §5.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PublishPolicy {
+    /// Never block: overwrite frames InOrder subscribers have not read yet,
+    /// and drop the new frame (counted) when every slot is leased.
+    DropFrame,
+    /// Block, up to a timeout, until a slot is neither leased nor unread by a
+    /// live InOrder subscriber: lossless delivery for InOrder subscribers that
+    /// keep up within the timeout.
+    Wait,
+}

@@ -1,0 +1,47 @@
+//! cuframes-core: the cuframes protocol.
+//!
+//! Zero-copy sharing of decoded video frames between processes: one publisher
+//! per stream writes frames into slots of a ring it owns, any number of
+//! subscribers lease them in place. This crate is the protocol, normative in
+//! `docs/protocol.md`:
+//!
+//! - [`layout`]: `#[repr(C)]` shared-memory structures (control header, stream
+//!   description, slot table, lease rows) with size/offset assertions;
+//! - [`wire`]: TLV control messages encoded into and decoded from caller buffers;
+//! - [`handshake`]: sans-IO state machines for both ends of a connection;
+//! - [`ring`]: the lease protocol and delivery modes over atomic words.
+//!
+//! Without the `std` feature the crate is `#![no_std]` and never allocates.
+//! With `std` (default), [`runtime`] adds the Linux runtime on rustix: the Unix
+//! socket control plane, memfd regions passed with SCM_RIGHTS, futex
+//! wake-ups, the [`runtime::Publisher`] and [`runtime::Subscriber`] engines
+//! generic over a [`runtime::Backend`], and the host-memory backend.
+//!
+//! Contract for untrusted input: everything read from a socket or from a
+//! mapping another process can write is validated before use; no decoder or
+//! validator panics on any input.
+#![no_std]
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+#[cfg(feature = "std")]
+#[macro_use]
+extern crate std;
+
+pub mod format;
+pub mod handshake;
+pub mod key;
+pub mod kinds;
+pub mod layout;
+pub mod ring;
+pub mod sync;
+pub mod version;
+pub mod wire;
+
+#[cfg(all(feature = "std", target_os = "linux", not(cuframes_loom)))]
+pub mod runtime;
+
+pub use format::{Codec, PixelFormat};
+pub use key::{KeyError, StreamKey};
+pub use kinds::{DeliveryMode, MemoryKind, PublishPolicy, SyncKind};
+pub use version::{Version, PROTOCOL_VERSION};

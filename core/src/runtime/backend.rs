@@ -1,0 +1,63 @@
+//! The backend trait: who allocates frame slots and how they travel
+//! (`docs/protocol.md` §3.6). Modelled on wgpu-hal's `Api`: the trait names
+//! the types of each side; each backend is its own crate, except the
+//! host-memory one, which lives here.
+
+use crate::{MemoryKind, SyncKind};
+use rustix::fd::OwnedFd;
+use std::prelude::rust_2021::*;
+
+/// How one slot allocation travels to a subscriber.
+#[derive(Debug)]
+pub struct SlotExport {
+    /// A file descriptor sent with SCM_RIGHTS (fd memory kinds).
+    pub fd: Option<OwnedFd>,
+    /// Bytes sent in WELCOME (handle memory kinds, e.g. a 64-byte
+    /// `CUipcMemHandle`); empty for fd kinds.
+    pub handle: Vec<u8>,
+}
+
+/// A memory backend: frame slots allocated by the publisher, exported as fds
+/// or handles, imported by subscribers.
+pub trait Backend {
+    /// A slot as the publisher owns it (writable).
+    type Slot: Send;
+    /// A slot as a subscriber imported it (readable).
+    type Imported;
+    /// What can go wrong; backends keep to a few portable variants.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// The memory kind announced in the header and WELCOME.
+    fn memory_kind(&self) -> MemoryKind;
+
+    /// The sync kind announced in the header and WELCOME.
+    fn sync_kind(&self) -> SyncKind {
+        SyncKind::HostFence
+    }
+
+    /// UUID of the GPU holding the slots (zero for host memory).
+    fn gpu_uuid(&self) -> [u8; 16] {
+        [0; 16]
+    }
+
+    /// Publisher: allocates slot `index` of `size` bytes.
+    fn allocate(&self, index: u32, size: u64) -> Result<Self::Slot, Self::Error>;
+
+    /// Publisher: a fresh export of `slot` for one subscriber.
+    fn export(&self, slot: &Self::Slot) -> Result<SlotExport, Self::Error>;
+
+    /// Subscriber: imports one slot of `size` bytes.
+    ///
+    /// # Safety
+    /// - `fd` / `handle` must come from a WELCOME of a publisher using this
+    ///   backend's memory kind, for an allocation of at least `size` bytes;
+    /// - backends that cannot validate a raw handle (CUDA IPC) rely on this:
+    ///   a forged handle may map unrelated memory of the peer's GPU context.
+    #[allow(unsafe_code)]
+    unsafe fn import(
+        &self,
+        fd: Option<OwnedFd>,
+        handle: &[u8],
+        size: u64,
+    ) -> Result<Self::Imported, Self::Error>;
+}

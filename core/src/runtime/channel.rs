@@ -1,0 +1,252 @@
+//! The control-plane socket: TLV messages over a Unix stream, file
+//! descriptors beside them as SCM_RIGHTS ancillary data.
+//!
+//! # References
+//! - unix(7) `SCM_RIGHTS`, sendmsg(2), recvmsg(2) `MSG_CMSG_CLOEXEC`
+
+use crate::wire::{decode, Message, WireError, HEADER_LEN, MAX_PAYLOAD};
+use rustix::event::{PollFd, PollFlags};
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::io::Errno;
+use rustix::net::{
+    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags,
+};
+use std::collections::VecDeque;
+use std::io::{IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::unix::net::UnixStream;
+use std::prelude::rust_2021::*;
+use std::time::{Duration, Instant};
+
+/// Most fds one message may carry (control + 64 slots + packet ring, with room).
+pub const MAX_FDS: usize = 72;
+/// Most unclaimed fds kept before the peer is treated as hostile.
+const MAX_QUEUED_FDS: usize = 256;
+
+/// A control-plane transfer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    /// The peer closed the connection (EOF or reset).
+    #[error("peer closed the connection")]
+    Closed,
+    /// The bytes are not a valid message.
+    #[error("malformed message: {0}")]
+    Wire(#[from] WireError),
+    /// A message needing file descriptors arrived without enough of them.
+    #[error("message needs {need} file descriptors, {have} arrived")]
+    MissingFds {
+        /// Needed.
+        need: usize,
+        /// Arrived.
+        have: usize,
+    },
+    /// The peer sent more file descriptors than any message uses, or the
+    /// kernel truncated the ancillary data.
+    #[error("peer sent unexpected or truncated file descriptors")]
+    FdFlood,
+    /// A socket call failed.
+    #[error("socket error: {0}")]
+    Io(#[from] Errno),
+}
+
+/// One end of a control connection.
+#[derive(Debug)]
+pub struct Channel {
+    stream: UnixStream,
+    buf: Vec<u8>,
+    fds: VecDeque<OwnedFd>,
+}
+
+impl Channel {
+    /// Wraps a connected stream.
+    pub fn new(stream: UnixStream) -> Self {
+        Channel {
+            stream,
+            buf: Vec::with_capacity(2 * (HEADER_LEN + MAX_PAYLOAD)),
+            fds: VecDeque::new(),
+        }
+    }
+
+    /// The socket, for poll(2) and SO_PEERCRED.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.stream.as_fd()
+    }
+
+    /// Sends `msg` with `fds` attached to its first byte.
+    pub fn send(&self, msg: &Message<'_>, fds: &[BorrowedFd<'_>]) -> Result<(), ChannelError> {
+        let mut bytes = vec![0u8; msg.buffer_len()];
+        msg.emit(&mut bytes)?;
+        let mut space = vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+        let mut sent = 0;
+        let mut first = true;
+        while sent < bytes.len() {
+            let mut control = SendAncillaryBuffer::new(&mut space);
+            if first && !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
+                return Err(ChannelError::FdFlood);
+            }
+            match rustix::net::sendmsg(
+                &self.stream,
+                &[IoSlice::new(&bytes[sent..])],
+                &mut control,
+                SendFlags::NOSIGNAL,
+            ) {
+                Ok(n) => {
+                    sent += n;
+                    first = false;
+                }
+                Err(Errno::INTR) => {}
+                Err(Errno::AGAIN) => wait_fd(
+                    self.stream.as_fd(),
+                    PollFlags::OUT,
+                    Some(Duration::from_millis(10)),
+                )?,
+                Err(Errno::PIPE | Errno::CONNRESET) => return Err(ChannelError::Closed),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Returns the next whole message as its raw bytes (decode them with
+    /// [`crate::wire::decode`]), waiting at most `timeout` (`None`: forever;
+    /// zero: only what has arrived). `Ok(None)`: nothing complete yet.
+    pub fn recv(&mut self, timeout: Option<Duration>) -> Result<Option<Vec<u8>>, ChannelError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            if let Some(d) = decode(&self.buf)? {
+                let raw = self.buf.drain(..d.len).collect();
+                return Ok(Some(raw));
+            }
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if !readable(self.stream.as_fd(), left)? {
+                return Ok(None);
+            }
+            self.read_some()?;
+        }
+    }
+
+    fn read_some(&mut self) -> Result<(), ChannelError> {
+        let mut chunk = [0u8; 16384];
+        let mut space = vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let r = loop {
+            match rustix::net::recvmsg(
+                &self.stream,
+                &mut [IoSliceMut::new(&mut chunk)],
+                &mut control,
+                RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT,
+            ) {
+                Err(Errno::INTR) => continue,
+                Err(Errno::AGAIN) => return Ok(()),
+                Err(Errno::CONNRESET) => return Err(ChannelError::Closed),
+                other => break other?,
+            }
+        };
+        for msg in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(fds) = msg {
+                self.fds.extend(fds);
+            }
+        }
+        if r.flags.contains(ReturnFlags::CTRUNC) || self.fds.len() > MAX_QUEUED_FDS {
+            return Err(ChannelError::FdFlood);
+        }
+        if r.bytes == 0 {
+            return Err(ChannelError::Closed);
+        }
+        self.buf.extend_from_slice(&chunk[..r.bytes]);
+        Ok(())
+    }
+
+    /// Takes the `n` oldest received fds (those of the message just handled).
+    pub fn take_fds(&mut self, n: usize) -> Result<Vec<OwnedFd>, ChannelError> {
+        if self.fds.len() < n {
+            return Err(ChannelError::MissingFds {
+                need: n,
+                have: self.fds.len(),
+            });
+        }
+        Ok(self.fds.drain(..n).collect())
+    }
+
+    /// Closes every fd received but not taken.
+    pub fn discard_fds(&mut self) {
+        self.fds.clear();
+    }
+}
+
+/// Waits until `fd` is readable (or hung up). `Ok(false)` on timeout.
+pub fn readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> Result<bool, ChannelError> {
+    let mut p = [PollFd::new(&fd, PollFlags::IN)];
+    let ts = timeout.map(|t| rustix::time::Timespec {
+        tv_sec: t.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: t.subsec_nanos() as _,
+    });
+    loop {
+        match rustix::event::poll(&mut p, ts.as_ref()) {
+            Ok(n) => return Ok(n > 0),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn wait_fd(
+    fd: BorrowedFd<'_>,
+    flags: PollFlags,
+    timeout: Option<Duration>,
+) -> Result<(), ChannelError> {
+    let mut p = [PollFd::new(&fd, flags)];
+    let ts = timeout.map(|t| rustix::time::Timespec {
+        tv_sec: t.as_secs() as i64,
+        tv_nsec: t.subsec_nanos() as _,
+    });
+    match rustix::event::poll(&mut p, ts.as_ref()) {
+        Ok(_) | Err(Errno::INTR) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Message;
+
+    #[test]
+    fn messages_and_fds_cross_a_socketpair() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let a = Channel::new(a);
+        let mut b = Channel::new(b);
+        let fd = crate::runtime::shm::create_memfd("x", 4096).unwrap();
+        a.send(&Message::Ping(5), &[fd.as_fd()]).unwrap();
+        a.send(&Message::Release(6), &[]).unwrap();
+        let raw = b.recv(Some(Duration::from_secs(1))).unwrap().unwrap();
+        assert_eq!(decode(&raw).unwrap().unwrap().message, Message::Ping(5));
+        let got = b.take_fds(1).unwrap();
+        crate::runtime::shm::check_received(got[0].as_fd(), 4096).unwrap();
+        let raw = b.recv(Some(Duration::from_secs(1))).unwrap().unwrap();
+        assert_eq!(decode(&raw).unwrap().unwrap().message, Message::Release(6));
+        assert!(matches!(
+            b.take_fds(1),
+            Err(ChannelError::MissingFds { need: 1, have: 0 })
+        ));
+        assert_eq!(b.recv(Some(Duration::ZERO)).unwrap(), None);
+        drop(a);
+        assert!(matches!(
+            b.recv(Some(Duration::from_secs(1))),
+            Err(ChannelError::Closed)
+        ));
+    }
+
+    #[test]
+    fn oversized_length_is_an_error_not_an_allocation() {
+        use std::io::Write;
+        let (mut a, b) = UnixStream::pair().unwrap();
+        let mut b = Channel::new(b);
+        a.write_all(&[4, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f]).unwrap();
+        assert!(matches!(
+            b.recv(Some(Duration::from_secs(1))),
+            Err(ChannelError::Wire(WireError::TooLong(_)))
+        ));
+    }
+}

@@ -1,0 +1,24 @@
+//! Futex wake-ups on shared words (futex(2), shared — not PRIVATE — since the
+//! waiters live in other processes).
+
+use crate::sync::AtomicU32;
+use rustix::thread::futex;
+use std::prelude::rust_2021::*;
+use std::time::Duration;
+
+/// Sleeps while `*word == expected`, at most `timeout`. Spurious returns,
+/// `EAGAIN` (value already changed), `EINTR` and `ETIMEDOUT` all just return:
+/// callers re-check their condition.
+pub fn wait(word: &AtomicU32, expected: u32, timeout: Duration) {
+    let ts = rustix::time::Timespec {
+        tv_sec: timeout.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: timeout.subsec_nanos() as _,
+    };
+    let _ = futex::wait(word, futex::Flags::empty(), expected, Some(&ts));
+}
+
+/// Wakes every waiter on `word`. Works on read-only mappings (FUTEX_WAKE
+/// needs no write access).
+pub fn wake_all(word: &AtomicU32) {
+    let _ = futex::wake(word, futex::Flags::empty(), i32::MAX as u32);
+}

@@ -1,0 +1,97 @@
+//! The host-memory backend: one sealed memfd per slot (`MemoryKind::HostMemfd`).
+
+use super::backend::{Backend, SlotExport};
+use super::shm::{self, Access, Mapping, ShmError};
+use crate::MemoryKind;
+use rustix::fd::{AsFd, OwnedFd};
+use std::prelude::rust_2021::*;
+
+/// Host memory shared as memfds; works on any Linux machine.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HostBackend;
+
+/// A host slot error.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// Creating, checking or mapping the memfd failed.
+    #[error(transparent)]
+    Shm(#[from] ShmError),
+    /// The publisher sent no fd for a slot.
+    #[error("slot arrived without its memfd")]
+    MissingFd,
+    /// dup(2) of the slot fd failed.
+    #[error("cannot duplicate slot fd: {0}")]
+    Dup(rustix::io::Errno),
+}
+
+/// A publisher's writable host slot.
+#[derive(Debug)]
+pub struct HostSlot {
+    fd: OwnedFd,
+    map: Mapping,
+}
+
+impl HostSlot {
+    /// The slot's bytes, to write a frame into (layout: the stream description).
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        // A slot is always mapped read-write by its creator.
+        self.map.bytes_mut().unwrap_or(&mut [])
+    }
+}
+
+/// A subscriber's read-only host slot.
+#[derive(Debug)]
+pub struct HostImported {
+    map: Mapping,
+}
+
+impl HostImported {
+    /// The slot's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        self.map.bytes()
+    }
+}
+
+fn page_round(size: u64) -> u64 {
+    size.max(1).div_ceil(crate::layout::PAGE) * crate::layout::PAGE
+}
+
+impl Backend for HostBackend {
+    type Slot = HostSlot;
+    type Imported = HostImported;
+    type Error = HostError;
+
+    fn memory_kind(&self) -> MemoryKind {
+        MemoryKind::HostMemfd
+    }
+
+    fn allocate(&self, index: u32, size: u64) -> Result<HostSlot, HostError> {
+        let len = page_round(size);
+        let fd = shm::create_memfd(&format!("cuframes-slot-{index}"), len)?;
+        let map = Mapping::map(fd.as_fd(), len as usize, Access::ReadWrite)?;
+        Ok(HostSlot { fd, map })
+    }
+
+    fn export(&self, slot: &HostSlot) -> Result<SlotExport, HostError> {
+        let fd = rustix::io::fcntl_dupfd_cloexec(&slot.fd, 0).map_err(HostError::Dup)?;
+        Ok(SlotExport {
+            fd: Some(fd),
+            handle: Vec::new(),
+        })
+    }
+
+    #[allow(unsafe_code)] // safe inside: the fd is size- and seal-checked before mapping
+    unsafe fn import(
+        &self,
+        fd: Option<OwnedFd>,
+        _handle: &[u8],
+        size: u64,
+    ) -> Result<HostImported, HostError> {
+        let fd = fd.ok_or(HostError::MissingFd)?;
+        let len = page_round(size);
+        shm::check_received(fd.as_fd(), len)?;
+        Ok(HostImported {
+            map: Mapping::map(fd.as_fd(), len as usize, Access::ReadOnly)?,
+        })
+    }
+}

@@ -1,0 +1,21 @@
+//! The Linux runtime (feature `std`): sockets, memfds, futexes, and the
+//! publisher and subscriber engines on top of the protocol.
+
+pub mod backend;
+pub mod channel;
+pub mod clock;
+pub mod dir;
+pub mod futex;
+pub mod host;
+pub mod publisher;
+pub mod shm;
+pub mod subscriber;
+
+pub use backend::{Backend, SlotExport};
+pub use host::{HostBackend, HostError, HostImported, HostSlot};
+pub use publisher::{
+    CreateError, PublishError, Published, Publisher, PublisherConfig, PublisherStats,
+};
+pub use subscriber::{
+    ConnectError, Frame, RecvError, SubscribeOptions, Subscriber, SubscriberStats,
+};
