@@ -1,0 +1,1 @@
+//! Criterion benches of cuframes live in `benches/`; this library is empty.
