@@ -99,6 +99,10 @@ impl PublisherHandshake {
             }
             (PublisherState::Established(_), Message::Pong(n)) => Ok(PublisherEvent::Pong(n)),
             (PublisherState::Established(_), Message::Release(s)) => Ok(PublisherEvent::Release(s)),
+            (_, Message::Error(_)) => {
+                self.state = PublisherState::Closed;
+                Ok(PublisherEvent::Goodbye(GoodbyeReason::Normal))
+            }
             (_, Message::Goodbye(r)) => {
                 self.state = PublisherState::Closed;
                 Ok(PublisherEvent::Goodbye(r))

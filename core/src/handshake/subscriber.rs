@@ -94,7 +94,10 @@ impl SubscriberHandshake {
                 self.state = SubscriberState::Failed;
                 Ok(SubscriberEvent::Rejected(e))
             }
-            (SubscriberState::Start, _) => Err(unexpected("HELLO is not sent yet")),
+            (SubscriberState::Start, _) => {
+                self.state = SubscriberState::Failed;
+                Err(unexpected("HELLO is not sent yet"))
+            }
             (SubscriberState::AwaitWelcome, Message::Welcome(w)) => match self.check_welcome(&w) {
                 Ok(()) => {
                     self.state = SubscriberState::Established(w.version);

@@ -63,8 +63,8 @@ impl<'a> RingReader<'a> {
         let entry = entry % LEASES_PER_ROW;
         for _ in 0..RETRIES {
             let latest = self.ctl.latest_seq();
-            let want = cursor.last_seq + 1;
-            if latest < want {
+            let want = cursor.last_seq.saturating_add(1);
+            if latest < want || cursor.last_seq == u64::MAX {
                 return Acquire::Empty;
             }
             let target = match mode {
@@ -84,7 +84,7 @@ impl<'a> RingReader<'a> {
                     slot,
                     seq: target,
                     entry,
-                    skipped: target - want,
+                    skipped: target.saturating_sub(want),
                 });
             }
             lease.store(0, Ordering::SeqCst);

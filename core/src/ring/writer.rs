@@ -136,7 +136,7 @@ impl<'a> RingWriter<'a> {
 
     /// Sequence number the next commit will get.
     pub fn next_seq(&self) -> u64 {
-        self.ctl.latest_seq() + 1
+        self.ctl.latest_seq().saturating_add(1)
     }
 
     /// Publishes the frame written into the claimed slot: metadata, then its

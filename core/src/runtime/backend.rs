@@ -43,7 +43,7 @@ pub trait Backend {
     /// Publisher: allocates slot `index` of `size` bytes.
     fn allocate(&self, index: u32, size: u64) -> Result<Self::Slot, Self::Error>;
 
-    /// Publisher: a fresh export of `slot` for one subscriber.
+    /// Publisher: an export of `slot`, made once and sent to every subscriber.
     fn export(&self, slot: &Self::Slot) -> Result<SlotExport, Self::Error>;
 
     /// Subscriber: imports one slot of `size` bytes.

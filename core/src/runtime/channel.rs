@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 
 /// Most fds one message may carry (control + 64 slots + packet ring, with room).
 pub const MAX_FDS: usize = 72;
+/// Longest a send may wait for a peer to drain its socket.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(1);
 /// Most unclaimed fds kept before the peer is treated as hostile.
 const MAX_QUEUED_FDS: usize = 256;
 
@@ -45,6 +47,9 @@ pub enum ChannelError {
     /// kernel truncated the ancillary data.
     #[error("peer sent unexpected or truncated file descriptors")]
     FdFlood,
+    /// The peer did not read its socket for [`SEND_TIMEOUT`].
+    #[error("peer stopped reading its socket")]
+    Stalled,
     /// A socket call failed.
     #[error("socket error: {0}")]
     Io(#[from] Errno),
@@ -80,6 +85,8 @@ impl Channel {
         let mut space = vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
         let mut sent = 0;
         let mut first = true;
+        // A peer that never reads must not wedge the sender.
+        let deadline = Instant::now() + SEND_TIMEOUT;
         while sent < bytes.len() {
             let mut control = SendAncillaryBuffer::new(&mut space);
             if first && !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
@@ -96,6 +103,9 @@ impl Channel {
                     first = false;
                 }
                 Err(Errno::INTR) => {}
+                Err(Errno::AGAIN) if Instant::now() >= deadline => {
+                    return Err(ChannelError::Stalled)
+                }
                 Err(Errno::AGAIN) => wait_fd(
                     self.stream.as_fd(),
                     PollFlags::OUT,
@@ -217,7 +227,7 @@ mod tests {
         let (a, b) = UnixStream::pair().unwrap();
         let a = Channel::new(a);
         let mut b = Channel::new(b);
-        let fd = crate::runtime::shm::create_memfd("x", 4096).unwrap();
+        let (fd, _map) = crate::runtime::shm::create_shared("x", 4096).unwrap();
         a.send(&Message::Ping(5), &[fd.as_fd()]).unwrap();
         a.send(&Message::Release(6), &[]).unwrap();
         let raw = b.recv(Some(Duration::from_secs(1))).unwrap().unwrap();

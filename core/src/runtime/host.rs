@@ -67,8 +67,7 @@ impl Backend for HostBackend {
 
     fn allocate(&self, index: u32, size: u64) -> Result<HostSlot, HostError> {
         let len = page_round(size);
-        let fd = shm::create_memfd(&format!("cuframes-slot-{index}"), len)?;
-        let map = Mapping::map(fd.as_fd(), len as usize, Access::ReadWrite)?;
+        let (fd, map) = shm::create_shared(&format!("cuframes-slot-{index}"), len)?;
         Ok(HostSlot { fd, map })
     }
 

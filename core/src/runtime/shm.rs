@@ -33,8 +33,9 @@ pub enum ShmError {
         /// Bytes announced.
         expected: u64,
     },
-    /// The fd can shrink, so a mapping of it could fault later.
-    #[error("shared memory fd is not sealed against shrinking (F_SEAL_SHRINK)")]
+    /// The fd can shrink (a mapping of it could fault later) or be mapped
+    /// writable by another receiver.
+    #[error("shared memory fd is not sealed with F_SEAL_SHRINK and F_SEAL_FUTURE_WRITE")]
     NotSealed,
     /// fstat or mmap failed.
     #[error("cannot map {len} bytes of shared memory: {source}")]
@@ -55,9 +56,12 @@ pub enum Access {
     ReadWrite,
 }
 
-/// Creates a memfd of `len` bytes (zero-filled), sealed against shrinking,
-/// growing and further sealing, close-on-exec.
-pub fn create_memfd(name: &str, len: u64) -> Result<OwnedFd, ShmError> {
+/// Creates a memfd of `len` bytes (zero-filled, close-on-exec), maps it
+/// read-write for its creator, then seals it against shrinking, growing,
+/// any *future* writable mapping or write(2) (`F_SEAL_FUTURE_WRITE`) and
+/// further sealing. Whoever receives the fd can map it read-only only; the
+/// creator keeps writing through the returned mapping.
+pub fn create_shared(name: &str, len: u64) -> Result<(OwnedFd, Mapping), ShmError> {
     let err = |source| ShmError::Create {
         name: name.to_owned(),
         len,
@@ -66,13 +70,18 @@ pub fn create_memfd(name: &str, len: u64) -> Result<OwnedFd, ShmError> {
     let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
         .map_err(err)?;
     rustix::fs::ftruncate(&fd, len).map_err(err)?;
-    rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)
-        .map_err(err)?;
-    Ok(fd)
+    let map = Mapping::map(fd.as_fd(), len as usize, Access::ReadWrite)?;
+    rustix::fs::fcntl_add_seals(
+        &fd,
+        SealFlags::SHRINK | SealFlags::GROW | SealFlags::FUTURE_WRITE | SealFlags::SEAL,
+    )
+    .map_err(err)?;
+    Ok((fd, map))
 }
 
-/// Checks an fd received from a peer: exactly `len` bytes and sealed against
-/// shrinking (so accesses below `len` can never fault with SIGBUS).
+/// Checks an fd received from a peer: exactly `len` bytes, sealed against
+/// shrinking (so accesses below `len` can never fault with SIGBUS) and
+/// against future writes (so no other receiver can write it either).
 pub fn check_received(fd: BorrowedFd<'_>, len: u64) -> Result<(), ShmError> {
     let st = rustix::fs::fstat(fd).map_err(|source| ShmError::Map {
         len: len as usize,
@@ -86,7 +95,7 @@ pub fn check_received(fd: BorrowedFd<'_>, len: u64) -> Result<(), ShmError> {
         });
     }
     let seals = rustix::fs::fcntl_get_seals(fd).map_err(|_| ShmError::NotSealed)?;
-    if !seals.contains(SealFlags::SHRINK) {
+    if !seals.contains(SealFlags::SHRINK | SealFlags::FUTURE_WRITE) {
         return Err(ShmError::NotSealed);
     }
     Ok(())
@@ -216,7 +225,7 @@ mod tests {
 
     #[test]
     fn memfd_is_sealed_and_shared_between_mappings() {
-        let fd = create_memfd("test", 4096).unwrap();
+        let (fd, rw) = create_shared("test", 4096).unwrap();
         check_received(fd.as_fd(), 4096).unwrap();
         assert!(matches!(
             check_received(fd.as_fd(), 8192),
@@ -229,7 +238,10 @@ mod tests {
             rustix::fs::ftruncate(&fd, 100).is_err(),
             "shrinking must be sealed"
         );
-        let rw = Mapping::map(fd.as_fd(), 4096, Access::ReadWrite).unwrap();
+        assert!(
+            Mapping::map(fd.as_fd(), 4096, Access::ReadWrite).is_err(),
+            "receivers must not map it writable"
+        );
         let ro = Mapping::map(fd.as_fd(), 4096, Access::ReadOnly).unwrap();
         rw.words()[3].store(77, Ordering::SeqCst);
         assert_eq!(ro.words()[3].load(Ordering::SeqCst), 77);

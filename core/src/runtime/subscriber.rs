@@ -172,12 +172,7 @@ impl<B: Backend> Subscriber<B> {
         let _ = stream.set_nonblocking(true);
         let mut chan = Channel::new(stream);
 
-        let row_fd = shm::create_memfd("cuframes-lease-row", LEASE_REGION_SIZE)?;
-        let row = Mapping::map(
-            row_fd.as_fd(),
-            LEASE_REGION_SIZE as usize,
-            Access::ReadWrite,
-        )?;
+        let (row_fd, row) = shm::create_shared("cuframes-lease-row", LEASE_REGION_SIZE)?;
         LeaseWords::new(row.words())
             .map_err(|_| ShmError::Size {
                 actual: 0,
@@ -194,19 +189,31 @@ impl<B: Backend> Subscriber<B> {
             name: Name::truncated(&opts.name),
         };
         let mut hs = SubscriberHandshake::new(hello);
+        // A publisher that refuses at accept (access, capacity) sends ERROR and
+        // closes, maybe before HELLO arrives: read its reason before giving up.
+        let mut sent = Ok(());
         while let Some(o) = hs.poll_transmit() {
-            chan.send(&o.message(), &[row_fd.as_fd()])?;
+            sent = sent.and(chan.send(&o.message(), &[row_fd.as_fd()]));
         }
 
         let deadline = Instant::now() + opts.handshake_timeout;
         let raw = loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match chan.recv(Some(left))? {
-                Some(raw) => break raw,
-                None if left.is_zero() => {
+            let raw = match chan.recv(Some(left)) {
+                Ok(Some(raw)) => raw,
+                Ok(None) if left.is_zero() => {
                     return Err(ConnectError::Timeout(opts.handshake_timeout))
                 }
-                None => {}
+                Ok(None) => continue,
+                Err(e) => {
+                    sent?;
+                    return Err(e.into());
+                }
+            };
+            // Unknown message types are skipped, also before WELCOME.
+            if !matches!(decode(&raw), Ok(Some(d)) if matches!(d.message, crate::wire::Message::Unknown { .. }))
+            {
+                break raw;
             }
         };
         let msg = decode(&raw)
@@ -266,6 +273,16 @@ impl<B: Backend> Subscriber<B> {
         let header = words.snapshot_header();
         let stream = words.snapshot_stream();
         let checked = ControlLayout::validate(&header, &stream, control.len() as u64)?;
+        if header.memory_kind != welcome.memory_kind.code() as u64
+            || header.sync_kind != welcome.sync_kind.code() as u64
+        {
+            return Err(LayoutError::Field {
+                field: "memory_kind/sync_kind vs WELCOME",
+                value: header.memory_kind,
+                expected: welcome.memory_kind.code() as u64,
+            }
+            .into());
+        }
         if checked != layout || header.slot_size != welcome.slot_size {
             return Err(LayoutError::Field {
                 field: "slot_count/slot_size vs WELCOME",
@@ -365,6 +382,9 @@ impl<B: Backend> Subscriber<B> {
         let reader = self.reader();
         loop {
             let wake = reader.words().wake().load(crate::sync::Ordering::SeqCst);
+            // Read before acquiring: every frame committed before the close
+            // (or before the socket EOF we saw) is visible to this acquire.
+            let finished = self.gone.get() || reader.words().is_closed();
             if let Acquire::Frame(lease) = reader.acquire(self.mode, self.cursor.get(), entry) {
                 self.cursor.set(Cursor {
                     last_seq: lease.seq,
@@ -372,7 +392,7 @@ impl<B: Backend> Subscriber<B> {
                 self.entries.set(used | 1 << entry);
                 let mut st = self.stats.get();
                 st.received += 1;
-                st.dropped += lease.skipped;
+                st.dropped = st.dropped.saturating_add(lease.skipped);
                 self.stats.set(st);
                 let meta = reader.meta(&lease);
                 return Ok(Frame {
@@ -381,7 +401,7 @@ impl<B: Backend> Subscriber<B> {
                     meta,
                 });
             }
-            if self.gone.get() || reader.words().is_closed() {
+            if finished {
                 self.gone.set(true);
                 return Err(RecvError::Disconnected);
             }

@@ -56,9 +56,7 @@ pub enum WireError {
         /// Declared slot count.
         count: u32,
     },
-    /// A reserved field is not zero.
-    #[error("reserved field of {0:?} is not zero")]
-    Reserved(MessageType),
+
     /// The output buffer is too small.
     #[error("buffer of {have} bytes cannot hold a {need}-byte message")]
     BufferTooSmall {
@@ -278,9 +276,7 @@ impl<'a> Message<'a> {
             MessageType::Hello => {
                 need(kind, p, HELLO_FIXED)?;
                 let name_len = u16_at(p, 32) as usize;
-                if u16_at(p, 34) != 0 {
-                    return Err(WireError::Reserved(kind));
-                }
+
                 if name_len > MAX_NAME_LEN {
                     return Err(WireError::BadName);
                 }
@@ -302,9 +298,7 @@ impl<'a> Message<'a> {
                 need(kind, p, WELCOME_FIXED)?;
                 let slot_count = u32_at(p, 16);
                 let handle_len = u32_at(p, 48);
-                if u32_at(p, 52) != 0 {
-                    return Err(WireError::Reserved(kind));
-                }
+
                 if handle_len as usize > MAX_HANDLE_LEN || slot_count > crate::layout::MAX_SLOTS {
                     return Err(WireError::BadHandles {
                         len: handle_len,
@@ -351,9 +345,7 @@ impl<'a> Message<'a> {
             }
             MessageType::Goodbye => {
                 need(kind, p, 8)?;
-                if u32_at(p, 4) != 0 {
-                    return Err(WireError::Reserved(kind));
-                }
+
                 Message::Goodbye(GoodbyeReason::from_code(u32_at(p, 0)))
             }
             MessageType::StreamChanged => {
@@ -566,12 +558,15 @@ mod tests {
         e[16] = 0xff;
         e[17] = 0xfe;
         assert_eq!(decode(&e), Err(WireError::BadText));
-        // GOODBYE with a non-zero reserved word.
+        // Reserved fields are ignored on read (zero on write).
         let mut g = [0u8; 16];
         g[0] = 6;
         g[4] = 8;
         g[12] = 1;
-        assert_eq!(decode(&g), Err(WireError::Reserved(MessageType::Goodbye)));
+        assert_eq!(
+            decode(&g).unwrap().unwrap().message,
+            Message::Goodbye(GoodbyeReason::Normal)
+        );
     }
 
     #[test]

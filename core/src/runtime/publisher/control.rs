@@ -100,6 +100,13 @@ fn admit<B: Backend>(
     let chan = Channel::new(stream);
     let mut hs = PublisherHandshake::new(PROTOCOL_VERSION);
     let cfg = &shared.config;
+    let restricted = !cfg.allowed_uids.is_empty() || !cfg.allowed_gids.is_empty();
+    if cred.is_none() && restricted {
+        hs.reject(
+            ErrorCode::AccessDenied,
+            format_args!("cannot read the peer's credentials (SO_PEERCRED)"),
+        );
+    }
     if let Some(c) = cred {
         let uid = c.uid.as_raw();
         let gid = c.gid.as_raw();

@@ -11,13 +11,13 @@ mod readers;
 use super::backend::{Backend, SlotExport};
 use super::dir::{self, DirError};
 use super::futex;
-use super::shm::{self, Access, Mapping, ShmError};
+use super::shm::{self, Mapping, ShmError};
 use crate::layout::{ControlLayout, StreamDesc, StreamError, MAX_SLOTS, MIN_SLOTS};
 use crate::ring::{Claim, ControlWords, FrameMeta, RingWriter, SlotClaim};
 use crate::sync::{AtomicU32, Ordering};
 use crate::PublishPolicy;
 use readers::Reader;
-use rustix::fd::{AsFd, OwnedFd};
+use rustix::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
@@ -226,8 +226,15 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
         stream.validate(stream.frame_size)?;
         dir::ensure_dir(&dir)?;
         if socket_path.exists() {
-            if UnixStream::connect(&socket_path).is_ok() {
-                return Err(CreateError::AlreadyRunning(socket_path));
+            match UnixStream::connect(&socket_path) {
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+                Ok(_) => return Err(CreateError::AlreadyRunning(socket_path)),
+                Err(source) => {
+                    return Err(CreateError::Bind {
+                        path: socket_path,
+                        source,
+                    })
+                }
             }
             tracing::warn!(path = %socket_path.display(), "replacing the stale socket of a publisher that died");
             let _ = std::fs::remove_file(&socket_path);
@@ -253,13 +260,8 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
             .flat_map(|e| e.handle.iter().copied())
             .collect();
 
-        let control_fd =
-            shm::create_memfd(&format!("cuframes-{}", config.key), layout.region_size())?;
-        let control = Mapping::map(
-            control_fd.as_fd(),
-            layout.region_size() as usize,
-            Access::ReadWrite,
-        )?;
+        let (control_fd, control) =
+            shm::create_shared(&format!("cuframes-{}", config.key), layout.region_size())?;
         let header = layout.header(
             slot_size,
             backend.memory_kind(),

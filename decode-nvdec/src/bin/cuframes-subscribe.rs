@@ -1,0 +1,233 @@
+//! cuframes-subscribe: connect to a stream key, receive frames, report fps,
+//! drops and publish-to-receive latency, optionally write each frame's MD5 in
+//! FFmpeg's framemd5 format.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, ValueEnum};
+use cuframes_core::runtime::{ConnectError, Frame, RecvError, SubscribeOptions, Subscriber};
+use cuframes_core::DeliveryMode;
+use md5::{Digest, Md5};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Mode {
+    /// Every frame in sequence; frames lost to a slow reader are reported as drops.
+    InOrder,
+    /// Always the newest frame; older ones are skipped and counted.
+    NewestOnly,
+}
+
+/// Receive frames of a cuframes stream (host memory).
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None, args_override_self = true)]
+struct Args {
+    /// Stream key to connect to ([A-Za-z0-9_-]{1,63}).
+    #[arg(long)]
+    key: String,
+    /// Delivery mode.
+    #[arg(long, value_enum, default_value = "in-order")]
+    mode: Mode,
+    /// Write the MD5 of each received frame (packed NV12/P010 rows, as
+    /// `ffmpeg -f framemd5 -pix_fmt nv12`) to this file; `-` for stdout.
+    #[arg(long, value_name = "FILE")]
+    framemd5: Option<PathBuf>,
+    /// Stop after this many frames.
+    #[arg(long)]
+    max_frames: Option<u64>,
+    /// Sleep this long per frame while holding it (simulates a slow consumer).
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    sleep_ms: u64,
+    /// Give up when no frame arrives for this long.
+    #[arg(long, default_value_t = 10_000, value_name = "MS")]
+    timeout_ms: u64,
+    /// Keep retrying the connection this long while no publisher is up.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    wait_publisher_ms: u64,
+    /// Seconds between periodic stats lines on stderr (0: only the summary).
+    #[arg(long, default_value_t = 0.0, value_name = "SECS")]
+    stats_interval: f64,
+    /// Name shown in the publisher's log.
+    #[arg(long)]
+    name: Option<String>,
+    /// Runtime directory holding the sockets (default: $CUFRAMES_RUNTIME_DIR,
+    /// /run/cuframes, $XDG_RUNTIME_DIR/cuframes, /tmp/cuframes-UID).
+    #[arg(long)]
+    runtime_dir: Option<PathBuf>,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(Args::parse()) {
+        eprintln!("cuframes-subscribe: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn connect(args: &Args) -> Result<Subscriber> {
+    let mut opts = SubscribeOptions::new(match args.mode {
+        Mode::InOrder => DeliveryMode::InOrder,
+        Mode::NewestOnly => DeliveryMode::NewestOnly,
+    });
+    if let Some(n) = &args.name {
+        opts.name = n.clone();
+    }
+    opts.runtime_dir = args.runtime_dir.clone();
+    let deadline = Instant::now() + Duration::from_millis(args.wait_publisher_ms);
+    loop {
+        match Subscriber::connect_host(&args.key, opts.clone()) {
+            Err(ConnectError::NoPublisher { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            r => return r.with_context(|| format!("cannot subscribe to {:?}", args.key)),
+        }
+    }
+}
+
+struct Md5Writer {
+    out: Box<dyn Write>,
+}
+
+impl Md5Writer {
+    fn create(path: &PathBuf, sub: &Subscriber) -> Result<Self> {
+        let mut out: Box<dyn Write> = if path.as_os_str() == "-" {
+            Box::new(std::io::stdout().lock())
+        } else {
+            Box::new(std::io::BufWriter::new(
+                std::fs::File::create(path)
+                    .with_context(|| format!("cannot create {}", path.display()))?,
+            ))
+        };
+        let s = sub.stream();
+        let (num, den) = if s.fps_num > 0 && s.fps_den > 0 {
+            (s.fps_num, s.fps_den)
+        } else {
+            (25, 1)
+        };
+        write!(
+            out,
+            "#format: frame checksums\n#version: 2\n#hash: MD5\n#tb 0: {den}/{num}\n#media_type 0: video\n\
+             #codec_id 0: rawvideo\n#dimensions 0: {}x{}\n#sar 0: 1/1\n#stream#, dts,        pts, duration,     size, hash\n",
+            s.width, s.height
+        )?;
+        Ok(Md5Writer { out })
+    }
+
+    fn frame(&mut self, index: u64, size: usize, hash: &str) -> Result<()> {
+        writeln!(
+            self.out,
+            "0, {index:>10}, {index:>10}, {:>8}, {size:>8}, {hash}",
+            1
+        )?;
+        Ok(())
+    }
+}
+
+/// MD5 over the frame's rows without pitch padding.
+fn frame_md5(f: &Frame<'_>) -> (String, usize) {
+    let mut h = Md5::new();
+    let mut size = 0;
+    f.for_each_row(|row| {
+        h.update(row);
+        size += row.len();
+    });
+    let hex = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    (hex, size)
+}
+
+fn run(args: Args) -> Result<()> {
+    let sub = connect(&args)?;
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("subscriber-{}", sub.id()));
+    let s = sub.stream();
+    eprintln!(
+        "{name}: connected to {:?}: {}x{} {:?} ({:?} source), mode {:?}",
+        args.key,
+        s.width,
+        s.height,
+        s.format(),
+        s.codec(),
+        args.mode
+    );
+    let mut md5 = args
+        .framemd5
+        .as_ref()
+        .map(|p| Md5Writer::create(p, &sub))
+        .transpose()?;
+    let timeout = Duration::from_millis(args.timeout_ms);
+    let started = Instant::now();
+    let mut last_stats = Instant::now();
+    let mut latencies_ns: Vec<u64> = Vec::new();
+    let mut torn = 0u64;
+    let mut end = "publisher ended the stream";
+    loop {
+        if args
+            .max_frames
+            .is_some_and(|m| latencies_ns.len() as u64 + torn >= m)
+        {
+            end = "frame limit reached";
+            break;
+        }
+        let frame = match sub.next_frame(timeout) {
+            Ok(f) => f,
+            Err(RecvError::Disconnected) => break,
+            Err(RecvError::Timeout(t)) => bail!("no frame for {t:?} (is the publisher stalled?)"),
+            Err(e) => return Err(e).context("receiving a frame"),
+        };
+        let now = cuframes_core::runtime::clock::monotonic_ns();
+        let meta = *frame.meta();
+        let hashed = md5.as_ref().map(|_| frame_md5(&frame));
+        if args.sleep_ms > 0 {
+            std::thread::sleep(Duration::from_millis(args.sleep_ms));
+        }
+        // Post-check: a lease revoked mid-read means the bytes may be torn.
+        if !frame.release() {
+            torn += 1;
+            continue;
+        }
+        latencies_ns.push(now.saturating_sub(meta.publish_ns));
+        if let (Some(w), Some((hash, size))) = (md5.as_mut(), hashed) {
+            w.frame(meta.source_index, size, &hash)?;
+        }
+        if args.stats_interval > 0.0 && last_stats.elapsed().as_secs_f64() >= args.stats_interval {
+            last_stats = Instant::now();
+            let st = sub.stats();
+            eprintln!(
+                "{name}: {} frames, {} dropped, {:.1} fps",
+                st.received,
+                st.dropped,
+                st.received as f64 / started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    if let Some(mut w) = md5 {
+        w.out.flush()?;
+    }
+    let st = sub.stats();
+    let secs = started.elapsed().as_secs_f64();
+    latencies_ns.sort_unstable();
+    let pct = |p: f64| {
+        latencies_ns
+            .get(((latencies_ns.len() as f64 - 1.0) * p).round() as usize)
+            .map_or(0.0, |&n| n as f64 / 1000.0)
+    };
+    eprintln!(
+        "{name}: {end}: received {} frames, dropped {}, revoked {}, {:.1} fps; publish-to-receive latency p50 {:.0} us, p99 {:.0} us, max {:.0} us",
+        latencies_ns.len(),
+        st.dropped,
+        torn,
+        latencies_ns.len() as f64 / secs.max(1e-9),
+        pct(0.5),
+        pct(0.99),
+        pct(1.0)
+    );
+    Ok(())
+}

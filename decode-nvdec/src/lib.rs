@@ -1,0 +1,45 @@
+//! cuframes-nvdec: the decode side of cuframes.
+//!
+//! cuframes shares decoded video frames between processes without copies: a
+//! publisher decodes a stream into the slots of a ring (see `cuframes-core`)
+//! and subscribers read them in place. This crate turns a media file into
+//! those frames:
+//!
+//! - [`demux`]: [`Demuxer`] reads the best video stream of a file (MP4,
+//!   Matroska, MPEG-TS, raw Annex B) with libavformat, as [`Packet`]s with
+//!   timestamps in the stream time base and in nanoseconds;
+//! - [`decoder`]: the [`Decoder`] push/pull interface ([`Decoded`] says what
+//!   to do next) and its [`DecodeError`];
+//! - [`software`]: [`SoftwareDecoder`], libavcodec with frame threading,
+//!   producing NV12 [`HostFrame`]s bit-identical to `ffmpeg -pix_fmt nv12`;
+//! - [`frame`]: [`HostFrame`] and its [`PlaneLayout`]s;
+//! - [`time`]: time-base to nanosecond conversion and [`FrameClock`] for
+//!   streams without timestamps.
+//!
+//! Only H.264 and HEVC are accepted. The NVDEC (CUVID) hardware decoder,
+//! producing frames in device memory, comes in a later issue and implements
+//! [`Decoder`] too; until then decoding runs on the CPU.
+//!
+//! Nothing read from a file panics: every failure is an error value. The only
+//! `unsafe` code is a private module that reads `AVCodecParameters` fields
+//! `ffmpeg-next` has no getter for (extradata, width, height).
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod codecpar;
+pub mod decoder;
+pub mod demux;
+pub mod frame;
+pub mod software;
+pub mod time;
+
+pub use cuframes_core;
+/// The `ffmpeg-next` version this crate is built against (for
+/// [`Demuxer::decoder_parameters`]).
+pub use ffmpeg_next as ffmpeg;
+
+pub use decoder::{DecodeError, Decoded, Decoder};
+pub use demux::{DemuxError, Demuxer, OpenError, Packet, StreamInfo};
+pub use frame::{HostFrame, PlaneLayout};
+pub use software::SoftwareDecoder;
+pub use time::{rescale_to_ns, FrameClock};

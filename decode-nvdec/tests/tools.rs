@@ -1,0 +1,509 @@
+//! The publisher and subscriber tools as real, separate OS processes over
+//! host memory: every frame delivered and bit-exact against FFmpeg's
+//! reference decode, slow NewestOnly readers, crashes on either side, and
+//! bad input.
+
+use cuframes_core::layout::StreamDesc;
+use cuframes_core::ring::FrameMeta;
+use cuframes_core::runtime::{
+    HostBackend, Published, Publisher, PublisherConfig, RecvError, SubscribeOptions, Subscriber,
+};
+use cuframes_core::{Codec, DeliveryMode, PixelFormat, PublishPolicy};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const PUBLISH: &str = env!("CARGO_BIN_EXE_cuframes-publish");
+const SUBSCRIBE: &str = env!("CARGO_BIN_EXE_cuframes-subscribe");
+
+fn media(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../media")
+        .join(name)
+}
+
+/// A fresh runtime directory for one test.
+fn runtime_dir(test: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("cuframes-tools-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// `(frame index, md5)` of each frame line of a framemd5 file.
+fn framemd5(path: &Path) -> Vec<(u64, String)> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let cols: Vec<&str> = l.split(',').map(str::trim).collect();
+            (cols[2].parse().unwrap(), cols[5].to_owned())
+        })
+        .collect()
+}
+
+fn publisher(dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(PUBLISH);
+    c.args([
+        "--runtime-dir",
+        dir.to_str().unwrap(),
+        "--backend",
+        "host",
+        "--stats-interval",
+        "0",
+    ]);
+    c.args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    c
+}
+
+fn subscriber(dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(SUBSCRIBE);
+    c.args([
+        "--runtime-dir",
+        dir.to_str().unwrap(),
+        "--wait-publisher-ms",
+        "10000",
+    ]);
+    c.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
+    c
+}
+
+fn finish(child: Child, what: &str) -> Output {
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{what} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn shm_listing() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn three_in_order_subscribers_match_ffmpeg(clip: &str, key: &str) {
+    let dir = runtime_dir(key);
+    let shm_before = shm_listing();
+    let input = media(clip);
+    let reference = framemd5(&media(&format!("{clip}.framemd5")));
+    let publ = publisher(
+        &dir,
+        &[
+            "--input",
+            input.to_str().unwrap(),
+            "--key",
+            key,
+            "--policy",
+            "wait",
+            "--wait-subscribers",
+            "3",
+        ],
+    )
+    .spawn()
+    .unwrap();
+    let outs: Vec<PathBuf> = (0..3)
+        .map(|i| dir.join(format!("sub{i}.framemd5")))
+        .collect();
+    let subs: Vec<Child> = outs
+        .iter()
+        .map(|o| {
+            subscriber(
+                &dir,
+                &[
+                    "--key",
+                    key,
+                    "--mode",
+                    "in-order",
+                    "--framemd5",
+                    o.to_str().unwrap(),
+                ],
+            )
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    finish(publ, "publisher");
+    for (i, s) in subs.into_iter().enumerate() {
+        let out = finish(s, "subscriber");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("dropped 0"), "subscriber {i}: {err}");
+        let got = framemd5(&outs[i]);
+        assert_eq!(got.len(), reference.len(), "subscriber {i} frame count");
+        for (n, ((gi, gh), (ri, rh))) in got.iter().zip(&reference).enumerate() {
+            assert_eq!(
+                (gi, gh),
+                (&(n as u64), rh),
+                "subscriber {i} frame {n} ({ri})"
+            );
+        }
+        std::fs::remove_file(&outs[i]).unwrap();
+    }
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "runtime dir not empty after a clean exit: {left:?}"
+    );
+    assert_eq!(shm_listing(), shm_before, "/dev/shm changed");
+}
+
+#[test]
+fn h264_to_three_in_order_subscribers_matches_ffmpeg() {
+    three_in_order_subscribers_match_ffmpeg("sample-h264.mp4", "h264-3subs");
+}
+
+#[test]
+fn hevc_to_three_in_order_subscribers_matches_ffmpeg() {
+    three_in_order_subscribers_match_ffmpeg("sample-hevc.mkv", "hevc-3subs");
+}
+
+#[test]
+fn raw_annex_b_h264_matches_ffmpeg() {
+    three_in_order_subscribers_match_ffmpeg("sample-h264.h264", "raw-3subs");
+}
+
+#[test]
+fn slow_newest_only_subscriber_gets_newest_untorn_frames_and_counts_drops() {
+    let dir = runtime_dir("newest");
+    let reference = framemd5(&media("sample-h264.mp4.framemd5"));
+    let input = media("sample-h264.mp4");
+    let out = dir.join("slow.framemd5");
+    // Paced like a 25 fps camera; the subscriber takes 50 ms per frame.
+    let publ = publisher(
+        &dir,
+        &[
+            "--input",
+            input.to_str().unwrap(),
+            "--key",
+            "slow",
+            "--realtime",
+            "--wait-subscribers",
+            "1",
+        ],
+    )
+    .spawn()
+    .unwrap();
+    let sub = subscriber(
+        &dir,
+        &[
+            "--key",
+            "slow",
+            "--mode",
+            "newest-only",
+            "--sleep-ms",
+            "50",
+            "--framemd5",
+            out.to_str().unwrap(),
+        ],
+    )
+    .spawn()
+    .unwrap();
+    finish(publ, "publisher");
+    let stderr = String::from_utf8_lossy(&finish(sub, "subscriber").stderr).into_owned();
+    let got = framemd5(&out);
+    assert!(
+        got.len() > 10 && got.len() < reference.len(),
+        "received {} of {}: {stderr}",
+        got.len(),
+        reference.len()
+    );
+    let dropped: u64 = stderr
+        .split("dropped ")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no drop count in {stderr}"));
+    assert!(dropped > 0, "{stderr}");
+    assert_eq!(
+        got.len() as u64 + dropped,
+        reference.len() as u64,
+        "every frame is received or counted: {stderr}"
+    );
+    let mut last = None;
+    for (idx, hash) in &got {
+        assert!(
+            last.is_none_or(|l| *idx > l),
+            "NewestOnly went backwards at {idx}"
+        );
+        last = Some(*idx);
+        assert_eq!(
+            hash, &reference[*idx as usize].1,
+            "frame {idx} differs from FFmpeg's (torn?)"
+        );
+    }
+}
+
+fn small_stream() -> StreamDesc {
+    StreamDesc::packed(64, 32, PixelFormat::Nv12, Codec::H264).unwrap()
+}
+
+#[test]
+fn subscriber_killed_holding_a_lease_is_reclaimed_within_100ms() {
+    let dir = runtime_dir("killsub");
+    let shm_before = shm_listing();
+    let mut cfg = PublisherConfig::new("killsub");
+    cfg.runtime_dir = Some(dir.clone());
+    cfg.slots = 2;
+    cfg.policy = PublishPolicy::Wait;
+    cfg.wait_timeout = Duration::from_secs(20);
+    cfg.lease_timeout = Duration::from_secs(60);
+    let mut p = Publisher::create(HostBackend, cfg, small_stream()).unwrap();
+    // Receives frame 1 and holds it (its lease) while sleeping.
+    let mut sub = subscriber(
+        &dir,
+        &[
+            "--key",
+            "killsub",
+            "--mode",
+            "in-order",
+            "--sleep-ms",
+            "600000",
+            "--max-frames",
+            "1",
+        ],
+    )
+    .spawn()
+    .unwrap();
+    assert!(p.wait_for_subscribers(1, Duration::from_secs(10)));
+    let write = |slot: &mut cuframes_core::runtime::HostSlot,
+                 _: &StreamDesc|
+     -> Result<(), std::io::Error> {
+        slot.bytes_mut().fill(7);
+        Ok(())
+    };
+    assert_eq!(
+        p.publish(FrameMeta::default(), write).unwrap(),
+        Published::Committed(1)
+    );
+    assert_eq!(
+        p.publish(FrameMeta::default(), write).unwrap(),
+        Published::Committed(2)
+    );
+    // Give the subscriber time to lease frame 1; slot 1 is leased, slot 2
+    // unread by an InOrder subscriber: the third publish must wait.
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = sub.id();
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(pid as i32).unwrap(),
+            rustix::process::Signal::KILL,
+        )
+        .unwrap();
+        Instant::now()
+    });
+    let outcome = p.publish(FrameMeta::default(), write).unwrap();
+    let returned = Instant::now();
+    let killed = killer.join().unwrap();
+    let _ = sub.wait();
+    assert_eq!(outcome, Published::Committed(3));
+    let after_kill = returned.saturating_duration_since(killed);
+    assert!(
+        returned > killed,
+        "publish returned before the kill: the lease was not respected"
+    );
+    assert!(
+        after_kill < Duration::from_millis(100),
+        "slot reclaimed {after_kill:?} after SIGKILL"
+    );
+    eprintln!("slot reclaimed {after_kill:?} after SIGKILL");
+    for n in 4..10 {
+        assert_eq!(
+            p.publish(FrameMeta::default(), write).unwrap(),
+            Published::Committed(n)
+        );
+    }
+    assert_eq!(p.subscriber_count(), 0);
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        left,
+        vec![std::ffi::OsString::from("killsub.sock")],
+        "only the live publisher's socket may remain"
+    );
+    drop(p);
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    assert_eq!(shm_listing(), shm_before, "/dev/shm changed");
+}
+
+fn disconnected_within_100ms(kill: bool) {
+    let dir = runtime_dir(if kill { "killpub" } else { "exitpub" });
+    let input = media("sample-h264.mp4");
+    let key = if kill { "killpub" } else { "exitpub" };
+    let mut publ = publisher(
+        &dir,
+        &[
+            "--input",
+            input.to_str().unwrap(),
+            "--key",
+            key,
+            "--realtime",
+            "--loop",
+        ],
+    )
+    .spawn()
+    .unwrap();
+    let mut opts = SubscribeOptions::new(DeliveryMode::InOrder);
+    opts.runtime_dir = Some(dir.clone());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let sub = loop {
+        match Subscriber::connect_host(key, opts.clone()) {
+            Ok(s) => break s,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("{e}"),
+        }
+    };
+    for _ in 0..5 {
+        drop(sub.next_frame(Duration::from_secs(5)).unwrap());
+    }
+    let sig = if kill {
+        rustix::process::Signal::KILL
+    } else {
+        rustix::process::Signal::TERM
+    };
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(publ.id() as i32).unwrap(),
+        sig,
+    )
+    .unwrap();
+    let sent = Instant::now();
+    let result = loop {
+        match sub.next_frame(Duration::from_secs(5)) {
+            Ok(f) => drop(f),
+            Err(e) => break e,
+        }
+    };
+    let took = sent.elapsed();
+    assert!(matches!(result, RecvError::Disconnected), "{result}");
+    assert!(
+        took < Duration::from_millis(100),
+        "Disconnected after {took:?}"
+    );
+    eprintln!(
+        "Disconnected {took:?} after SIG{}",
+        if kill { "KILL" } else { "TERM" }
+    );
+    let status = publ.wait().unwrap();
+    if !kill {
+        assert!(status.success(), "SIGTERM must be a clean exit: {status}");
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            0,
+            "clean exit leaves nothing"
+        );
+    }
+}
+
+#[test]
+fn publisher_killed_gives_disconnected_within_100ms() {
+    disconnected_within_100ms(true);
+}
+
+#[test]
+fn publisher_terminated_gives_disconnected_within_100ms() {
+    disconnected_within_100ms(false);
+}
+
+fn fails_with(cmd: &mut Command, needle: &str) {
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "expected failure, got success: {err}"
+    );
+    assert!(err.contains(needle), "stderr lacks {needle:?}: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn bad_input_gets_a_clear_message_and_non_zero_exit() {
+    let dir = runtime_dir("bad");
+    let clip = media("sample-h264.mp4");
+    let missing = media("no-such-file.mp4");
+    fails_with(
+        &mut publisher(&dir, &["--input", missing.to_str().unwrap(), "--key", "b"]),
+        "no-such-file.mp4",
+    );
+    let junk = media("not-video.bin");
+    fails_with(
+        &mut publisher(&dir, &["--input", junk.to_str().unwrap(), "--key", "b"]),
+        "not-video.bin",
+    );
+    let mpeg4 = media("unsupported-mpeg4.avi");
+    fails_with(
+        &mut publisher(&dir, &["--input", mpeg4.to_str().unwrap(), "--key", "b"]),
+        "mpeg4",
+    );
+    fails_with(
+        &mut publisher(&dir, &["--input", clip.to_str().unwrap(), "--key", "../x"]),
+        "invalid --key",
+    );
+    fails_with(
+        &mut publisher(
+            &dir,
+            &[
+                "--input",
+                clip.to_str().unwrap(),
+                "--key",
+                "b",
+                "--ring",
+                "1",
+            ],
+        ),
+        "--ring 1",
+    );
+    fails_with(
+        &mut subscriber(&dir, &["--key", "nobody", "--wait-publisher-ms", "0"]),
+        "no publisher on key \"nobody\"",
+    );
+    fails_with(
+        &mut subscriber(&dir, &["--key", "a/b"]),
+        "invalid stream key",
+    );
+
+    let live = publisher(
+        &dir,
+        &[
+            "--input",
+            clip.to_str().unwrap(),
+            "--key",
+            "live",
+            "--realtime",
+            "--loop",
+        ],
+    )
+    .spawn()
+    .unwrap();
+    let sock = dir.join("live.sock");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    fails_with(
+        &mut publisher(&dir, &["--input", clip.to_str().unwrap(), "--key", "live"]),
+        "already live",
+    );
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(live.id() as i32).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    finish(live, "live publisher");
+}
