@@ -45,3 +45,8 @@ pub use format::{Codec, PixelFormat};
 pub use key::{KeyError, StreamKey};
 pub use kinds::{DeliveryMode, MemoryKind, PublishPolicy, SyncKind};
 pub use version::{Version, PROTOCOL_VERSION};
+
+/// The README's examples, compiled as doctests so they stay true.
+#[cfg(all(doctest, feature = "std"))]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

@@ -33,3 +33,6 @@ pub enum HandshakeError {
     #[error("the connection is closed")]
     Closed,
 }
+
+#[cfg(test)]
+mod tests;
