@@ -10,7 +10,7 @@ use cuframes_core::runtime::{
 };
 use cuframes_core::{Codec, DeliveryMode, PixelFormat, PublishPolicy};
 use std::convert::Infallible;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -20,17 +20,17 @@ fn temp_dir(name: &str) -> PathBuf {
     d
 }
 
-fn config(dir: &PathBuf, key: &str, slots: u32, policy: PublishPolicy) -> PublisherConfig {
+fn config(dir: &Path, key: &str, slots: u32, policy: PublishPolicy) -> PublisherConfig {
     let mut c = PublisherConfig::new(key);
-    c.runtime_dir = Some(dir.clone());
+    c.runtime_dir = Some(dir.to_path_buf());
     c.slots = slots;
     c.policy = policy;
     c
 }
 
-fn opts(dir: &PathBuf, mode: DeliveryMode) -> SubscribeOptions {
+fn opts(dir: &Path, mode: DeliveryMode) -> SubscribeOptions {
     let mut o = SubscribeOptions::new(mode);
-    o.runtime_dir = Some(dir.clone());
+    o.runtime_dir = Some(dir.to_path_buf());
     o
 }
 

@@ -85,6 +85,11 @@ const _: () = {
     assert!(offset_of!(ControlHeader, reserved) == 152);
 };
 
+/// Byte offset of the `wake` futex word.
+pub const WAKE_OFFSET: usize = core::mem::offset_of!(ControlHeader, wake);
+/// Byte offset of the `release_wake` futex word.
+pub const RELEASE_WAKE_OFFSET: usize = core::mem::offset_of!(ControlHeader, release_wake);
+
 /// Word indices (byte offset / 8) of the header fields the ring touches.
 pub(crate) mod word {
     use super::ControlHeader;

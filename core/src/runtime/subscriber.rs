@@ -13,7 +13,9 @@ use super::futex;
 use super::host::HostBackend;
 use super::shm::{self, Access, Mapping, ShmError};
 use crate::handshake::{HandshakeError, SubscriberEvent, SubscriberHandshake};
-use crate::layout::{ControlLayout, LayoutError, StreamDesc, LEASES_PER_ROW, LEASE_REGION_SIZE};
+use crate::layout::{
+    header, ControlLayout, LayoutError, StreamDesc, LEASES_PER_ROW, LEASE_REGION_SIZE,
+};
 use crate::ring::{Acquire, ControlWords, Cursor, FrameMeta, Lease, LeaseWords, RingReader};
 use crate::wire::{decode, ErrorCode, Hello, Name, WireError, HELLO_WANTS_FRAMES};
 use crate::{DeliveryMode, MemoryKind, PROTOCOL_VERSION};
@@ -477,10 +479,14 @@ impl<B: Backend> Drop for Subscriber<B> {
     }
 }
 
-fn control_words(m: &Mapping, layout: ControlLayout) -> Result<ControlWords<'_>, LayoutError> {
+/// The control region `m` as words for `layout` (futex words included).
+pub(crate) fn control_words(
+    m: &Mapping,
+    layout: ControlLayout,
+) -> Result<ControlWords<'_>, LayoutError> {
     let too_small = LayoutError::TooSmall(m.len() as u64);
-    let wake = m.u32_at(104).ok_or(too_small)?;
-    let rel = m.u32_at(112).ok_or(too_small)?;
+    let wake = m.u32_at(header::WAKE_OFFSET).ok_or(too_small)?;
+    let rel = m.u32_at(header::RELEASE_WAKE_OFFSET).ok_or(too_small)?;
     ControlWords::new(m.words(), wake, rel, layout).map_err(|_| too_small)
 }
 

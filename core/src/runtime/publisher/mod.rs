@@ -152,15 +152,9 @@ pub(crate) struct Shared<B: Backend> {
 
 impl<B: Backend> Shared<B> {
     fn words(&self) -> ControlWords<'_> {
-        let w = self.control.words();
-        let wake = self.control.u32_at(104);
-        let rel = self.control.u32_at(112);
-        match (wake, rel) {
-            (Some(wake), Some(rel)) => match ControlWords::new(w, wake, rel, self.layout) {
-                Ok(c) => c,
-                Err(_) => unreachable_layout(),
-            },
-            _ => unreachable_layout(),
+        match super::subscriber::control_words(&self.control, self.layout) {
+            Ok(c) => c,
+            Err(_) => unreachable_layout(),
         }
     }
 
