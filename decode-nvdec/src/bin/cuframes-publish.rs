@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum BackendArg {
-    /// CUDA when a GPU and a CUDA-enabled build are present, else host.
+    /// Host in this build (will pick CUDA when a GPU is present once the CUDA backend lands).
     Auto,
     /// Host memory (memfd): works on any Linux machine.
     Host,
@@ -25,7 +25,7 @@ enum BackendArg {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum DecoderArg {
-    /// NVDEC when present, else software.
+    /// Software in this build (will pick NVDEC when present once it lands).
     Auto,
     /// FFmpeg's software decoder.
     Software,
