@@ -43,7 +43,7 @@ enum PolicyArg {
 
 /// Decode a video file once and share its frames with subscriber processes.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None, args_override_self = true)]
+#[command(version, long_about = None, args_override_self = true)]
 struct Args {
     /// Input file: MP4, Matroska, MPEG-TS or raw Annex B .h264/.h265 (H.264 or HEVC).
     #[arg(long)]

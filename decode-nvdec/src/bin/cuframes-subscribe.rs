@@ -21,7 +21,7 @@ enum Mode {
 
 /// Receive frames of a cuframes stream (host memory).
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None, args_override_self = true)]
+#[command(version, long_about = None, args_override_self = true)]
 struct Args {
     /// Stream key to connect to ([A-Za-z0-9_-]{1,63}).
     #[arg(long)]
