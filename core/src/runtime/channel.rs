@@ -187,18 +187,7 @@ impl Channel {
 
 /// Waits until `fd` is readable (or hung up). `Ok(false)` on timeout.
 pub fn readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> Result<bool, ChannelError> {
-    let mut p = [PollFd::new(&fd, PollFlags::IN)];
-    let ts = timeout.map(|t| rustix::time::Timespec {
-        tv_sec: t.as_secs().min(i64::MAX as u64) as i64,
-        tv_nsec: t.subsec_nanos() as _,
-    });
-    loop {
-        match rustix::event::poll(&mut p, ts.as_ref()) {
-            Ok(n) => return Ok(n > 0),
-            Err(Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
+    poll_one(fd, PollFlags::IN, timeout)
 }
 
 fn wait_fd(
@@ -206,14 +195,23 @@ fn wait_fd(
     flags: PollFlags,
     timeout: Option<Duration>,
 ) -> Result<(), ChannelError> {
+    poll_one(fd, flags, timeout).map(|_| ())
+}
+
+/// poll(2) on one fd, retried on EINTR; `Ok(false)` on timeout.
+fn poll_one(
+    fd: BorrowedFd<'_>,
+    flags: PollFlags,
+    timeout: Option<Duration>,
+) -> Result<bool, ChannelError> {
     let mut p = [PollFd::new(&fd, flags)];
-    let ts = timeout.map(|t| rustix::time::Timespec {
-        tv_sec: t.as_secs() as i64,
-        tv_nsec: t.subsec_nanos() as _,
-    });
-    match rustix::event::poll(&mut p, ts.as_ref()) {
-        Ok(_) | Err(Errno::INTR) => Ok(()),
-        Err(e) => Err(e.into()),
+    let ts = timeout.map(super::clock::timespec);
+    loop {
+        match rustix::event::poll(&mut p, ts.as_ref()) {
+            Ok(n) => return Ok(n > 0),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 

@@ -10,10 +10,7 @@ use std::time::Duration;
 /// `EAGAIN` (value already changed), `EINTR` and `ETIMEDOUT` all just return:
 /// callers re-check their condition.
 pub fn wait(word: &AtomicU32, expected: u32, timeout: Duration) {
-    let ts = rustix::time::Timespec {
-        tv_sec: timeout.as_secs().min(i64::MAX as u64) as i64,
-        tv_nsec: timeout.subsec_nanos() as _,
-    };
+    let ts = super::clock::timespec(timeout);
     let _ = futex::wait(word, futex::Flags::empty(), expected, Some(&ts));
 }
 
