@@ -26,10 +26,12 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod annexb;
 mod codecpar;
 pub mod decoder;
 pub mod demux;
 pub mod frame;
+pub mod nvdec;
 pub mod software;
 pub mod time;
 
@@ -38,6 +40,7 @@ pub use cuframes_core;
 /// [`Demuxer::decoder_parameters`]).
 pub use ffmpeg_next as ffmpeg;
 
+pub use annexb::{AnnexB, AnnexBError};
 pub use decoder::{DecodeError, Decoded, Decoder};
 pub use demux::{DemuxError, Demuxer, OpenError, Packet, StreamInfo};
 pub use frame::{HostFrame, PlaneLayout};

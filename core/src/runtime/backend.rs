@@ -17,6 +17,22 @@ pub struct SlotExport {
     pub handle: Vec<u8>,
 }
 
+/// What a subscriber learns of the publisher before it imports any slot
+/// (WELCOME and the validated control header, `docs/protocol.md` §4.2, §3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    /// The publisher's memory kind.
+    pub memory_kind: MemoryKind,
+    /// The publisher's sync kind.
+    pub sync_kind: SyncKind,
+    /// UUID of the GPU holding the slots (zero for host memory).
+    pub gpu_uuid: [u8; 16],
+    /// Bytes per slot.
+    pub slot_size: u64,
+    /// Slots in the ring.
+    pub slot_count: u32,
+}
+
 /// A memory backend: frame slots allocated by the publisher, exported as fds
 /// or handles, imported by subscribers.
 pub trait Backend {
@@ -38,6 +54,27 @@ pub trait Backend {
     /// UUID of the GPU holding the slots (zero for host memory).
     fn gpu_uuid(&self) -> [u8; 16] {
         [0; 16]
+    }
+
+    /// Subscriber: whether this backend can import memory of `kind`
+    /// (default: only its own [`Backend::memory_kind`]).
+    fn accepts(&self, kind: MemoryKind) -> bool {
+        kind == self.memory_kind()
+    }
+
+    /// Subscriber: called once with the publisher's description before the
+    /// first [`Backend::import`]; a GPU backend picks its device by
+    /// `peer.gpu_uuid` here. Default: nothing to do.
+    fn attach(&mut self, peer: &Peer) -> Result<(), Self::Error> {
+        let _ = peer;
+        Ok(())
+    }
+
+    /// Subscriber: called when a frame guard in `slot` is dropped or
+    /// released, before its lease is returned; a GPU backend waits here for
+    /// the consumer's work on the frame. Default: nothing to wait for.
+    fn before_release(&self, slot: &Self::Imported) {
+        let _ = slot;
     }
 
     /// Publisher: allocates slot `index` of `size` bytes.

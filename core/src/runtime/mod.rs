@@ -7,11 +7,13 @@ pub mod clock;
 pub mod dir;
 pub mod futex;
 pub mod host;
+mod leases;
 pub mod publisher;
 pub mod shm;
 pub mod subscriber;
 
-pub use backend::{Backend, SlotExport};
+pub use backend::{Backend, Peer, SlotExport};
+pub use leases::PendingRelease;
 pub use host::{HostBackend, HostError, HostImported, HostSlot};
 pub use publisher::{
     CreateError, PublishError, Published, Publisher, PublisherConfig, PublisherStats,

@@ -6,7 +6,8 @@
 //! the next frame for its delivery mode and returns a [`Frame`] guard whose
 //! drop releases the lease.
 
-use super::backend::Backend;
+use super::backend::{Backend, Peer};
+use super::leases::{LeaseState, PendingRelease};
 use super::channel::{Channel, ChannelError};
 use super::dir::{self, DirError};
 use super::futex;
@@ -21,6 +22,7 @@ use crate::wire::{decode, ErrorCode, Hello, Name, WireError, HELLO_WANTS_FRAMES}
 use crate::{DeliveryMode, MemoryKind, PROTOCOL_VERSION};
 use rustix::fd::{AsFd, OwnedFd};
 use std::cell::{Cell, RefCell};
+use std::sync::Arc;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::prelude::rust_2021::*;
@@ -139,16 +141,13 @@ pub struct SubscriberStats {
 pub struct Subscriber<B: Backend = HostBackend> {
     chan: RefCell<Channel>,
     hs: RefCell<SubscriberHandshake>,
-    control: Mapping,
-    row: Mapping,
+    leases: Arc<LeaseState>,
     _row_fd: OwnedFd,
-    layout: ControlLayout,
     stream: StreamDesc,
     slots: Vec<B::Imported>,
     mode: DeliveryMode,
     subscriber_id: u32,
     cursor: Cell<Cursor>,
-    entries: Cell<u8>,
     stats: Cell<SubscriberStats>,
     gone: Cell<bool>,
     backend: B,
@@ -163,7 +162,10 @@ impl Subscriber<HostBackend> {
 
 impl<B: Backend> Subscriber<B> {
     /// Connects to the publisher of `key`, importing its slots with `backend`.
-    pub fn connect(key: &str, backend: B, opts: SubscribeOptions) -> Result<Self, ConnectError> {
+    ///
+    /// The backend sees the publisher's memory kind, sync kind and GPU UUID
+    /// ([`Backend::attach`]) before it imports the slots.
+    pub fn connect(key: &str, mut backend: B, opts: SubscribeOptions) -> Result<Self, ConnectError> {
         let dir = opts.runtime_dir.clone().unwrap_or_else(dir::runtime_dir);
         let path = dir::socket_path(&dir, key)?;
         let stream = UnixStream::connect(&path).map_err(|source| ConnectError::NoPublisher {
@@ -238,7 +240,7 @@ impl<B: Backend> Subscriber<B> {
                 .into())
             }
         };
-        if welcome.memory_kind != backend.memory_kind() {
+        if !backend.accepts(welcome.memory_kind) {
             return Err(ConnectError::MemoryKind {
                 theirs: welcome.memory_kind,
                 ours: backend.memory_kind(),
@@ -293,6 +295,15 @@ impl<B: Backend> Subscriber<B> {
             }
             .into());
         }
+        backend
+            .attach(&Peer {
+                memory_kind: welcome.memory_kind,
+                sync_kind: welcome.sync_kind,
+                gpu_uuid: uuid_bytes(header.gpu_uuid),
+                slot_size: welcome.slot_size,
+                slot_count: welcome.slot_count,
+            })
+            .map_err(|e| ConnectError::Import(Box::new(e)))?;
         let mut slots = Vec::with_capacity(welcome.slot_count as usize);
         for i in 0..welcome.slot_count as usize {
             let hl = welcome.handle_len as usize;
@@ -321,16 +332,13 @@ impl<B: Backend> Subscriber<B> {
         Ok(Subscriber {
             chan: RefCell::new(chan),
             hs: RefCell::new(hs),
-            control,
-            row,
+            leases: Arc::new(LeaseState::new(control, row, layout, opts.mode)),
             _row_fd: row_fd,
-            layout,
             stream,
             slots,
             mode: opts.mode,
             subscriber_id,
             cursor: Cell::new(Cursor { last_seq: start }),
-            entries: Cell::new(0),
             stats: Cell::new(SubscriberStats::default()),
             gone: Cell::new(false),
             backend,
@@ -338,13 +346,7 @@ impl<B: Backend> Subscriber<B> {
     }
 
     fn reader(&self) -> RingReader<'_> {
-        // Both were checked at connect time; these cannot fail afterwards.
-        let ctl = control_words(&self.control, self.layout);
-        let row = LeaseWords::new(self.row.words());
-        match (ctl, row) {
-            (Ok(c), Ok(r)) => RingReader::new(c, r),
-            _ => unreachable!("mappings validated at connect"),
-        }
+        self.leases.reader()
     }
 
     /// The validated stream description (frame size, format, plane layout).
@@ -357,6 +359,11 @@ impl<B: Backend> Subscriber<B> {
         &self.backend
     }
 
+    /// Slots in the publisher's ring.
+    pub fn slot_count(&self) -> u32 {
+        self.slots.len() as u32
+    }
+
     /// Publisher-assigned id.
     pub fn id(&self) -> u32 {
         self.subscriber_id
@@ -364,7 +371,10 @@ impl<B: Backend> Subscriber<B> {
 
     /// Counters so far.
     pub fn stats(&self) -> SubscriberStats {
-        self.stats.get()
+        SubscriberStats {
+            revoked: self.leases.book().revoked,
+            ..self.stats.get()
+        }
     }
 
     /// The next frame for this subscriber's delivery mode, waiting at most
@@ -377,7 +387,7 @@ impl<B: Backend> Subscriber<B> {
     /// delivered, then [`RecvError::Disconnected`].
     pub fn next_frame(&self, timeout: Duration) -> Result<Frame<'_, B>, RecvError> {
         let deadline = Instant::now() + timeout;
-        let used = self.entries.get();
+        let used = self.leases.book().entries;
         let entry = (0..LEASES_PER_ROW)
             .find(|i| used & (1 << i) == 0)
             .ok_or(RecvError::TooManyLeases)?;
@@ -391,7 +401,7 @@ impl<B: Backend> Subscriber<B> {
                 self.cursor.set(Cursor {
                     last_seq: lease.seq,
                 });
-                self.entries.set(used | 1 << entry);
+                self.leases.book().entries |= 1 << entry;
                 let mut st = self.stats.get();
                 st.received += 1;
                 st.dropped = st.dropped.saturating_add(lease.skipped);
@@ -453,18 +463,9 @@ impl<B: Backend> Subscriber<B> {
         }
     }
 
-    fn release(&self, lease: &Lease) -> bool {
-        let reader = self.reader();
-        let valid = reader.still_valid(lease);
-        reader.release(lease, self.mode);
-        self.entries.set(self.entries.get() & !(1 << lease.entry));
-        if !valid {
-            let mut st = self.stats.get();
-            st.revoked += 1;
-            self.stats.set(st);
-        }
-        futex::wake_all(reader.words().release_wake());
-        valid
+    fn release(&self, slot: &B::Imported, lease: &Lease) -> bool {
+        self.backend.before_release(slot);
+        self.leases.release(lease)
     }
 }
 
@@ -477,6 +478,14 @@ impl<B: Backend> Drop for Subscriber<B> {
             let _ = chan.send(&o.message(), &[]);
         }
     }
+}
+
+/// The header's GPU UUID words as the 16 bytes they were made from.
+fn uuid_bytes(words: [u64; 2]) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&words[0].to_le_bytes());
+    b[8..].copy_from_slice(&words[1].to_le_bytes());
+    b
 }
 
 /// The control region `m` as words for `layout` (futex words included).
@@ -527,7 +536,20 @@ impl<'a, B: Backend> Frame<'a, B> {
     /// Releases now; returns [`Frame::is_valid`] as of the release.
     pub fn release(self) -> bool {
         let me = std::mem::ManuallyDrop::new(self);
-        me.sub.release(&me.lease)
+        me.sub.release(me.memory(), &me.lease)
+    }
+
+    /// Ends the guard but keeps the lease: the returned [`PendingRelease`]
+    /// returns it later, from any thread (e.g. a CUDA host callback once the
+    /// consumer's stream is done with the frame). Skips the backend's
+    /// release-time synchronisation: the caller takes that on.
+    pub fn release_later(self) -> PendingRelease {
+        let me = std::mem::ManuallyDrop::new(self);
+        PendingRelease {
+            state: Arc::clone(&me.sub.leases),
+            lease: me.lease,
+            done: false,
+        }
     }
 }
 
@@ -569,6 +591,6 @@ impl<'a> Frame<'a, HostBackend> {
 
 impl<B: Backend> Drop for Frame<'_, B> {
     fn drop(&mut self) {
-        self.sub.release(&self.lease);
+        self.sub.release(self.memory(), &self.lease);
     }
 }

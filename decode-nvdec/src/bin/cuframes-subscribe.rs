@@ -4,8 +4,11 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
-use cuframes_core::runtime::{ConnectError, Frame, RecvError, SubscribeOptions, Subscriber};
-use cuframes_core::DeliveryMode;
+use cuframes_core::runtime::{
+    Backend, ConnectError, Frame, HostBackend, RecvError, SubscribeOptions, Subscriber,
+};
+use cuframes_core::{DeliveryMode, MemoryKind};
+use cuframes_cuda::{CudaBackend, CudaFrameExt};
 use md5::{Digest, Md5};
 use std::io::Write;
 use std::path::PathBuf;
@@ -19,18 +22,32 @@ enum Mode {
     NewestOnly,
 }
 
-/// Receive frames of a cuframes stream (host memory).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BackendArg {
+    /// Whatever the publisher shares: host memory, or VRAM through CUDA.
+    Auto,
+    /// Host memory (memfd) only.
+    Host,
+    /// CUDA memory only (VMM fds or legacy IPC handles, on the publisher's GPU).
+    Cuda,
+}
+
+/// Receive frames of a cuframes stream (host memory or CUDA VRAM).
 #[derive(Debug, Parser)]
 #[command(version, long_about = None, args_override_self = true)]
 struct Args {
     /// Stream key to connect to ([A-Za-z0-9_-]{1,63}).
     #[arg(long)]
     key: String,
+    /// Which memory to accept; `auto` follows the publisher.
+    #[arg(long, value_enum, default_value = "auto")]
+    backend: BackendArg,
     /// Delivery mode.
     #[arg(long, value_enum, default_value = "in-order")]
     mode: Mode,
     /// Write the MD5 of each received frame (packed NV12/P010 rows, as
     /// `ffmpeg -f framemd5 -pix_fmt nv12`) to this file; `-` for stdout.
+    /// CUDA frames are copied to host memory for it.
     #[arg(long, value_name = "FILE")]
     framemd5: Option<PathBuf>,
     /// Stop after this many frames.
@@ -48,6 +65,10 @@ struct Args {
     /// Seconds between periodic stats lines on stderr (0: only the summary).
     #[arg(long, default_value_t = 0.0, value_name = "SECS")]
     stats_interval: f64,
+    /// CUDA: print how much VRAM importing the ring took beyond this
+    /// process's CUDA context (free device memory before and after connecting).
+    #[arg(long)]
+    report_vram: bool,
     /// Name shown in the publisher's log.
     #[arg(long)]
     name: Option<String>,
@@ -70,7 +91,7 @@ fn main() {
     }
 }
 
-fn connect(args: &Args) -> Result<Subscriber> {
+fn connect<B: Backend>(args: &Args, backend: impl Fn() -> Result<B>) -> Result<Subscriber<B>> {
     let mut opts = SubscribeOptions::new(match args.mode {
         Mode::InOrder => DeliveryMode::InOrder,
         Mode::NewestOnly => DeliveryMode::NewestOnly,
@@ -81,7 +102,7 @@ fn connect(args: &Args) -> Result<Subscriber> {
     opts.runtime_dir = args.runtime_dir.clone();
     let deadline = Instant::now() + Duration::from_millis(args.wait_publisher_ms);
     loop {
-        match Subscriber::connect_host(&args.key, opts.clone()) {
+        match Subscriber::connect(&args.key, backend()?, opts.clone()) {
             Err(ConnectError::NoPublisher { .. }) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -95,7 +116,7 @@ struct Md5Writer {
 }
 
 impl Md5Writer {
-    fn create(path: &PathBuf, sub: &Subscriber) -> Result<Self> {
+    fn create<B: Backend>(path: &PathBuf, sub: &Subscriber<B>) -> Result<Self> {
         let mut out: Box<dyn Write> = if path.as_os_str() == "-" {
             Box::new(std::io::stdout().lock())
         } else {
@@ -129,20 +150,82 @@ impl Md5Writer {
     }
 }
 
-/// MD5 over the frame's rows without pitch padding.
-fn frame_md5(f: &Frame<'_>) -> (String, usize) {
+fn hex(h: Md5) -> String {
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// MD5 over a host frame's rows without pitch padding.
+fn host_md5(f: &Frame<'_>) -> Result<(String, usize)> {
     let mut h = Md5::new();
     let mut size = 0;
     f.for_each_row(|row| {
         h.update(row);
         size += row.len();
     });
-    let hex = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    (hex, size)
+    Ok((hex(h), size))
 }
 
 fn run(args: Args) -> Result<()> {
-    let sub = connect(&args)?;
+    match args.backend {
+        BackendArg::Host => receive(&args, connect(&args, || Ok(HostBackend))?, host_md5),
+        BackendArg::Cuda => receive(&args, connect_cuda(&args)?, cuda_md5()),
+        BackendArg::Auto => match connect(&args, || Ok(HostBackend)) {
+            Ok(sub) => receive(&args, sub, host_md5),
+            Err(e) if is_cuda_publisher(&e) => receive(&args, connect_cuda(&args)?, cuda_md5()),
+            Err(e) => Err(e),
+        },
+    }
+}
+
+/// Connects with the CUDA backend; with --report-vram, measures the imports.
+fn connect_cuda(args: &Args) -> Result<Subscriber<CudaBackend>> {
+    let cuda = || CudaBackend::subscriber().context("--backend cuda");
+    if !args.report_vram {
+        return connect(args, cuda);
+    }
+    // The context first (device 0: the measurement is meant for one-GPU hosts).
+    let dev = cuframes_cuda::CudaDevice::open(0).context("--report-vram: opening device 0")?;
+    let before = dev.memory_info()?.free;
+    let sub = connect(args, cuda)?;
+    let after = dev.memory_info()?.free;
+    eprintln!(
+        "{}: VRAM: importing {} slots took {:.2} MiB beyond this process's CUDA context (free {} -> {} MiB)",
+        args.name.as_deref().unwrap_or("subscriber"),
+        sub.slot_count(),
+        before.saturating_sub(after) as f64 / 1048576.0,
+        before >> 20,
+        after >> 20
+    );
+    Ok(sub)
+}
+
+/// Whether connecting with host memory failed because the publisher shares VRAM.
+fn is_cuda_publisher(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<ConnectError>(),
+        Some(ConnectError::MemoryKind {
+            theirs: MemoryKind::CudaVmmFd | MemoryKind::CudaLegacyIpc,
+            ..
+        })
+    )
+}
+
+/// MD5 of a CUDA frame: copied to host (after the publisher's event, if any).
+fn cuda_md5() -> impl FnMut(&Frame<'_, CudaBackend>) -> Result<(String, usize)> {
+    let mut buf = Vec::new();
+    move |f| {
+        f.copy_to_host(&mut buf).context("copying a frame to host memory")?;
+        let mut h = Md5::new();
+        h.update(&buf);
+        Ok((hex(h), buf.len()))
+    }
+}
+
+fn receive<B: Backend>(
+    args: &Args,
+    sub: Subscriber<B>,
+    mut hash: impl FnMut(&Frame<'_, B>) -> Result<(String, usize)>,
+) -> Result<()> {
     let name = args
         .name
         .clone()
@@ -184,7 +267,7 @@ fn run(args: Args) -> Result<()> {
         };
         let now = cuframes_core::runtime::clock::monotonic_ns();
         let meta = *frame.meta();
-        let hashed = md5.as_ref().map(|_| frame_md5(&frame));
+        let hashed = md5.as_ref().map(|_| hash(&frame)).transpose()?;
         if args.sleep_ms > 0 {
             std::thread::sleep(Duration::from_millis(args.sleep_ms));
         }

@@ -1,0 +1,144 @@
+//! A CUDA device and its primary context, found by ordinal or GPU UUID.
+
+use crate::driver::{self, OwnedStream, PrimaryContext, RawStream};
+use crate::CudaError;
+use std::sync::Arc;
+
+/// A device's memory as the driver reports it (`cuMemGetInfo_v2`), bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryInfo {
+    /// Free device memory.
+    pub free: u64,
+    /// Total device memory.
+    pub total: u64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    ctx: PrimaryContext,
+    ordinal: u32,
+    uuid: [u8; 16],
+    name: String,
+}
+
+/// One CUDA device with its retained primary context (the context cudarc's
+/// `CudaContext::new(ordinal)` also uses, so cudarc code in the same process
+/// shares it). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct CudaDevice {
+    inner: Arc<Inner>,
+}
+
+/// `cuInit`, or why it cannot run.
+pub(crate) fn init() -> Result<(), CudaError> {
+    match driver::init() {
+        None => Err(CudaError::DriverMissing),
+        Some(r) => Ok(r?),
+    }
+}
+
+impl CudaDevice {
+    /// Opens device `ordinal` (as numbered after `CUDA_VISIBLE_DEVICES`).
+    ///
+    /// Errors: [`CudaError::DriverMissing`], [`CudaError::NoDevice`], driver errors.
+    pub fn open(ordinal: u32) -> Result<Self, CudaError> {
+        init()?;
+        let count = driver::device_count()?;
+        if ordinal as i64 >= count as i64 {
+            return Err(CudaError::NoDevice { ordinal, count });
+        }
+        let dev = driver::device_get(ordinal as i32)?;
+        let inner = Inner {
+            uuid: driver::device_uuid(dev)?,
+            name: driver::device_name(dev)?,
+            ctx: PrimaryContext::retain(dev)?,
+            ordinal,
+        };
+        inner.ctx.make_current()?;
+        Ok(CudaDevice {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Opens the visible device whose UUID is `uuid`, whatever its ordinal
+    /// here (containers may number GPUs differently).
+    ///
+    /// Errors: [`CudaError::UuidNotFound`] if no visible device has it.
+    pub fn by_uuid(uuid: &[u8; 16]) -> Result<Self, CudaError> {
+        init()?;
+        for i in 0..driver::device_count()?.max(0) {
+            if driver::device_uuid(driver::device_get(i)?)? == *uuid {
+                return Self::open(i as u32);
+            }
+        }
+        Err(CudaError::UuidNotFound(*uuid))
+    }
+
+    /// Ordinal in this process.
+    pub fn ordinal(&self) -> u32 {
+        self.inner.ordinal
+    }
+
+    /// The GPU UUID (16 bytes, as `cuDeviceGetUuid_v2` gives it).
+    pub fn uuid(&self) -> [u8; 16] {
+        self.inner.uuid
+    }
+
+    /// Device name, e.g. `NVIDIA H200`.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Makes the primary context current on the calling thread
+    /// (`cuCtxSetCurrent`).
+    pub fn make_current(&self) -> Result<(), CudaError> {
+        Ok(self.inner.ctx.make_current()?)
+    }
+
+    /// Free and total device memory (`cuMemGetInfo_v2`).
+    pub fn memory_info(&self) -> Result<MemoryInfo, CudaError> {
+        self.make_current()?;
+        let (free, total) = driver::mem_info()?;
+        Ok(MemoryInfo { free, total })
+    }
+
+    /// Waits for all work of the context (`cuCtxSynchronize`).
+    pub fn synchronize(&self) -> Result<(), CudaError> {
+        self.make_current()?;
+        Ok(driver::ctx_synchronize()?)
+    }
+
+    pub(crate) fn raw_device(&self) -> cudarc::driver::sys::CUdevice {
+        self.inner.ctx.device()
+    }
+}
+
+/// A non-blocking CUDA stream of a [`CudaDevice`] (`cuStreamCreate`),
+/// destroyed on drop.
+#[derive(Debug)]
+pub struct CudaStream {
+    stream: OwnedStream,
+    device: CudaDevice,
+}
+
+impl CudaStream {
+    /// Creates a stream on `device`.
+    pub fn new(device: &CudaDevice) -> Result<Self, CudaError> {
+        device.make_current()?;
+        Ok(CudaStream {
+            stream: OwnedStream::new()?,
+            device: device.clone(),
+        })
+    }
+
+    /// The raw handle, for the slot and frame operations.
+    pub fn raw(&self) -> RawStream {
+        self.stream.raw()
+    }
+
+    /// Waits for the stream's work (`cuStreamSynchronize`).
+    pub fn synchronize(&self) -> Result<(), CudaError> {
+        self.device.make_current()?;
+        Ok(driver::stream_synchronize(self.raw())?)
+    }
+}

@@ -1,0 +1,58 @@
+//! The backend's errors.
+
+pub use crate::driver::DriverError;
+
+/// What can go wrong in the CUDA backend.
+#[derive(Debug, thiserror::Error)]
+pub enum CudaError {
+    /// `libcuda.so` could not be loaded (no NVIDIA driver on this machine).
+    #[error("the NVIDIA driver (libcuda.so.1) is not available on this machine")]
+    DriverMissing,
+    /// A CUDA driver call failed.
+    #[error(transparent)]
+    Driver(#[from] DriverError),
+    /// No device with this ordinal.
+    #[error("no CUDA device {ordinal}: this process sees {count}")]
+    NoDevice {
+        /// Asked-for ordinal.
+        ordinal: u32,
+        /// Devices visible (after `CUDA_VISIBLE_DEVICES`).
+        count: i32,
+    },
+    /// The publisher's GPU is not visible to this process.
+    #[error("the publisher's GPU {} is not visible here (check CUDA_VISIBLE_DEVICES / the container's devices)", uuid_string(.0))]
+    UuidNotFound([u8; 16]),
+    /// A subscriber backend was used before the handshake attached it.
+    #[error("the subscriber backend has no device yet (import before attach)")]
+    NotAttached,
+    /// The publisher sent no fd for a VMM slot.
+    #[error("a CudaVmmFd slot arrived without its file descriptor")]
+    MissingFd,
+    /// A slot's handle bytes have the wrong length for its kinds.
+    #[error("slot handle of {len} bytes, expected {expected} for this memory and sync kind")]
+    HandleLength {
+        /// Received.
+        len: usize,
+        /// Expected.
+        expected: usize,
+    },
+    /// The publisher shares memory of a kind this backend does not import.
+    #[error("memory kind {0:?} is not a CUDA kind")]
+    Kind(cuframes_core::MemoryKind),
+    /// A frame does not fit its slot or plane layout.
+    #[error("{0}")]
+    Layout(&'static str),
+}
+
+/// A GPU UUID as `nvidia-smi -L` prints it: `GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`.
+pub fn uuid_string(u: &[u8; 16]) -> String {
+    let h: String = u.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "GPU-{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}

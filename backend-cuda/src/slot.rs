@@ -1,0 +1,232 @@
+//! Slot memory: the publisher's writable slots and the subscriber's imports
+//! (`docs/protocol.md` §3.6: CUDA memory kinds).
+
+use crate::driver::{self, DeviceAlloc, Event, IpcMem, Mem, RawStream, VmmHandle, VmmMapping};
+use crate::{CudaDevice, CudaError};
+use cuframes_core::layout::StreamDesc;
+
+/// Where plane `i` of a frame laid out by `desc` lies in a slot of `size`
+/// bytes: (offset, pitch, row bytes, rows), bounds-checked.
+pub(crate) fn plane_span(
+    desc: &StreamDesc,
+    i: usize,
+    size: u64,
+) -> Result<(u64, usize, usize, usize), CudaError> {
+    let (row, rows) = desc
+        .format()
+        .plane_extent(i as u32, desc.width as u32, desc.height as u32)
+        .ok_or(CudaError::Layout("no such plane in this pixel format"))?;
+    let off = *desc
+        .plane_offset
+        .get(i)
+        .ok_or(CudaError::Layout("plane index out of range"))?;
+    let pitch = desc.plane_pitch[i];
+    let end = pitch
+        .checked_mul(rows as u64 - 1)
+        .and_then(|n| n.checked_add(row as u64))
+        .and_then(|n| n.checked_add(off));
+    if end.is_none_or(|e| e > size) || pitch < row as u64 {
+        return Err(CudaError::Layout("plane does not fit its slot"));
+    }
+    Ok((off, pitch as usize, row as usize, rows as usize))
+}
+
+#[derive(Debug)]
+pub(crate) enum Owned {
+    Vmm {
+        map: VmmMapping,
+        handle: VmmHandle,
+    },
+    Legacy(DeviceAlloc),
+}
+
+/// A publisher's slot in VRAM: write a frame into it, then [`CudaSlot::fence`].
+#[derive(Debug)]
+pub struct CudaSlot {
+    pub(crate) mem: Owned,
+    pub(crate) event: Option<Event>,
+    pub(crate) size: u64,
+    pub(crate) device: CudaDevice,
+}
+
+impl CudaSlot {
+    /// Device address of the slot's first byte.
+    pub fn device_ptr(&self) -> u64 {
+        match &self.mem {
+            Owned::Vmm { map, .. } => map.ptr(),
+            Owned::Legacy(a) => a.ptr(),
+        }
+    }
+
+    /// Bytes the slot holds (at least the stream's frame size).
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Queues a device-to-device copy of plane `plane` from `src` (pitch
+    /// `src_pitch` bytes) into this slot at the plane's offset and pitch of
+    /// `desc`, on `stream` (`cuMemcpy2DAsync`).
+    pub fn copy_plane_from_device(
+        &mut self,
+        desc: &StreamDesc,
+        plane: usize,
+        src: u64,
+        src_pitch: usize,
+        stream: RawStream,
+    ) -> Result<(), CudaError> {
+        let (off, pitch, row, rows) = plane_span(desc, plane, self.size)?;
+        self.device.make_current()?;
+        driver::copy_2d_to_device(
+            Mem::Device(src),
+            src_pitch,
+            self.device_ptr() + off,
+            pitch,
+            row,
+            rows,
+            stream,
+        )?;
+        Ok(())
+    }
+
+    /// Copies plane `plane` from host bytes (first row at `src[0]`, pitch
+    /// `src_pitch`) into this slot (`cuMemcpy2D`, synchronous).
+    pub fn copy_plane_from_host(
+        &mut self,
+        desc: &StreamDesc,
+        plane: usize,
+        src: &[u8],
+        src_pitch: usize,
+    ) -> Result<(), CudaError> {
+        let (off, pitch, row, rows) = plane_span(desc, plane, self.size)?;
+        self.device.make_current()?;
+        driver::copy_2d_to_device(
+            Mem::Host(src),
+            src_pitch,
+            self.device_ptr() + off,
+            pitch,
+            row,
+            rows,
+            RawStream::DEFAULT,
+        )?;
+        Ok(())
+    }
+
+    /// Copies plane `plane` of the frame in this slot to `dst`, packed
+    /// (pitch = row bytes), synchronously; returns the bytes written.
+    pub fn copy_plane_to_host(
+        &self,
+        desc: &StreamDesc,
+        plane: usize,
+        dst: &mut [u8],
+    ) -> Result<usize, CudaError> {
+        let (off, pitch, row, rows) = plane_span(desc, plane, self.size)?;
+        self.device.make_current()?;
+        driver::copy_2d_to_host(self.device_ptr() + off, pitch, dst, row, rows)?;
+        Ok(row * rows)
+    }
+
+    /// Makes the frame written on `stream` visible to subscribers before it is
+    /// committed: `HostFence` waits for the stream (`cuStreamSynchronize`);
+    /// `IpcEvent` records the slot's event on it (`cuEventRecord`) and returns
+    /// at once: subscribers wait on the event in their own streams.
+    pub fn fence(&self, stream: RawStream) -> Result<(), CudaError> {
+        self.device.make_current()?;
+        match &self.event {
+            Some(e) => e.record(stream)?,
+            None => driver::stream_synchronize(stream)?,
+        }
+        Ok(())
+    }
+}
+
+impl Drop for CudaSlot {
+    fn drop(&mut self) {
+        // The memory and event handles below need the context current.
+        let _ = self.device.make_current();
+    }
+}
+
+#[derive(Debug)]
+pub(crate) enum Imported {
+    Vmm {
+        map: VmmMapping,
+        _handle: VmmHandle,
+    },
+    Legacy(IpcMem),
+}
+
+/// A subscriber's import of one slot: device memory of the publisher's GPU,
+/// mapped into this process (read-only where the driver allows).
+#[derive(Debug)]
+pub struct CudaImported {
+    pub(crate) mem: Imported,
+    pub(crate) event: Option<Event>,
+    pub(crate) size: u64,
+    pub(crate) read_only: bool,
+    pub(crate) device: CudaDevice,
+}
+
+impl CudaImported {
+    /// Device address of the slot's first byte in this process.
+    pub fn device_ptr(&self) -> u64 {
+        match &self.mem {
+            Imported::Vmm { map, .. } => map.ptr(),
+            Imported::Legacy(m) => m.ptr(),
+        }
+    }
+
+    /// Bytes mapped.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Whether the mapping is read-only (`CU_MEM_ACCESS_FLAGS_PROT_READ`).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Whether frames in this slot come with an interprocess event.
+    pub fn has_event(&self) -> bool {
+        self.event.is_some()
+    }
+
+    /// Orders `stream` after the publisher's writes of the current frame
+    /// (`IpcEvent`: `cuStreamWaitEvent`; `HostFence`: already complete).
+    pub fn wait_in(&self, stream: RawStream) -> Result<(), CudaError> {
+        if let Some(e) = &self.event {
+            self.device.make_current()?;
+            e.wait_in(stream)?;
+        }
+        Ok(())
+    }
+
+    /// Blocks until the publisher's writes of the current frame completed.
+    pub fn wait_host(&self) -> Result<(), CudaError> {
+        if let Some(e) = &self.event {
+            self.device.make_current()?;
+            e.synchronize()?;
+        }
+        Ok(())
+    }
+
+    /// Copies plane `plane` of a frame laid out by `desc` to `dst`, packed
+    /// (pitch = row bytes), after [`CudaImported::wait_host`]. Returns the
+    /// bytes written.
+    pub fn copy_plane_to_host(
+        &self,
+        desc: &StreamDesc,
+        plane: usize,
+        dst: &mut [u8],
+    ) -> Result<usize, CudaError> {
+        let (off, pitch, row, rows) = plane_span(desc, plane, self.size)?;
+        self.device.make_current()?;
+        driver::copy_2d_to_host(self.device_ptr() + off, pitch, dst, row, rows)?;
+        Ok(row * rows)
+    }
+}
+
+impl Drop for CudaImported {
+    fn drop(&mut self) {
+        let _ = self.device.make_current();
+    }
+}

@@ -1,0 +1,126 @@
+//! NVDEC decode on a real GPU, frame by frame against FFmpeg's software
+//! reference MD5s. `#[ignore]`d: CI has no GPU; `scripts/gpu-tests.sh` runs
+//! them with `--ignored` on the GPU machine, where a missing driver or
+//! libnvcuvid is a failure, not a silent pass.
+
+use cuframes_core::layout::StreamDesc;
+use cuframes_core::runtime::Backend;
+use cuframes_cuda::{CudaBackend, CudaConfig, CudaStream};
+use cuframes_nvdec::nvdec::{nvdec_available, NvdecDecoder};
+use cuframes_nvdec::{AnnexB, Demuxer};
+use md5::{Digest, Md5};
+use std::path::PathBuf;
+use std::time::Instant;
+
+fn media(name: &str) -> PathBuf {
+    // Carried layout (gpu-carry/media next to tests/) or the repository's.
+    let exe = std::env::current_exe().unwrap();
+    let carried = exe.parent().unwrap().parent().unwrap().join("media").join(name);
+    if carried.exists() {
+        return carried;
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../media").join(name)
+}
+
+/// Hashes of the reference framemd5 file, by frame number.
+fn reference(name: &str) -> Vec<String> {
+    std::fs::read_to_string(media(&format!("{name}.framemd5")))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.rsplit(',').next().unwrap().trim().to_owned())
+        .collect()
+}
+
+fn decode_and_check(clip: &str) {
+    assert!(
+        nvdec_available(),
+        "no NVDEC here: GPU tests must run on the GPU machine (scripts/gpu-tests.sh)"
+    );
+    let want = reference(clip);
+    let mut demux = Demuxer::open(&media(clip)).unwrap();
+    let info = demux.info().clone();
+    let annexb = AnnexB::new(info.codec, &info.extradata).unwrap();
+    let backend = CudaBackend::publisher(CudaConfig::default()).unwrap();
+    let device = backend.device().unwrap().clone();
+    let stream = CudaStream::new(&device).unwrap();
+    let mut dec = NvdecDecoder::new(&device, info.codec, annexb.header()).unwrap();
+    let mut slot = None;
+    let mut desc: Option<StreamDesc> = None;
+    let mut got = Vec::new();
+    let mut host = Vec::new();
+    let mut buf = Vec::new();
+    let mut eof = false;
+    let t0 = Instant::now();
+    loop {
+        if let Some(f) = dec.next_frame().unwrap() {
+            let si = f.info();
+            let d = *desc.get_or_insert_with(|| {
+                StreamDesc::packed(si.width, si.height, si.format, info.codec).unwrap()
+            });
+            let s = slot.get_or_insert_with(|| backend.allocate(0, d.frame_size).unwrap());
+            for i in 0..2 {
+                let (p, pitch) = f.plane(i).unwrap();
+                s.copy_plane_from_device(&d, i, p, pitch, stream.raw()).unwrap();
+            }
+            stream.synchronize().unwrap();
+            drop(f);
+            host.clear();
+            for i in 0..2 {
+                let (row, rows) = d
+                    .format()
+                    .plane_extent(i as u32, d.width as u32, d.height as u32)
+                    .unwrap();
+                let at = host.len();
+                host.resize(at + (row * rows) as usize, 0);
+                s.copy_plane_to_host(&d, i, &mut host[at..]).unwrap();
+            }
+            let h: String = Md5::digest(&host).iter().map(|b| format!("{b:02x}")).collect();
+            got.push(h);
+            continue;
+        }
+        if dec.is_drained() {
+            break;
+        }
+        match demux.read_packet().unwrap() {
+            Some(p) => {
+                buf.clear();
+                annexb.convert(&p.data, &mut buf).unwrap();
+                dec.send_packet(&buf, p.pts).unwrap();
+            }
+            None if !eof => {
+                dec.send_eof().unwrap();
+                eof = true;
+            }
+            None => break,
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    assert_eq!(got.len(), want.len(), "{clip}: frame count");
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(g, w, "{clip}: frame {i} differs from FFmpeg's software decode");
+    }
+    println!(
+        "figure: NVDEC {clip}: {} frames bit-identical to FFmpeg, {:.0} fps including D2D + D2H copies and MD5",
+        got.len(),
+        got.len() as f64 / secs
+    );
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU with NVDEC: run by scripts/gpu-tests.sh"]
+fn nvdec_h264_mp4_matches_ffmpeg() {
+    decode_and_check("sample-h264.mp4");
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU with NVDEC: run by scripts/gpu-tests.sh"]
+fn nvdec_hevc_mkv_matches_ffmpeg() {
+    decode_and_check("sample-hevc.mkv");
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU with NVDEC: run by scripts/gpu-tests.sh"]
+fn nvdec_raw_annexb_matches_ffmpeg() {
+    decode_and_check("sample-h264.h264");
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Builds the executables carried to the GPU machine (docs/gpu.md): the tools
+# and the GPU test binaries, release mode, FFmpeg linked statically from a
+# minimal build (FFMPEG_DIR, made by scripts/ffmpeg-static.sh), so they run
+# where no FFmpeg libraries are installed. Output: gpu-carry/ (git-ignored).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+: "${FFMPEG_DIR:=$PWD/target/ffmpeg-static/prefix}"
+export FFMPEG_DIR
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target/gpu}"
+[ -f "$FFMPEG_DIR/lib/libavcodec.a" ] || { echo "no static FFmpeg in $FFMPEG_DIR: run scripts/ffmpeg-static.sh" >&2; exit 1; }
+
+cargo build --release --locked -p cuframes-nvdec --features static-ffmpeg --bins
+tests_json=$(cargo test --release --locked -p cuframes-cuda -p cuframes-nvdec --features cuframes-nvdec/static-ffmpeg --no-run --message-format=json 2>/dev/null)
+
+rm -rf gpu-carry && mkdir -p gpu-carry/bin gpu-carry/tests gpu-carry/media
+cp "$CARGO_TARGET_DIR"/release/cuframes-publish "$CARGO_TARGET_DIR"/release/cuframes-subscribe gpu-carry/bin/
+# Test executables: name each by its target (crate-test) without the hash.
+echo "$tests_json" | python3 -c '
+import json, sys, shutil
+for line in sys.stdin:
+    try: m = json.loads(line)
+    except ValueError: continue
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
+        name = m["target"]["name"]
+        # Only the targets that hold GPU tests (#[ignore]d in CI).
+        if name not in ("gpu", "nvdec"):
+            continue
+        dst = "gpu-carry/tests/" + name
+        shutil.copy(m["executable"], dst)
+        print("test binary:", dst)
+'
+cp media/sample-h264.mp4 media/sample-hevc.mkv media/sample-h264.h264 media/*.framemd5 gpu-carry/media/
+cp scripts/gpu-tests.sh gpu-carry/
+strip gpu-carry/bin/* gpu-carry/tests/* 2>/dev/null || true
+du -sh gpu-carry
