@@ -33,7 +33,11 @@ compare() {
                END { printf "%d %d\n", n, bad+0 }' "$2" "$1"
 }
 
+# ONLY="2 5" runs just those sections (default: all).
+want() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
+
 # --- 1. unit and integration tests that need the GPU (#[ignore]d in CI)
+if want 1; then
 for t in tests/*; do
   name=$(basename "$t")
   if "$t" --ignored --test-threads=1 > "$OUT/$name.log" 2>&1; then
@@ -44,20 +48,23 @@ for t in tests/*; do
   grep -E '^(figure|skipped):' "$OUT/$name.log" | tee -a "$SUMMARY"
 done
 
+fi
+
 # --- 2. NVDEC publisher, 4 InOrder subscribers under Wait, MD5 vs FFmpeg
+if want 2; then
 # run_clip NAME CLIP EXTRA_PUBLISHER_ARGS [PREFIX for subscriber 0]
 run_clip() {
   local name=$1 clip=$2 pubargs=$3 prefix0=${4:-}
   local dir=$OUT/$name
   mkdir -p "$dir"
-  "$BIN/cuframes-publish" --input "$MEDIA/$clip" --key "$name" --policy wait \
+  timeout 120 "$BIN/cuframes-publish" --input "$MEDIA/$clip" --key "$name" --policy wait \
       --wait-subscribers 4 --stats-interval 0 $pubargs > "$dir/publisher.log" 2>&1 &
   local pub=$!
   local subs=()
   for i in 0 1 2 3; do
     local pre=""
     [ "$i" = 0 ] && pre=$prefix0
-    $pre "$BIN/cuframes-subscribe" --key "$name" --mode in-order --backend cuda \
+    timeout 120 $pre "$BIN/cuframes-subscribe" --key "$name" --mode in-order --backend cuda \
         --framemd5 "$dir/sub$i.framemd5" --wait-publisher-ms 20000 --name "sub$i" \
         --runtime-dir "$RT" > "$dir/sub$i.log" 2>&1 &
     subs+=($!)
@@ -72,7 +79,10 @@ run_clip() {
     { [ "$n" -eq 100 ] && [ "$bad" -eq 0 ]; } || ok=0
   done
   local line; line=$(grep -h "cuframes-publish:" "$dir/publisher.log" | tail -1)
-  if [ $ok = 1 ]; then pass "$name:$detail | $line"; else fail "$name:$detail | $line (see $name/)"; fi
+  if [ $ok = 1 ]; then pass "$name:$detail | $line"; else
+    fail "$name:$detail | $line (see $name/)"
+    tail -n 2 "$dir/sub0.log" "$dir/publisher.log" | sed 's/^/    /' | tee -a "$SUMMARY"
+  fi
   grep -h "decoder\|backend" "$dir/publisher.log" | head -1 >> "$dir/summary" || true
 }
 
@@ -90,7 +100,10 @@ else
 fi
 run_clip h264-software-upload sample-h264.mp4 "--backend cuda --decoder software"
 
+fi
+
 # --- 3. a subscriber in another PID namespace, CudaVmmFd
+if want 3; then
 if command -v unshare >/dev/null; then
   run_clip h264-vmm-pidns sample-h264.mp4 "--backend cuda --decoder nvdec --memory vmm-fd" \
       "unshare --pid --fork --mount-proc"
@@ -99,7 +112,10 @@ else
   fail "unshare not available: PID-namespace case not run"
 fi
 
+fi
+
 # --- 4. 10,000 frames (looped), 3 InOrder + 1 slow NewestOnly, every MD5 checked
+if want 4; then
 dir=$OUT/soak; mkdir -p "$dir"
 "$BIN/cuframes-publish" --input "$MEDIA/sample-h264.mp4" --key soak --backend cuda --decoder nvdec \
     --policy wait --loop --max-frames 10000 --wait-subscribers 4 --stats-interval 5 > "$dir/publisher.log" 2>&1 &
@@ -126,7 +142,10 @@ line=$(grep -h "cuframes-publish:" "$dir/publisher.log" | tail -1)
 if [ $ok = 1 ]; then pass "soak 10000 frames:$detail | $line"; else fail "soak:$detail | $line"; fi
 grep -h "received" "$dir/slow.log" | tail -1 | sed 's/^/  /' | tee -a "$SUMMARY"
 
+fi
+
 # --- 5. SIGKILL a subscriber holding a GPU frame: reclaim, go on, VRAM back
+if want 5; then
 dir=$OUT/kill; mkdir -p "$dir"
 "$BIN/cuframes-publish" --input "$MEDIA/sample-h264.mp4" --key kill --backend cuda --decoder nvdec \
     --policy wait --wait-timeout-ms 60000 --lease-timeout-ms 60000 --loop --realtime --stats-interval 1 \
@@ -156,7 +175,10 @@ else
   fail "SIGKILL reclaim: before $before during $during after $after; '$pubs_a' -> '$pubs_b'"
 fi
 
+fi
+
 # --- 6. figures: VRAM of the ring, per subscriber, NVDEC fps
+if want 6; then
 for clip in sample-h264.mp4 sample-hevc.mkv; do
   "$BIN/cuframes-publish" --input "$MEDIA/$clip" --key fps --backend cuda --decoder nvdec \
       --loop --max-frames 3000 --stats-interval 0 > "$OUT/fps-$clip.log" 2>&1
@@ -169,19 +191,28 @@ v0=$(vram_used)
 pub=$!
 sleep 4; v1=$(vram_used)
 subs=()
+# One at a time: each measures free VRAM around its own imports, so no other
+# process may create a context in between.
 for i in 1 2 3 4; do
   "$BIN/cuframes-subscribe" --key vram --mode newest-only --backend cuda --report-vram --timeout-ms 60000 \
       --name "v$i" > "$dir/sub$i.log" 2>&1 &
   subs+=($!)
+  sleep 3
 done
 sleep 5; v2=$(vram_used)
-for p in "${subs[@]}"; do kill -INT "$p"; done
+# SIGTERM: a non-interactive shell starts background jobs with SIGINT ignored.
+for p in "${subs[@]}"; do kill -TERM "$p"; done
 for p in "${subs[@]}"; do wait "$p"; done
 kill -INT "$pub"; wait "$pub"
 say "figure: VRAM used (MiB): idle $v0, + publisher (context, NVDEC, 8-slot ring) $v1, + 4 subscribers $v2"
 grep -h "ring:" "$dir/publisher.log" | head -1 | sed 's/^.*ring:/figure: ring:/' | tee -a "$SUMMARY"
 grep -h "VRAM" "$dir"/sub*.log | sed 's/^/figure: /' | tee -a "$SUMMARY"
 
+fi
+
 say "# failures: $FAILS"
 rm -rf "$RT"
+# One archive of every log, so that a run's evidence travels as one file.
+(cd "$OUT" && tar czf logs.tar.gz --exclude=logs.tar.gz --exclude=summary.txt --exclude=console.log . \
+   && find . -mindepth 1 -not -name logs.tar.gz -not -name summary.txt -not -name console.log -delete)
 exit $FAILS

@@ -155,15 +155,22 @@ pub(crate) fn mem_info() -> Result<(u64, u64), DriverError> {
 }
 
 fn vmm_prop(dev: cu::CUdevice) -> cu::CUmemAllocationProp {
-    // SAFETY: CUmemAllocationProp is a plain C struct for which all-zero is
-    // the documented "no flags, no metadata" value.
-    let mut prop: cu::CUmemAllocationProp = unsafe { std::mem::zeroed() };
-    prop.type_ = cu::CUmemAllocationType::CU_MEM_ALLOCATION_TYPE_PINNED;
-    prop.requestedHandleTypes =
-        cu::CUmemAllocationHandleType::CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR;
-    prop.location.type_ = cu::CUmemLocationType::CU_MEM_LOCATION_TYPE_DEVICE;
-    prop.location.id = dev;
-    prop
+    cu::CUmemAllocationProp {
+        type_: cu::CUmemAllocationType::CU_MEM_ALLOCATION_TYPE_PINNED,
+        requestedHandleTypes:
+            cu::CUmemAllocationHandleType::CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR,
+        location: cu::CUmemLocation {
+            type_: cu::CUmemLocationType::CU_MEM_LOCATION_TYPE_DEVICE,
+            id: dev,
+        },
+        win32HandleMetaData: std::ptr::null_mut(),
+        allocFlags: cu::CUmemAllocationProp_st__bindgen_ty_1 {
+            compressionType: 0,
+            gpuDirectRDMACapable: 0,
+            usage: 0,
+            reserved: [0; 4],
+        },
+    }
 }
 
 /// `cuMemGetAllocationGranularity` (minimum) for fd-shareable device memory.
@@ -631,9 +638,26 @@ pub(crate) fn copy_2d_to_host(
 }
 
 fn blank_copy() -> cu::CUDA_MEMCPY2D {
-    // SAFETY: CUDA_MEMCPY2D is a plain C struct; all-zero means offsets 0,
-    // no arrays, null pointers, which every copy above then fills in.
-    unsafe { std::mem::zeroed() }
+    // Built field by field: the memory-type fields are Rust enums without a
+    // zero value, so `mem::zeroed` would be undefined behaviour.
+    cu::CUDA_MEMCPY2D {
+        srcXInBytes: 0,
+        srcY: 0,
+        srcMemoryType: cu::CUmemorytype::CU_MEMORYTYPE_DEVICE,
+        srcHost: std::ptr::null(),
+        srcDevice: 0,
+        srcArray: std::ptr::null_mut(),
+        srcPitch: 0,
+        dstXInBytes: 0,
+        dstY: 0,
+        dstMemoryType: cu::CUmemorytype::CU_MEMORYTYPE_DEVICE,
+        dstHost: std::ptr::null_mut(),
+        dstDevice: 0,
+        dstArray: std::ptr::null_mut(),
+        dstPitch: 0,
+        WidthInBytes: 0,
+        Height: 0,
+    }
 }
 
 /// `cuLaunchHostFunc`: runs `f` on a driver thread once all work queued on

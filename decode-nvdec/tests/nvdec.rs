@@ -53,7 +53,7 @@ fn decode_and_check(clip: &str) {
     let mut eof = false;
     let t0 = Instant::now();
     loop {
-        if let Some(f) = dec.next_frame().unwrap() {
+        if let Some(f) = dec.next_frame(stream.raw()).unwrap() {
             let si = f.info();
             let d = *desc.get_or_insert_with(|| {
                 StreamDesc::packed(si.width, si.height, si.format, info.codec).unwrap()

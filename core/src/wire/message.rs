@@ -7,13 +7,14 @@ use crate::{DeliveryMode, MemoryKind, SyncKind};
 /// Bytes of the TLV header.
 pub const HEADER_LEN: usize = 8;
 /// Largest payload a reader accepts, bytes.
-pub const MAX_PAYLOAD: usize = 8192;
+pub const MAX_PAYLOAD: usize = 16384;
 /// Longest consumer name in HELLO, bytes of UTF-8.
 pub const MAX_NAME_LEN: usize = 64;
 /// Longest ERROR text, bytes of UTF-8.
 pub const MAX_ERROR_TEXT: usize = 1024;
-/// Largest per-slot handle in WELCOME, bytes.
-pub const MAX_HANDLE_LEN: usize = 64;
+/// Largest per-slot handle in WELCOME, bytes: a 64-byte `CUipcMemHandle`
+/// followed by a 64-byte `CUipcEventHandle` (`CudaLegacyIpc` + `IpcEvent`).
+pub const MAX_HANDLE_LEN: usize = 128;
 
 /// HELLO flag: the subscriber wants decoded frames (sends a lease-row fd).
 pub const HELLO_WANTS_FRAMES: u32 = 1;
@@ -30,7 +31,7 @@ const ERROR_FIXED: usize = 8;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
     /// The length field exceeds [`MAX_PAYLOAD`]: the stream cannot be trusted further.
-    #[error("message length {0} exceeds the 8192-byte limit")]
+    #[error("message length {0} exceeds the 16384-byte limit")]
     TooLong(u32),
     /// A payload is shorter than its type requires.
     #[error("{kind:?} payload of {len} bytes is shorter than the {need} it needs")]

@@ -3,7 +3,7 @@
 
 use super::ffi::{self, Nvcuvid};
 use cuframes_core::{Codec, PixelFormat};
-use cuframes_cuda::{CudaDevice, CudaError};
+use cuframes_cuda::{CudaDevice, CudaError, RawStream};
 use std::collections::VecDeque;
 use std::ffi::c_void;
 use std::sync::{Arc, OnceLock};
@@ -432,8 +432,13 @@ impl NvdecDecoder {
     }
 
     /// The next decoded frame in display order, mapped; `None` until more
-    /// input is sent. Blocks until its decode finished.
-    pub fn next_frame(&mut self) -> Result<Option<MappedFrame<'_>>, NvdecError> {
+    /// input is sent. Blocks until its decode finished. The mapping's
+    /// post-processing is queued on `stream` (`CUVIDPROCPARAMS::output_stream`):
+    /// copies of the frame must be queued on the same stream.
+    pub fn next_frame(
+        &mut self,
+        stream: RawStream,
+    ) -> Result<Option<MappedFrame<'_>>, NvdecError> {
         let Some(d) = self.state.queue.pop_front() else {
             return Ok(None);
         };
@@ -454,7 +459,7 @@ impl NvdecDecoder {
             raw_output_dptr: 0,
             raw_output_pitch: 0,
             Reserved1: 0,
-            output_stream: std::ptr::null_mut(),
+            output_stream: stream.as_raw().cast(),
             Reserved: [0; 46],
             Reserved2: [std::ptr::null_mut(); 2],
         };

@@ -245,7 +245,7 @@ fn run_nvdec(
     let mut eof_sent = false;
     let mut next_pts = 0i64;
     while !input.done(out) {
-        if let Some(frame) = dec.next_frame().context("NVDEC")? {
+        if let Some(frame) = dec.next_frame(stream.raw()).context("NVDEC")? {
             let si = frame.info();
             let g = Geometry {
                 width: si.width,
