@@ -71,28 +71,18 @@ impl<'a> Region<'a> {
         &self.words[(self.geo.data_offset() / 8) as usize + i]
     }
 
-    /// Copies `src` into the data area from absolute cursor `at`, wrapping
-    /// (`src.len()` ≤ `data_size`). Whole words are stored with `Release`;
-    /// a word shared with bytes outside `src` is merged with its current
-    /// value first (the publisher is the only writer).
-    pub fn write_bytes(&self, at: u64, src: &[u8]) {
+    /// Stores `src` (≤ `data_size` bytes) into whole words of the data area
+    /// from absolute cursor `at` (a multiple of 8), wrapping, with `Release`
+    /// stores; the last word is zero-padded. Nothing is loaded.
+    pub fn write_words(&self, at: u64, src: &[u8]) {
         let size = self.geo.data_size() as u64;
-        let mut pos = at % size;
-        let mut rest = src;
-        while !rest.is_empty() {
-            let wi = (pos / 8) as usize;
-            let lane = (pos % 8) as usize;
-            let n = (8 - lane).min(rest.len());
-            let w = self.data_word(wi);
-            let mut bytes = if lane == 0 && n == 8 {
-                [0u8; 8]
-            } else {
-                w.load(Ordering::Relaxed).to_ne_bytes()
-            };
-            bytes[lane..lane + n].copy_from_slice(&rest[..n]);
-            w.store(u64::from_ne_bytes(bytes), Ordering::Release);
-            rest = &rest[n..];
-            pos = (pos + n as u64) % size;
+        let first = ((at % size) / 8) as usize;
+        let n_words = (size / 8) as usize;
+        for (i, chunk) in src.chunks(8).enumerate() {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.data_word((first + i) % n_words)
+                .store(u64::from_ne_bytes(b), Ordering::Release);
         }
     }
 

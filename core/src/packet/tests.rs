@@ -19,7 +19,7 @@ fn bytes_of(words: &[AtomicU64]) -> Vec<u8> {
 }
 
 fn writer(words: &[AtomicU64], geo: PacketGeometry) -> PacketWriter<'_> {
-    let w = PacketWriter::new(words, geo).unwrap();
+    let mut w = PacketWriter::new(words, geo).unwrap();
     w.init(PacketRingInit {
         codec_id: AV_CODEC_ID_H264,
         producer_pid: 0x1234,
@@ -39,7 +39,7 @@ fn read(r: &PacketReader<'_>, c: &mut PacketCursor) -> Option<(PacketMeta, Vec<u
 fn golden_bytes_match_the_reference_layout() {
     let geo = PacketGeometry::new(2, 16).unwrap();
     let words = region(geo);
-    let w = writer(&words, geo);
+    let mut w = writer(&words, geo);
     w.set_extradata(&[0, 0, 0, 1, 0x67]).unwrap();
     let seq = w
         .publish(b"ABCDEFGHIJ", 1000, -5, PACKET_KEY | PACKET_LAST_IN_AU, 16)
@@ -52,8 +52,9 @@ fn golden_bytes_match_the_reference_layout() {
     want[0x08..0x10].copy_from_slice(&[2, 0, 0, 0, 16, 0, 0, 0]);
     want[0x10..0x18].copy_from_slice(&[27, 0, 0, 0, 5, 0, 0, 0]);
     want[0x18..0x20].copy_from_slice(&[0x34, 0x12, 0, 0, 0, 0, 0, 0]);
-    // global_seq 0, last_keyframe_seq 0, write_offset 10, shutdown 0.
-    want[0x30] = 10;
+    // global_seq 0, last_keyframe_seq 0, write_offset 16 (next packet
+    // starts on a word boundary), shutdown 0.
+    want[0x30] = 16;
     want[0x40..0x45].copy_from_slice(&[0, 0, 0, 1, 0x67]);
     // Slot 0: seq 0, pts 1000, dts -5, offset 0, size 10, flags KEY|LAST_IN_AU.
     want[0x1048..0x1050].copy_from_slice(&1000i64.to_le_bytes());
@@ -72,7 +73,7 @@ fn golden_bytes_match_the_reference_layout() {
     );
     assert_eq!(
         (h.codec_id, h.codec_extradata_size, h.write_offset),
-        (27, 5, 10)
+        (27, 5, 16)
     );
     let s = PacketSlot::read_from_bytes(&b[0x1040..0x1080]).unwrap();
     assert_eq!(
@@ -83,22 +84,25 @@ fn golden_bytes_match_the_reference_layout() {
 
 #[test]
 fn payload_wraps_around_the_data_area() {
-    let geo = PacketGeometry::new(4, 16).unwrap();
+    let geo = PacketGeometry::new(4, 24).unwrap();
     let words = region(geo);
-    let w = writer(&words, geo);
+    let mut w = writer(&words, geo);
     let r = PacketReader::open(&words).unwrap();
     let mut c = PacketCursor::joining();
-    w.publish(b"0123456789", 0, 0, PACKET_KEY, 16).unwrap();
+    w.publish(b"0123456789", 0, 0, PACKET_KEY, 24).unwrap();
     assert_eq!(read(&r, &mut c).unwrap().1, b"0123456789");
-    w.publish(b"abcdefghij", 1, 1, 0, 16).unwrap();
+    // Starts at the next word boundary (16) and wraps after 8 bytes.
+    w.publish(b"abcdefghij", 1, 1, 0, 24).unwrap();
     let (m, data) = read(&r, &mut c).unwrap();
     assert_eq!((m.seq, m.skipped, m.discontinuity), (1, 0, false));
     assert_eq!(data, b"abcdefghij");
-    // Bytes 10..16 then 0..4 of the data area.
     let b = bytes_of(&words);
     let data_at = geo.data_offset() as usize;
-    assert_eq!(&b[data_at..data_at + 4], b"ghij");
-    assert_eq!(&b[data_at + 10..data_at + 16], b"abcdef");
+    assert_eq!(&b[data_at + 16..data_at + 24], b"abcdefgh");
+    assert_eq!(&b[data_at..data_at + 8], b"ij\0\0\0\0\0\0");
+    let slot1 = 0x1040 + 64;
+    assert_eq!(&b[slot1 + 0x18..slot1 + 0x20], &16u64.to_le_bytes());
+    assert_eq!(&b[0x30..0x38], &32u64.to_le_bytes(), "write_offset");
 }
 
 #[test]
@@ -106,7 +110,7 @@ fn a_packet_whose_bytes_were_reclaimed_is_lost_even_if_its_slot_survives() {
     // 4 slots but only 16 bytes: packet 2 overwrites bytes of packet 1.
     let geo = PacketGeometry::new(4, 16).unwrap();
     let words = region(geo);
-    let w = writer(&words, geo);
+    let mut w = writer(&words, geo);
     let r = PacketReader::open(&words).unwrap();
     let mut c = PacketCursor::joining();
     w.publish(b"0123456789", 0, 0, PACKET_KEY, 16).unwrap();
@@ -128,7 +132,7 @@ fn a_packet_whose_bytes_were_reclaimed_is_lost_even_if_its_slot_survives() {
 fn a_joining_reader_whose_keyframe_is_gone_waits_without_a_discontinuity() {
     let geo = PacketGeometry::new(4, 16).unwrap();
     let words = region(geo);
-    let w = writer(&words, geo);
+    let mut w = writer(&words, geo);
     w.publish(b"0123456789", 0, 0, PACKET_KEY, 16).unwrap();
     w.publish(b"abcdefghij", 1, 1, 0, 16).unwrap();
     let r = PacketReader::open(&words).unwrap();
@@ -143,7 +147,7 @@ fn a_joining_reader_whose_keyframe_is_gone_waits_without_a_discontinuity() {
 fn late_join_starts_at_the_newest_keyframe() {
     let geo = PacketGeometry::new(8, 256).unwrap();
     let words = region(geo);
-    let w = writer(&words, geo);
+    let mut w = writer(&words, geo);
     for (i, key) in [false, true, false, true, false].into_iter().enumerate() {
         let flags = if key { PACKET_KEY } else { 0 };
         w.publish(&[i as u8; 5], i as i64, i as i64, flags, 256)
@@ -164,7 +168,7 @@ fn late_join_starts_at_the_newest_keyframe() {
 fn packets_before_any_keyframe_are_never_delivered() {
     let geo = PacketGeometry::new(8, 256).unwrap();
     let words = region(geo);
-    let w = writer(&words, geo);
+    let mut w = writer(&words, geo);
     let r = PacketReader::open(&words).unwrap();
     let mut c = PacketCursor::joining();
     assert_eq!(read(&r, &mut c), None);
@@ -180,7 +184,7 @@ fn packets_before_any_keyframe_are_never_delivered() {
 fn overrun_resyncs_on_the_next_keyframe_with_a_discontinuity() {
     let geo = PacketGeometry::new(4, 1024).unwrap();
     let words = region(geo);
-    let w = writer(&words, geo);
+    let mut w = writer(&words, geo);
     let r = PacketReader::open(&words).unwrap();
     let mut c = PacketCursor::joining();
     w.publish(b"k0", 0, 0, PACKET_KEY, 1024).unwrap();
@@ -204,7 +208,7 @@ fn overrun_resyncs_on_the_next_keyframe_with_a_discontinuity() {
 fn oversized_and_empty_packets_are_refused_and_the_ring_keeps_working() {
     let geo = PacketGeometry::new(4, 64).unwrap();
     let words = region(geo);
-    let w = writer(&words, geo);
+    let mut w = writer(&words, geo);
     assert_eq!(
         w.publish(&[0; 65], 0, 0, PACKET_KEY, usize::MAX),
         Err(PacketPublishError::Oversized { len: 65, max: 64 })
@@ -229,7 +233,7 @@ fn oversized_and_empty_packets_are_refused_and_the_ring_keeps_working() {
 fn small_buffers_and_extradata_limits_are_reported() {
     let geo = PacketGeometry::new(4, 64).unwrap();
     let words = region(geo);
-    let w = writer(&words, geo);
+    let mut w = writer(&words, geo);
     assert_eq!(w.set_extradata(&[1; 4097]), Err(ExtradataError(4097)));
     w.set_extradata(&[9; 4096]).unwrap();
     w.publish(&[1; 40], 0, 0, PACKET_KEY, 64).unwrap();
@@ -326,7 +330,7 @@ proptest! {
     ) {
         let geo = PacketGeometry::new(slots, data_words * 8).unwrap();
         let words = region(geo);
-        let w = writer(&words, geo);
+        let mut w = writer(&words, geo);
         let r = PacketReader::open(&words).unwrap();
         let mut c = PacketCursor::joining();
         let mut published: Vec<(Vec<u8>, bool)> = Vec::new();

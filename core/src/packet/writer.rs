@@ -37,24 +37,62 @@ pub struct PacketRingInit {
     pub producer_pid: u64,
 }
 
-/// The publisher's view of its packet region. Single writer: every method
-/// must be called from one thread at a time.
-#[derive(Clone, Copy)]
+/// The publisher's view of its packet region, with its position (next
+/// sequence number, write cursor) kept locally: [`PacketWriter::publish`]
+/// only stores to shared memory, never loads it. Single writer: one
+/// `PacketWriter` per region at a time.
 pub struct PacketWriter<'a> {
     r: Region<'a>,
+    next_seq: u64,
+    cursor: u64,
 }
 
 impl<'a> PacketWriter<'a> {
-    /// Wraps `words` (the whole region); `None` if it is shorter than `geo` needs.
+    /// Wraps `words` (the whole region) and resumes at the position its
+    /// header records (`global_seq + 1`, `write_offset`); `None` if `words`
+    /// is shorter than `geo` needs.
     pub fn new(words: &'a [AtomicU64], geo: PacketGeometry) -> Option<Self> {
+        let r = Region::new(words, geo)?;
+        let next_seq = match r.load_u64(word::GLOBAL_SEQ, Ordering::Relaxed) {
+            SEQ_NONE => 0,
+            g => g.wrapping_add(1),
+        };
+        let cursor = r
+            .load_u64(word::WRITE_OFFSET, Ordering::Relaxed)
+            .wrapping_add(7)
+            & !7;
+        Some(PacketWriter {
+            r,
+            next_seq,
+            cursor,
+        })
+    }
+
+    /// Wraps `words` at a known position (`next_seq`, write cursor `cursor`,
+    /// a multiple of 8), loading nothing; `None` if `words` is too short.
+    /// [`PacketWriter::position`] of a previous writer gives the position.
+    pub fn at(
+        words: &'a [AtomicU64],
+        geo: PacketGeometry,
+        (next_seq, cursor): (u64, u64),
+    ) -> Option<Self> {
         Some(PacketWriter {
             r: Region::new(words, geo)?,
+            next_seq,
+            cursor: cursor.wrapping_add(7) & !7,
         })
+    }
+
+    /// `(next_seq, write cursor)`, for [`PacketWriter::at`].
+    pub fn position(&self) -> (u64, u64) {
+        (self.next_seq, self.cursor)
     }
 
     /// Writes the header and marks every slot empty: no packet, no keyframe,
     /// cursor 0, no extradata. Call once, before anyone maps the region.
-    pub fn init(&self, init: PacketRingInit) {
+    pub fn init(&mut self, init: PacketRingInit) {
+        self.next_seq = 0;
+        self.cursor = 0;
         let g = self.r.geometry();
         for s in 0..g.slots() as u64 {
             for w in 0..word::slot::WORDS {
@@ -99,24 +137,26 @@ impl<'a> PacketWriter<'a> {
 
     /// Sequence number the next packet gets (the first is 0).
     pub fn next_seq(&self) -> u64 {
-        match self.r.load_u64(word::GLOBAL_SEQ, Ordering::Relaxed) {
-            SEQ_NONE => 0,
-            g => g.wrapping_add(1),
-        }
+        self.next_seq
     }
 
     /// Publishes one packet and returns its sequence number.
     ///
-    /// Order (§9.4): slot `seq := SEQ_NONE`; `write_offset += len` (the bytes
-    /// about to be overwritten are claimed *before* they change); payload
-    /// words (`Release`); slot metadata (`Release`); slot `seq` (`Release`);
-    /// `global_seq`; `last_keyframe_seq` if [`PACKET_KEY`]. The oldest
-    /// packets are overwritten: a slow reader detects it and resyncs.
+    /// Every packet starts on an 8-byte boundary of the data area: its bytes
+    /// fill whole words, the last one zero-padded, and the next packet's
+    /// `data_offset` is `round_up(data_offset + len, 8)`.
+    ///
+    /// Order (§9.4): slot `seq := SEQ_NONE`; `write_offset := round_up(off +
+    /// len, 8)` (the bytes about to be overwritten are claimed *before* they
+    /// change); payload words (`Release`); slot metadata (`Release`); slot
+    /// `seq` (`Release`); `global_seq`; `last_keyframe_seq` if
+    /// [`PACKET_KEY`]. The oldest packets are overwritten: a slow reader
+    /// detects it and resyncs.
     ///
     /// Errors: [`PacketPublishError::Empty`], or
     /// [`PacketPublishError::Oversized`] beyond `max_len` or the data area.
     pub fn publish(
-        &self,
+        &mut self,
         data: &[u8],
         pts_ns: i64,
         dts_ns: i64,
@@ -134,13 +174,14 @@ impl<'a> PacketWriter<'a> {
             });
         }
         let r = &self.r;
-        let seq = self.next_seq();
-        let off = r.load_u64(word::WRITE_OFFSET, Ordering::Relaxed);
+        let seq = self.next_seq;
+        let off = self.cursor;
         let len = data.len() as u64;
+        let end = off.wrapping_add(len.next_multiple_of(8));
         let slot = |w: usize| r.slot(seq, w);
         slot(word::slot::SEQ).store(SEQ_NONE, Ordering::Relaxed);
-        r.store_u64(word::WRITE_OFFSET, off.wrapping_add(len), Ordering::Relaxed);
-        r.write_bytes(off, data);
+        r.store_u64(word::WRITE_OFFSET, end, Ordering::Relaxed);
+        r.write_words(off, data);
         slot(word::slot::PTS).store((pts_ns as u64).to_le(), Ordering::Release);
         slot(word::slot::DTS).store((dts_ns as u64).to_le(), Ordering::Release);
         slot(word::slot::OFFSET).store(off.to_le(), Ordering::Release);
@@ -150,6 +191,8 @@ impl<'a> PacketWriter<'a> {
         if flags & PACKET_KEY != 0 {
             r.store_u64(word::LAST_KEY, seq, Ordering::Release);
         }
+        self.next_seq = seq.wrapping_add(1);
+        self.cursor = end;
         Ok(seq)
     }
 

@@ -7,14 +7,17 @@ pub mod clock;
 pub mod dir;
 pub mod futex;
 pub mod host;
+pub mod packets;
 pub mod publisher;
 pub mod shm;
 pub mod subscriber;
 
 pub use backend::{Backend, SlotExport};
 pub use host::{HostBackend, HostError, HostImported, HostSlot};
+pub use packets::{CodecParams, Packet, PacketRecvError, PacketStats};
 pub use publisher::{
-    CreateError, PublishError, Published, Publisher, PublisherConfig, PublisherStats,
+    CreateError, PacketError, PacketRingConfig, PublishError, Published, Publisher,
+    PublisherConfig, PublisherStats,
 };
 pub use subscriber::{
     ConnectError, Frame, RecvError, SubscribeOptions, Subscriber, SubscriberStats,
