@@ -1,13 +1,17 @@
 //! cuframes-publish: demux a video file, decode it once, and share every
-//! frame with any number of subscriber processes.
+//! frame with any number of subscriber processes; with `--packets`, share
+//! every encoded packet too (Annex B, before it is decoded) for recorders.
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use cuframes_core::layout::{StreamDesc, FLAG_DISCONTINUITY, FLAG_KEY};
+use cuframes_core::packet::{av_codec_id, PACKET_DISCONTINUITY, PACKET_KEY, PACKET_LAST_IN_AU};
 use cuframes_core::ring::FrameMeta;
-use cuframes_core::runtime::{HostBackend, HostSlot, Published, Publisher, PublisherConfig};
+use cuframes_core::runtime::{
+    HostBackend, HostSlot, PacketRingConfig, Published, Publisher, PublisherConfig,
+};
 use cuframes_core::{PublishPolicy, StreamKey};
-use cuframes_nvdec::{Decoded, Decoder, Demuxer, HostFrame, SoftwareDecoder};
+use cuframes_nvdec::{AnnexB, Decoded, Decoder, Demuxer, HostFrame, Packet, SoftwareDecoder};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -87,6 +91,20 @@ struct Args {
     /// Seconds between stats lines on stderr (0: only the summary).
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     stats_interval: f64,
+    /// Also publish every demuxed packet (Annex B, parameter sets as
+    /// extradata) in a packet ring, before decoding it, for recorders.
+    #[arg(long)]
+    packets: bool,
+    /// --packets: bytes of the packet ring's data area, MiB (1..=2047).
+    #[arg(long, default_value_t = 8, value_name = "MIB")]
+    packet_ring_mib: u32,
+    /// --packets: packet slots (1..=1024): how many packets a reader may lag.
+    #[arg(long, default_value_t = 64)]
+    packet_slots: u32,
+    /// --packets: largest packet published, KiB (default: a quarter of the
+    /// ring); larger ones are skipped with a warning.
+    #[arg(long, value_name = "KIB")]
+    max_packet_kib: Option<u32>,
     /// Runtime directory for the socket (default: $CUFRAMES_RUNTIME_DIR,
     /// /run/cuframes, $XDG_RUNTIME_DIR/cuframes, /tmp/cuframes-UID).
     #[arg(long)]
@@ -129,6 +147,69 @@ fn copy_frame(
         }
     }
     Ok(())
+}
+
+/// The packet side of the publisher: Annex B conversion, packets demuxed
+/// before the publisher exists, and the flag for the next packet.
+struct PacketFeed {
+    annexb: AnnexB,
+    pending: Vec<(Vec<u8>, Option<i64>, Option<i64>, u32)>,
+    discontinuity: bool,
+    buf: Vec<u8>,
+    skipped: u64,
+}
+
+impl PacketFeed {
+    /// Converts `p` and publishes it, or queues it while there is no
+    /// publisher yet. A packet that cannot be converted or is refused is
+    /// skipped with a warning; the next one carries DISCONTINUITY.
+    fn feed(&mut self, p: &Packet, publisher: Option<&mut Publisher<HostBackend>>) {
+        if let Err(e) = self.annexb.convert(&p.data, &mut self.buf) {
+            tracing::warn!("skipping a packet that is not valid length-prefixed NAL units: {e}");
+            self.skip();
+            return;
+        }
+        let mut flags = PACKET_LAST_IN_AU;
+        if p.keyframe {
+            flags |= PACKET_KEY;
+        }
+        if std::mem::take(&mut self.discontinuity) {
+            flags |= PACKET_DISCONTINUITY;
+        }
+        match publisher {
+            Some(publ) => self.publish(publ, None, p.pts_ns, p.dts_ns, flags),
+            None => self
+                .pending
+                .push((self.buf.clone(), p.pts_ns, p.dts_ns, flags)),
+        }
+    }
+
+    fn publish(
+        &mut self,
+        publ: &mut Publisher<HostBackend>,
+        data: Option<&[u8]>,
+        pts: Option<i64>,
+        dts: Option<i64>,
+        flags: u32,
+    ) {
+        let data = data.unwrap_or(&self.buf);
+        if let Err(e) = publ.publish_packet(data, pts, dts, flags) {
+            tracing::warn!("packet refused: {e}; skipping it");
+            self.skip();
+        }
+    }
+
+    fn skip(&mut self) {
+        self.skipped += 1;
+        self.discontinuity = true;
+    }
+
+    /// Publishes what was demuxed before the publisher existed.
+    fn flush(&mut self, publ: &mut Publisher<HostBackend>) {
+        for (data, pts, dts, flags) in std::mem::take(&mut self.pending) {
+            self.publish(publ, Some(&data), pts, dts, flags);
+        }
+    }
 }
 
 struct Pacer {
@@ -175,6 +256,29 @@ fn run(args: Args) -> Result<()> {
         .with_context(|| format!("cannot open --input {}", args.input.display()))?;
     let info = demux.info().clone();
     let mut decoder = SoftwareDecoder::new(&demux).context("cannot start the software decoder")?;
+    let mut feed = if args.packets {
+        if !(1..=2047).contains(&args.packet_ring_mib) {
+            bail!(
+                "--packet-ring-mib {} is outside 1..=2047",
+                args.packet_ring_mib
+            );
+        }
+        match AnnexB::new(info.codec, &info.extradata) {
+            Ok(annexb) => Some(PacketFeed {
+                annexb,
+                pending: Vec::new(),
+                discontinuity: false,
+                buf: Vec::new(),
+                skipped: 0,
+            }),
+            Err(e) => {
+                tracing::warn!("--packets: the input's codec extradata is unusable ({e}); publishing frames without a packet ring");
+                None
+            }
+        }
+    } else {
+        None
+    };
     tracing::info!(
         input = %args.input.display(),
         codec = %info.codec_name,
@@ -191,6 +295,19 @@ fn run(args: Args) -> Result<()> {
     config.wait_timeout = Duration::from_millis(args.wait_timeout_ms);
     config.lease_timeout = Duration::from_millis(args.lease_timeout_ms);
     config.runtime_dir = args.runtime_dir.clone();
+    if feed.is_some() {
+        let data_size = args.packet_ring_mib << 20;
+        let max = match args.max_packet_kib {
+            Some(k) => k.saturating_mul(1024).min(data_size),
+            None => data_size / 4,
+        };
+        config.packets = Some(PacketRingConfig {
+            slots: args.packet_slots,
+            data_size,
+            max_packet_size: max.max(1),
+            codec_id: av_codec_id(info.codec),
+        });
+    }
 
     let mut publisher: Option<Publisher<HostBackend>> = None;
     let mut pacer = Pacer { start: None };
@@ -210,7 +327,12 @@ fn run(args: Args) -> Result<()> {
             Decoded::Frame(f) => f,
             Decoded::NeedInput => {
                 match demux.read_packet().context("reading the input")? {
-                    Some(p) => decoder.send_packet(&p).context("decoding")?,
+                    Some(p) => {
+                        if let Some(f) = feed.as_mut() {
+                            f.feed(&p, publisher.as_mut());
+                        }
+                        decoder.send_packet(&p).context("decoding")?
+                    }
                     None if !eof_sent => {
                         decoder.send_eof().context("decoding")?;
                         eof_sent = true;
@@ -232,6 +354,9 @@ fn run(args: Args) -> Result<()> {
                 source_index = 0;
                 loops += 1;
                 pending_discontinuity = true;
+                if let Some(f) = feed.as_mut() {
+                    f.discontinuity = true;
+                }
                 pacer.start = None;
                 continue;
             }
@@ -247,8 +372,19 @@ fn run(args: Args) -> Result<()> {
                     stream.fps_num = info.frame_rate.0 as u64;
                     stream.fps_den = info.frame_rate.1 as u64;
                 }
-                let p = Publisher::create(HostBackend, config.clone(), stream)
+                let mut p = Publisher::create(HostBackend, config.clone(), stream)
                     .with_context(|| format!("cannot publish on key {:?}", args.key))?;
+                if let Some(f) = feed.as_ref() {
+                    if let Err(e) = p.set_codec_extradata(f.annexb.extradata()) {
+                        tracing::warn!("--packets: {e}; subscribers get no extradata");
+                    }
+                    tracing::info!(
+                        slots = args.packet_slots,
+                        mib = args.packet_ring_mib,
+                        "packet ring on ({} bytes of Annex B extradata)",
+                        f.annexb.extradata().len()
+                    );
+                }
                 tracing::info!(socket = %p.socket_path().display(), slots = args.ring, policy = ?config.policy, "publishing");
                 if args.wait_subscribers > 0 {
                     tracing::info!("waiting for {} subscriber(s)", args.wait_subscribers);
@@ -263,6 +399,9 @@ fn run(args: Args) -> Result<()> {
                             args.wait_subscribers_timeout_ms
                         );
                     }
+                }
+                if let Some(f) = feed.as_mut() {
+                    f.flush(&mut p);
                 }
                 publisher.insert(p)
             }
@@ -332,6 +471,12 @@ fn run(args: Args) -> Result<()> {
         st.revoked_leases,
         st.published as f64 / started.elapsed().as_secs_f64()
     );
+    if let Some(f) = &feed {
+        eprintln!(
+            "cuframes-publish: {} packets published, {} skipped",
+            st.packets_published, f.skipped
+        );
+    }
     p.finish();
     Ok(())
 }
