@@ -137,6 +137,35 @@ fn ns_to_ticks(ns: i64, tb: ffmpeg::Rational) -> i64 {
     q.clamp(i64::MIN as i128 + 1, i64::MAX as i128) as i64
 }
 
+/// Decode timestamps for `held` packets that precede one with `next_dts`:
+/// `next_dts − k · step` for the packet k back, unless that would put a dts
+/// after its pts (the reader lost packets in between); then `min(pts) −
+/// k · step`, so dts still grows and never exceeds pts. `None`s without a step.
+fn backfill(held: &[Held], next_dts: Option<i64>, step: Option<i64>) -> Vec<Option<i64>> {
+    let (Some(step), n) = (step, held.len() as i64) else {
+        return vec![None; held.len()];
+    };
+    let fill = |anchor: i64| -> Vec<i64> {
+        (0..n)
+            .map(|i| anchor.saturating_sub((n - i).saturating_mul(step)))
+            .collect()
+    };
+    if let Some(d) = next_dts {
+        let v = fill(d);
+        if held
+            .iter()
+            .zip(&v)
+            .all(|(h, &b)| h.pts_ns.is_some_and(|p| b <= p))
+        {
+            return v.into_iter().map(Some).collect();
+        }
+    }
+    match held.iter().filter_map(|h| h.pts_ns).min() {
+        Some(m) => fill(m).into_iter().map(Some).collect(),
+        None => vec![None; held.len()],
+    }
+}
+
 impl Recorder {
     /// Creates `path` (the container follows the extension: `.mp4`, `.mkv`,
     /// …) with one video stream and writes its header.
@@ -228,11 +257,9 @@ impl Recorder {
                 }
                 _ => {
                     self.seen_dts = true;
-                    let step = self.frame_ns.unwrap_or(0);
-                    let n = self.held.len() as i64;
-                    for (i, h) in std::mem::take(&mut self.held).into_iter().enumerate() {
-                        let back = dts_ns.map(|d| d - (n - i as i64) * step);
-                        self.write_now(&h.data, h.pts_ns, back, h.key)?;
+                    let held = std::mem::take(&mut self.held);
+                    for (h, dts) in held.iter().zip(backfill(&held, dts_ns, self.frame_ns)) {
+                        self.write_now(&h.data, h.pts_ns, dts, h.key)?;
                     }
                 }
             }
@@ -289,8 +316,9 @@ impl Recorder {
     ///
     /// Errors: [`RecordError::Trailer`].
     pub fn finish(mut self) -> Result<(), RecordError> {
-        for h in std::mem::take(&mut self.held) {
-            self.write_now(&h.data, h.pts_ns, None, h.key)?;
+        let held = std::mem::take(&mut self.held);
+        for (h, dts) in held.iter().zip(backfill(&held, None, self.frame_ns)) {
+            self.write_now(&h.data, h.pts_ns, dts, h.key)?;
         }
         self.out
             .write_trailer()
@@ -319,5 +347,30 @@ mod tests {
             ns_to_ticks(i64::MAX, ffmpeg::Rational::new(1, 1_000_000_000)),
             i64::MAX
         );
+    }
+
+    fn held(pts: &[i64]) -> Vec<Held> {
+        pts.iter()
+            .map(|&p| Held {
+                data: vec![],
+                pts_ns: Some(p),
+                key: false,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn missing_dts_are_filled_back_from_the_first_known_one() {
+        // Matroska, 2 B-frames deep: pts 0, 80 without dts, then dts 0.
+        assert_eq!(
+            backfill(&held(&[0, 80]), Some(0), Some(40)),
+            [Some(-80), Some(-40)]
+        );
+        // Packets were lost before the known dts: anchored on the held pts.
+        assert_eq!(
+            backfill(&held(&[0, 80]), Some(880), Some(40)),
+            [Some(-80), Some(-40)]
+        );
+        assert_eq!(backfill(&held(&[0]), Some(0), None), [None]);
     }
 }
