@@ -113,21 +113,29 @@ fn reference_packets(name: &str) -> Vec<RefPacket> {
         .collect()
 }
 
-/// Every packet of `path` as demuxed: (md5, size, pts ns, dts ns, key) and
-/// the time base's tick in ns.
-fn demuxed_packets(path: &Path) -> (Vec<(String, usize, Option<i64>, Option<i64>, bool)>, i64) {
+/// One demuxed packet of a file.
+struct Demuxed {
+    md5: String,
+    size: usize,
+    pts_ns: Option<i64>,
+    dts_ns: Option<i64>,
+    key: bool,
+}
+
+/// Every packet of `path` as demuxed, and the time base's tick in ns.
+fn demuxed_packets(path: &Path) -> (Vec<Demuxed>, i64) {
     let mut d = Demuxer::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let (num, den) = d.info().time_base;
     let tick = (num as i64 * 1_000_000_000 + den as i64 - 1) / den as i64;
     let mut v = Vec::new();
     while let Some(p) = d.read_packet().unwrap() {
-        v.push((
-            md5_hex(&p.data),
-            p.data.len(),
-            p.pts_ns,
-            p.dts_ns,
-            p.keyframe,
-        ));
+        v.push(Demuxed {
+            md5: md5_hex(&p.data),
+            size: p.data.len(),
+            pts_ns: p.pts_ns,
+            dts_ns: p.dts_ns,
+            key: p.keyframe,
+        });
     }
     (v, tick)
 }
@@ -139,7 +147,7 @@ fn decoded_frames(path: &Path) -> Vec<String> {
     let mut out = Vec::new();
     loop {
         match dec.receive_frame().expect("decoding the recording") {
-            Decoded::Frame(f) => out.push(md5_hex(&f.packed_bytes())),
+            Decoded::Frame(f) => out.push(md5_hex(f.packed_bytes())),
             Decoded::NeedInput => match d.read_packet().unwrap() {
                 Some(p) => dec.send_packet(&p).expect("decoding the recording"),
                 None => dec.send_eof().unwrap(),
@@ -184,22 +192,22 @@ fn assert_same_packets(rec: &Path, reference: &str) {
     let (got, tick) = demuxed_packets(rec);
     assert_eq!(got.len(), want.len(), "packet count of {}", rec.display());
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-        assert_eq!((&g.0, g.1), (&w.md5, w.size), "packet {i} bytes");
+        assert_eq!((&g.md5, g.size), (&w.md5, w.size), "packet {i} bytes");
         let close = |a: Option<i64>, b: Option<i64>| match (a, b) {
             (Some(a), Some(b)) => (a - b).abs() <= tick,
             _ => false,
         };
         assert!(
-            close(g.2, w.pts_ns),
+            close(g.pts_ns, w.pts_ns),
             "packet {i} pts {:?} vs {:?}",
-            g.2,
+            g.pts_ns,
             w.pts_ns
         );
-        if g.3.is_some() {
+        if g.dts_ns.is_some() {
             assert!(
-                close(g.3, w.dts_ns),
+                close(g.dts_ns, w.dts_ns),
                 "packet {i} dts {:?} vs {:?}",
-                g.3,
+                g.dts_ns,
                 w.dts_ns
             );
         }
@@ -298,7 +306,7 @@ fn source_packets(clip: &str) -> Vec<(String, bool)> {
     demuxed_packets(&media(clip))
         .0
         .into_iter()
-        .map(|p| (p.0, p.4))
+        .map(|p| (p.md5, p.key))
         .collect()
 }
 
@@ -306,10 +314,10 @@ fn source_packets(clip: &str) -> Vec<(String, bool)> {
 /// in the sample clips) and returns the runs of consecutive indices.
 fn runs(rec: &Path, source: &[(String, bool)]) -> Vec<Vec<usize>> {
     let mut runs: Vec<Vec<usize>> = Vec::new();
-    for (md5, ..) in demuxed_packets(rec).0 {
+    for p in demuxed_packets(rec).0 {
         let i = source
             .iter()
-            .position(|s| s.0 == md5)
+            .position(|s| s.0 == p.md5)
             .expect("every recorded packet is a source packet");
         match runs.last_mut() {
             Some(r) if *r.last().unwrap() + 1 == i => r.push(i),
@@ -361,7 +369,7 @@ fn a_subscriber_joining_mid_stream_starts_on_a_keyframe() {
         "then every packet to the end"
     );
     assert!(
-        demuxed_packets(&rec).0[0].4,
+        demuxed_packets(&rec).0[0].key,
         "the recording starts with a keyframe"
     );
     ffmpeg_decodes_silently(&rec);

@@ -149,11 +149,14 @@ fn copy_frame(
     Ok(())
 }
 
+/// A converted packet waiting for the publisher: data, pts, dts (ns), flags.
+type PendingPacket = (Vec<u8>, Option<i64>, Option<i64>, u32);
+
 /// The packet side of the publisher: Annex B conversion, packets demuxed
 /// before the publisher exists, and the flag for the next packet.
 struct PacketFeed {
     annexb: AnnexB,
-    pending: Vec<(Vec<u8>, Option<i64>, Option<i64>, u32)>,
+    pending: Vec<PendingPacket>,
     discontinuity: bool,
     buf: Vec<u8>,
     skipped: u64,
