@@ -8,8 +8,8 @@ use cuframes_core::layout::StreamDesc;
 use cuframes_core::packet::{av_codec_id, PACKET_KEY, PACKET_LAST_IN_AU};
 use cuframes_core::ring::FrameMeta;
 use cuframes_core::runtime::{
-    ConnectError, HostBackend, PacketError, PacketRecvError, PacketRingConfig, Published,
-    Publisher, PublisherConfig, SubscribeOptions, Subscriber,
+    ConnectError, CreateError, HostBackend, PacketError, PacketRecvError, PacketRingConfig,
+    Published, Publisher, PublisherConfig, SubscribeOptions, Subscriber,
 };
 use cuframes_core::wire::ErrorCode;
 use cuframes_core::{Codec, DeliveryMode, PixelFormat};
@@ -116,9 +116,15 @@ fn packet_only_subscriber_starts_on_a_keyframe_with_codec_params() {
 #[test]
 fn one_subscriber_reads_frames_and_packets_at_once() {
     let dir = temp_dir("both");
-    let mut p = publisher(&dir, "pk-both", Some(ring(8, 1024)));
+    let cfg = PacketRingConfig {
+        extradata: vec![0, 0, 0, 1, 0x40, 1],
+        ..ring(8, 1024)
+    };
+    let mut p = publisher(&dir, "pk-both", Some(cfg));
     let sub = Subscriber::connect_host("pk-both", opts(&dir, true, true)).unwrap();
     assert!(sub.has_packets());
+    // Configured extradata is there before the first packet.
+    assert_eq!(sub.codec_params().unwrap().extradata, [0, 0, 0, 1, 0x40, 1]);
     for i in 0..3u8 {
         p.publish_packet(&au(i, 8), Some(i as i64), Some(i as i64), PACKET_KEY)
             .unwrap();
@@ -186,6 +192,31 @@ fn refused_packets_leave_the_publisher_running() {
     let k = sub.next_packet(T).unwrap();
     assert_eq!((k.meta.seq, k.data), (0, au(1, 3)));
     assert!(sub.codec_params().unwrap().extradata.is_empty());
+}
+
+#[test]
+fn bad_packet_ring_configurations_are_refused_at_creation() {
+    let dir = temp_dir("badcfg");
+    let create = |ring: PacketRingConfig| {
+        let mut c = PublisherConfig::new("pk-badcfg");
+        c.runtime_dir = Some(dir.clone());
+        c.packets = Some(ring);
+        let s = StreamDesc::packed(64, 32, PixelFormat::Nv12, Codec::Hevc).unwrap();
+        Publisher::create(HostBackend, c, s).err()
+    };
+    let too_long = PacketRingConfig {
+        extradata: vec![0; 4097],
+        ..ring(8, 1024)
+    };
+    assert!(matches!(create(too_long), Some(CreateError::Extradata(_))));
+    assert!(matches!(
+        create(ring(0, 1024)),
+        Some(CreateError::Packets(_))
+    ));
+    assert!(matches!(
+        create(ring(8, 1001)),
+        Some(CreateError::Packets(_))
+    ));
 }
 
 #[test]

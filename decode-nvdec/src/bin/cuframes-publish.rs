@@ -5,7 +5,9 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use cuframes_core::layout::{StreamDesc, FLAG_DISCONTINUITY, FLAG_KEY};
-use cuframes_core::packet::{av_codec_id, PACKET_DISCONTINUITY, PACKET_KEY, PACKET_LAST_IN_AU};
+use cuframes_core::packet::{
+    av_codec_id, MAX_EXTRADATA, PACKET_DISCONTINUITY, PACKET_KEY, PACKET_LAST_IN_AU,
+};
 use cuframes_core::ring::FrameMeta;
 use cuframes_core::runtime::{
     HostBackend, HostSlot, PacketRingConfig, Published, Publisher, PublisherConfig,
@@ -267,6 +269,13 @@ fn run(args: Args) -> Result<()> {
             );
         }
         match AnnexB::new(info.codec, &info.extradata) {
+            Ok(annexb) if annexb.extradata().len() > MAX_EXTRADATA => {
+                tracing::warn!(
+                    "--packets: the input's parameter sets take {} bytes, more than the packet ring's {MAX_EXTRADATA}; publishing frames without a packet ring",
+                    annexb.extradata().len()
+                );
+                None
+            }
             Ok(annexb) => Some(PacketFeed {
                 annexb,
                 pending: Vec::new(),
@@ -309,6 +318,9 @@ fn run(args: Args) -> Result<()> {
             data_size,
             max_packet_size: max.max(1),
             codec_id: av_codec_id(info.codec),
+            extradata: feed
+                .as_ref()
+                .map_or(Vec::new(), |f| f.annexb.extradata().to_vec()),
         });
     }
 
@@ -378,9 +390,6 @@ fn run(args: Args) -> Result<()> {
                 let mut p = Publisher::create(HostBackend, config.clone(), stream)
                     .with_context(|| format!("cannot publish on key {:?}", args.key))?;
                 if let Some(f) = feed.as_ref() {
-                    if let Err(e) = p.set_codec_extradata(f.annexb.extradata()) {
-                        tracing::warn!("--packets: {e}; subscribers get no extradata");
-                    }
                     tracing::info!(
                         slots = args.packet_slots,
                         mib = args.packet_ring_mib,

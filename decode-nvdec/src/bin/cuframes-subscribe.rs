@@ -14,7 +14,7 @@ use cuframes_core::{Codec, DeliveryMode};
 use cuframes_nvdec::{RecordStream, Recorder};
 use md5::{Digest, Md5};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -164,6 +164,7 @@ fn frame_md5(f: &Frame<'_>) -> (String, usize) {
 
 /// The packet side: an optional recording and counters.
 struct PacketSink {
+    record: Option<PathBuf>,
     recorder: Option<Recorder>,
     received: u64,
 }
@@ -173,38 +174,44 @@ impl PacketSink {
         if !sub.has_packets() {
             return Ok(None);
         }
-        let recorder = match &args.record {
-            Some(path) => {
-                let cp = sub
-                    .codec_params()
-                    .context("reading the packet ring's codec")?;
-                let codec = match cp.codec_id {
-                    AV_CODEC_ID_H264 => Codec::H264,
-                    AV_CODEC_ID_HEVC => Codec::Hevc,
-                    other => bail!("cannot record codec id {other} (only H.264 and HEVC)"),
-                };
-                let s = sub.stream();
-                let stream = RecordStream {
-                    codec,
-                    width: s.width as u32,
-                    height: s.height as u32,
-                    extradata: cp.extradata,
-                    frame_duration_ns: (s.fps_num > 0 && s.fps_den > 0).then(|| {
-                        (s.fps_den as i64).saturating_mul(1_000_000_000) / s.fps_num as i64
-                    }),
-                };
-                Some(Recorder::create(path, &stream)?)
-            }
-            None => None,
-        };
         Ok(Some(PacketSink {
-            recorder,
+            record: args.record.clone(),
+            recorder: None,
             received: 0,
         }))
     }
 
-    fn take(&mut self, p: &Packet) -> Result<()> {
+    /// Opens the recording at the first packet: by then the publisher has
+    /// stored the codec extradata (§9.3), even one that sets it late.
+    fn open_recorder(path: &Path, sub: &Subscriber) -> Result<Recorder> {
+        let cp = sub
+            .codec_params()
+            .context("reading the packet ring's codec")?;
+        let codec = match cp.codec_id {
+            AV_CODEC_ID_H264 => Codec::H264,
+            AV_CODEC_ID_HEVC => Codec::Hevc,
+            other => bail!("cannot record codec id {other} (only H.264 and HEVC)"),
+        };
+        if cp.extradata.is_empty() {
+            bail!("the publisher's packet ring has no codec extradata to record with");
+        }
+        let s = sub.stream();
+        let stream = RecordStream {
+            codec,
+            width: s.width as u32,
+            height: s.height as u32,
+            extradata: cp.extradata,
+            frame_duration_ns: (s.fps_num > 0 && s.fps_den > 0)
+                .then(|| (s.fps_den as i64).saturating_mul(1_000_000_000) / s.fps_num as i64),
+        };
+        Ok(Recorder::create(path, &stream)?)
+    }
+
+    fn take(&mut self, p: &Packet, sub: &Subscriber) -> Result<()> {
         self.received += 1;
+        if let (None, Some(path)) = (&self.recorder, &self.record) {
+            self.recorder = Some(Self::open_recorder(path, sub)?);
+        }
         if let Some(r) = self.recorder.as_mut() {
             r.write(&p.data, p.meta.pts_ns, p.meta.dts_ns, p.meta.is_key())?;
         }
@@ -218,7 +225,7 @@ impl PacketSink {
                 return Ok(true);
             }
             match sub.next_packet(Duration::ZERO) {
-                Ok(p) => self.take(&p)?,
+                Ok(p) => self.take(&p, sub)?,
                 Err(PacketRecvError::Timeout(_)) => return Ok(true),
                 Err(PacketRecvError::Disconnected) => return Ok(false),
                 Err(e) => return Err(e).context("receiving a packet"),
@@ -253,7 +260,7 @@ fn run_packets(args: &Args, sub: &Subscriber, sink: &mut PacketSink) -> Result<&
             return Ok("packet limit reached");
         }
         match sub.next_packet(timeout) {
-            Ok(p) => sink.take(&p)?,
+            Ok(p) => sink.take(&p, sub)?,
             Err(PacketRecvError::Disconnected) => return Ok("publisher ended the stream"),
             Err(PacketRecvError::Timeout(t)) => {
                 bail!("no packet for {t:?} (is the publisher stalled?)")

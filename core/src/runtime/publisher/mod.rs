@@ -108,6 +108,9 @@ pub enum CreateError {
     /// The packet ring configuration is invalid.
     #[error("packet ring: {0}")]
     Packets(crate::packet::PacketLayoutError),
+    /// `PacketRingConfig::extradata` is longer than 4096 bytes.
+    #[error("packet ring: {0}")]
+    Extradata(crate::packet::ExtradataError),
     /// The backend could not allocate or export a slot.
     #[error("backend: {0}")]
     Backend(Box<dyn std::error::Error + Send + Sync>),

@@ -14,7 +14,7 @@ use std::prelude::rust_2021::*;
 
 /// Packet ring settings (`PublisherConfig::packets`); the defaults are the
 /// reference's: 64 slots, 8 MiB of data, packets up to 2 MiB.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PacketRingConfig {
     /// Slots, 1..=1024: how many packets a reader may fall behind.
     pub slots: u32,
@@ -25,6 +25,10 @@ pub struct PacketRingConfig {
     pub max_packet_size: u32,
     /// FFmpeg `AVCodecID` of the packets ([`crate::packet::av_codec_id`]).
     pub codec_id: u32,
+    /// Codec extradata (Annex B parameter sets, ≤ 4096 bytes), stored before
+    /// the socket accepts anyone, so every subscriber sees it; may be empty
+    /// and set later with [`Publisher::set_codec_extradata`].
+    pub extradata: Vec<u8>,
 }
 
 impl PacketRingConfig {
@@ -35,6 +39,7 @@ impl PacketRingConfig {
             data_size: 8 << 20,
             max_packet_size: 2 << 20,
             codec_id,
+            extradata: Vec::new(),
         }
     }
 }
@@ -78,10 +83,13 @@ impl PacketRegion {
             geo,
             max_packet: cfg.max_packet_size as usize,
         };
-        region.writer().init(PacketRingInit {
+        let mut w = region.writer();
+        w.init(PacketRingInit {
             codec_id: cfg.codec_id,
             producer_pid: std::process::id() as u64,
         });
+        w.set_extradata(&cfg.extradata)
+            .map_err(CreateError::Extradata)?;
         Ok(region)
     }
 
@@ -103,7 +111,8 @@ fn unreachable_geometry() -> ! {
 impl<B: Backend + Send + Sync + 'static> Publisher<B> {
     /// Stores the codec extradata subscribers read with the packets: Annex B
     /// parameter sets (SPS+PPS; VPS+SPS+PPS for HEVC), ≤ 4096 bytes. The ring
-    /// does not interpret the bytes. Call it before the first packet.
+    /// does not interpret the bytes. Prefer [`PacketRingConfig::extradata`]
+    /// (set before anyone connects); otherwise call it before the first packet.
     ///
     /// Errors: [`PacketError::NoRing`], [`PacketError::Extradata`] (too long;
     /// nothing stored).
