@@ -429,7 +429,8 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
                         let latest = self.shared.writer().next_seq() - 1;
                         for r in readers
                             .iter_mut()
-                            .filter(|r| r.mode == crate::DeliveryMode::InOrder)
+                            // Packet-only subscribers (no lease row) read no frames.
+                            .filter(|r| r.mode == crate::DeliveryMode::InOrder && r.row.is_some())
                         {
                             if r.consumed() < latest {
                                 tracing::warn!(subscriber = r.id, name = %r.name, "InOrder subscriber lagged past {:?}; overwriting its unread frames", cfg.wait_timeout);
