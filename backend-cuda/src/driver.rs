@@ -50,7 +50,10 @@ pub(crate) fn init() -> Option<Result<(), DriverError>> {
     }
     // SAFETY: the driver library is present (checked), so cudarc's loader
     // does not panic; cuInit takes flags 0 and may be called repeatedly.
-    Some(INIT.get_or_init(|| check("cuInit", unsafe { cu::cuInit(0) })).clone())
+    Some(
+        INIT.get_or_init(|| check("cuInit", unsafe { cu::cuInit(0) }))
+            .clone(),
+    )
 }
 
 /// `cuDeviceGetCount`.
@@ -453,13 +456,17 @@ impl Event {
     /// `cuEventRecord` on `stream`.
     pub(crate) fn record(&self, stream: RawStream) -> Result<(), DriverError> {
         // SAFETY: live event; `stream` is a live stream or null (legacy default).
-        check("cuEventRecord", unsafe { cu::cuEventRecord(self.0, stream.0) })
+        check("cuEventRecord", unsafe {
+            cu::cuEventRecord(self.0, stream.0)
+        })
     }
 
     /// `cuEventSynchronize`: blocks until the last recorded work completed.
     pub(crate) fn synchronize(&self) -> Result<(), DriverError> {
         // SAFETY: live event.
-        check("cuEventSynchronize", unsafe { cu::cuEventSynchronize(self.0) })
+        check("cuEventSynchronize", unsafe {
+            cu::cuEventSynchronize(self.0)
+        })
     }
 
     /// `cuStreamWaitEvent(stream, event, 0)`.
@@ -536,7 +543,9 @@ impl Drop for OwnedStream {
 /// `cuStreamSynchronize`.
 pub(crate) fn stream_synchronize(s: RawStream) -> Result<(), DriverError> {
     // SAFETY: live stream or null.
-    check("cuStreamSynchronize", unsafe { cu::cuStreamSynchronize(s.0) })
+    check("cuStreamSynchronize", unsafe {
+        cu::cuStreamSynchronize(s.0)
+    })
 }
 
 /// Where one side of a 2-D copy lives.

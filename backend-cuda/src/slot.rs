@@ -33,10 +33,7 @@ pub(crate) fn plane_span(
 
 #[derive(Debug)]
 pub(crate) enum Owned {
-    Vmm {
-        map: VmmMapping,
-        handle: VmmHandle,
-    },
+    Vmm { map: VmmMapping, handle: VmmHandle },
     Legacy(DeviceAlloc),
 }
 
@@ -148,10 +145,7 @@ impl Drop for CudaSlot {
 
 #[derive(Debug)]
 pub(crate) enum Imported {
-    Vmm {
-        map: VmmMapping,
-        _handle: VmmHandle,
-    },
+    Vmm { map: VmmMapping, _handle: VmmHandle },
     Legacy(IpcMem),
 }
 

@@ -79,7 +79,8 @@ fn vmm_fd_slot_round_trips_through_an_import() {
     let mut slot = publisher.allocate(0, desc.frame_size).unwrap();
     let frame = pattern(1, 64 * 32 * 3 / 2);
     for (i, (at, row)) in packed_planes(&desc, &frame).into_iter().enumerate() {
-        slot.copy_plane_from_host(&desc, i, &frame[at..], row).unwrap();
+        slot.copy_plane_from_host(&desc, i, &frame[at..], row)
+            .unwrap();
     }
     slot.fence(RawStream::DEFAULT).unwrap();
     let export = publisher.export(&slot).unwrap();
@@ -96,15 +97,21 @@ fn vmm_fd_slot_round_trips_through_an_import() {
         .unwrap();
     // SAFETY: the fd is this test's own VMM export of a slot of that size.
     #[allow(unsafe_code)]
-    let imported = unsafe { subscriber.import(export.fd, &export.handle, desc.frame_size) }.unwrap();
+    let imported =
+        unsafe { subscriber.import(export.fd, &export.handle, desc.frame_size) }.unwrap();
     assert_ne!(imported.device_ptr(), slot.device_ptr(), "a second mapping");
     let mut back = vec![0u8; frame.len()];
     let mut at = 0;
     for i in 0..2 {
-        at += imported.copy_plane_to_host(&desc, i, &mut back[at..]).unwrap();
+        at += imported
+            .copy_plane_to_host(&desc, i, &mut back[at..])
+            .unwrap();
     }
     assert_eq!(back, frame);
-    println!("figure: VMM import mapped read-only: {}", imported.is_read_only());
+    println!(
+        "figure: VMM import mapped read-only: {}",
+        imported.is_read_only()
+    );
 }
 
 fn ring_round_trip(config: CudaConfig, frames: u64, release_after: bool) {
@@ -176,7 +183,9 @@ fn dropping_a_ring_returns_its_vram() {
     let desc = stream_desc(1920, 1080);
     {
         let b = CudaBackend::publisher(CudaConfig::default()).unwrap();
-        let slots: Vec<_> = (0..8).map(|i| b.allocate(i, desc.frame_size).unwrap()).collect();
+        let slots: Vec<_> = (0..8)
+            .map(|i| b.allocate(i, desc.frame_size).unwrap())
+            .collect();
         let during = d.memory_info().unwrap().free;
         let used = before.saturating_sub(during);
         println!(
@@ -185,7 +194,10 @@ fn dropping_a_ring_returns_its_vram() {
             slots[0].size(),
             used as f64 / 1048576.0
         );
-        assert!(used >= 8 * desc.frame_size, "the ring must really be in VRAM");
+        assert!(
+            used >= 8 * desc.frame_size,
+            "the ring must really be in VRAM"
+        );
     }
     let after = d.memory_info().unwrap().free;
     assert!(

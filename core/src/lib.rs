@@ -33,6 +33,7 @@ pub mod handshake;
 pub mod key;
 pub mod kinds;
 pub mod layout;
+pub mod packet;
 pub mod ring;
 pub mod sync;
 pub mod version;

@@ -1,164 +1,209 @@
-//! Length-prefixed (MP4 / Matroska) H.264 and HEVC access units to Annex B,
-//! the byte-stream form NVDEC's parser (and the packet ring) take.
+//! Length-prefixed (MP4 / Matroska) H.264 and HEVC samples to Annex B, as
+//! the packet ring carries them (`docs/protocol.md` §9.3).
 //!
-//! The `avcC` record is ISO/IEC 14496-15 §5.3.3.1, `hvcC` §8.3.3.1: a
-//! NAL-length size and the parameter sets (SPS/PPS; VPS/SPS/PPS for HEVC),
-//! which become the stream's Annex B header.
+//! What FFmpeg's `h264_mp4toannexb` / `hevc_mp4toannexb` bitstream filters
+//! do, minus one thing: parameter sets are *not* inserted in front of
+//! keyframes, because the ring carries them once, as extradata. Each NAL
+//! unit's big-endian length prefix (1, 2 or 4 bytes, from the `avcC` /
+//! `hvcC` record) becomes a 4-byte start code `00 00 00 01`; with 4-byte
+//! prefixes (what x264, x265 and most cameras write) a packet keeps its size.
+//!
+//! Input from a file is untrusted: every length is checked and nothing panics.
 
 use cuframes_core::Codec;
+use thiserror::Error;
 
+/// The start code put in front of every NAL unit.
 const START_CODE: [u8; 4] = [0, 0, 0, 1];
 
-/// Extradata or a packet that is not what its container promised.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Converting extradata or a packet failed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum AnnexBError {
     /// The `avcC` / `hvcC` record is cut short or malformed.
-    #[error("malformed {record} extradata at byte {at}")]
-    Extradata {
+    #[error("{codec} decoder configuration record is malformed: {what}")]
+    BadConfig {
         /// `avcC` or `hvcC`.
-        record: &'static str,
-        /// Offset where parsing stopped.
-        at: usize,
+        codec: &'static str,
+        /// What is wrong.
+        what: &'static str,
     },
-    /// A NAL length runs past the end of the packet.
-    #[error("NAL unit of {len} bytes at byte {at} runs past the {size}-byte packet")]
-    Packet {
-        /// Offset of the length field.
+    /// A NAL length prefix runs past the end of the packet.
+    #[error("NAL unit of {len} bytes at offset {at} runs past the {size}-byte packet")]
+    Truncated {
+        /// Offset of the length prefix.
         at: usize,
-        /// Length read.
+        /// Declared NAL length.
         len: usize,
-        /// Packet size.
+        /// Packet bytes.
         size: usize,
     },
+    /// The codec has no Annex B form here (only H.264 and HEVC).
+    #[error("codec {0:?} cannot be converted to Annex B")]
+    Codec(Codec),
 }
 
-/// How a stream's packets are framed.
+/// Converts one stream's samples: built from its codec and extradata.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AnnexB {
-    /// NAL length-field size in bytes (1, 2 or 4); `None`: already Annex B.
+    /// NAL length prefix size, or `None` when the stream already is Annex B.
     length_size: Option<usize>,
-    /// Parameter sets as Annex B (start code before each).
-    header: Vec<u8>,
+    /// Parameter sets, Annex B.
+    extradata: Vec<u8>,
 }
 
-fn take<'a>(
+fn starts_with_start_code(b: &[u8]) -> bool {
+    b.starts_with(&[0, 0, 1]) || b.starts_with(&[0, 0, 0, 1])
+}
+
+/// Reads a big-endian u16 length and the bytes it covers at `*at`.
+fn take_u16_prefixed<'a>(
     b: &'a [u8],
     at: &mut usize,
-    n: usize,
-    record: &'static str,
+    codec: &'static str,
 ) -> Result<&'a [u8], AnnexBError> {
-    let s = b
-        .get(*at..at.saturating_add(n))
-        .ok_or(AnnexBError::Extradata { record, at: *at })?;
-    *at += n;
-    Ok(s)
-}
-
-fn u16_at(b: &[u8], at: &mut usize, record: &'static str) -> Result<usize, AnnexBError> {
-    let s = take(b, at, 2, record)?;
-    Ok(u16::from_be_bytes([s[0], s[1]]) as usize)
+    let bad = |what| AnnexBError::BadConfig { codec, what };
+    let len_bytes = b
+        .get(*at..*at + 2)
+        .ok_or(bad("parameter set length cut short"))?;
+    let len = u16::from_be_bytes([len_bytes[0], len_bytes[1]]) as usize;
+    let nal = b
+        .get(*at + 2..*at + 2 + len)
+        .ok_or(bad("parameter set runs past the record"))?;
+    *at += 2 + len;
+    Ok(nal)
 }
 
 impl AnnexB {
-    /// Reads `extradata` of a `codec` stream: an `avcC` / `hvcC` record
-    /// (version byte 1) means length-prefixed packets; empty or Annex B
-    /// extradata means packets are Annex B already.
+    /// A converter for a stream of `codec` with `extradata` (an `avcC` /
+    /// `hvcC` record, Annex B parameter sets, or empty).
+    ///
+    /// Annex B or empty extradata means the packets already are Annex B
+    /// (raw `.h264`, MPEG-TS): they pass through unchanged.
+    ///
+    /// Errors: [`AnnexBError::BadConfig`] for a malformed record (wrong
+    /// version, cut short, length size 3), [`AnnexBError::Codec`].
     pub fn new(codec: Codec, extradata: &[u8]) -> Result<Self, AnnexBError> {
-        if extradata.first() != Some(&1) {
+        if extradata.is_empty() || starts_with_start_code(extradata) {
             return Ok(AnnexB {
                 length_size: None,
-                header: extradata.to_vec(),
+                extradata: extradata.to_vec(),
             });
         }
-        let mut header = Vec::new();
-        let mut push = |nal: &[u8]| {
-            header.extend_from_slice(&START_CODE);
-            header.extend_from_slice(nal);
+        let (name, (length_size, sets)) = match codec {
+            Codec::H264 => ("avcC", Self::avcc(extradata)?),
+            Codec::Hevc => ("hvcC", Self::hvcc(extradata)?),
+            c => return Err(AnnexBError::Codec(c)),
         };
-        let b = extradata;
-        match codec {
-            Codec::H264 => {
-                let r = "avcC";
-                let mut at = 4;
-                let length_size = (take(b, &mut at, 1, r)?[0] & 3) as usize + 1;
-                let n_sps = take(b, &mut at, 1, r)?[0] & 0x1f;
-                for _ in 0..n_sps {
-                    let n = u16_at(b, &mut at, r)?;
-                    push(take(b, &mut at, n, r)?);
-                }
-                let n_pps = take(b, &mut at, 1, r)?[0];
-                for _ in 0..n_pps {
-                    let n = u16_at(b, &mut at, r)?;
-                    push(take(b, &mut at, n, r)?);
-                }
-                Self::checked(length_size, header, r)
-            }
-            Codec::Hevc => {
-                let r = "hvcC";
-                let mut at = 21;
-                let length_size = (take(b, &mut at, 1, r)?[0] & 3) as usize + 1;
-                let arrays = take(b, &mut at, 1, r)?[0];
-                for _ in 0..arrays {
-                    take(b, &mut at, 1, r)?; // completeness + NAL type
-                    let nalus = u16_at(b, &mut at, r)?;
-                    for _ in 0..nalus {
-                        let n = u16_at(b, &mut at, r)?;
-                        push(take(b, &mut at, n, r)?);
-                    }
-                }
-                Self::checked(length_size, header, r)
-            }
-            // Other codecs: nothing to convert.
-            Codec::Unknown(_) => Ok(AnnexB {
-                length_size: None,
-                header: extradata.to_vec(),
-            }),
-        }
-    }
-
-    fn checked(len: usize, header: Vec<u8>, record: &'static str) -> Result<Self, AnnexBError> {
-        if len == 3 {
-            return Err(AnnexBError::Extradata { record, at: 4 });
+        if !matches!(length_size, 1 | 2 | 4) {
+            return Err(AnnexBError::BadConfig {
+                codec: name,
+                what: "NAL length size is 3",
+            });
         }
         Ok(AnnexB {
-            length_size: Some(len),
-            header,
+            length_size: Some(length_size),
+            extradata: sets,
         })
     }
 
-    /// The parameter sets as Annex B (empty if the extradata had none).
-    pub fn header(&self) -> &[u8] {
-        &self.header
+    /// `avcC` (ISO/IEC 14496-15 §5.3.3.1): length size and SPS+PPS, Annex B.
+    fn avcc(b: &[u8]) -> Result<(usize, Vec<u8>), AnnexBError> {
+        let bad = |what| AnnexBError::BadConfig {
+            codec: "avcC",
+            what,
+        };
+        if b.len() < 7 {
+            return Err(bad("shorter than 7 bytes"));
+        }
+        if b[0] != 1 {
+            return Err(bad("configurationVersion is not 1"));
+        }
+        let length_size = (b[4] & 3) as usize + 1;
+        let mut out = Vec::new();
+        let mut at = 5;
+        let n_sps = (b[at] & 0x1f) as usize;
+        at += 1;
+        for _ in 0..n_sps {
+            out.extend_from_slice(&START_CODE);
+            out.extend_from_slice(take_u16_prefixed(b, &mut at, "avcC")?);
+        }
+        let n_pps = *b.get(at).ok_or(bad("PPS count missing"))? as usize;
+        at += 1;
+        for _ in 0..n_pps {
+            out.extend_from_slice(&START_CODE);
+            out.extend_from_slice(take_u16_prefixed(b, &mut at, "avcC")?);
+        }
+        Ok((length_size, out))
     }
 
-    /// Whether packets need converting.
-    pub fn is_length_prefixed(&self) -> bool {
+    /// `hvcC` (ISO/IEC 14496-15 §8.3.3.1): length size and every parameter
+    /// set array (VPS, SPS, PPS, SEI) in order, Annex B.
+    fn hvcc(b: &[u8]) -> Result<(usize, Vec<u8>), AnnexBError> {
+        let bad = |what| AnnexBError::BadConfig {
+            codec: "hvcC",
+            what,
+        };
+        if b.len() < 23 {
+            return Err(bad("shorter than 23 bytes"));
+        }
+        if b[0] != 1 {
+            return Err(bad("configurationVersion is not 1"));
+        }
+        let length_size = (b[21] & 3) as usize + 1;
+        let arrays = b[22] as usize;
+        let mut at = 23;
+        let mut out = Vec::new();
+        for _ in 0..arrays {
+            let head = b.get(at..at + 3).ok_or(bad("NAL array header cut short"))?;
+            let count = u16::from_be_bytes([head[1], head[2]]) as usize;
+            at += 3;
+            for _ in 0..count {
+                out.extend_from_slice(&START_CODE);
+                out.extend_from_slice(take_u16_prefixed(b, &mut at, "hvcC")?);
+            }
+        }
+        Ok((length_size, out))
+    }
+
+    /// The parameter sets in Annex B (the ring's extradata).
+    pub fn extradata(&self) -> &[u8] {
+        &self.extradata
+    }
+
+    /// Whether packets are converted (`false`: they already are Annex B).
+    pub fn converts(&self) -> bool {
         self.length_size.is_some()
     }
 
-    /// Appends `packet` to `out` as Annex B (a copy if it already is).
-    pub fn convert(&self, packet: &[u8], out: &mut Vec<u8>) -> Result<(), AnnexBError> {
+    /// Writes `sample` as Annex B into `out` (cleared first).
+    ///
+    /// Errors: [`AnnexBError::Truncated`] when a length prefix runs past the
+    /// end (nothing usable is left in `out`).
+    pub fn convert(&self, sample: &[u8], out: &mut Vec<u8>) -> Result<(), AnnexBError> {
+        out.clear();
         let Some(ls) = self.length_size else {
-            out.extend_from_slice(packet);
+            out.extend_from_slice(sample);
             return Ok(());
         };
         let mut at = 0;
-        while at < packet.len() {
-            let len_bytes = packet.get(at..at + ls).ok_or(AnnexBError::Packet {
+        while at < sample.len() {
+            let prefix = sample.get(at..at + ls).ok_or(AnnexBError::Truncated {
                 at,
                 len: ls,
-                size: packet.len(),
+                size: sample.len(),
             })?;
-            let len = len_bytes.iter().fold(0usize, |a, &b| a << 8 | b as usize);
-            let nal = packet
-                .get(at + ls..(at + ls).saturating_add(len))
-                .ok_or(AnnexBError::Packet {
+            let len = prefix.iter().fold(0usize, |acc, &b| acc << 8 | b as usize);
+            let nal = sample
+                .get(at + ls..at + ls + len)
+                .ok_or(AnnexBError::Truncated {
                     at,
                     len,
-                    size: packet.len(),
+                    size: sample.len(),
                 })?;
-            out.extend_from_slice(&START_CODE);
-            out.extend_from_slice(nal);
+            if !nal.is_empty() {
+                out.extend_from_slice(&START_CODE);
+                out.extend_from_slice(nal);
+            }
             at += ls + len;
         }
         Ok(())
@@ -169,56 +214,99 @@ impl AnnexB {
 mod tests {
     use super::*;
 
+    /// A minimal avcC: version 1, High profile, 4-byte lengths, one SPS, one PPS.
     fn avcc() -> Vec<u8> {
-        let mut b = vec![1, 0x64, 0, 0x1f, 0xff, 0xe1, 0, 3, 0x67, 1, 2, 1, 0, 2, 0x68, 9];
-        b.extend_from_slice(&[0xfd, 0xf8, 0xf8, 0]); // high-profile tail, ignored
+        let mut b = vec![1, 0x64, 0, 0x1f, 0xff, 0xe1];
+        b.extend_from_slice(&[0, 3, 0x67, 0xaa, 0xbb]);
+        b.push(1);
+        b.extend_from_slice(&[0, 2, 0x68, 0xcc]);
         b
     }
 
     #[test]
-    fn avcc_gives_sps_pps_and_converts_packets() {
+    fn avcc_becomes_annexb_parameter_sets_and_samples_keep_their_size() {
         let a = AnnexB::new(Codec::H264, &avcc()).unwrap();
-        assert_eq!(a.header(), &[0, 0, 0, 1, 0x67, 1, 2, 0, 0, 0, 1, 0x68, 9]);
+        assert_eq!(
+            a.extradata(),
+            &[0, 0, 0, 1, 0x67, 0xaa, 0xbb, 0, 0, 0, 1, 0x68, 0xcc]
+        );
+        let sample = [0, 0, 0, 2, 0x65, 1, 0, 0, 0, 3, 0x41, 2, 3];
         let mut out = Vec::new();
-        a.convert(&[0, 0, 0, 2, 0x65, 7, 0, 0, 0, 1, 0x06], &mut out)
-            .unwrap();
-        assert_eq!(out, [0, 0, 0, 1, 0x65, 7, 0, 0, 0, 1, 0x06]);
+        a.convert(&sample, &mut out).unwrap();
+        assert_eq!(out, [0, 0, 0, 1, 0x65, 1, 0, 0, 0, 1, 0x41, 2, 3]);
+        assert_eq!(out.len(), sample.len());
     }
 
     #[test]
-    fn hvcc_gives_vps_sps_pps() {
-        let mut b = vec![1u8; 21];
-        b.push(0x0f); // length size 4
-        b.push(2); // arrays
+    fn short_length_prefixes_grow_to_start_codes() {
+        let mut cfg = avcc();
+        cfg[4] = 0xfd; // 2-byte lengths
+        let a = AnnexB::new(Codec::H264, &cfg).unwrap();
+        let mut out = Vec::new();
+        a.convert(&[0, 1, 0x65, 0, 2, 0x41, 9], &mut out).unwrap();
+        assert_eq!(out, [0, 0, 0, 1, 0x65, 0, 0, 0, 1, 0x41, 9]);
+    }
+
+    #[test]
+    fn hvcc_arrays_are_concatenated_in_order() {
+        let mut b = vec![1];
+        b.extend_from_slice(&[0; 20]);
+        b.push(0x0f); // lengthSizeMinusOne = 3
+        b.push(2); // two arrays
         b.extend_from_slice(&[0x20, 0, 1, 0, 2, 0x40, 1]); // VPS
-        b.extend_from_slice(&[0x21, 0, 1, 0, 1, 0x42]); // SPS
+        b.extend_from_slice(&[0x21, 0, 2, 0, 1, 0x42, 0, 1, 0x43]); // two SPS
         let a = AnnexB::new(Codec::Hevc, &b).unwrap();
-        assert_eq!(a.header(), &[0, 0, 0, 1, 0x40, 1, 0, 0, 0, 1, 0x42]);
-        assert!(a.is_length_prefixed());
+        assert_eq!(
+            a.extradata(),
+            &[0, 0, 0, 1, 0x40, 1, 0, 0, 0, 1, 0x42, 0, 0, 0, 1, 0x43]
+        );
+        assert!(a.converts());
     }
 
     #[test]
-    fn annex_b_extradata_passes_through() {
+    fn annexb_input_passes_through() {
         let a = AnnexB::new(Codec::H264, &[0, 0, 0, 1, 0x67]).unwrap();
-        assert!(!a.is_length_prefixed());
+        assert!(!a.converts());
         let mut out = Vec::new();
-        a.convert(&[0, 0, 1, 0x65], &mut out).unwrap();
-        assert_eq!(out, [0, 0, 1, 0x65]);
+        a.convert(&[0, 0, 1, 0x65, 7], &mut out).unwrap();
+        assert_eq!(out, [0, 0, 1, 0x65, 7]);
+        assert!(!AnnexB::new(Codec::Hevc, &[]).unwrap().converts());
     }
 
     #[test]
-    fn truncated_input_is_an_error_not_a_panic() {
-        let full = avcc();
-        for n in 1..16 {
-            assert!(AnnexB::new(Codec::H264, &full[..n]).is_err(), "cut at {n}");
+    fn garbage_is_an_error_not_a_panic() {
+        for bad in [
+            &[2u8, 0, 0, 0, 0, 0, 0][..],
+            &[1, 0x64, 0, 0x1f, 0xff, 0xe1, 0, 9, 1],
+            &[1, 2, 3],
+        ] {
+            assert!(matches!(
+                AnnexB::new(Codec::H264, bad),
+                Err(AnnexBError::BadConfig { codec: "avcC", .. })
+            ));
         }
-        let a = AnnexB::new(Codec::H264, &full).unwrap();
-        let mut out = Vec::new();
+        let mut three = avcc();
+        three[4] = 0xfe;
+        assert!(AnnexB::new(Codec::H264, &three).is_err());
         assert!(matches!(
-            a.convert(&[0, 0, 0, 9, 0x65], &mut out),
-            Err(AnnexBError::Packet { len: 9, .. })
+            AnnexB::new(Codec::Hevc, &[1; 10]),
+            Err(AnnexBError::BadConfig { codec: "hvcC", .. })
         ));
+        let a = AnnexB::new(Codec::H264, &avcc()).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(
+            a.convert(&[0, 0, 0, 9, 0x65], &mut out),
+            Err(AnnexBError::Truncated {
+                at: 0,
+                len: 9,
+                size: 5
+            })
+        );
         assert!(a.convert(&[0, 0], &mut out).is_err());
-        assert!(AnnexB::new(Codec::Hevc, &[1; 30]).is_err());
+        // Every prefix of every input is handled without a panic.
+        let cfg = avcc();
+        for cut in 0..cfg.len() {
+            let _ = AnnexB::new(Codec::H264, &cfg[..cut]);
+        }
     }
 }

@@ -1,10 +1,12 @@
-//! Fields of `AVCodecParameters` that `ffmpeg-next` 9 has no safe getter for.
+//! Fields of `AVCodecParameters` that `ffmpeg-next` 9 has no safe accessor for.
 //!
-//! This is the only module of the crate that reads FFmpeg memory directly:
+//! This is the only module of the crate that touches FFmpeg memory directly:
 //! `ffmpeg-next` exposes neither `AVCodecParameters::extradata` nor the video
 //! `width` / `height` of a stream's parameters, and the NVDEC decoder needs the
 //! extradata (the `avcC` / `hvcC` record or Annex B parameter sets). The reads
-//! are plain field loads and one bounded copy; nothing is written.
+//! are plain field loads and one bounded copy. The one write, [`write_video`],
+//! describes a stream for the recorder's muxer: codec, size and extradata
+//! (allocated with `av_mallocz`, as FFmpeg frees it).
 #![allow(unsafe_code)]
 
 use ffmpeg_next as ffmpeg;
@@ -44,4 +46,55 @@ pub(crate) fn read(params: &ffmpeg::codec::Parameters) -> CodecParams {
         height: u32::try_from(raw.height).unwrap_or(0),
         extradata,
     }
+}
+
+/// Setting codec parameters failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("cannot allocate {0} bytes of extradata")]
+pub(crate) struct AllocError(pub(crate) usize);
+
+/// Describes a video stream of `codec` (`width` × `height` pixels, Annex B
+/// or `avcC`/`hvcC` `extradata`) in `params`, as a muxer needs it for a
+/// stream copy. Replaces any previous extradata.
+pub(crate) fn write_video(
+    params: &mut ffmpeg::codec::Parameters,
+    codec: ffmpeg::codec::Id,
+    width: u32,
+    height: u32,
+    extradata: &[u8],
+) -> Result<(), AllocError> {
+    use ffmpeg::ffi;
+    params.set_medium(ffmpeg::media::Type::Video);
+    params.set_id(codec);
+    let pad = ffi::AV_INPUT_BUFFER_PADDING_SIZE as usize;
+    let len = i32::try_from(extradata.len()).map_err(|_| AllocError(extradata.len()))?;
+    let buf = if extradata.is_empty() {
+        std::ptr::null_mut()
+    } else {
+        // SAFETY: av_mallocz has no preconditions; it returns null or an
+        // allocation of `len + pad` zeroed bytes, owned by FFmpeg's allocator
+        // as `AVCodecParameters::extradata` requires.
+        let p = unsafe { ffi::av_mallocz(extradata.len() + pad) }.cast::<u8>();
+        if p.is_null() {
+            return Err(AllocError(extradata.len()));
+        }
+        // SAFETY: `p` holds `extradata.len() + pad` bytes (just allocated),
+        // does not overlap `extradata` (fresh allocation).
+        unsafe { std::ptr::copy_nonoverlapping(extradata.as_ptr(), p, extradata.len()) };
+        p
+    };
+    // SAFETY: a `Parameters` wraps a valid, exclusively borrowed (`&mut`)
+    // `AVCodecParameters`. The old extradata was allocated by FFmpeg (or is
+    // null) and is freed with `av_freep` before the field takes `buf`, which
+    // FFmpeg frees in turn (`avcodec_parameters_free`).
+    unsafe {
+        let raw = &mut *params.as_mut_ptr();
+        ffi::av_freep(std::ptr::addr_of_mut!(raw.extradata).cast());
+        raw.extradata = buf;
+        raw.extradata_size = len;
+        raw.width = i32::try_from(width).unwrap_or(0);
+        raw.height = i32::try_from(height).unwrap_or(0);
+        raw.codec_tag = 0;
+    }
+    Ok(())
 }

@@ -14,15 +14,19 @@
 //!   producing NV12 [`HostFrame`]s bit-identical to `ffmpeg -pix_fmt nv12`;
 //! - [`frame`]: [`HostFrame`] and its [`PlaneLayout`]s;
 //! - [`time`]: time-base to nanosecond conversion and [`FrameClock`] for
-//!   streams without timestamps.
+//!   streams without timestamps;
+//! - [`annexb`]: length-prefixed MP4/Matroska samples and `avcC`/`hvcC`
+//!   records to Annex B, as the packet ring carries them;
+//! - [`record`]: [`Recorder`] writes received packets to MP4 or Matroska
+//!   without re-encoding.
 //!
 //! Only H.264 and HEVC are accepted. The NVDEC (CUVID) hardware decoder,
 //! producing frames in device memory, comes in a later issue and implements
 //! [`Decoder`] too; until then decoding runs on the CPU.
 //!
 //! Nothing read from a file panics: every failure is an error value. The only
-//! `unsafe` code is a private module that reads `AVCodecParameters` fields
-//! `ffmpeg-next` has no getter for (extradata, width, height).
+//! `unsafe` code is a private module that reads and writes `AVCodecParameters`
+//! fields `ffmpeg-next` has no accessor for (extradata, width, height).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -32,6 +36,7 @@ pub mod decoder;
 pub mod demux;
 pub mod frame;
 pub mod nvdec;
+pub mod record;
 pub mod software;
 pub mod time;
 
@@ -44,5 +49,6 @@ pub use annexb::{AnnexB, AnnexBError};
 pub use decoder::{DecodeError, Decoded, Decoder};
 pub use demux::{DemuxError, Demuxer, OpenError, Packet, StreamInfo};
 pub use frame::{HostFrame, PlaneLayout};
+pub use record::{RecordError, RecordStream, Recorder};
 pub use software::SoftwareDecoder;
 pub use time::{rescale_to_ns, FrameClock};

@@ -15,11 +15,19 @@ use std::time::Instant;
 fn media(name: &str) -> PathBuf {
     // Carried layout (gpu-carry/media next to tests/) or the repository's.
     let exe = std::env::current_exe().unwrap();
-    let carried = exe.parent().unwrap().parent().unwrap().join("media").join(name);
+    let carried = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("media")
+        .join(name);
     if carried.exists() {
         return carried;
     }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../media").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../media")
+        .join(name)
 }
 
 /// Hashes of the reference framemd5 file, by frame number.
@@ -44,7 +52,7 @@ fn decode_and_check(clip: &str) {
     let backend = CudaBackend::publisher(CudaConfig::default()).unwrap();
     let device = backend.device().unwrap().clone();
     let stream = CudaStream::new(&device).unwrap();
-    let mut dec = NvdecDecoder::new(&device, info.codec, annexb.header()).unwrap();
+    let mut dec = NvdecDecoder::new(&device, info.codec, annexb.extradata()).unwrap();
     let mut slot = None;
     let mut desc: Option<StreamDesc> = None;
     let mut got = Vec::new();
@@ -61,7 +69,8 @@ fn decode_and_check(clip: &str) {
             let s = slot.get_or_insert_with(|| backend.allocate(0, d.frame_size).unwrap());
             for i in 0..2 {
                 let (p, pitch) = f.plane(i).unwrap();
-                s.copy_plane_from_device(&d, i, p, pitch, stream.raw()).unwrap();
+                s.copy_plane_from_device(&d, i, p, pitch, stream.raw())
+                    .unwrap();
             }
             stream.synchronize().unwrap();
             drop(f);
@@ -75,7 +84,10 @@ fn decode_and_check(clip: &str) {
                 host.resize(at + (row * rows) as usize, 0);
                 s.copy_plane_to_host(&d, i, &mut host[at..]).unwrap();
             }
-            let h: String = Md5::digest(&host).iter().map(|b| format!("{b:02x}")).collect();
+            let h: String = Md5::digest(&host)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
             got.push(h);
             continue;
         }
@@ -84,7 +96,6 @@ fn decode_and_check(clip: &str) {
         }
         match demux.read_packet().unwrap() {
             Some(p) => {
-                buf.clear();
                 annexb.convert(&p.data, &mut buf).unwrap();
                 dec.send_packet(&buf, p.pts).unwrap();
             }
@@ -98,7 +109,10 @@ fn decode_and_check(clip: &str) {
     let secs = t0.elapsed().as_secs_f64();
     assert_eq!(got.len(), want.len(), "{clip}: frame count");
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-        assert_eq!(g, w, "{clip}: frame {i} differs from FFmpeg's software decode");
+        assert_eq!(
+            g, w,
+            "{clip}: frame {i} differs from FFmpeg's software decode"
+        );
     }
     println!(
         "figure: NVDEC {clip}: {} frames bit-identical to FFmpeg, {:.0} fps including D2D + D2H copies and MD5",

@@ -4,8 +4,8 @@ use super::outgoing::{Outgoing, Queue};
 use super::HandshakeError;
 use crate::layout::{MAX_SLOTS, MIN_SLOTS};
 use crate::version::Version;
-use crate::{MemoryKind, SyncKind};
 use crate::wire::{ErrorMsg, GoodbyeReason, Hello, Message, Welcome};
+use crate::{MemoryKind, SyncKind};
 
 /// Where the subscriber's connection stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

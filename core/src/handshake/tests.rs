@@ -38,6 +38,7 @@ fn welcome(version: Version) -> Welcome<'static> {
         start_seq: 0,
         handle_len: 0,
         handles: &[],
+        packet_region_size: 0,
     }
 }
 

@@ -8,15 +8,18 @@ pub mod dir;
 pub mod futex;
 pub mod host;
 mod leases;
+pub mod packets;
 pub mod publisher;
 pub mod shm;
 pub mod subscriber;
 
 pub use backend::{Backend, Peer, SlotExport};
-pub use leases::PendingRelease;
 pub use host::{HostBackend, HostError, HostImported, HostSlot};
+pub use leases::PendingRelease;
+pub use packets::{CodecParams, Packet, PacketRecvError, PacketStats};
 pub use publisher::{
-    CreateError, PublishError, Published, Publisher, PublisherConfig, PublisherStats,
+    CreateError, PacketError, PacketRingConfig, PublishError, Published, Publisher,
+    PublisherConfig, PublisherStats,
 };
 pub use subscriber::{
     ConnectError, Frame, RecvError, SubscribeOptions, Subscriber, SubscriberStats,

@@ -7,25 +7,28 @@
 //! drop releases the lease.
 
 use super::backend::{Backend, Peer};
-use super::leases::{LeaseState, PendingRelease};
 use super::channel::{Channel, ChannelError};
 use super::dir::{self, DirError};
 use super::futex;
 use super::host::HostBackend;
+use super::leases::{LeaseState, PendingRelease};
 use super::shm::{self, Access, Mapping, ShmError};
 use crate::handshake::{HandshakeError, SubscriberEvent, SubscriberHandshake};
 use crate::layout::{
     header, ControlLayout, LayoutError, StreamDesc, LEASES_PER_ROW, LEASE_REGION_SIZE,
 };
 use crate::ring::{Acquire, ControlWords, Cursor, FrameMeta, Lease, LeaseWords, RingReader};
-use crate::wire::{decode, ErrorCode, Hello, Name, WireError, HELLO_WANTS_FRAMES};
+use crate::wire::{
+    decode, ErrorCode, Hello, Name, WireError, HELLO_WANTS_FRAMES, HELLO_WANTS_PACKETS,
+    WELCOME_HAS_PACKETS,
+};
 use crate::{DeliveryMode, MemoryKind, PROTOCOL_VERSION};
 use rustix::fd::{AsFd, OwnedFd};
 use std::cell::{Cell, RefCell};
-use std::sync::Arc;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::prelude::rust_2021::*;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Subscriber settings. `SubscribeOptions::new(mode)` gives the defaults.
@@ -39,6 +42,12 @@ pub struct SubscribeOptions {
     pub runtime_dir: Option<PathBuf>,
     /// Longest wait for WELCOME (default 5 s).
     pub handshake_timeout: Duration,
+    /// Subscribe to decoded frames (default true).
+    pub frames: bool,
+    /// Subscribe to the encoded packet ring (default false; see
+    /// [`Subscriber::next_packet`]). A publisher without one fails the
+    /// connection with [`ConnectError::NoPacketRing`].
+    pub packets: bool,
 }
 
 impl SubscribeOptions {
@@ -49,6 +58,8 @@ impl SubscribeOptions {
             name: format!("pid-{}", std::process::id()),
             runtime_dir: None,
             handshake_timeout: Duration::from_secs(5),
+            frames: true,
+            packets: false,
         }
     }
 }
@@ -103,6 +114,15 @@ pub enum ConnectError {
     /// The backend could not import a slot.
     #[error("slot import: {0}")]
     Import(Box<dyn std::error::Error + Send + Sync>),
+    /// Packets were asked for, but the publisher has no packet ring.
+    #[error("the publisher has no packet ring (start it with packets enabled)")]
+    NoPacketRing,
+    /// Neither frames nor packets were asked for.
+    #[error("SubscribeOptions asks for neither frames nor packets")]
+    NothingWanted,
+    /// The packet region failed validation.
+    #[error("packet ring: {0}")]
+    PacketLayout(#[from] crate::packet::PacketLayoutError),
 }
 
 /// Receiving a frame failed.
@@ -124,6 +144,9 @@ pub enum RecvError {
     /// The publisher broke the protocol.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// This subscriber did not ask for frames (`SubscribeOptions::frames`).
+    #[error("this subscriber did not subscribe to frames")]
+    NotSubscribed,
 }
 
 /// Subscriber counters.
@@ -150,6 +173,8 @@ pub struct Subscriber<B: Backend = HostBackend> {
     cursor: Cell<Cursor>,
     stats: Cell<SubscriberStats>,
     gone: Cell<bool>,
+    frames: bool,
+    packets: Option<super::packets::PacketState>,
     backend: B,
 }
 
@@ -165,7 +190,14 @@ impl<B: Backend> Subscriber<B> {
     ///
     /// The backend sees the publisher's memory kind, sync kind and GPU UUID
     /// ([`Backend::attach`]) before it imports the slots.
-    pub fn connect(key: &str, mut backend: B, opts: SubscribeOptions) -> Result<Self, ConnectError> {
+    pub fn connect(
+        key: &str,
+        mut backend: B,
+        opts: SubscribeOptions,
+    ) -> Result<Self, ConnectError> {
+        if !opts.frames && !opts.packets {
+            return Err(ConnectError::NothingWanted);
+        }
         let dir = opts.runtime_dir.clone().unwrap_or_else(dir::runtime_dir);
         let path = dir::socket_path(&dir, key)?;
         let stream = UnixStream::connect(&path).map_err(|source| ConnectError::NoPublisher {
@@ -187,7 +219,8 @@ impl<B: Backend> Subscriber<B> {
         let hello = Hello {
             version_min: PROTOCOL_VERSION,
             version_max: PROTOCOL_VERSION,
-            flags: HELLO_WANTS_FRAMES,
+            flags: if opts.frames { HELLO_WANTS_FRAMES } else { 0 }
+                | if opts.packets { HELLO_WANTS_PACKETS } else { 0 },
             mode: opts.mode,
             gpu_uuid: backend.gpu_uuid(),
             name: Name::truncated(&opts.name),
@@ -197,7 +230,12 @@ impl<B: Backend> Subscriber<B> {
         // closes, maybe before HELLO arrives: read its reason before giving up.
         let mut sent = Ok(());
         while let Some(o) = hs.poll_transmit() {
-            sent = sent.and(chan.send(&o.message(), &[row_fd.as_fd()]));
+            let fds = if opts.frames {
+                &[row_fd.as_fd()][..]
+            } else {
+                &[]
+            };
+            sent = sent.and(chan.send(&o.message(), fds));
         }
 
         let deadline = Instant::now() + opts.handshake_timeout;
@@ -246,11 +284,16 @@ impl<B: Backend> Subscriber<B> {
                 ours: backend.memory_kind(),
             });
         }
-        let n_fds = 1 + if welcome.memory_kind.uses_fds() {
-            welcome.slot_count as usize
-        } else {
-            0
-        };
+        let has_packets = welcome.flags & WELCOME_HAS_PACKETS != 0;
+        if opts.packets && !has_packets {
+            return Err(ConnectError::NoPacketRing);
+        }
+        let n_fds =
+            1 + if opts.frames && welcome.memory_kind.uses_fds() {
+                welcome.slot_count as usize
+            } else {
+                0
+            } + usize::from(has_packets);
         let mut fds = chan.take_fds(n_fds)?.into_iter();
         chan.discard_fds();
         let control_fd = fds.next().ok_or(ChannelError::MissingFds {
@@ -305,7 +348,7 @@ impl<B: Backend> Subscriber<B> {
             })
             .map_err(|e| ConnectError::Import(Box::new(e)))?;
         let mut slots = Vec::with_capacity(welcome.slot_count as usize);
-        for i in 0..welcome.slot_count as usize {
+        for i in 0..welcome.slot_count as usize * usize::from(opts.frames) {
             let hl = welcome.handle_len as usize;
             let handle = &welcome.handles[i * hl..(i + 1) * hl];
             let fd = if welcome.memory_kind.uses_fds() {
@@ -321,6 +364,13 @@ impl<B: Backend> Subscriber<B> {
                 .map_err(|e| ConnectError::Import(Box::new(e)))?;
             slots.push(imported);
         }
+        let packets = match fds.next() {
+            Some(fd) if has_packets => Some(super::packets::PacketState::open(
+                fd,
+                welcome.packet_region_size,
+            )?),
+            _ => None,
+        };
         let start = welcome.start_seq;
         LeaseWords::new(row.words())
             .map_err(|_| ShmError::Size {
@@ -341,6 +391,8 @@ impl<B: Backend> Subscriber<B> {
             cursor: Cell::new(Cursor { last_seq: start }),
             stats: Cell::new(SubscriberStats::default()),
             gone: Cell::new(false),
+            frames: opts.frames,
+            packets,
             backend,
         })
     }
@@ -386,6 +438,9 @@ impl<B: Backend> Subscriber<B> {
     /// After the publisher is gone, the frames still in the ring are
     /// delivered, then [`RecvError::Disconnected`].
     pub fn next_frame(&self, timeout: Duration) -> Result<Frame<'_, B>, RecvError> {
+        if !self.frames {
+            return Err(RecvError::NotSubscribed);
+        }
         let deadline = Instant::now() + timeout;
         let used = self.leases.book().entries;
         let entry = (0..LEASES_PER_ROW)
@@ -432,7 +487,7 @@ impl<B: Backend> Subscriber<B> {
     }
 
     /// Handles whatever the publisher sent (PING, GOODBYE, STREAM_CHANGED, EOF).
-    fn service_socket(&self) -> Result<(), RecvError> {
+    pub(super) fn service_socket(&self) -> Result<(), RecvError> {
         let mut chan = self.chan.borrow_mut();
         loop {
             let raw = match chan.recv(Some(Duration::ZERO)) {
@@ -461,6 +516,16 @@ impl<B: Backend> Subscriber<B> {
                 let _ = chan.send(&o.message(), &[]);
             }
         }
+    }
+
+    /// The packet ring state, when subscribed to packets.
+    pub(super) fn packet_state(&self) -> Option<&super::packets::PacketState> {
+        self.packets.as_ref()
+    }
+
+    /// Whether the publisher is known gone (socket EOF, GOODBYE, ERROR).
+    pub(super) fn publisher_gone(&self) -> bool {
+        self.gone.get()
     }
 
     fn release(&self, slot: &B::Imported, lease: &Lease) -> bool {

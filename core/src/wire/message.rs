@@ -20,11 +20,14 @@ pub const MAX_HANDLE_LEN: usize = 128;
 pub const HELLO_WANTS_FRAMES: u32 = 1;
 /// HELLO flag: the subscriber wants the encoded packet ring.
 pub const HELLO_WANTS_PACKETS: u32 = 2;
-/// WELCOME flag: a packet ring fd follows the frame fds.
+/// WELCOME flag: a packet ring fd follows the frame fds, and
+/// `packet_region_size` follows the handles (`docs/protocol.md` §9.6).
 pub const WELCOME_HAS_PACKETS: u32 = 1;
 
 const HELLO_FIXED: usize = 36;
 const WELCOME_FIXED: usize = 56;
+/// Bytes after the handles when [`WELCOME_HAS_PACKETS`] is set.
+const WELCOME_PACKETS_TAIL: usize = 8;
 const ERROR_FIXED: usize = 8;
 
 /// Why bytes are not a valid message, or a message does not fit a buffer.
@@ -132,7 +135,8 @@ pub struct Hello {
     pub name: Name,
 }
 
-/// WELCOME payload (56 bytes + `handle_len * slot_count`).
+/// WELCOME payload (56 bytes + `handle_len * slot_count`, + 8 with
+/// [`WELCOME_HAS_PACKETS`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Welcome<'a> {
     /// Version chosen by the publisher.
@@ -157,6 +161,9 @@ pub struct Welcome<'a> {
     pub handle_len: u32,
     /// `slot_count` handles of `handle_len` bytes.
     pub handles: &'a [u8],
+    /// Bytes of the packet ring memfd; on the wire only (after the handles)
+    /// when `flags` has [`WELCOME_HAS_PACKETS`], else 0.
+    pub packet_region_size: u64,
 }
 
 /// ERROR payload (8 bytes + text).
@@ -307,19 +314,30 @@ impl<'a> Message<'a> {
                     });
                 }
                 let hl = handle_len as usize * slot_count as usize;
-                need(kind, p, WELCOME_FIXED + hl)?;
+                let flags = u32_at(p, 20);
+                let tail = if flags & WELCOME_HAS_PACKETS != 0 {
+                    WELCOME_PACKETS_TAIL
+                } else {
+                    0
+                };
+                need(kind, p, WELCOME_FIXED + hl + tail)?;
                 Message::Welcome(Welcome {
                     version: Version::from_wire(u32_at(p, 0)),
                     subscriber_id: u32_at(p, 4),
                     memory_kind: MemoryKind::from_code(u32_at(p, 8)),
                     sync_kind: SyncKind::from_code(u32_at(p, 12)),
                     slot_count,
-                    flags: u32_at(p, 20),
+                    flags,
                     control_size: u64_at(p, 24),
                     slot_size: u64_at(p, 32),
                     start_seq: u64_at(p, 40),
                     handle_len,
                     handles: &p[WELCOME_FIXED..WELCOME_FIXED + hl],
+                    packet_region_size: if tail > 0 {
+                        u64_at(p, WELCOME_FIXED + hl)
+                    } else {
+                        0
+                    },
                 })
             }
             MessageType::Error => {
@@ -365,7 +383,14 @@ impl<'a> Message<'a> {
     pub fn payload_len(&self) -> usize {
         match self {
             Message::Hello(h) => HELLO_FIXED + h.name.as_str().len(),
-            Message::Welcome(w) => WELCOME_FIXED + w.handles.len(),
+            Message::Welcome(w) => {
+                let tail = if w.flags & WELCOME_HAS_PACKETS != 0 {
+                    WELCOME_PACKETS_TAIL
+                } else {
+                    0
+                };
+                WELCOME_FIXED + w.handles.len() + tail
+            }
             Message::Error(e) => ERROR_FIXED + e.text.len(),
             Message::Ping(_)
             | Message::Pong(_)
@@ -437,7 +462,11 @@ impl<'a> Message<'a> {
                 put64(p, 32, w.slot_size);
                 put64(p, 40, w.start_seq);
                 put32(p, 48, w.handle_len);
-                p[WELCOME_FIXED..].copy_from_slice(w.handles);
+                let hl = w.handles.len();
+                p[WELCOME_FIXED..WELCOME_FIXED + hl].copy_from_slice(w.handles);
+                if w.flags & WELCOME_HAS_PACKETS != 0 {
+                    put64(p, WELCOME_FIXED + hl, w.packet_region_size);
+                }
             }
             Message::Error(e) => {
                 if e.text.len() > MAX_ERROR_TEXT {
@@ -497,6 +526,21 @@ mod tests {
             start_seq: 42,
             handle_len: 4,
             handles: &[1, 2, 3, 4, 5, 6, 7, 8],
+            packet_region_size: 0,
+        }));
+        round_trip(Message::Welcome(Welcome {
+            version: PROTOCOL_VERSION,
+            subscriber_id: 4,
+            memory_kind: MemoryKind::HostMemfd,
+            sync_kind: SyncKind::HostFence,
+            slot_count: 2,
+            flags: WELCOME_HAS_PACKETS,
+            control_size: 4096,
+            slot_size: 1 << 20,
+            start_seq: 0,
+            handle_len: 0,
+            handles: &[],
+            packet_region_size: 0x1040 + 64 * 64 + (8 << 20),
         }));
         round_trip(Message::Error(ErrorMsg {
             code: ErrorCode::VersionMismatch,
@@ -568,6 +612,39 @@ mod tests {
             decode(&g).unwrap().unwrap().message,
             Message::Goodbye(GoodbyeReason::Normal)
         );
+    }
+
+    #[test]
+    fn welcome_with_packets_carries_the_region_size_after_the_handles() {
+        let w = Welcome {
+            version: PROTOCOL_VERSION,
+            subscriber_id: 1,
+            memory_kind: MemoryKind::HostMemfd,
+            sync_kind: SyncKind::HostFence,
+            slot_count: 8,
+            flags: WELCOME_HAS_PACKETS,
+            control_size: 4096,
+            slot_size: 1382400,
+            start_seq: 0,
+            handle_len: 0,
+            handles: &[],
+            packet_region_size: 0x1234_5678,
+        };
+        let mut buf = [0u8; 128];
+        let n = Message::Welcome(w).emit(&mut buf).unwrap();
+        assert_eq!(n, 8 + 56 + 8);
+        assert_eq!(&buf[4..8], &64u32.to_le_bytes());
+        assert_eq!(&buf[64..72], &0x1234_5678u64.to_le_bytes());
+        // The flag without its tail is a short payload.
+        buf[4] = 56;
+        assert!(matches!(
+            decode(&buf[..64]),
+            Err(WireError::Short {
+                kind: MessageType::Welcome,
+                need: 64,
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -1,17 +1,22 @@
 //! cuframes-subscribe: connect to a stream key, receive frames, report fps,
 //! drops and publish-to-receive latency, optionally write each frame's MD5 in
-//! FFmpeg's framemd5 format.
+//! FFmpeg's framemd5 format; with `--record`, write the encoded packets of a
+//! publisher started with `--packets` to an MP4 or Matroska file without
+//! re-encoding.
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
+use cuframes_core::packet::{AV_CODEC_ID_H264, AV_CODEC_ID_HEVC};
 use cuframes_core::runtime::{
-    Backend, ConnectError, Frame, HostBackend, RecvError, SubscribeOptions, Subscriber,
+    Backend, ConnectError, Frame, HostBackend, Packet, PacketRecvError, RecvError,
+    SubscribeOptions, Subscriber,
 };
-use cuframes_core::{DeliveryMode, MemoryKind};
+use cuframes_core::{Codec, DeliveryMode, MemoryKind};
 use cuframes_cuda::{CudaBackend, CudaFrameExt};
+use cuframes_nvdec::{RecordStream, Recorder};
 use md5::{Digest, Md5};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -53,7 +58,20 @@ struct Args {
     /// Stop after this many frames.
     #[arg(long)]
     max_frames: Option<u64>,
-    /// Sleep this long per frame while holding it (simulates a slow consumer).
+    /// Write the stream's encoded packets to this file without re-encoding
+    /// (-c copy); the extension picks the container: .mp4 or .mkv. Needs a
+    /// publisher started with --packets. The recording starts on a keyframe.
+    #[arg(long, value_name = "FILE")]
+    record: Option<PathBuf>,
+    /// Receive only packets (no frames): with --record, a recorder that
+    /// never touches decoded frames.
+    #[arg(long)]
+    packets_only: bool,
+    /// Stop after this many packets.
+    #[arg(long)]
+    max_packets: Option<u64>,
+    /// Sleep this long per frame while holding it (per packet with
+    /// --packets-only; simulates a slow consumer).
     #[arg(long, default_value_t = 0, value_name = "MS")]
     sleep_ms: u64,
     /// Give up when no frame arrives for this long.
@@ -100,6 +118,8 @@ fn connect<B: Backend>(args: &Args, backend: impl Fn() -> Result<B>) -> Result<S
         opts.name = n.clone();
     }
     opts.runtime_dir = args.runtime_dir.clone();
+    opts.frames = !args.packets_only;
+    opts.packets = args.packets_only || args.record.is_some();
     let deadline = Instant::now() + Duration::from_millis(args.wait_publisher_ms);
     loop {
         match Subscriber::connect(&args.key, backend()?, opts.clone()) {
@@ -165,6 +185,121 @@ fn host_md5(f: &Frame<'_>) -> Result<(String, usize)> {
     Ok((hex(h), size))
 }
 
+/// The packet side: an optional recording and counters.
+struct PacketSink {
+    record: Option<PathBuf>,
+    recorder: Option<Recorder>,
+    received: u64,
+}
+
+impl PacketSink {
+    fn create<B: Backend>(args: &Args, sub: &Subscriber<B>) -> Result<Option<Self>> {
+        if !sub.has_packets() {
+            return Ok(None);
+        }
+        Ok(Some(PacketSink {
+            record: args.record.clone(),
+            recorder: None,
+            received: 0,
+        }))
+    }
+
+    /// Opens the recording at the first packet: by then the publisher has
+    /// stored the codec extradata (§9.3), even one that sets it late.
+    fn open_recorder<B: Backend>(path: &Path, sub: &Subscriber<B>) -> Result<Recorder> {
+        let cp = sub
+            .codec_params()
+            .context("reading the packet ring's codec")?;
+        let codec = match cp.codec_id {
+            AV_CODEC_ID_H264 => Codec::H264,
+            AV_CODEC_ID_HEVC => Codec::Hevc,
+            other => bail!("cannot record codec id {other} (only H.264 and HEVC)"),
+        };
+        if cp.extradata.is_empty() {
+            bail!("the publisher's packet ring has no codec extradata to record with");
+        }
+        let s = sub.stream();
+        let stream = RecordStream {
+            codec,
+            width: s.width as u32,
+            height: s.height as u32,
+            extradata: cp.extradata,
+            frame_duration_ns: (s.fps_num > 0 && s.fps_den > 0)
+                .then(|| (s.fps_den as i64).saturating_mul(1_000_000_000) / s.fps_num as i64),
+        };
+        Ok(Recorder::create(path, &stream)?)
+    }
+
+    fn take<B: Backend>(&mut self, p: &Packet, sub: &Subscriber<B>) -> Result<()> {
+        self.received += 1;
+        if let (None, Some(path)) = (&self.recorder, &self.record) {
+            self.recorder = Some(Self::open_recorder(path, sub)?);
+        }
+        if let Some(r) = self.recorder.as_mut() {
+            r.write(&p.data, p.meta.pts_ns, p.meta.dts_ns, p.meta.is_key())?;
+        }
+        Ok(())
+    }
+
+    /// Reads every packet available now; `false` once the publisher is gone.
+    fn drain<B: Backend>(&mut self, sub: &Subscriber<B>, args: &Args) -> Result<bool> {
+        loop {
+            if self.done(args) {
+                return Ok(true);
+            }
+            match sub.next_packet(Duration::ZERO) {
+                Ok(p) => self.take(&p, sub)?,
+                Err(PacketRecvError::Timeout(_)) => return Ok(true),
+                Err(PacketRecvError::Disconnected) => return Ok(false),
+                Err(e) => return Err(e).context("receiving a packet"),
+            }
+        }
+    }
+
+    fn done(&self, args: &Args) -> bool {
+        args.max_packets.is_some_and(|m| self.received >= m)
+    }
+
+    fn finish<B: Backend>(self, name: &str, sub: &Subscriber<B>) -> Result<()> {
+        if let Some(r) = self.recorder {
+            let written = r.written();
+            r.finish()?;
+            eprintln!("{name}: recorded {written} packets");
+        }
+        let st = sub.packet_stats();
+        eprintln!(
+            "{name}: packets: received {}, {} bytes, lost {}, discontinuities {}",
+            st.received, st.bytes, st.lost, st.discontinuities
+        );
+        Ok(())
+    }
+}
+
+/// --packets-only: every packet until the publisher ends (or --max-packets).
+fn run_packets<B: Backend>(
+    args: &Args,
+    sub: &Subscriber<B>,
+    sink: &mut PacketSink,
+) -> Result<&'static str> {
+    let timeout = Duration::from_millis(args.timeout_ms);
+    loop {
+        if sink.done(args) {
+            return Ok("packet limit reached");
+        }
+        match sub.next_packet(timeout) {
+            Ok(p) => sink.take(&p, sub)?,
+            Err(PacketRecvError::Disconnected) => return Ok("publisher ended the stream"),
+            Err(PacketRecvError::Timeout(t)) => {
+                bail!("no packet for {t:?} (is the publisher stalled?)")
+            }
+            Err(e) => return Err(e).context("receiving a packet"),
+        }
+        if args.sleep_ms > 0 {
+            std::thread::sleep(Duration::from_millis(args.sleep_ms));
+        }
+    }
+}
+
 fn run(args: Args) -> Result<()> {
     match args.backend {
         BackendArg::Host => receive(&args, connect(&args, || Ok(HostBackend))?, host_md5),
@@ -214,7 +349,8 @@ fn is_cuda_publisher(e: &anyhow::Error) -> bool {
 fn cuda_md5() -> impl FnMut(&Frame<'_, CudaBackend>) -> Result<(String, usize)> {
     let mut buf = Vec::new();
     move |f| {
-        f.copy_to_host(&mut buf).context("copying a frame to host memory")?;
+        f.copy_to_host(&mut buf)
+            .context("copying a frame to host memory")?;
         let mut h = Md5::new();
         h.update(&buf);
         Ok((hex(h), buf.len()))
@@ -226,6 +362,7 @@ fn receive<B: Backend>(
     sub: Subscriber<B>,
     mut hash: impl FnMut(&Frame<'_, B>) -> Result<(String, usize)>,
 ) -> Result<()> {
+    let mut sink = PacketSink::create(args, &sub)?;
     let name = args
         .name
         .clone()
@@ -240,6 +377,14 @@ fn receive<B: Backend>(
         s.codec(),
         args.mode
     );
+    if args.packets_only {
+        let Some(mut sink) = sink else {
+            bail!("the publisher has no packet ring");
+        };
+        let end = run_packets(&args, &sub, &mut sink)?;
+        eprintln!("{name}: {end}");
+        return sink.finish(&name, &sub);
+    }
     let mut md5 = args
         .framemd5
         .as_ref()
@@ -258,6 +403,9 @@ fn receive<B: Backend>(
         {
             end = "frame limit reached";
             break;
+        }
+        if let Some(s) = sink.as_mut() {
+            s.drain(&sub, &args)?;
         }
         let frame = match sub.next_frame(timeout) {
             Ok(f) => f,
@@ -293,6 +441,16 @@ fn receive<B: Backend>(
     }
     if let Some(mut w) = md5 {
         w.out.flush()?;
+    }
+    if let Some(mut s) = sink {
+        // Packets still in the ring after the last frame.
+        if end == "publisher ended the stream" {
+            let deadline = Instant::now() + timeout;
+            while s.drain(&sub, &args)? && !s.done(&args) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        s.finish(&name, &sub)?;
     }
     let st = sub.stats();
     let secs = started.elapsed().as_secs_f64();

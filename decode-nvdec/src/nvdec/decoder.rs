@@ -131,8 +131,17 @@ impl State {
                 && old.coded_height == f.coded_height
                 && old.bit_depth_luma_minus8 == f.bit_depth_luma_minus8
                 && old.chroma_format == f.chroma_format
-                && (old.display_left, old.display_top, old.display_right, old.display_bottom)
-                    == (f.display_left, f.display_top, f.display_right, f.display_bottom);
+                && (
+                    old.display_left,
+                    old.display_top,
+                    old.display_right,
+                    old.display_bottom,
+                ) == (
+                    f.display_left,
+                    f.display_top,
+                    f.display_right,
+                    f.display_bottom,
+                );
             if same && !self.decoder.is_null() {
                 return Ok(surfaces as i32);
             }
@@ -156,7 +165,9 @@ impl State {
         };
         // SAFETY: `caps` is a valid CUVIDDECODECAPS with its IN fields set;
         // a CUDA context is current (made so before every parse call).
-        call("cuvidGetDecoderCaps", unsafe { (self.lib.get_caps)(&mut caps) })?;
+        call("cuvidGetDecoderCaps", unsafe {
+            (self.lib.get_caps)(&mut caps)
+        })?;
         if caps.bIsSupported == 0
             || f.coded_width > caps.nMaxWidth
             || f.coded_height > caps.nMaxHeight
@@ -435,10 +446,7 @@ impl NvdecDecoder {
     /// input is sent. Blocks until its decode finished. The mapping's
     /// post-processing is queued on `stream` (`CUVIDPROCPARAMS::output_stream`):
     /// copies of the frame must be queued on the same stream.
-    pub fn next_frame(
-        &mut self,
-        stream: RawStream,
-    ) -> Result<Option<MappedFrame<'_>>, NvdecError> {
+    pub fn next_frame(&mut self, stream: RawStream) -> Result<Option<MappedFrame<'_>>, NvdecError> {
         let Some(d) = self.state.queue.pop_front() else {
             return Ok(None);
         };

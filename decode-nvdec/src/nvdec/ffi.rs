@@ -75,8 +75,7 @@ pub enum CUVIDPICPARAMS {}
 
 pub type PFNVIDSEQUENCECALLBACK = unsafe extern "C" fn(*mut c_void, *mut CUVIDEOFORMAT) -> i32;
 pub type PFNVIDDECODECALLBACK = unsafe extern "C" fn(*mut c_void, *mut CUVIDPICPARAMS) -> i32;
-pub type PFNVIDDISPLAYCALLBACK =
-    unsafe extern "C" fn(*mut c_void, *mut CUVIDPARSERDISPINFO) -> i32;
+pub type PFNVIDDISPLAYCALLBACK = unsafe extern "C" fn(*mut c_void, *mut CUVIDPARSERDISPINFO) -> i32;
 
 /// `CUVIDPARSERPARAMS` (bAnnexb / bMemoryOptimize bits and the operating
 /// point / SEI callbacks of newer SDKs are left zero, their defaults).

@@ -14,6 +14,7 @@ use crate::runtime::shm::{self, Access, Mapping};
 use crate::sync::Ordering;
 use crate::wire::{
     decode, ErrorCode, GoodbyeReason, Message, Welcome, HELLO_WANTS_FRAMES, HELLO_WANTS_PACKETS,
+    WELCOME_HAS_PACKETS,
 };
 use crate::PROTOCOL_VERSION;
 use rustix::event::{PollFd, PollFlags};
@@ -183,13 +184,78 @@ fn accept<B: Backend>(
     hello: &crate::wire::Hello,
     version: crate::Version,
 ) -> bool {
-    if hello.flags & HELLO_WANTS_PACKETS != 0 && hello.flags & HELLO_WANTS_FRAMES == 0 {
+    let wants_frames = hello.flags & HELLO_WANTS_FRAMES != 0;
+    let packets = match &shared.packets {
+        Some(p) if hello.flags & HELLO_WANTS_PACKETS != 0 => Some(p),
+        _ => None,
+    };
+    if !wants_frames && packets.is_none() {
         c.hs.reject(
             ErrorCode::Unsupported,
             format_args!("this publisher has no packet ring"),
         );
         return false;
     }
+    let map = if wants_frames {
+        match lease_row(c) {
+            Some(m) => Some(m),
+            None => return false,
+        }
+    } else {
+        c.chan.discard_fds();
+        None
+    };
+    let start_seq = shared.writer().next_seq() - 1;
+    let reader = Reader::new(
+        c.id,
+        hello.name.as_str().to_owned(),
+        hello.mode,
+        map,
+        start_seq,
+    );
+    let welcome = Welcome {
+        version,
+        subscriber_id: c.id,
+        memory_kind: shared.backend.memory_kind(),
+        sync_kind: shared.backend.sync_kind(),
+        slot_count: shared.layout.slot_count,
+        flags: if packets.is_some() {
+            WELCOME_HAS_PACKETS
+        } else {
+            0
+        },
+        control_size: shared.layout.region_size(),
+        slot_size: shared.slot_size,
+        start_seq,
+        handle_len: shared.handle_len,
+        handles: &shared.handles,
+        packet_region_size: packets.map_or(0, |p| p.geo.region_size()),
+    };
+    let mut fds = vec![shared.control_fd.as_fd()];
+    if wants_frames {
+        fds.extend(
+            shared
+                .exports
+                .iter()
+                .filter_map(|e| e.fd.as_ref().map(|f| f.as_fd())),
+        );
+    }
+    if let Some(p) = packets {
+        fds.push(p.fd.as_fd());
+    }
+    // Register before WELCOME leaves so the first lease is already scanned.
+    shared.add_reader(reader);
+    if c.chan.send(&Message::Welcome(welcome), &fds).is_err() {
+        return false;
+    }
+    tracing::info!(subscriber = c.id, pid = c.pid, name = hello.name.as_str(), mode = ?hello.mode, frames = wants_frames, packets = packets.is_some(), "subscriber joined at seq {start_seq}");
+    futex::wake_all(shared.release_wake());
+    true
+}
+
+/// Takes, checks and maps the lease row a frames HELLO carries; on failure
+/// queues the ERROR and returns `None`.
+fn lease_row(c: &mut Conn) -> Option<Mapping> {
     let row = match c.chan.take_fds(1) {
         Ok(mut fds) => fds.remove(0),
         Err(e) => {
@@ -197,7 +263,7 @@ fn accept<B: Backend>(
                 ErrorCode::BadMessage,
                 format_args!("HELLO wants frames but {e}"),
             );
-            return false;
+            return None;
         }
     };
     c.chan.discard_fds();
@@ -207,7 +273,7 @@ fn accept<B: Backend>(
         Ok(m) => m,
         Err(e) => {
             c.hs.reject(ErrorCode::BadMessage, format_args!("lease row: {e}"));
-            return false;
+            return None;
         }
     };
     if LeaseWords::new(map.words()).map(|w| w.snapshot().magic) != Ok(LEASE_MAGIC) {
@@ -215,42 +281,7 @@ fn accept<B: Backend>(
             ErrorCode::BadMessage,
             format_args!("lease row does not start with CUFLEASE"),
         );
-        return false;
+        return None;
     }
-    let start_seq = shared.writer().next_seq() - 1;
-    let reader = Reader::new(
-        c.id,
-        hello.name.as_str().to_owned(),
-        hello.mode,
-        Some(map),
-        start_seq,
-    );
-    let welcome = Welcome {
-        version,
-        subscriber_id: c.id,
-        memory_kind: shared.backend.memory_kind(),
-        sync_kind: shared.backend.sync_kind(),
-        slot_count: shared.layout.slot_count,
-        flags: 0,
-        control_size: shared.layout.region_size(),
-        slot_size: shared.slot_size,
-        start_seq,
-        handle_len: shared.handle_len,
-        handles: &shared.handles,
-    };
-    let mut fds = vec![shared.control_fd.as_fd()];
-    fds.extend(
-        shared
-            .exports
-            .iter()
-            .filter_map(|e| e.fd.as_ref().map(|f| f.as_fd())),
-    );
-    // Register before WELCOME leaves so the first lease is already scanned.
-    shared.add_reader(reader);
-    if c.chan.send(&Message::Welcome(welcome), &fds).is_err() {
-        return false;
-    }
-    tracing::info!(subscriber = c.id, pid = c.pid, name = hello.name.as_str(), mode = ?hello.mode, "subscriber joined at seq {start_seq}");
-    futex::wake_all(shared.release_wake());
-    true
+    Some(map)
 }

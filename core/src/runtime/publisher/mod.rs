@@ -6,7 +6,10 @@
 //! a slot, lets the caller write the frame, and commits it.
 
 mod control;
+mod packets;
 mod readers;
+
+pub use packets::{PacketError, PacketRingConfig};
 
 use super::backend::{Backend, SlotExport};
 use super::dir::{self, DirError};
@@ -52,6 +55,9 @@ pub struct PublisherConfig {
     pub allowed_gids: Vec<u32>,
     /// Runtime directory (default [`dir::runtime_dir`]).
     pub runtime_dir: Option<PathBuf>,
+    /// The encoded packet ring (`docs/protocol.md` §9); `None` (default):
+    /// no ring, and HELLOs that want only packets are refused.
+    pub packets: Option<PacketRingConfig>,
 }
 
 impl PublisherConfig {
@@ -68,6 +74,7 @@ impl PublisherConfig {
             allowed_uids: Vec::new(),
             allowed_gids: Vec::new(),
             runtime_dir: None,
+            packets: None,
         }
     }
 }
@@ -98,6 +105,12 @@ pub enum CreateError {
     /// The control region could not be made.
     #[error(transparent)]
     Shm(#[from] ShmError),
+    /// The packet ring configuration is invalid.
+    #[error("packet ring: {0}")]
+    Packets(crate::packet::PacketLayoutError),
+    /// `PacketRingConfig::extradata` is longer than 4096 bytes.
+    #[error("packet ring: {0}")]
+    Extradata(crate::packet::ExtradataError),
     /// The backend could not allocate or export a slot.
     #[error("backend: {0}")]
     Backend(Box<dyn std::error::Error + Send + Sync>),
@@ -133,6 +146,8 @@ pub struct PublisherStats {
     pub revoked_leases: u64,
     /// Times an InOrder subscriber lagged past `wait_timeout` and lost frames.
     pub lagged: u64,
+    /// Packets published into the packet ring.
+    pub packets_published: u64,
 }
 
 pub(crate) struct Shared<B: Backend> {
@@ -146,6 +161,7 @@ pub(crate) struct Shared<B: Backend> {
     handles: Vec<u8>,
     handle_len: u32,
     readers: Mutex<Vec<Reader>>,
+    packets: Option<packets::PacketRegion>,
     stop: AtomicBool,
     end_of_stream: AtomicBool,
 }
@@ -263,6 +279,12 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
             backend.gpu_uuid(),
         );
 
+        let packets = config
+            .packets
+            .as_ref()
+            .map(|p| packets::PacketRegion::create(&config.key, p))
+            .transpose()?;
+
         let listener = UnixListener::bind(&socket_path).map_err(|source| CreateError::Bind {
             path: socket_path.clone(),
             source,
@@ -284,6 +306,7 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
             handles,
             handle_len,
             readers: Mutex::new(Vec::new()),
+            packets,
             stop: AtomicBool::new(false),
             end_of_stream: AtomicBool::new(false),
         });
@@ -406,7 +429,8 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
                         let latest = self.shared.writer().next_seq() - 1;
                         for r in readers
                             .iter_mut()
-                            .filter(|r| r.mode == crate::DeliveryMode::InOrder)
+                            // Packet-only subscribers (no lease row) read no frames.
+                            .filter(|r| r.mode == crate::DeliveryMode::InOrder && r.row.is_some())
                         {
                             if r.consumed() < latest {
                                 tracing::warn!(subscriber = r.id, name = %r.name, "InOrder subscriber lagged past {:?}; overwriting its unread frames", cfg.wait_timeout);
@@ -445,6 +469,9 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
     }
 
     fn shutdown(&mut self) {
+        if let Some(p) = &self.shared.packets {
+            p.writer().close();
+        }
         self.shared.writer().close();
         futex::wake_all(self.shared.words().wake());
         self.shared.stop.store(true, Ordering::Release);

@@ -1,10 +1,12 @@
 //! cuframes-publish: demux a video file, decode it once, and share every
-//! frame with any number of subscriber processes.
+//! frame with any number of subscriber processes; with `--packets`, share
+//! every encoded packet too (Annex B, before it is decoded) for recorders.
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use cuframes_core::layout::StreamDesc;
-use cuframes_core::runtime::{Backend, HostBackend, HostSlot, PublisherConfig};
+use cuframes_core::packet::{av_codec_id, MAX_EXTRADATA};
+use cuframes_core::runtime::{Backend, HostBackend, HostSlot, PacketRingConfig, PublisherConfig};
 use cuframes_core::{PublishPolicy, StreamKey};
 use cuframes_cuda::{CudaBackend, CudaConfig, CudaMemory, CudaStream, CudaSync};
 use cuframes_nvdec::nvdec::{nvdec_available, NvdecDecoder};
@@ -17,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod output;
+mod packets;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum BackendArg {
@@ -117,6 +120,20 @@ struct Args {
     /// Seconds between stats lines on stderr (0: only the summary).
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     stats_interval: f64,
+    /// Also publish every demuxed packet (Annex B, parameter sets as
+    /// extradata) in a packet ring, before decoding it, for recorders.
+    #[arg(long)]
+    packets: bool,
+    /// --packets: bytes of the packet ring's data area, MiB (1..=2047).
+    #[arg(long, default_value_t = 8, value_name = "MIB")]
+    packet_ring_mib: u32,
+    /// --packets: packet slots (1..=1024): how many packets a reader may lag.
+    #[arg(long, default_value_t = 64)]
+    packet_slots: u32,
+    /// --packets: largest packet published, KiB (default: a quarter of the
+    /// ring); larger ones are skipped with a warning.
+    #[arg(long, value_name = "KIB")]
+    max_packet_kib: Option<u32>,
     /// Runtime directory for the socket (default: $CUFRAMES_RUNTIME_DIR,
     /// /run/cuframes, $XDG_RUNTIME_DIR/cuframes, /tmp/cuframes-UID).
     #[arg(long)]
@@ -197,7 +214,10 @@ where
             Decoded::Frame(f) => f,
             Decoded::NeedInput => {
                 match input.demux.read_packet().context("reading the input")? {
-                    Some(p) => decoder.send_packet(&p).context("decoding")?,
+                    Some(p) => {
+                        out.packet(&p);
+                        decoder.send_packet(&p).context("decoding")?
+                    }
                     None if !eof_sent => {
                         decoder.send_eof().context("decoding")?;
                         eof_sent = true;
@@ -213,16 +233,22 @@ where
                 if out.source_index == 0 {
                     bail!("{} holds no decodable frame", input.args.input.display());
                 }
-                input.demux.rewind().context("rewinding the input for --loop")?;
+                input
+                    .demux
+                    .rewind()
+                    .context("rewinding the input for --loop")?;
                 decoder.flush();
                 eof_sent = false;
                 out.restarted();
                 continue;
             }
         };
-        out.publish(&geometry(&frame), frame.pts_ns, frame.keyframe, |slot, stream| {
-            write(&frame, slot, stream)
-        })?;
+        out.publish(
+            &geometry(&frame),
+            frame.pts_ns,
+            frame.keyframe,
+            |slot, stream| write(&frame, slot, stream),
+        )?;
     }
     Ok(())
 }
@@ -235,7 +261,7 @@ fn run_nvdec(
 ) -> Result<()> {
     let info = input.demux.info().clone();
     let annexb = AnnexB::new(info.codec, &info.extradata).context("reading the codec extradata")?;
-    let mut dec = NvdecDecoder::new(device, info.codec, annexb.header())
+    let mut dec = NvdecDecoder::new(device, info.codec, annexb.extradata())
         .context("cannot start the NVDEC decoder")?;
     let stream = CudaStream::new(device).context("creating a CUDA stream")?;
     let mut clock = cuframes_nvdec::FrameClock::new(info.frame_rate);
@@ -279,7 +305,10 @@ fn run_nvdec(
             if out.source_index == 0 {
                 bail!("{} holds no decodable frame", input.args.input.display());
             }
-            input.demux.rewind().context("rewinding the input for --loop")?;
+            input
+                .demux
+                .rewind()
+                .context("rewinding the input for --loop")?;
             dec.restart().context("restarting NVDEC")?;
             clock.reset();
             keys.clear();
@@ -289,7 +318,7 @@ fn run_nvdec(
         }
         match input.demux.read_packet().context("reading the input")? {
             Some(p) => {
-                buf.clear();
+                out.packet(&p);
                 annexb
                     .convert(&p.data, &mut buf)
                     .context("converting a packet to Annex B")?;
@@ -313,6 +342,37 @@ fn run_nvdec(
         }
     }
     Ok(())
+}
+
+/// `--packets`: the feed, or `None` (with a warning) when the input's
+/// parameter sets cannot go into a packet ring.
+fn packet_feed(
+    args: &Args,
+    info: &cuframes_nvdec::StreamInfo,
+) -> Result<Option<packets::PacketFeed>> {
+    if !args.packets {
+        return Ok(None);
+    }
+    if !(1..=2047).contains(&args.packet_ring_mib) {
+        bail!(
+            "--packet-ring-mib {} is outside 1..=2047",
+            args.packet_ring_mib
+        );
+    }
+    Ok(match AnnexB::new(info.codec, &info.extradata) {
+        Ok(annexb) if annexb.extradata().len() > MAX_EXTRADATA => {
+            tracing::warn!(
+                "--packets: the input's parameter sets take {} bytes, more than the packet ring's {MAX_EXTRADATA}; publishing frames without a packet ring",
+                annexb.extradata().len()
+            );
+            None
+        }
+        Ok(annexb) => Some(packets::PacketFeed::new(annexb)),
+        Err(e) => {
+            tracing::warn!("--packets: the input's codec extradata is unusable ({e}); publishing frames without a packet ring");
+            None
+        }
+    })
 }
 
 fn pts_ns_of(t: i64, info: &cuframes_nvdec::StreamInfo) -> Option<i64> {
@@ -360,7 +420,9 @@ fn run(args: Args) -> Result<()> {
     let nvdec = match (args.decoder, &cuda) {
         (DecoderArg::Software, _) => false,
         (DecoderArg::Nvdec, None) => {
-            bail!("--decoder nvdec needs the CUDA backend (--backend cuda or auto on a GPU machine)")
+            bail!(
+                "--decoder nvdec needs the CUDA backend (--backend cuda or auto on a GPU machine)"
+            )
         }
         (DecoderArg::Nvdec, Some(_)) => {
             if !nvdec_available() {
@@ -389,6 +451,7 @@ fn run(args: Args) -> Result<()> {
         if nvdec { "nvdec" } else { "software" }
     );
 
+    let feed = packet_feed(&args, &info)?;
     let mut config = PublisherConfig::new(&args.key);
     config.slots = args.ring;
     config.policy = match args.policy {
@@ -398,6 +461,20 @@ fn run(args: Args) -> Result<()> {
     config.wait_timeout = Duration::from_millis(args.wait_timeout_ms);
     config.lease_timeout = Duration::from_millis(args.lease_timeout_ms);
     config.runtime_dir = args.runtime_dir.clone();
+    if let Some(f) = &feed {
+        let data_size = args.packet_ring_mib << 20;
+        let max = match args.max_packet_kib {
+            Some(k) => k.saturating_mul(1024).min(data_size),
+            None => data_size / 4,
+        };
+        config.packets = Some(PacketRingConfig {
+            slots: args.packet_slots,
+            data_size,
+            max_packet_size: max.max(1),
+            codec_id: av_codec_id(info.codec),
+            extradata: f.annexb.extradata().to_vec(),
+        });
+    }
     let settings = Settings {
         config,
         codec: info.codec,
@@ -410,6 +487,7 @@ fn run(args: Args) -> Result<()> {
             let d = d.clone();
             Box::new(move || d.memory_info().ok().map(|m| m.free)) as Box<dyn Fn() -> Option<u64>>
         }),
+        feed,
     };
     let mut input = Input {
         args: &args,

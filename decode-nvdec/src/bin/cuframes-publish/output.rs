@@ -1,11 +1,13 @@
 //! The publishing half of the tool: creates the publisher on the first frame
 //! (its geometry fixes the ring's layout), paces, flags, counts, reports.
 
+use crate::packets::PacketFeed;
 use anyhow::{bail, Context, Result};
 use cuframes_core::layout::{StreamDesc, FLAG_DISCONTINUITY, FLAG_KEY};
 use cuframes_core::ring::FrameMeta;
 use cuframes_core::runtime::{Backend, Published, Publisher, PublisherConfig};
 use cuframes_core::{Codec, PixelFormat};
+use cuframes_nvdec::Packet;
 use std::time::{Duration, Instant};
 
 /// What the first frame and the input say about the stream.
@@ -25,6 +27,7 @@ pub struct Output<B: Backend + Send + Sync + 'static> {
     realtime: bool,
     stats_interval: f64,
     vram_free: Option<Box<dyn Fn() -> Option<u64>>>,
+    feed: Option<PacketFeed>,
     publisher: Option<Publisher<B>>,
     pace_start: Option<(Instant, i64)>,
     pub source_index: u64,
@@ -45,6 +48,8 @@ pub struct Settings {
     pub stats_interval: f64,
     /// Free device memory now (CUDA backend): to report the ring's VRAM.
     pub vram_free: Option<Box<dyn Fn() -> Option<u64>>>,
+    /// `--packets`: the packet feed.
+    pub feed: Option<PacketFeed>,
 }
 
 impl<B: Backend + Send + Sync + 'static> Output<B> {
@@ -59,6 +64,7 @@ impl<B: Backend + Send + Sync + 'static> Output<B> {
             realtime: s.realtime,
             stats_interval: s.stats_interval,
             vram_free: s.vram_free,
+            feed: s.feed,
             publisher: None,
             pace_start: None,
             source_index: 0,
@@ -76,6 +82,17 @@ impl<B: Backend + Send + Sync + 'static> Output<B> {
         self.loops += 1;
         self.pending_discontinuity = true;
         self.pace_start = None;
+        if let Some(f) = self.feed.as_mut() {
+            f.discontinuity = true;
+        }
+    }
+
+    /// `--packets`: publishes a demuxed packet before it is decoded (queued
+    /// until the first frame creates the publisher).
+    pub fn packet(&mut self, p: &Packet) {
+        if let Some(f) = self.feed.as_mut() {
+            f.feed(p, self.publisher.as_mut());
+        }
     }
 
     fn publisher(&mut self, g: &Geometry) -> Result<&mut Publisher<B>> {
@@ -88,7 +105,7 @@ impl<B: Backend + Send + Sync + 'static> Output<B> {
             }
             let backend = self.backend.take().context("backend already used")?;
             let free_before = self.vram_free.as_ref().and_then(|f| f());
-            let p = Publisher::create(backend, self.config.clone(), stream)
+            let mut p = Publisher::create(backend, self.config.clone(), stream)
                 .with_context(|| format!("cannot publish on key {:?}", self.config.key))?;
             if let (Some(a), Some(b)) = (free_before, self.vram_free.as_ref().and_then(|f| f())) {
                 tracing::info!(
@@ -96,6 +113,14 @@ impl<B: Backend + Send + Sync + 'static> Output<B> {
                     self.config.slots,
                     stream.frame_size,
                     a.saturating_sub(b) as f64 / 1048576.0
+                );
+            }
+            if let (Some(f), Some(pc)) = (self.feed.as_ref(), self.config.packets.as_ref()) {
+                tracing::info!(
+                    slots = pc.slots,
+                    bytes = pc.data_size,
+                    "packet ring on ({} bytes of Annex B extradata)",
+                    f.annexb.extradata().len()
                 );
             }
             tracing::info!(socket = %p.socket_path().display(), slots = self.config.slots, policy = ?self.config.policy, "publishing");
@@ -109,6 +134,9 @@ impl<B: Backend + Send + Sync + 'static> Output<B> {
                         self.wait_subscribers_timeout
                     );
                 }
+            }
+            if let Some(f) = self.feed.as_mut() {
+                f.flush(&mut p);
             }
             self.publisher = Some(p);
         }
@@ -172,7 +200,8 @@ impl<B: Backend + Send + Sync + 'static> Output<B> {
     }
 
     fn maybe_stats(&mut self) {
-        if self.stats_interval <= 0.0 || self.last_stats.elapsed().as_secs_f64() < self.stats_interval
+        if self.stats_interval <= 0.0
+            || self.last_stats.elapsed().as_secs_f64() < self.stats_interval
         {
             return;
         }
@@ -208,6 +237,12 @@ impl<B: Backend + Send + Sync + 'static> Output<B> {
             st.revoked_leases,
             st.published as f64 / self.started.elapsed().as_secs_f64()
         );
+        if let Some(f) = &self.feed {
+            eprintln!(
+                "cuframes-publish: {} packets published, {} skipped",
+                st.packets_published, f.skipped
+            );
+        }
         p.finish();
         true
     }

@@ -1,0 +1,230 @@
+//! Packet subscribers (`docs/protocol.md` §9): the packet ring a
+//! [`Subscriber`] maps when [`SubscribeOptions::packets`] is set, and
+//! [`Subscriber::next_packet`] / [`Subscriber::codec_params`] on top of
+//! [`crate::packet::PacketReader`].
+//!
+//! ```no_run
+//! use cuframes_core::runtime::{PacketRecvError, SubscribeOptions, Subscriber};
+//! use cuframes_core::DeliveryMode;
+//! use std::time::Duration;
+//!
+//! let mut opts = SubscribeOptions::new(DeliveryMode::InOrder);
+//! opts.frames = false; // packets only: no decoding needed to record
+//! opts.packets = true;
+//! let sub = Subscriber::connect_host("cam1", opts)?;
+//! let params = sub.codec_params()?; // AVCodecID + Annex B SPS/PPS(/VPS)
+//! println!("codec {} with {} bytes of extradata", params.codec_id, params.extradata.len());
+//! loop {
+//!     match sub.next_packet(Duration::from_secs(5)) {
+//!         Ok(p) => {
+//!             if p.meta.discontinuity {
+//!                 // Packets were lost (or the source jumped): `p` is a keyframe.
+//!                 eprintln!("gap of {} packets before {}", p.meta.skipped, p.meta.seq);
+//!             }
+//!             // p.data: one Annex B access unit; p.meta.pts_ns / dts_ns in ns.
+//!         }
+//!         Err(PacketRecvError::Disconnected) => break,
+//!         Err(e) => return Err(e.into()),
+//!     }
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use super::backend::Backend;
+use super::shm::{self, Access, Mapping, ShmError};
+#[cfg(doc)]
+use super::subscriber::SubscribeOptions;
+use super::subscriber::{ConnectError, RecvError, Subscriber};
+use crate::packet::{
+    CodecInfoError, PacketCursor, PacketMeta, PacketRead, PacketReadError, PacketReader,
+    MAX_EXTRADATA,
+};
+use rustix::fd::{AsFd, OwnedFd};
+use std::cell::{Cell, RefCell};
+use std::prelude::rust_2021::*;
+use std::time::{Duration, Instant};
+
+/// How often [`Subscriber::next_packet`] polls the ring while it waits (the
+/// reference layout has no futex word).
+const POLL: Duration = Duration::from_millis(1);
+
+/// One packet copied out of the ring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packet {
+    /// One access unit, Annex B (start codes), as the publisher demuxed it.
+    pub data: Vec<u8>,
+    /// Sequence number, timestamps (ns), flags, and what this reader lost
+    /// before it (`skipped`, `discontinuity`).
+    pub meta: PacketMeta,
+}
+
+/// The stream's codec description from the packet ring header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodecParams {
+    /// FFmpeg `AVCodecID` (27: H.264, 173: HEVC).
+    pub codec_id: u32,
+    /// Annex B parameter sets: SPS+PPS, or VPS+SPS+PPS for HEVC (≤ 4096 bytes;
+    /// empty if the publisher set none).
+    pub extradata: Vec<u8>,
+}
+
+/// Packet subscriber counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PacketStats {
+    /// Packets handed out.
+    pub received: u64,
+    /// Bytes handed out.
+    pub bytes: u64,
+    /// Packets lost to overruns.
+    pub lost: u64,
+    /// Delivered packets marked as a discontinuity (overrun or publisher flag).
+    pub discontinuities: u64,
+}
+
+/// Receiving a packet failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PacketRecvError {
+    /// The subscriber did not ask for packets ([`SubscribeOptions::packets`]).
+    #[error("this subscriber did not subscribe to packets")]
+    NotSubscribed,
+    /// No new packet within the timeout.
+    #[error("no packet within {0:?}")]
+    Timeout(Duration),
+    /// The publisher is gone (socket closed, GOODBYE, or `shutdown_flag`) and
+    /// every packet still readable has been delivered.
+    #[error("publisher disconnected")]
+    Disconnected,
+    /// The publisher wrote an impossible slot; it was skipped (the next
+    /// packet comes after a keyframe resync).
+    #[error(transparent)]
+    Corrupt(PacketReadError),
+    /// The codec description in the header is unusable.
+    #[error("codec parameters: {0}")]
+    Codec(#[from] CodecInfoError),
+    /// The control connection failed (protocol error, stream change).
+    #[error(transparent)]
+    Control(#[from] RecvError),
+}
+
+/// A subscriber's mapping of the packet ring and its cursor.
+pub(crate) struct PacketState {
+    map: Mapping,
+    _fd: OwnedFd,
+    cursor: Cell<PacketCursor>,
+    buf: RefCell<Vec<u8>>,
+    stats: Cell<PacketStats>,
+}
+
+impl PacketState {
+    /// Checks the received fd (exact size, seals), maps it read-only and
+    /// validates its header (§9.6).
+    pub fn open(fd: OwnedFd, size: u64) -> Result<Self, ConnectError> {
+        shm::check_received(fd.as_fd(), size)?;
+        let len = usize::try_from(size).map_err(|_| ShmError::Size {
+            actual: size,
+            expected: size,
+        })?;
+        let map = Mapping::map(fd.as_fd(), len, Access::ReadOnly)?;
+        PacketReader::open(map.words())?;
+        Ok(PacketState {
+            map,
+            _fd: fd,
+            cursor: Cell::new(PacketCursor::joining()),
+            buf: RefCell::new(Vec::new()),
+            stats: Cell::new(PacketStats::default()),
+        })
+    }
+
+    fn reader(&self) -> Option<PacketReader<'_>> {
+        PacketReader::open(self.map.words()).ok()
+    }
+}
+
+impl<B: Backend> Subscriber<B> {
+    /// The next packet after the last one returned, waiting at most `timeout`.
+    ///
+    /// The first packet is the newest keyframe in the ring when the
+    /// subscriber connected (or the first one after). A reader that falls
+    /// behind by the ring's slot count or data size loses packets; it then
+    /// resumes at the next keyframe, whose [`PacketMeta::discontinuity`] is
+    /// set and [`PacketMeta::skipped`] counts the loss. Polls every 1 ms.
+    ///
+    /// Errors: [`PacketRecvError::NotSubscribed`], `Timeout`, `Disconnected`
+    /// (after the remaining packets), `Corrupt`, `Control`.
+    pub fn next_packet(&self, timeout: Duration) -> Result<Packet, PacketRecvError> {
+        let st = self.packet_state().ok_or(PacketRecvError::NotSubscribed)?;
+        let Some(reader) = st.reader() else {
+            return Err(PacketRecvError::Disconnected);
+        };
+        let deadline = Instant::now() + timeout;
+        loop {
+            // Read before the ring: everything published before the close
+            // is visible to this attempt.
+            let finished = self.publisher_gone() || reader.is_closed();
+            let mut cursor = st.cursor.get();
+            let mut buf = st.buf.borrow_mut();
+            let got = match reader.read(&mut cursor, &mut buf) {
+                Err(PacketReadError::BufferTooSmall { need, .. }) => {
+                    buf.resize(need, 0);
+                    reader.read(&mut cursor, &mut buf)
+                }
+                r => r,
+            };
+            st.cursor.set(cursor);
+            match got {
+                Ok(PacketRead::Packet(meta)) => {
+                    let mut s = st.stats.get();
+                    s.received += 1;
+                    s.bytes += meta.len as u64;
+                    s.lost += meta.skipped;
+                    s.discontinuities += u64::from(meta.discontinuity);
+                    st.stats.set(s);
+                    return Ok(Packet {
+                        data: buf[..meta.len].to_vec(),
+                        meta,
+                    });
+                }
+                Ok(PacketRead::Empty) => {}
+                Err(e) => return Err(PacketRecvError::Corrupt(e)),
+            }
+            drop(buf);
+            if finished {
+                return Err(PacketRecvError::Disconnected);
+            }
+            self.service_socket()?;
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(PacketRecvError::Timeout(timeout));
+            }
+            std::thread::sleep((deadline - now).min(POLL));
+        }
+    }
+
+    /// The codec id and extradata (Annex B parameter sets) from the packet
+    /// ring header, for a muxer's or decoder's codec parameters.
+    ///
+    /// Errors: [`PacketRecvError::NotSubscribed`], [`PacketRecvError::Codec`]
+    /// (size above 4096, or rewritten during every attempt).
+    pub fn codec_params(&self) -> Result<CodecParams, PacketRecvError> {
+        let st = self.packet_state().ok_or(PacketRecvError::NotSubscribed)?;
+        let reader = st.reader().ok_or(PacketRecvError::Disconnected)?;
+        let mut ex = vec![0u8; MAX_EXTRADATA];
+        let info = reader.codec(&mut ex)?;
+        ex.truncate(info.extradata_len);
+        Ok(CodecParams {
+            codec_id: info.codec_id,
+            extradata: ex,
+        })
+    }
+
+    /// Packet counters (all zero without a packet subscription).
+    pub fn packet_stats(&self) -> PacketStats {
+        self.packet_state()
+            .map_or(PacketStats::default(), |s| s.stats.get())
+    }
+
+    /// Whether this subscriber reads the packet ring.
+    pub fn has_packets(&self) -> bool {
+        self.packet_state().is_some()
+    }
+}
