@@ -40,7 +40,7 @@ want() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
 if want 1; then
 for t in tests/*; do
   name=$(basename "$t")
-  if "$t" --ignored --test-threads=1 > "$OUT/$name.log" 2>&1; then
+  if "$t" --ignored --test-threads=1 --nocapture > "$OUT/$name.log" 2>&1; then
     pass "cargo test $name: $(grep -E '^test result' "$OUT/$name.log" | tail -1)"
   else
     fail "cargo test $name (see $name.log)"

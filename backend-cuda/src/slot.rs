@@ -22,10 +22,10 @@ pub(crate) fn plane_span(
         .ok_or(CudaError::Layout("plane index out of range"))?;
     let pitch = desc.plane_pitch[i];
     let end = pitch
-        .checked_mul(rows as u64 - 1)
-        .and_then(|n| n.checked_add(row as u64))
+        .checked_mul(rows.saturating_sub(1))
+        .and_then(|n| n.checked_add(row))
         .and_then(|n| n.checked_add(off));
-    if end.is_none_or(|e| e > size) || pitch < row as u64 {
+    if end.is_none_or(|e| e > size) || pitch < row {
         return Err(CudaError::Layout("plane does not fit its slot"));
     }
     Ok((off, pitch as usize, row as usize, rows as usize))

@@ -1,5 +1,6 @@
-//! The decoder interface shared by the software decoder and, in a later issue,
-//! the NVDEC (CUVID) hardware decoder.
+//! The decoder interface of the software decoder. (NVDEC, whose frames live
+//! in device memory and borrow the decoder, has its own pull API:
+//! [`crate::nvdec::NvdecDecoder::next_frame`].)
 //!
 //! A decoder is a push/pull machine in the style of libavcodec's
 //! `avcodec_send_packet` / `avcodec_receive_frame`. Driving it from a
@@ -114,10 +115,8 @@ pub enum DecodeError {
 /// A video decoder fed with demuxed [`Packet`]s and producing frames.
 ///
 /// [`SoftwareDecoder`](crate::SoftwareDecoder) (libavcodec) implements it with
-/// host-memory [`HostFrame`]s. The NVDEC decoder of a later issue plugs in
-/// here too; it produces frames in device memory, at which point the trait
-/// gains an associated frame type (the [`Decoded`] enum is already generic
-/// over it). See the [module docs](self) for the calling loop.
+/// host-memory [`HostFrame`]s. See the [module docs](self) for the calling
+/// loop.
 pub trait Decoder {
     /// Queues one packet for decoding (`avcodec_send_packet`).
     ///

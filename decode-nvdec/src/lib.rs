@@ -20,13 +20,17 @@
 //! - [`record`]: [`Recorder`] writes received packets to MP4 or Matroska
 //!   without re-encoding.
 //!
-//! Only H.264 and HEVC are accepted. The NVDEC (CUVID) hardware decoder,
-//! producing frames in device memory, comes in a later issue and implements
-//! [`Decoder`] too; until then decoding runs on the CPU.
+//! - [`nvdec`]: [`nvdec::NvdecDecoder`], NVIDIA's hardware decoder through
+//!   `libnvcuvid.so.1` loaded at run time, producing NV12 / P010 surfaces in
+//!   device memory (see `docs/gpu.md`).
 //!
-//! Nothing read from a file panics: every failure is an error value. The only
-//! `unsafe` code is a private module that reads and writes `AVCodecParameters`
-//! fields `ffmpeg-next` has no accessor for (extradata, width, height).
+//! Only H.264 and HEVC are accepted.
+//!
+//! Nothing read from a file panics: every failure is an error value. `unsafe`
+//! code lives in two private modules: one reads and writes
+//! `AVCodecParameters` fields `ffmpeg-next` has no accessor for (extradata,
+//! width, height); the other is the nvcuvid FFI (`nvdec/ffi.rs`, with the
+//! callbacks in `nvdec/decoder.rs`).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -357,6 +357,15 @@ fn cuda_md5() -> impl FnMut(&Frame<'_, CudaBackend>) -> Result<(String, usize)> 
     }
 }
 
+/// The memory this subscriber reads: host or CUDA.
+fn memory_name<B: Backend>() -> &'static str {
+    if std::any::type_name::<B>().contains("Cuda") {
+        "CUDA device"
+    } else {
+        "host"
+    }
+}
+
 fn receive<B: Backend>(
     args: &Args,
     sub: Subscriber<B>,
@@ -369,19 +378,21 @@ fn receive<B: Backend>(
         .unwrap_or_else(|| format!("subscriber-{}", sub.id()));
     let s = sub.stream();
     eprintln!(
-        "{name}: connected to {:?}: {}x{} {:?} ({:?} source), mode {:?}",
+        "{name}: connected to {:?}: {}x{} {:?} ({:?} source), mode {:?}, {} memory, pid {} here",
         args.key,
         s.width,
         s.height,
         s.format(),
         s.codec(),
-        args.mode
+        args.mode,
+        memory_name::<B>(),
+        std::process::id()
     );
     if args.packets_only {
         let Some(mut sink) = sink else {
             bail!("the publisher has no packet ring");
         };
-        let end = run_packets(&args, &sub, &mut sink)?;
+        let end = run_packets(args, &sub, &mut sink)?;
         eprintln!("{name}: {end}");
         return sink.finish(&name, &sub);
     }
@@ -405,7 +416,7 @@ fn receive<B: Backend>(
             break;
         }
         if let Some(s) = sink.as_mut() {
-            s.drain(&sub, &args)?;
+            s.drain(&sub, args)?;
         }
         let frame = match sub.next_frame(timeout) {
             Ok(f) => f,
@@ -446,7 +457,7 @@ fn receive<B: Backend>(
         // Packets still in the ring after the last frame.
         if end == "publisher ended the stream" {
             let deadline = Instant::now() + timeout;
-            while s.drain(&sub, &args)? && !s.done(&args) && Instant::now() < deadline {
+            while s.drain(&sub, args)? && !s.done(args) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }

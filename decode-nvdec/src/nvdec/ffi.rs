@@ -4,7 +4,13 @@
 //!
 //! Struct layouts follow the SDK headers field by field; fields this crate
 //! does not use are reserved words kept zero. Sizes are asserted below.
-#![allow(unsafe_code, non_snake_case, non_camel_case_types)]
+// The SDK's names are kept, so the code reads against the headers.
+#![allow(
+    unsafe_code,
+    non_snake_case,
+    non_camel_case_types,
+    clippy::upper_case_acronyms
+)]
 
 use std::ffi::c_void;
 
