@@ -11,10 +11,12 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target/gpu}"
 [ -f "$FFMPEG_DIR/lib/libavcodec.a" ] || { echo "no static FFmpeg in $FFMPEG_DIR: run scripts/ffmpeg-static.sh" >&2; exit 1; }
 
 cargo build --release --locked -p cuframes-nvdec --features static-ffmpeg --bins
+cargo build --release --locked -p cuframes-cuda --bins
 tests_json=$(cargo test --release --locked -p cuframes-cuda -p cuframes-nvdec --features cuframes-nvdec/static-ffmpeg --no-run --message-format=json 2>/dev/null)
 
 rm -rf gpu-carry && mkdir -p gpu-carry/bin gpu-carry/tests gpu-carry/media
-cp "$CARGO_TARGET_DIR"/release/cuframes-publish "$CARGO_TARGET_DIR"/release/cuframes-subscribe gpu-carry/bin/
+cp "$CARGO_TARGET_DIR"/release/cuframes-publish "$CARGO_TARGET_DIR"/release/cuframes-subscribe \
+   "$CARGO_TARGET_DIR"/release/cuframes-gpu-bench gpu-carry/bin/
 # Test executables: name each by its target (crate-test) without the hash.
 echo "$tests_json" | python3 -c '
 import json, sys, shutil
@@ -31,6 +33,6 @@ for line in sys.stdin:
         print("test binary:", dst)
 '
 cp media/sample-h264.mp4 media/sample-hevc.mkv media/sample-h264.h264 media/*.framemd5 gpu-carry/media/
-cp scripts/gpu-tests.sh gpu-carry/
+cp scripts/gpu-tests.sh scripts/gpu-bench.sh scripts/torch_handoff.py gpu-carry/
 strip gpu-carry/bin/* gpu-carry/tests/* 2>/dev/null || true
 du -sh gpu-carry

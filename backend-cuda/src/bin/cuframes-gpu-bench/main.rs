@@ -1,0 +1,271 @@
+//! cuframes-gpu-bench: GPU hand-off latency of cuframes between two
+//! processes, for the benchmark report (docs/BENCHMARKS.md, "GPU").
+//!
+//! `handoff` publishes frames written by a CUDA kernel (`fill`) into a
+//! CUDA-backend ring and starts a subscriber process (itself, `handoff-sub`)
+//! that waits for each frame (`wait_in`: a stream wait under `IpcEvent`),
+//! reads every word of it with a kernel (`check`), synchronises, and records
+//! the time from just before the publisher's `fill` launch to the end of its
+//! own `check`, both on CLOCK_MONOTONIC. Frames are paced (`--interval-us`)
+//! so each hand-off is measured alone, not behind a queue.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use cuframes_core::layout::StreamDesc;
+use cuframes_core::ring::FrameMeta;
+use cuframes_core::runtime::clock::monotonic_ns;
+use cuframes_core::runtime::{Publisher, PublisherConfig, SubscribeOptions, Subscriber};
+use cuframes_core::{Codec, DeliveryMode, PixelFormat, PublishPolicy};
+use cuframes_cuda::{CudaBackend, CudaConfig, CudaFrameExt, CudaMemory, CudaSync, RawStream};
+use cudarc::driver::CudaContext;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod kernels;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum SyncArg {
+    /// The publisher synchronises its stream before committing.
+    HostFence,
+    /// Per-slot interprocess events; the subscriber's stream waits on them.
+    IpcEvent,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum MemoryArg {
+    /// VMM allocations exported as fds.
+    VmmFd,
+    /// Legacy CUDA IPC handles.
+    LegacyIpc,
+}
+
+/// GPU hand-off benchmarks of cuframes (needs an NVIDIA GPU).
+#[derive(Debug, Parser)]
+#[command(version, long_about = None)]
+struct Args {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Kernel-to-kernel publish-to-subscriber latency between two processes.
+    Handoff {
+        /// How the subscriber learns a frame is complete.
+        #[arg(long, value_enum, default_value = "host-fence")]
+        sync: SyncArg,
+        /// How slots are shared.
+        #[arg(long, value_enum, default_value = "vmm-fd")]
+        memory: MemoryArg,
+        /// Frames to hand off (the first 50 are warm-up, not counted).
+        #[arg(long, default_value_t = 2000)]
+        frames: u64,
+        /// Frame width, pixels (NV12).
+        #[arg(long, default_value_t = 1920)]
+        width: u32,
+        /// Frame height, pixels.
+        #[arg(long, default_value_t = 1080)]
+        height: u32,
+        /// Time between frames, µs.
+        #[arg(long, default_value_t = 1000)]
+        interval_us: u64,
+        /// The subscriber polls (`next_frame` with a zero timeout) instead of
+        /// sleeping on the futex.
+        #[arg(long)]
+        poll: bool,
+    },
+    /// The subscriber side of `handoff` (started by it).
+    HandoffSub {
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        frames: u64,
+        #[arg(long)]
+        runtime_dir: PathBuf,
+        #[arg(long)]
+        poll: bool,
+    },
+}
+
+const WARMUP: u64 = 50;
+
+fn main() {
+    if let Err(e) = run(Args::parse()) {
+        eprintln!("cuframes-gpu-bench: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: Args) -> Result<()> {
+    match args.cmd {
+        Cmd::Handoff {
+            sync,
+            memory,
+            frames,
+            width,
+            height,
+            interval_us,
+            poll,
+        } => handoff(sync, memory, frames, (width, height), interval_us, poll),
+        Cmd::HandoffSub {
+            key,
+            frames,
+            runtime_dir,
+            poll,
+        } => handoff_sub(&key, frames, runtime_dir, poll),
+    }
+}
+
+fn handoff(
+    sync: SyncArg,
+    memory: MemoryArg,
+    frames: u64,
+    (width, height): (u32, u32),
+    interval_us: u64,
+    poll: bool,
+) -> Result<()> {
+    if frames <= WARMUP {
+        bail!("--frames must exceed the {WARMUP} warm-up frames");
+    }
+    let config = CudaConfig {
+        memory: match memory {
+            MemoryArg::VmmFd => CudaMemory::VmmFd,
+            MemoryArg::LegacyIpc => CudaMemory::LegacyIpc,
+        },
+        sync: match sync {
+            SyncArg::HostFence => CudaSync::HostFence,
+            SyncArg::IpcEvent => CudaSync::IpcEvent,
+        },
+        device: 0,
+    };
+    let backend = CudaBackend::publisher(config).context("opening the GPU")?;
+    let ctx = CudaContext::new(0).context("cudarc context")?;
+    let stream = ctx.new_stream()?;
+    let raw = RawStream::from_raw(stream.cu_stream());
+    let k = kernels::Kernels::load(&ctx)?;
+    let desc = StreamDesc::packed(width, height, PixelFormat::Nv12, Codec::H264)?;
+    let words = desc.frame_size / 4;
+    let dir = std::env::temp_dir().join(format!("cuframes-gpu-bench-{}", std::process::id()));
+    let key = "handoff";
+    let mut pc = PublisherConfig::new(key);
+    pc.runtime_dir = Some(dir.clone());
+    pc.policy = PublishPolicy::Wait;
+    pc.slots = 4;
+    let mut publisher = Publisher::create(backend, pc, desc)?;
+
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(["handoff-sub", "--key", key, "--frames"])
+        .arg(frames.to_string())
+        .arg("--runtime-dir")
+        .arg(&dir)
+        .args(poll.then_some("--poll"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting the subscriber process")?;
+    if !publisher.wait_for_subscribers(1, Duration::from_secs(30)) {
+        let _ = child.kill();
+        bail!("the subscriber process did not connect");
+    }
+    let start = Instant::now();
+    for i in 0..frames {
+        let due = start + Duration::from_micros(interval_us * i);
+        while Instant::now() < due {
+            std::hint::spin_loop();
+        }
+        let t0 = monotonic_ns();
+        let meta = FrameMeta {
+            pts_ns: Some(t0 as i64),
+            source_index: i,
+            ..Default::default()
+        };
+        publisher.publish(meta, |slot, _| {
+            k.fill(&stream, slot.device_ptr(), words, i as u32 + 1)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            slot.fence(raw).map_err(std::io::Error::other)
+        })?;
+    }
+    let line = BufReader::new(child.stdout.take().context("child stdout")?)
+        .lines()
+        .next()
+        .context("no result from the subscriber process")??;
+    let status = child.wait()?;
+    publisher.finish();
+    if !status.success() {
+        bail!("the subscriber process failed: {status}");
+    }
+    println!(
+        "handoff sync={sync:?} memory={memory:?} wait={} frame={}x{} NV12 ({} B) frames={} interval={interval_us}us: {line}",
+        if poll { "poll" } else { "futex" },
+        width,
+        height,
+        desc.frame_size,
+        frames - WARMUP
+    );
+    Ok(())
+}
+
+fn handoff_sub(key: &str, frames: u64, runtime_dir: PathBuf, poll: bool) -> Result<()> {
+    let mut opts = SubscribeOptions::new(DeliveryMode::InOrder);
+    opts.runtime_dir = Some(runtime_dir);
+    opts.name = "gpu-bench".into();
+    let sub = Subscriber::connect(key, CudaBackend::subscriber()?, opts)?;
+    let ordinal = sub.backend().device().context("attached device")?.ordinal();
+    let ctx = CudaContext::new(ordinal as usize)?;
+    let stream = ctx.new_stream()?;
+    let raw = RawStream::from_raw(stream.cu_stream());
+    let k = kernels::Kernels::load(&ctx)?;
+    let err = stream.alloc_zeros::<u32>(1)?;
+    let words = sub.stream().frame_size / 4;
+    let mut lat = Vec::with_capacity(frames as usize);
+    // Where the time goes: publisher (fill + fence + commit), wake-up
+    // (commit to next_frame returning), subscriber (wait + check + sync).
+    let (mut publ, mut wake, mut work) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..frames {
+        let f = if poll {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                match sub.next_frame(Duration::ZERO) {
+                    Ok(f) => break f,
+                    Err(cuframes_core::runtime::RecvError::Timeout(_))
+                        if Instant::now() < deadline => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        } else {
+            sub.next_frame(Duration::from_secs(10))?
+        };
+        let t_recv = monotonic_ns();
+        f.wait_in(raw)?;
+        let val = f.meta().source_index as u32 + 1;
+        k.check(&stream, f.memory().device_ptr(), words, val, &err)?;
+        stream.synchronize()?;
+        let t1 = monotonic_ns();
+        if f.meta().source_index >= WARMUP {
+            let t0 = f.meta().pts_ns.unwrap_or(0) as u64;
+            let committed = f.meta().publish_ns;
+            lat.push(t1.saturating_sub(t0));
+            publ.push(committed.saturating_sub(t0));
+            wake.push(t_recv.saturating_sub(committed));
+            work.push(t1.saturating_sub(t_recv));
+        }
+        f.release_after(raw)?;
+    }
+    let errors = stream.clone_dtoh(&err)?[0];
+    let pct = |v: &mut Vec<u64>, p: f64| {
+        v.sort_unstable();
+        v[((v.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0
+    };
+    println!(
+        "p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us (medians: publisher fill+fence {:.1} us, wake-up {:.1} us, subscriber wait+check+sync {:.1} us); words differing from the expected frame: {errors}",
+        pct(&mut lat, 0.5),
+        pct(&mut lat, 0.99),
+        pct(&mut lat, 0.999),
+        pct(&mut lat, 1.0),
+        pct(&mut publ, 0.5),
+        pct(&mut wake, 0.5),
+        pct(&mut work, 0.5)
+    );
+    Ok(())
+}

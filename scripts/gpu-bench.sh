@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The GPU half of the benchmark report (docs/BENCHMARKS.md), run on the GPU
+# machine from the folder scripts/gpu-build.sh fills. Results: $OUT/bench.txt.
+set -uo pipefail
+cd "$(dirname "$0")"
+OUT=${OUT:-$PWD/out}
+mkdir -p "$OUT"
+BIN=$PWD/bin
+MEDIA=$PWD/media
+export CUFRAMES_RUNTIME_DIR=$(mktemp -d /tmp/cuframes-bench.XXXX)
+R=$OUT/bench.txt
+: > "$R"
+say() { echo "$*" | tee -a "$R"; }
+
+say "# cuframes GPU benchmarks, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+say "# $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | head -1); $(nproc) cores"
+say "# torch: $(python3 -c 'import torch; print(torch.__version__, torch.version.cuda)' 2>&1 | tail -1)"
+
+if [ -z "${SKIP_HANDOFF:-}" ]; then
+# 1. kernel-to-kernel hand-off latency, cuframes vs torch.multiprocessing
+for sync in host-fence ipc-event; do
+  for wait in "" --poll; do
+    say "$("$BIN/cuframes-gpu-bench" handoff --sync "$sync" --memory vmm-fd --frames 2000 $wait 2>&1 | tail -1)"
+  done
+done
+say "$("$BIN/cuframes-gpu-bench" handoff --sync host-fence --memory legacy-ipc --frames 2000 2>&1 | tail -1)"
+say "$(timeout 120 python3 torch_handoff.py --frames 2000 2>&1 | tail -1)"
+fi
+
+# 2. one NVDEC decode feeding N subscribers vs N independent decodes.
+# Frames delivered per second, and per NVDEC-second: delivered frames /
+# (mean decoder utilisation from `nvidia-smi dmon -s u` x wall time).
+F=${FRAMES:-20000}
+dec_util() {  # mean of the dec column of a dmon log, over samples > 0
+  awk '/^#/ { for (i = 1; i <= NF; i++) if ($i == "dec") c = i - 1; next }
+       c && $c+0 > 0 { s += $c; n++ } END { printf "%.1f", n ? s / n : 0 }' "$1"
+}
+measure() {  # measure NAME N MODE ; MODE = independent | shared
+  local name=$1 n=$2 mode=$3 dmon=$OUT/dmon-$1.txt
+  nvidia-smi dmon -s u -d 1 > "$dmon" 2>&1 &
+  local mon=$!
+  sleep 1
+  local t0; t0=$(date +%s.%N)
+  local pids=()
+  if [ "$mode" = independent ]; then
+    for i in $(seq 1 "$n"); do
+      "$BIN/cuframes-publish" --input "$MEDIA/sample-h264.mp4" --key "ind$i" --backend cuda --decoder nvdec \
+          --loop --max-frames $F --stats-interval 0 > "$OUT/$name-pub$i.log" 2>&1 &
+      pids+=($!)
+    done
+  else
+    "$BIN/cuframes-publish" --input "$MEDIA/sample-h264.mp4" --key shared --backend cuda --decoder nvdec \
+        --policy wait --wait-subscribers "$n" --loop --max-frames $F --stats-interval 0 > "$OUT/$name-pub.log" 2>&1 &
+    pids+=($!)
+    for i in $(seq 1 "$n"); do
+      "$BIN/cuframes-subscribe" --key shared --mode in-order --backend cuda --wait-publisher-ms 20000 \
+          --name "s$i" > "$OUT/$name-sub$i.log" 2>&1 &
+      pids+=($!)
+    done
+  fi
+  for p in "${pids[@]}"; do wait "$p"; done
+  local t1; t1=$(date +%s.%N)
+  kill "$mon" 2>/dev/null; wait "$mon" 2>/dev/null
+  local util; util=$(dec_util "$dmon")
+  local delivered=$((n * F))
+  local fails; fails=$(grep -l "error" "$OUT/$name"-*.log 2>/dev/null | wc -l)
+  awk -v name="$name" -v n="$n" -v d="$delivered" -v t0="$t0" -v t1="$t1" -v u="$util" -v f="$fails" 'BEGIN {
+    w = t1 - t0; fps = d / w; per = (u > 0) ? d / (u / 100 * w) : 0
+    printf "nvdec %s N=%d: %d frames delivered in %.2f s = %.0f fps; mean NVDEC util %.1f%% -> %.0f frames per NVDEC-second; logs with errors: %d\n", name, n, d, w, fps, u, per, f }' | tee -a "$R"
+}
+for n in ${NS:-1 4 8}; do
+  measure "independent-$n" "$n" independent
+  measure "shared-$n" "$n" shared
+done
+
+rm -rf "$CUFRAMES_RUNTIME_DIR"
+(cd "$OUT" && tar czf bench-logs.tar.gz --exclude=bench-logs.tar.gz --exclude=bench.txt . \
+   && find . -mindepth 1 -not -name bench-logs.tar.gz -not -name bench.txt -not -name summary.txt \
+      -not -name logs.tar.gz -not -name console.log -delete)
