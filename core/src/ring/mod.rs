@@ -21,6 +21,6 @@ mod words;
 mod writer;
 
 pub use meta::FrameMeta;
-pub use reader::{Acquire, Cursor, Lease, RingReader};
+pub use reader::{Acquire, Cursor, Lease, RingReader, PROBE_SPINS};
 pub use words::{ControlWords, LeaseWords, WordsError};
 pub use writer::{Claim, ReaderRef, RingWriter, SlotClaim};
