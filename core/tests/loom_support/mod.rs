@@ -18,14 +18,14 @@ use loom::sync::{Condvar, Mutex};
 /// `loom::model(f)`, printing how many executions loom explored (shown with
 /// `--nocapture`; recorded in `docs/verification.md`).
 pub fn model<F: Fn() + Sync + Send + 'static>(name: &str, f: F) {
-    use std::sync::atomic::{AtomicUsize, Ordering as StdOrdering};
-    let runs = std::sync::Arc::new(AtomicUsize::new(0));
+    // A process-local counter outside the model, not a shared-memory word.
+    let runs = std::sync::Arc::new(std::sync::Mutex::new(0u64));
     let counter = runs.clone();
     loom::model(move || {
-        counter.fetch_add(1, StdOrdering::Relaxed);
+        *counter.lock().unwrap() += 1;
         f();
     });
-    println!("{name}: {} executions", runs.load(StdOrdering::Relaxed));
+    println!("{name}: {} executions", runs.lock().unwrap());
 }
 
 /// Slots in the modelled ring (the protocol's minimum).
