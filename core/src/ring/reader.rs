@@ -68,7 +68,10 @@ impl<'a> RingReader<'a> {
         for _ in 0..RETRIES {
             let latest = self.ctl.latest_seq();
             let want = cursor.last_seq.saturating_add(1);
-            if latest < want || cursor.last_seq == u64::MAX {
+            // A `latest_seq` with the WRITING bit is no sequence number (only
+            // a hostile publisher writes one); leasing it would hand out a
+            // frame that never passes `still_valid`.
+            if latest < want || cursor.last_seq == u64::MAX || latest & SEQ_WRITING != 0 {
                 return Acquire::Empty;
             }
             let target = match mode {
