@@ -7,7 +7,8 @@
 //!   frame's payload and metadata are exactly its own, and the post-check
 //!   `still_valid` holds at release);
 //! - a lease the publisher revoked is the only one that can fail the
-//!   post-check, and data read under it is never accepted;
+//!   post-check, and data read under it is never accepted, also when the
+//!   publisher's write into that slot fails half way and is abandoned;
 //! - NewestOnly never returns a frame older than (or equal to) one it
 //!   already returned;
 //! - InOrder never skips silently: every skipped frame is counted and its
@@ -166,4 +167,33 @@ fn only_a_revoked_lease_fails_the_post_check() {
         SAW_REVOKED_READ.load(StdOrdering::Relaxed),
         "no interleaving exercised a revoked lease: the model is too weak"
     );
+}
+
+#[test]
+fn a_half_written_frame_is_never_accepted() {
+    loom_support::model("a_half_written_frame_is_never_accepted", || {
+        let shm = Arc::new(Shm::new(1, 3));
+        let none = [shm.reader_ref(0, false)];
+        shm.try_publish(&none, false);
+        shm.try_publish(&none, false);
+        let sub = {
+            let shm = shm.clone();
+            thread::spawn(move || {
+                // InOrder from 0 leases frame 1, in the slot a claim takes first.
+                let mut cursor = Cursor::default();
+                if let Some((l, valid)) = take(&shm, 0, DeliveryMode::InOrder, &mut cursor) {
+                    if !valid {
+                        assert_eq!(l.seq, shm.revoked.load(Ordering::SeqCst));
+                    }
+                }
+            })
+        };
+        // The lease timeout revokes what the row holds; the next write fails
+        // after changing one word of the slot it claimed.
+        let mut r = shm.reader_ref(0, true);
+        r.revoked = shm.row(0).snapshot().leases;
+        shm.revoked.store(r.revoked[0], Ordering::SeqCst);
+        shm.failed_publish(&[r]);
+        sub.join().unwrap();
+    });
 }

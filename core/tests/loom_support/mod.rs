@@ -180,6 +180,17 @@ impl Shm {
         }
     }
 
+    /// Claims a slot, writes only the first payload word of the next frame
+    /// (a write that fails half way), then abandons the claim.
+    pub fn failed_publish(&self, readers: &[ReaderRef<'_>]) {
+        let w = self.writer();
+        if let Claim::Claimed(c) = w.claim(readers, false) {
+            self.payload[c.slot as usize * PAYLOAD_WORDS]
+                .store(payload(w.next_seq(), 0), Ordering::Relaxed);
+            w.abandon(c);
+        }
+    }
+
     /// Whether frame `seq`'s slot was claimed for a newer frame.
     pub fn was_overwritten(&self, seq: u64) -> bool {
         self.overwritten[seq as usize].load(Ordering::SeqCst) != 0
