@@ -5,7 +5,10 @@
 //! subscriber asleep forever and loom reports a deadlock.
 //!
 //! Checked: both subscribers (one NewestOnly, one InOrder) end with the last
-//! frame delivered, and only after it see the publisher's close.
+//! frame delivered, and only after it see the publisher's close. Under
+//! `--cfg cuframes_loom_mutation` the subscriber loads `wake` after checking
+//! the ring instead of before (`.ci/loom mutation` requires loom to report
+//! the lost wake-up).
 #![cfg(cuframes_loom)]
 
 mod loom_support;
@@ -22,10 +25,14 @@ const FRAMES: u64 = 2;
 fn subscriber(shm: &Shm, r: usize, mode: DeliveryMode) -> u64 {
     let mut cursor = Cursor::default();
     loop {
-        // §5.5/§5.6 order: wake, then closed, then the ring.
-        let w = shm.ctl().wake().load(Ordering::SeqCst);
+        // §5.5/§5.6 order: wake, then closed, then the ring. The mutation
+        // loads `wake` only after the ring check, which loses wake-ups.
+        let early =
+            (!cfg!(cuframes_loom_mutation)).then(|| shm.ctl().wake().load(Ordering::SeqCst));
         let closed = shm.ctl().is_closed();
-        match take(shm, r, mode, &mut cursor) {
+        let got = take(shm, r, mode, &mut cursor);
+        let w = early.unwrap_or_else(|| shm.ctl().wake().load(Ordering::SeqCst));
+        match got {
             Some((_, valid)) => assert!(valid),
             None if closed => return cursor.last_seq,
             None => shm.futex.wait(shm.ctl().wake(), w),
