@@ -6,6 +6,8 @@
 //! [`Outcome`] per case.
 #![deny(unsafe_code)]
 
+pub mod vectors;
+
 /// One conformance case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Case {

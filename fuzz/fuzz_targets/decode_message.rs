@@ -11,7 +11,9 @@ fuzz_target!(|data: &[u8]| {
     while let Ok(Some(d)) = decode(rest) {
         let mut out = vec![0u8; d.message.buffer_len()];
         if let Ok(n) = d.message.emit(&mut out) {
-            let again = decode(&out[..n]).expect("re-encoded message decodes").expect("whole");
+            let again = decode(&out[..n])
+                .expect("re-encoded message decodes")
+                .expect("whole");
             assert_eq!(again.message, d.message);
             if !matches!(d.message, Message::Unknown { .. }) {
                 assert!(n <= d.len);

@@ -5,11 +5,12 @@
 //! atomics. [`RingWriter`] is the publisher's half, [`RingReader`] a
 //! subscriber's.
 //!
-//! The lease handshake (a Dekker pair, both sides `SeqCst`):
-//! - publisher: `slot.seq := WRITING | old` then load every lease entry; if one
-//!   equals `old`, restore `slot.seq := old` and try another slot;
-//! - subscriber: `lease := s` then load `slot.seq`; if it is not `s`, clear the
-//!   lease and retry.
+//! The lease handshake (a Dekker pair: SeqCst accesses and a SeqCst fence
+//! between each side's store and load, `docs/protocol.md` §5.2):
+//! - publisher: `slot.seq := WRITING | old`, fence, then load every lease
+//!   entry; if one equals `old`, restore `slot.seq := old` and try another slot;
+//! - subscriber: `lease := s`, fence, then load `slot.seq`; if it is not `s`,
+//!   clear the lease and retry.
 //!
 //! At least one side sees the other's store, so a slot is never rewritten
 //! while a lease on its frame is held (unless the publisher revoked the lease
@@ -21,6 +22,6 @@ mod words;
 mod writer;
 
 pub use meta::FrameMeta;
-pub use reader::{Acquire, Cursor, Lease, RingReader};
+pub use reader::{Acquire, Cursor, Lease, RingReader, PROBE_SPINS};
 pub use words::{ControlWords, LeaseWords, WordsError};
 pub use writer::{Claim, ReaderRef, RingWriter, SlotClaim};

@@ -2,12 +2,16 @@
 
 use super::{ControlWords, FrameMeta, LeaseWords};
 use crate::layout::{slot, LEASES_PER_ROW, PTS_NONE, SEQ_WRITING};
-use crate::sync::Ordering;
+use crate::sync::{fence, spin_hint, Ordering};
 use crate::DeliveryMode;
 
 /// How often [`RingReader::acquire`] retries a frame the publisher is
 /// rewriting before it reports [`Acquire::Empty`].
 const RETRIES: usize = 16;
+
+/// How many turns [`RingReader::still_valid`] waits for a publisher's claim
+/// probe of the slot to end.
+pub const PROBE_SPINS: usize = 4096;
 
 /// Where a subscriber stands in the ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -64,7 +68,10 @@ impl<'a> RingReader<'a> {
         for _ in 0..RETRIES {
             let latest = self.ctl.latest_seq();
             let want = cursor.last_seq.saturating_add(1);
-            if latest < want || cursor.last_seq == u64::MAX {
+            // A `latest_seq` with the WRITING bit is no sequence number (only
+            // a hostile publisher writes one); leasing it would hand out a
+            // frame that never passes `still_valid`.
+            if latest < want || cursor.last_seq == u64::MAX || latest & SEQ_WRITING != 0 {
                 return Acquire::Empty;
             }
             let target = match mode {
@@ -78,7 +85,9 @@ impl<'a> RingReader<'a> {
                 continue;
             };
             let lease = self.row.lease(entry);
+            // S1, full fence, S2 (docs/protocol.md §5.2).
             lease.store(target, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
             if self.ctl.slot_seq(slot).load(Ordering::SeqCst) == target {
                 return Acquire::Frame(Lease {
                     slot,
@@ -133,8 +142,27 @@ impl<'a> RingReader<'a> {
     /// Whether the leased frame is still in its slot. `false` only if the
     /// publisher revoked the lease (held past `lease_timeout`): data read
     /// since may be torn and must be discarded.
+    ///
+    /// `WRITING | seq` in the slot means the publisher is either rewriting it
+    /// (the lease was revoked) or only probing it during a claim, in which
+    /// case it sees this lease and restores `seq` (§5.2 P3). The check waits
+    /// up to [`PROBE_SPINS`] turns for the probe to end; a publisher stalled
+    /// in the middle of a probe for longer makes it answer `false`
+    /// (conservative: a good frame is discarded, a torn one never kept).
     pub fn still_valid(&self, l: &Lease) -> bool {
-        self.ctl.slot_seq(l.slot).load(Ordering::SeqCst) == l.seq
+        // Orders the caller's earlier (relaxed) reads of the slot before the
+        // re-check: if one of them saw a rewrite, this load sees WRITING or a
+        // later sequence (it pairs with the fence after the publisher's P1).
+        fence(Ordering::Acquire);
+        let seq = self.ctl.slot_seq(l.slot);
+        for _ in 0..PROBE_SPINS {
+            let v = seq.load(Ordering::SeqCst);
+            if v != SEQ_WRITING | l.seq {
+                return v == l.seq;
+            }
+            spin_hint();
+        }
+        false
     }
 
     /// Returns the lease. InOrder readers also advance `consumed_seq`.

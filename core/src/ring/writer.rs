@@ -4,7 +4,15 @@ use super::{ControlWords, FrameMeta, LeaseWords};
 use crate::layout::{
     header, slot, ControlHeader, StreamDesc, LEASES_PER_ROW, PTS_NONE, SEQ_WRITING, STATE_CLOSED,
 };
-use crate::sync::Ordering;
+use crate::sync::{fence, Ordering};
+
+/// Ordering of the WRITING mark (P1). `--cfg cuframes_loom_mutation` weakens it
+/// to `Release` and drops the fence after it, a deliberate bug that the loom
+/// tests must catch (`docs/verification.md`); never set in real builds.
+#[cfg(not(cuframes_loom_mutation))]
+const P1_ORDER: Ordering = Ordering::SeqCst;
+#[cfg(cuframes_loom_mutation)]
+const P1_ORDER: Ordering = Ordering::Release;
 
 /// What the publisher knows of one connected subscriber when it picks a slot.
 #[derive(Clone, Copy)]
@@ -112,9 +120,14 @@ impl<'a> RingWriter<'a> {
                 blocked_by_unread = true;
                 continue;
             }
-            self.ctl
-                .slot_seq(i)
-                .store(SEQ_WRITING | prev, Ordering::SeqCst);
+            // P1 (docs/protocol.md §5.2): mark the slot, then a full fence
+            // before the lease scan (P2) so the two form a Dekker pair with
+            // the readers' S1/S2, and so frame writes after it are ordered
+            // after the mark (the post-check of `RingReader::still_valid`).
+            self.ctl.slot_seq(i).store(SEQ_WRITING | prev, P1_ORDER);
+            if !cfg!(cuframes_loom_mutation) {
+                fence(Ordering::SeqCst);
+            }
             if prev != 0 && readers.iter().any(|r| r.leases(prev)) {
                 self.ctl.slot_seq(i).store(prev, Ordering::SeqCst);
                 continue;
@@ -127,11 +140,12 @@ impl<'a> RingWriter<'a> {
         Claim::Busy { blocked_by_unread }
     }
 
-    /// Gives a claimed slot back unchanged (its old frame stays readable).
+    /// Gives a claimed slot back after a failed write: the slot becomes
+    /// empty (`seq := 0`). Its old frame is not restored, because the failed
+    /// write may have changed some of its bytes; restoring `prev_seq` would
+    /// let a reader lease (or post-check as valid) a torn frame.
     pub fn abandon(&self, c: SlotClaim) {
-        self.ctl
-            .slot_seq(c.slot)
-            .store(c.prev_seq, Ordering::SeqCst);
+        self.ctl.slot_seq(c.slot).store(0, Ordering::SeqCst);
     }
 
     /// Sequence number the next commit will get.
