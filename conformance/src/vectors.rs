@@ -244,6 +244,67 @@ fn lease_row() -> Vector {
     }
 }
 
+fn packet_region() -> Vector {
+    use cuframes_core::packet::{
+        PacketGeometry, PacketRingInit, PacketWriter, AV_CODEC_ID_H264, PACKET_HEADER_SIZE,
+        PACKET_KEY, PACKET_LAST_IN_AU, PACKET_SLOT_SIZE,
+    };
+    let geo = PacketGeometry::new(2, 64).expect("2 slots, 64 bytes");
+    let words: Vec<AtomicU64> = (0..geo.region_size() / 8)
+        .map(|_| AtomicU64::new(0))
+        .collect();
+    let mut w = PacketWriter::new(&words, geo).expect("region fits");
+    w.init(PacketRingInit {
+        codec_id: AV_CODEC_ID_H264,
+        producer_pid: 4242,
+    });
+    let sps_pps = [
+        0, 0, 0, 1, 0x67, 0x42, 0, 0x1e, 0, 0, 0, 1, 0x68, 0xce, 0x3c, 0x80,
+    ];
+    w.set_extradata(&sps_pps).expect("16 bytes fit");
+    let key = [0, 0, 0, 1, 0x65, 0x88, 0x84, 0x00, 0x33];
+    w.publish(
+        &key,
+        0,
+        -40_000_000,
+        PACKET_KEY | PACKET_LAST_IN_AU,
+        usize::MAX,
+    )
+    .expect("fits");
+    let delta = [0, 0, 0, 1, 0x41, 0x9a, 0x02];
+    w.publish(&delta, 40_000_000, 0, PACKET_LAST_IN_AU, usize::MAX)
+        .expect("fits");
+    let bytes: Vec<u8> = words
+        .iter()
+        .flat_map(|x| x.load(cuframes_core::sync::Ordering::SeqCst).to_le_bytes())
+        .collect();
+    let h = PACKET_HEADER_SIZE as usize;
+    let slots_end = h + 2 * PACKET_SLOT_SIZE as usize;
+    Vector {
+        name: "packet_region",
+        about: vec![
+            "Packet region (§9) of 2 slots and a 64-byte data area, H.264 (AVCodecID 27), producer pid 4242.".into(),
+            "Extradata: Annex B SPS + PPS (16 bytes). Packets: seq 0 a 9-byte keyframe (pts 0, dts -40 ms),".into(),
+            "seq 1 a 7-byte delta frame (pts 40 ms, dts 0), both LAST_IN_AU. The extradata area past its 16".into(),
+            "bytes is zero and not shown (bytes 0x50..0x1040).".into(),
+        ],
+        sections: vec![
+            (
+                "header fields (§9.2), bytes 0..0x40, then the first 16 bytes of extradata".to_string(),
+                bytes[..0x50].to_vec(),
+            ),
+            (
+                format!("slot table (§9.2), 2 x 64 bytes at {h:#x}"),
+                bytes[h..slots_end].to_vec(),
+            ),
+            (
+                format!("data area, 64 bytes at {slots_end:#x}"),
+                bytes[slots_end..].to_vec(),
+            ),
+        ],
+    }
+}
+
 /// Every golden vector, in file order.
 pub fn all() -> Vec<Vector> {
     let hello = Hello {
@@ -327,5 +388,6 @@ pub fn all() -> Vec<Vector> {
         ),
         control_region(),
         lease_row(),
+        packet_region(),
     ]
 }

@@ -11,13 +11,13 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use cudarc::driver::CudaContext;
 use cuframes_core::layout::StreamDesc;
 use cuframes_core::ring::FrameMeta;
 use cuframes_core::runtime::clock::monotonic_ns;
 use cuframes_core::runtime::{Publisher, PublisherConfig, SubscribeOptions, Subscriber};
 use cuframes_core::{Codec, DeliveryMode, PixelFormat, PublishPolicy};
 use cuframes_cuda::{CudaBackend, CudaConfig, CudaFrameExt, CudaMemory, CudaSync, RawStream};
-use cudarc::driver::CudaContext;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
