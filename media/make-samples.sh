@@ -30,6 +30,13 @@ SRC=(-f lavfi -i "testsrc2=size=1280x720:rate=25,format=yuv420p" -frames:v 100)
   -x265-params keyint=25:min-keyint=25:scenecut=0:open-gop=0:log-level=error \
   "${BITEXACT[@]}" sample-hevc.mkv
 
+# HEVC Main 10 (10-bit 4:2:0), 640x360, 30 frames: the P010 path (NVDEC
+# decodes it to P016, the P010 layout). Its reference hashes are P010.
+"${FF[@]}" -f lavfi -i "testsrc2=size=640x360:rate=25,format=yuv420p10le" -frames:v 30 \
+  -c:v libx265 -preset medium -crf 34 -pix_fmt yuv420p10le \
+  -x265-params keyint=25:min-keyint=25:scenecut=0:open-gop=0:log-level=error \
+  "${BITEXACT[@]}" sample-hevc10.mkv
+
 # Raw Annex B elementary stream: the same H.264 bitstream as the mp4.
 "${FF[@]}" -i sample-h264.mp4 -map 0:v:0 -c copy -bsf:v h264_mp4toannexb \
   "${BITEXACT[@]}" -f h264 sample-h264.h264
@@ -49,5 +56,7 @@ done
 for clip in sample-h264.mp4 sample-hevc.mkv sample-h264.h264; do
   ffmpeg -i "$clip" -c copy -f framemd5 - > "$clip.packets.framemd5" 2>/dev/null
 done
+
+ffmpeg -fflags +bitexact -i sample-hevc10.mkv -f framemd5 -pix_fmt p010le sample-hevc10.mkv.framemd5 2>/dev/null
 
 ls -l

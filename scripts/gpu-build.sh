@@ -32,7 +32,8 @@ for line in sys.stdin:
         shutil.copy(m["executable"], dst)
         print("test binary:", dst)
 '
-cp media/sample-h264.mp4 media/sample-hevc.mkv media/sample-h264.h264 media/*.framemd5 gpu-carry/media/
+cp media/sample-h264.mp4 media/sample-hevc.mkv media/sample-h264.h264 media/sample-hevc10.mkv \
+   media/*.framemd5 gpu-carry/media/
 cp scripts/gpu-tests.sh scripts/gpu-bench.sh scripts/torch_handoff.py gpu-carry/
 strip gpu-carry/bin/* gpu-carry/tests/* 2>/dev/null || true
 du -sh gpu-carry

@@ -135,6 +135,13 @@ fn nvdec_hevc_mkv_matches_ffmpeg() {
 
 #[test]
 #[ignore = "needs an NVIDIA GPU with NVDEC: run by scripts/gpu-tests.sh"]
+fn nvdec_hevc_10bit_decodes_to_p010_matching_ffmpeg() {
+    // The reference is `-pix_fmt p010le`: NVDEC's P016 output is the P010 layout.
+    decode_and_check("sample-hevc10.mkv");
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU with NVDEC: run by scripts/gpu-tests.sh"]
 fn nvdec_raw_annexb_matches_ffmpeg() {
     decode_and_check("sample-h264.h264");
 }
