@@ -19,9 +19,17 @@ pub(crate) struct Reader {
     pub floor: u64,
     /// Lease values revoked after `lease_timeout`, per entry.
     pub revoked: [u64; LEASES_PER_ROW],
-    /// Lease value first seen in each entry, and when.
-    seen: [(u64, Instant); LEASES_PER_ROW],
+    /// When each recently leased frame was first seen in this row, in any
+    /// entry: moving a value between entries, or clearing and rewriting it,
+    /// does not restart its timer (bounded: the ring holds ≤ 64 frames).
+    first_seen: Vec<(u64, Instant)>,
+    /// Frames revoked from this row: written again into any entry, they stay
+    /// revoked.
+    revoked_values: Vec<u64>,
 }
+
+/// How many frames a row's history remembers (the most slots a ring has).
+const HISTORY: usize = crate::layout::MAX_SLOTS as usize;
 
 impl Reader {
     pub fn new(
@@ -31,7 +39,6 @@ impl Reader {
         row: Option<Mapping>,
         floor: u64,
     ) -> Self {
-        let now = Instant::now();
         Reader {
             id,
             name,
@@ -39,7 +46,8 @@ impl Reader {
             row,
             floor,
             revoked: [0; LEASES_PER_ROW],
-            seen: [(0, now); LEASES_PER_ROW],
+            first_seen: Vec::new(),
+            revoked_values: Vec::new(),
         }
     }
 
@@ -69,10 +77,27 @@ impl Reader {
             if v == 0 || v == self.revoked[i] {
                 continue;
             }
-            if self.seen[i].0 != v {
-                self.seen[i] = (v, now);
-            } else if now.duration_since(self.seen[i].1) > timeout {
+            if self.revoked_values.contains(&v) {
+                // A revoked frame written again, maybe into another entry.
                 self.revoked[i] = v;
+                continue;
+            }
+            let first = match self.first_seen.iter().find(|(s, _)| *s == v) {
+                Some(&(_, t)) => t,
+                None => {
+                    if self.first_seen.len() == HISTORY {
+                        self.first_seen.remove(0);
+                    }
+                    self.first_seen.push((v, now));
+                    now
+                }
+            };
+            if now.duration_since(first) > timeout {
+                self.revoked[i] = v;
+                if self.revoked_values.len() == HISTORY {
+                    self.revoked_values.remove(0);
+                }
+                self.revoked_values.push(v);
                 revoked += 1;
             }
         }
@@ -83,5 +108,76 @@ impl Reader {
     pub fn consumed(&self) -> u64 {
         self.words()
             .map_or(self.floor, |w| w.snapshot().consumed_seq.max(self.floor))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::shm;
+    use crate::sync::Ordering;
+
+    fn reader() -> (Reader, rustix::fd::OwnedFd, Mapping) {
+        let (fd, rw) = shm::create_shared("row", crate::layout::LEASE_REGION_SIZE).unwrap();
+        LeaseWords::new(rw.words()).unwrap().init(0);
+        let ro = Mapping::map(
+            rustix::fd::AsFd::as_fd(&fd),
+            crate::layout::LEASE_REGION_SIZE as usize,
+            shm::Access::ReadOnly,
+        )
+        .unwrap();
+        (
+            Reader::new(1, "t".into(), DeliveryMode::NewestOnly, Some(ro), 0),
+            fd,
+            rw,
+        )
+    }
+
+    fn set(rw: &Mapping, entry: usize, v: u64) {
+        LeaseWords::new(rw.words())
+            .unwrap()
+            .lease(entry)
+            .store(v, Ordering::SeqCst);
+    }
+
+    #[test]
+    fn moving_a_lease_between_entries_does_not_restart_its_timer() {
+        let (mut r, _fd, rw) = reader();
+        let t0 = Instant::now();
+        let timeout = Duration::from_secs(5);
+        set(&rw, 0, 7);
+        assert_eq!(r.expire_leases(t0, timeout), 0);
+        // The subscriber shuffles frame 7 through its entries.
+        for (k, entry) in [1, 2, 3, 0].into_iter().enumerate() {
+            set(&rw, (entry + 3) % 4, 0);
+            set(&rw, entry, 7);
+            let now = t0 + Duration::from_secs(2 * k as u64 + 2);
+            let n = r.expire_leases(now, timeout);
+            if now.duration_since(t0) > timeout {
+                assert_eq!(n, 1, "revoked once held past the timeout, in entry {entry}");
+                assert_eq!(r.revoked[entry], 7);
+                return;
+            }
+            assert_eq!(n, 0);
+        }
+        core::panic!("frame 7 was never revoked");
+    }
+
+    #[test]
+    fn a_revoked_frame_written_again_stays_revoked() {
+        let (mut r, _fd, rw) = reader();
+        let t0 = Instant::now();
+        let timeout = Duration::from_secs(1);
+        set(&rw, 0, 9);
+        r.expire_leases(t0, timeout);
+        assert_eq!(r.expire_leases(t0 + Duration::from_secs(2), timeout), 1);
+        set(&rw, 0, 0);
+        set(&rw, 3, 9);
+        assert_eq!(r.expire_leases(t0 + Duration::from_secs(3), timeout), 0);
+        assert_eq!(r.revoked[3], 9, "the ring must ignore entry 3's lease");
+        // A new frame in the freed entry gets its own timer.
+        set(&rw, 0, 10);
+        assert_eq!(r.expire_leases(t0 + Duration::from_secs(3), timeout), 0);
+        assert_eq!(r.revoked[0], 9);
     }
 }
