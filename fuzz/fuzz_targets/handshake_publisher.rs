@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
         _ => (PROTOCOL_VERSION, data),
     };
     let mut p = PublisherHandshake::new(ours);
-    let mut buf = vec![0u8; 9000];
+    let mut buf = vec![0u8; 16 * 1024 + 64];
     while let Ok(Some(d)) = decode(rest) {
         let before = p.state();
         let r = p.handle(d.message);

@@ -7,7 +7,7 @@
 
 use cuframes_core::handshake::{SubscriberEvent, SubscriberHandshake, SubscriberState};
 use cuframes_core::wire::{decode, Hello, Name, HELLO_WANTS_FRAMES};
-use cuframes_core::{DeliveryMode, Version, PROTOCOL_VERSION};
+use cuframes_core::{DeliveryMode, MemoryKind, SyncKind, Version, PROTOCOL_VERSION};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -34,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(s.poll_transmit().is_some());
         assert_eq!(s.state(), SubscriberState::AwaitWelcome);
     }
-    let mut buf = vec![0u8; 9000];
+    let mut buf = vec![0u8; 16 * 1024 + 64];
     while let Ok(Some(d)) = decode(rest) {
         let before = s.state();
         let r = s.handle(d.message);
@@ -46,7 +46,18 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(before, SubscriberState::AwaitWelcome);
             assert!(hello.version_min <= w.version && w.version <= hello.version_max);
             assert!((2..=64).contains(&w.slot_count));
-            assert_eq!(w.memory_kind.uses_fds(), w.handle_len == 0);
+            // W3: memory handle (0 for fd kinds, 64 for CudaLegacyIpc),
+            // plus a 64-byte event handle under IpcEvent.
+            // Unknown kinds are left to W4 (the backend refuses them).
+            let memory = match w.memory_kind {
+                MemoryKind::CudaLegacyIpc => Some(64),
+                MemoryKind::Unknown(_) => None,
+                _ => Some(0),
+            };
+            let event = if w.sync_kind == SyncKind::IpcEvent { 64 } else { 0 };
+            if let Some(m) = memory {
+                assert_eq!(w.handle_len, m + event);
+            }
             assert_eq!(s.state(), SubscriberState::Established(w.version));
         }
         if first & 4 != 0 && d.len % 7 == 0 {

@@ -174,3 +174,40 @@ fn subscriber_checks_welcome() {
     ));
     assert_eq!(sub.state(), SubscriberState::Failed);
 }
+
+#[test]
+fn welcome_handle_size_follows_memory_and_sync_kinds() {
+    // W3: memory handle (0 for fd kinds, 64 for CudaLegacyIpc) + 64 for IpcEvent.
+    let handles = [7u8; 2 * 128];
+    let cases = [
+        (MemoryKind::HostMemfd, SyncKind::HostFence, 0, true),
+        (MemoryKind::HostMemfd, SyncKind::HostFence, 64, false),
+        (MemoryKind::CudaVmmFd, SyncKind::IpcEvent, 64, true),
+        (MemoryKind::CudaVmmFd, SyncKind::IpcEvent, 0, false),
+        (MemoryKind::CudaLegacyIpc, SyncKind::HostFence, 64, true),
+        (MemoryKind::CudaLegacyIpc, SyncKind::IpcEvent, 128, true),
+        (MemoryKind::CudaLegacyIpc, SyncKind::IpcEvent, 64, false),
+    ];
+    for (memory_kind, sync_kind, len, ok) in cases {
+        let mut sub = SubscriberHandshake::new(hello(
+            PROTOCOL_VERSION,
+            PROTOCOL_VERSION,
+            DeliveryMode::InOrder,
+        ));
+        sub.poll_transmit().unwrap();
+        let w = Welcome {
+            memory_kind,
+            sync_kind,
+            slot_count: 2,
+            handle_len: len,
+            handles: &handles[..2 * len as usize],
+            ..welcome(PROTOCOL_VERSION)
+        };
+        let r = sub.handle(Message::Welcome(w));
+        assert_eq!(
+            matches!(r, Ok(SubscriberEvent::Welcomed(_))),
+            ok,
+            "{memory_kind:?} {sync_kind:?} handle_len {len}: {r:?}"
+        );
+    }
+}
