@@ -24,6 +24,12 @@ for sync in host-fence ipc-event; do
   done
 done
 say "$("$BIN/cuframes-gpu-bench" handoff --sync host-fence --memory legacy-ipc --frames 2000 2>&1 | tail -1)"
+# The same hand-off with the subscriber as a thread of the publisher (one CUDA
+# context): separates the cost of two processes sharing the GPU. (IpcEvent
+# cannot run in one process: CUDA refuses to open an IPC handle there.)
+for wait in "" --poll; do
+  say "$("$BIN/cuframes-gpu-bench" handoff --sync host-fence --memory vmm-fd --frames 2000 --in-process $wait 2>&1 | tail -1)"
+done
 say "$(timeout 120 python3 torch_handoff.py --frames 2000 2>&1 | tail -1)"
 fi
 

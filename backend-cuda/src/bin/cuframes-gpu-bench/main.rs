@@ -75,6 +75,10 @@ enum Cmd {
         /// sleeping on the futex.
         #[arg(long)]
         poll: bool,
+        /// Run the subscriber as a thread of this process instead of a
+        /// second process (same CUDA context: no GPU context switch).
+        #[arg(long)]
+        in_process: bool,
     },
     /// The subscriber side of `handoff` (started by it).
     HandoffSub {
@@ -108,13 +112,24 @@ fn run(args: Args) -> Result<()> {
             height,
             interval_us,
             poll,
-        } => handoff(sync, memory, frames, (width, height), interval_us, poll),
+            in_process,
+        } => handoff(
+            sync,
+            memory,
+            frames,
+            (width, height),
+            interval_us,
+            (poll, in_process),
+        ),
         Cmd::HandoffSub {
             key,
             frames,
             runtime_dir,
             poll,
-        } => handoff_sub(&key, frames, runtime_dir, poll),
+        } => {
+            println!("{}", handoff_sub(&key, frames, runtime_dir, poll)?);
+            Ok(())
+        }
     }
 }
 
@@ -124,7 +139,7 @@ fn handoff(
     frames: u64,
     (width, height): (u32, u32),
     interval_us: u64,
-    poll: bool,
+    (poll, in_process): (bool, bool),
 ) -> Result<()> {
     if frames <= WARMUP {
         bail!("--frames must exceed the {WARMUP} warm-up frames");
@@ -155,18 +170,29 @@ fn handoff(
     pc.slots = 4;
     let mut publisher = Publisher::create(backend, pc, desc)?;
 
-    let mut child = Command::new(std::env::current_exe()?)
-        .args(["handoff-sub", "--key", key, "--frames"])
-        .arg(frames.to_string())
-        .arg("--runtime-dir")
-        .arg(&dir)
-        .args(poll.then_some("--poll"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("starting the subscriber process")?;
+    let mut sub = if in_process {
+        let d = dir.clone();
+        Sub::Thread(std::thread::spawn(move || {
+            handoff_sub(key, frames, d, poll).map_err(|e| format!("{e:#}"))
+        }))
+    } else {
+        Sub::Process(
+            Command::new(std::env::current_exe()?)
+                .args(["handoff-sub", "--key", key, "--frames"])
+                .arg(frames.to_string())
+                .arg("--runtime-dir")
+                .arg(&dir)
+                .args(poll.then_some("--poll"))
+                .stdout(Stdio::piped())
+                .spawn()
+                .context("starting the subscriber process")?,
+        )
+    };
     if !publisher.wait_for_subscribers(1, Duration::from_secs(30)) {
-        let _ = child.kill();
-        bail!("the subscriber process did not connect");
+        if let Sub::Process(c) = &mut sub {
+            let _ = c.kill();
+        }
+        bail!("the subscriber did not connect");
     }
     let start = Instant::now();
     for i in 0..frames {
@@ -186,18 +212,28 @@ fn handoff(
             slot.fence(raw).map_err(std::io::Error::other)
         })?;
     }
-    let line = BufReader::new(child.stdout.take().context("child stdout")?)
-        .lines()
-        .next()
-        .context("no result from the subscriber process")??;
-    let status = child.wait()?;
+    let line = match sub {
+        Sub::Process(mut child) => {
+            let line = BufReader::new(child.stdout.take().context("child stdout")?)
+                .lines()
+                .next()
+                .context("no result from the subscriber process")??;
+            let status = child.wait()?;
+            if !status.success() {
+                bail!("the subscriber process failed: {status}");
+            }
+            line
+        }
+        Sub::Thread(t) => t
+            .join()
+            .map_err(|_| anyhow::anyhow!("the subscriber thread panicked"))?
+            .map_err(|e| anyhow::anyhow!(e))?,
+    };
     publisher.finish();
-    if !status.success() {
-        bail!("the subscriber process failed: {status}");
-    }
     println!(
-        "handoff sync={sync:?} memory={memory:?} wait={} frame={}x{} NV12 ({} B) frames={} interval={interval_us}us: {line}",
+        "handoff sync={sync:?} memory={memory:?} wait={} subscriber={} frame={}x{} NV12 ({} B) frames={} interval={interval_us}us: {line}",
         if poll { "poll" } else { "futex" },
+        if in_process { "thread" } else { "process" },
         width,
         height,
         desc.frame_size,
@@ -206,7 +242,13 @@ fn handoff(
     Ok(())
 }
 
-fn handoff_sub(key: &str, frames: u64, runtime_dir: PathBuf, poll: bool) -> Result<()> {
+/// The subscriber: a second process, or a thread of the publisher's.
+enum Sub {
+    Process(std::process::Child),
+    Thread(std::thread::JoinHandle<Result<String, String>>),
+}
+
+fn handoff_sub(key: &str, frames: u64, runtime_dir: PathBuf, poll: bool) -> Result<String> {
     let mut opts = SubscribeOptions::new(DeliveryMode::InOrder);
     opts.runtime_dir = Some(runtime_dir);
     opts.name = "gpu-bench".into();
@@ -257,7 +299,7 @@ fn handoff_sub(key: &str, frames: u64, runtime_dir: PathBuf, poll: bool) -> Resu
         v.sort_unstable();
         v[((v.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0
     };
-    println!(
+    Ok(format!(
         "p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us (medians: publisher fill+fence {:.1} us, wake-up {:.1} us, subscriber wait+check+sync {:.1} us); words differing from the expected frame: {errors}",
         pct(&mut lat, 0.5),
         pct(&mut lat, 0.99),
@@ -266,6 +308,5 @@ fn handoff_sub(key: &str, frames: u64, runtime_dir: PathBuf, poll: bool) -> Resu
         pct(&mut publ, 0.5),
         pct(&mut wake, 0.5),
         pct(&mut work, 0.5)
-    );
-    Ok(())
+    ))
 }
