@@ -156,9 +156,19 @@ pub fn print() {
                 per_sub(v[2].as_ref()),
             ];
             let n: f64 = case.parse().unwrap_or(1.0);
+            let f = |r: f64| {
+                if r > 0.0 {
+                    format!("{r:.0}")
+                } else {
+                    "-".to_owned()
+                }
+            };
             println!(
-                "{case:<6} {c:>10.0} {i:>10.0} {s:>12.0} {:>12.0} {:>16} {:>16}",
-                c * n,
+                "{case:<6} {:>10} {:>10} {:>12} {:>12} {:>16} {:>16}",
+                f(c),
+                f(i),
+                f(s),
+                f(c * n),
                 ratio(c, i),
                 ratio(c, s)
             );
@@ -184,7 +194,13 @@ pub fn print() {
         for ((case, _), v) in pk {
             let rate = |e: Option<&&Entry>| per_sub(e);
             let bytes = v.iter().flatten().next().map_or(0, |e| e.item_bytes) as f64;
-            let cell = |r: f64| format!("{:.0} ({:.0})", r * bytes / 1e6, r);
+            let cell = |r: f64| {
+                if r > 0.0 {
+                    format!("{:.0} ({:.0})", r * bytes / 1e6, r)
+                } else {
+                    "-".to_owned()
+                }
+            };
             let [c, i, s] = [
                 rate(v[0].as_ref()),
                 rate(v[1].as_ref()),
