@@ -18,6 +18,8 @@
 //!   writer, so the bench keeps at most `window` packets unacknowledged).
 //!
 //! The binary re-executes itself as the child (`CUFRAMES_BENCH_ROLE`).
+//! `CUFRAMES_BENCH_SLOTS` sets the cuframes frame ring's slot count
+//! (default 8).
 #![allow(missing_docs)]
 
 mod child;

@@ -159,7 +159,8 @@ pub fn start(dir: &Path, s: Setup) -> (Pub, Vec<Sub>) {
             .expect("stream");
             let mut cfg = PublisherConfig::new(&name);
             cfg.runtime_dir = Some(dir.to_owned());
-            cfg.slots = 8;
+            cfg.slots =
+                std::env::var("CUFRAMES_BENCH_SLOTS").map_or(8, |s| s.parse().expect("slots"));
             cfg.policy = PublishPolicy::Wait;
             cfg.wait_timeout = Duration::from_secs(10);
             if s.kind == Kind::Packets {

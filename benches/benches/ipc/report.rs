@@ -47,7 +47,12 @@ fn us(ns: u64) -> String {
 
 fn ratio(a: f64, b: f64) -> String {
     if a > 0.0 && b > 0.0 {
-        format!("{:.2}x", a / b)
+        let r = a / b;
+        if r < 0.01 {
+            format!("{r:.1e}x")
+        } else {
+            format!("{r:.2}x")
+        }
     } else {
         "-".to_owned()
     }
