@@ -1,6 +1,6 @@
 //! In-process costs of the protocol's hot paths: encoding/decoding a control
 //! message and one publish → lease → release round of the ring over host
-//! words. Cross-process latency benches come with the benchmark issue.
+//! words. The cross-process benches are in `ipc/` (docs/BENCHMARKS.md).
 #![allow(missing_docs)]
 
 use criterion::{criterion_group, criterion_main, Criterion};
