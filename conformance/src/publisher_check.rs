@@ -1327,13 +1327,16 @@ fn seq_mono(t: &PublisherTarget) -> Outcome {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
+    // Each sample loads wake, then latest_seq, as a subscriber does (§5.5).
+    let mut prev_w = s.wake();
     let first = s.latest();
     let mut last = first;
     let mut published = s.word(crate::word::FRAMES_PUBLISHED);
     let end = Instant::now() + Duration::from_millis(1500);
     let mut wake_ok = true;
     while Instant::now() < end {
-        let w0 = s.wake();
+        std::thread::sleep(Duration::from_millis(2));
+        let w = s.wake();
         let l = s.latest();
         let p = s.word(crate::word::FRAMES_PUBLISHED);
         if l < last {
@@ -1344,18 +1347,19 @@ fn seq_mono(t: &PublisherTarget) -> Outcome {
                 "frames_published went back from {published} to {p}"
             ));
         }
-        // A commit bumps latest_seq before wake (§5.4 steps 4, 6): if
-        // latest_seq moved past what was read after an earlier wake load, the
-        // wake word must have moved by the time latest_seq is read again.
+        // A commit stores latest_seq, then bumps wake (§5.4 steps 4, 6).
+        // latest_seq moved after the previous sample loaded wake, so that
+        // commit's bump came after that load too: once it has had time to
+        // finish, wake differs from the previous sample's value.
         if l > last {
             std::thread::sleep(Duration::from_millis(20));
-            if s.wake() == w0 && s.latest() == l {
+            if s.wake() == prev_w {
                 wake_ok = false;
             }
         }
+        prev_w = w;
         last = l;
         published = p;
-        std::thread::sleep(Duration::from_millis(1));
     }
     if last == first {
         return fail("latest_seq did not grow in 1.5 s (is the publisher publishing?)");

@@ -121,12 +121,27 @@ fn main() -> ExitCode {
                     .iter()
                     .map(|x| x.replace("{key}", &t.key).replace("{runtime_dir}", &d))
                     .collect();
+                let log_path = t.runtime_dir.join(format!("{}.publisher.log", t.key));
+                let log = match std::fs::create_dir_all(&t.runtime_dir)
+                    .and_then(|()| std::fs::File::create(&log_path))
+                {
+                    Ok(f) => f,
+                    Err(e) => {
+                        eprintln!("cuframes-conformance: {}: {e}", log_path.display());
+                        return ExitCode::from(2);
+                    }
+                };
+                eprintln!(
+                    "cuframes-conformance: starting {prog}; its stderr goes to {}",
+                    log_path.display()
+                );
                 match Command::new(prog)
                     .args(&a)
                     .env("CUFRAMES_RUNTIME_DIR", &t.runtime_dir)
                     .env("CUFRAMES_KEY", &t.key)
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
+                    .stderr(log)
                     .spawn()
                 {
                     Ok(c) => child = Some(c),
