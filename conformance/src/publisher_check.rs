@@ -16,7 +16,9 @@ use crate::{Case, Outcome, Report};
 use cuframes_core::layout::{
     header, ControlHeader, ControlLayout, StreamDesc, LEASE_REGION_SIZE, SEQ_WRITING, STATE_LIVE,
 };
-use cuframes_core::packet::{PacketGeometry, PACKET_LAYOUT_VERSION, PACKET_MAGIC, SEQ_NONE};
+use cuframes_core::packet::{
+    PacketGeometry, PACKET_HEADER_SIZE, PACKET_LAYOUT_VERSION, PACKET_MAGIC, SEQ_NONE,
+};
 use cuframes_core::runtime::channel::{Channel, ChannelError};
 use cuframes_core::runtime::shm::{self, Access, Mapping};
 use cuframes_core::sync::{fence, Ordering};
@@ -489,8 +491,10 @@ struct Session {
     stream: StreamDesc,
 }
 
+/// `round_up(max(n, 1), 4096)`, saturating (a hostile `slot_size` near
+/// 2^64 must not overflow; the size check then fails).
 fn round_page(n: u64) -> u64 {
-    n.max(1).div_ceil(4096) * 4096
+    n.max(1).div_ceil(4096).saturating_mul(4096)
 }
 
 impl Session {
@@ -1571,6 +1575,11 @@ fn reclaim(t: &PublisherTarget, goodbye: bool) -> Outcome {
 }
 
 fn packet_check(fd: &OwnedFd, size: u64) -> Result<(Mapping, PacketGeometry), String> {
+    if size < PACKET_HEADER_SIZE {
+        return Err(format!(
+            "packet_region_size {size} is smaller than the header"
+        ));
+    }
     shm::check_received(fd.as_fd(), size).map_err(|e| format!("packet region: {e}"))?;
     let m = Mapping::map(fd.as_fd(), size as usize, Access::ReadOnly)
         .map_err(|e| format!("packet region: {e}"))?;

@@ -262,3 +262,109 @@ fn subscriber_skipping_welcome_checks_is_caught() {
     assert_caught(&r, "SUB-VER-001");
     assert_caught(&r, "SUB-W-002");
 }
+
+/// A publisher that answers every connection with something hostile: the
+/// suite reports failures and never panics or hangs.
+#[test]
+fn hostile_publisher_does_not_break_the_suite() {
+    use cuframes_core::runtime::channel::Channel;
+    use cuframes_core::runtime::shm;
+    use cuframes_core::wire::{ErrorCode, ErrorMsg, Message, Welcome, WELCOME_HAS_PACKETS};
+    use cuframes_core::{MemoryKind, SyncKind, Version};
+    use std::io::Write;
+    use std::os::fd::AsFd;
+
+    let _g = serial();
+    let d = dir("hostile");
+    let sock = d.join("conf-hostile.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let s2 = stop.clone();
+    let server = std::thread::spawn(move || {
+        let (ctl_fd, ctl) = shm::create_shared("hostile", 4096).unwrap();
+        // Garbage in the control region: every word all ones.
+        for w in ctl.words() {
+            w.store(u64::MAX, cuframes_core::sync::Ordering::SeqCst);
+        }
+        let (small_fd, _small) = shm::create_shared("hostile-small", 8).unwrap();
+        let mut n = 0u32;
+        while !s2.load(Ordering::Acquire) {
+            let Ok((stream, _)) = listener.accept() else {
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            };
+            let mut raw = stream.try_clone().unwrap();
+            let chan = Channel::new(stream);
+            let w = Welcome {
+                version: Version { major: 1, minor: 0 },
+                subscriber_id: 0,
+                memory_kind: MemoryKind::HostMemfd,
+                sync_kind: SyncKind::HostFence,
+                slot_count: 64,
+                flags: 0,
+                control_size: u64::MAX,
+                slot_size: u64::MAX,
+                start_seq: u64::MAX,
+                handle_len: 0,
+                handles: &[],
+                packet_region_size: 0,
+            };
+            let _ = match n % 6 {
+                0 => chan.send(&Message::Welcome(w), &[]),
+                1 => {
+                    let w = Welcome {
+                        slot_count: 2,
+                        control_size: 4096,
+                        slot_size: u64::MAX,
+                        ..w
+                    };
+                    let fds = [ctl_fd.as_fd(), small_fd.as_fd(), small_fd.as_fd()];
+                    chan.send(&Message::Welcome(w), &fds)
+                }
+                2 => {
+                    let w = Welcome {
+                        slot_count: 2,
+                        control_size: 4096,
+                        slot_size: 8,
+                        flags: WELCOME_HAS_PACKETS,
+                        packet_region_size: 8,
+                        ..w
+                    };
+                    let fds = [
+                        ctl_fd.as_fd(),
+                        small_fd.as_fd(),
+                        small_fd.as_fd(),
+                        small_fd.as_fd(),
+                    ];
+                    chan.send(&Message::Welcome(w), &fds)
+                }
+                3 => raw
+                    .write_all(&[0xFF; 64])
+                    .map_err(|_| cuframes_core::runtime::channel::ChannelError::Closed),
+                4 => chan.send(
+                    &Message::Error(ErrorMsg {
+                        code: ErrorCode::Unknown(99),
+                        text: "\u{0}",
+                    }),
+                    &[],
+                ),
+                _ => chan.send(&Message::Pong(1), &[]),
+            };
+            n += 1;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+    let t = PublisherTarget {
+        key: "conf-hostile".into(),
+        runtime_dir: d,
+    };
+    let start = Instant::now();
+    let r = publisher_check::run(&t);
+    stop.store(true, Ordering::Release);
+    server.join().unwrap();
+    println!("{}", r.table());
+    assert_eq!(r.results.len(), publisher_check::CASES.len());
+    assert!(r.failed().len() > 20, "{}", r.table());
+    assert!(start.elapsed() < Duration::from_secs(60));
+}
