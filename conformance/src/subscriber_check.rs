@@ -240,6 +240,7 @@ struct RowWatch {
     consumed: Option<String>,
     last_consumed: u64,
     samples: u64,
+    magic_zero: bool,
 }
 
 impl RowWatch {
@@ -248,8 +249,13 @@ impl RowWatch {
         let now = Instant::now();
         self.samples += 1;
         if self.bounds.is_none() {
-            if w[0].load(Ordering::SeqCst) != LEASE_MAGIC {
-                self.bounds = Some("the magic word changed".into());
+            // The row is rewritten after WELCOME (§3.5: zeroed, then the
+            // magic stored again), so one sample may catch the magic at 0.
+            let magic = w[0].load(Ordering::SeqCst);
+            let zero_again = magic == 0 && self.magic_zero;
+            self.magic_zero = magic == 0;
+            if (magic != LEASE_MAGIC && magic != 0) || zero_again {
+                self.bounds = Some(format!("the magic word changed to {magic:#x}"));
             } else if let Some(i) = (6..w.len()).find(|&i| w[i].load(Ordering::Relaxed) != 0) {
                 self.bounds = Some(format!(
                     "byte {} of the lease row holds {:#x} (outside the entries and consumed_seq)",
