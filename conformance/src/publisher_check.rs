@@ -236,7 +236,7 @@ case!(
     SLOW_INORDER,
     "PUB-SLOW-001",
     "§5.4",
-    "an InOrder subscriber that never consumes does not stop publication for more than 4 s"
+    "an InOrder subscriber that never consumes does not stall publication: over slot_count frames committed within 4 s"
 );
 case!(
     RECLAIM_CRASH,
@@ -1508,19 +1508,18 @@ fn slow_inorder(t: &PublisherTarget) -> Outcome {
     let start = s.latest();
     let deadline = Instant::now() + Duration::from_secs(4);
     let mut last = start;
-    let mut last_change = Instant::now();
     while Instant::now() < deadline {
         let l = s.latest();
         if l != last {
             last = l;
-            last_change = Instant::now();
-            if l >= start + 2 * u64::from(s.w.slot_count) {
+            // Under Wait the ring fills with frames this subscriber has not
+            // read; past wait_timeout (2 s by default) they are overwritten.
+            if l > start + u64::from(s.w.slot_count) {
                 return Outcome::Pass;
             }
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    let _ = last_change;
     fail(format!(
         "latest_seq moved from {start} only to {last} in 4 s with a non-consuming InOrder subscriber"
     ))

@@ -10,7 +10,10 @@ fn case_tables_match_the_code() {
     let cases = all_cases();
     for c in &cases {
         let row = format!("| `{}` | {} | {} |", c.id, c.section, c.description);
-        assert!(doc.contains(&row), "docs/conformance.md lacks the row\n{row}");
+        assert!(
+            doc.contains(&row),
+            "docs/conformance.md lacks the row\n{row}"
+        );
     }
     let listed = doc
         .lines()
