@@ -19,12 +19,14 @@ use cuframes_core::ring::{Claim, ControlWords, FrameMeta, LeaseWords, ReaderRef,
 use cuframes_core::runtime::channel::{Channel, ChannelError};
 use cuframes_core::runtime::shm::{self, Access, Mapping, ShmError};
 use cuframes_core::runtime::{clock, futex};
+use cuframes_core::runtime::{Backend, SlotExport};
 use cuframes_core::sync::Ordering;
 use cuframes_core::wire::{
     decode, ErrorCode, GoodbyeReason, Hello, Message, Welcome, HELLO_WANTS_FRAMES,
 };
 use cuframes_core::{Codec, MemoryKind, PixelFormat, SyncKind, Version, PROTOCOL_VERSION};
-use std::os::fd::{AsFd, OwnedFd};
+use cuframes_cuda::{CudaBackend, CudaSlot, RawStream};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -76,6 +78,8 @@ pub struct HarnessConfig {
     pub faults: Faults,
     /// Send an unknown message type right before each WELCOME (§4.1).
     pub unknown_before_welcome: bool,
+    /// Where the slots live.
+    pub memory: HarnessMemory,
 }
 
 impl HarnessConfig {
@@ -90,6 +94,7 @@ impl HarnessConfig {
             welcome: WelcomeStyle::Normal,
             faults: Faults::default(),
             unknown_before_welcome: false,
+            memory: HarnessMemory::Host,
         }
     }
 }
@@ -111,6 +116,126 @@ pub enum HarnessError {
     /// Bad geometry.
     #[error("bad harness geometry")]
     Geometry,
+    /// The CUDA backend failed (no driver, no GPU, allocation).
+    #[error("CUDA: {0}")]
+    Cuda(#[from] cuframes_cuda::CudaError),
+}
+
+/// Where the harness keeps its slots.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HarnessMemory {
+    /// Host memfds (`HostMemfd`, `HostFence`).
+    #[default]
+    Host,
+    /// VRAM of CUDA device 0 through `cuframes-cuda` (`CudaVmmFd` or
+    /// `CudaLegacyIpc`, `HostFence` or `IpcEvent`, as configured).
+    Cuda(cuframes_cuda::CudaConfig),
+}
+
+/// The slot allocations.
+enum Slots {
+    Host(Vec<(OwnedFd, Mapping)>),
+    Cuda {
+        backend: CudaBackend,
+        slots: Vec<CudaSlot>,
+        exports: Vec<SlotExport>,
+        handles: Vec<u8>,
+        handle_len: u32,
+    },
+}
+
+impl Slots {
+    fn new(memory: HarnessMemory, n: u32, slot_size: u64) -> Result<Self, HarnessError> {
+        match memory {
+            HarnessMemory::Host => {
+                let len = slot_size.max(1).div_ceil(4096) * 4096;
+                let mut v = Vec::new();
+                for i in 0..n {
+                    v.push(shm::create_shared(&format!("cuframes-slot-{i}"), len)?);
+                }
+                Ok(Slots::Host(v))
+            }
+            HarnessMemory::Cuda(cfg) => {
+                let backend = CudaBackend::publisher(cfg)?;
+                let mut slots = Vec::new();
+                let mut exports = Vec::new();
+                for i in 0..n {
+                    let s = backend.allocate(i, slot_size)?;
+                    exports.push(backend.export(&s)?);
+                    slots.push(s);
+                }
+                let handle_len = exports.first().map_or(0, |e| e.handle.len()) as u32;
+                let handles = exports.iter().flat_map(|e| e.handle.clone()).collect();
+                Ok(Slots::Cuda {
+                    backend,
+                    slots,
+                    exports,
+                    handles,
+                    handle_len,
+                })
+            }
+        }
+    }
+
+    fn kinds(&self) -> (MemoryKind, SyncKind, [u8; 16]) {
+        match self {
+            Slots::Host(_) => (MemoryKind::HostMemfd, SyncKind::HostFence, [0; 16]),
+            Slots::Cuda { backend, .. } => (
+                backend.memory_kind(),
+                backend.sync_kind(),
+                backend.gpu_uuid(),
+            ),
+        }
+    }
+
+    fn handles(&self) -> (u32, &[u8]) {
+        match self {
+            Slots::Host(_) => (0, &[]),
+            Slots::Cuda {
+                handles,
+                handle_len,
+                ..
+            } => (*handle_len, handles),
+        }
+    }
+
+    fn fds(&self) -> Vec<BorrowedFd<'_>> {
+        match self {
+            Slots::Host(v) => v.iter().map(|(f, _)| f.as_fd()).collect(),
+            Slots::Cuda { exports, .. } => exports
+                .iter()
+                .filter_map(|e| e.fd.as_ref().map(|f| f.as_fd()))
+                .collect(),
+        }
+    }
+
+    /// Writes the synthetic frame `seq` into slot `i` and fences it.
+    fn write(&mut self, i: u32, stream: &StreamDesc, seq: u64) -> Result<(), HarnessError> {
+        let n = stream.frame_size as usize;
+        match self {
+            Slots::Host(v) => {
+                let bytes = v
+                    .get_mut(i as usize)
+                    .and_then(|(_, m)| m.bytes_mut())
+                    .ok_or(HarnessError::Geometry)?;
+                let n = n.min(bytes.len());
+                bytes[..n].fill((seq % 251) as u8);
+                bytes[..8].copy_from_slice(&seq.to_le_bytes());
+            }
+            Slots::Cuda { slots, .. } => {
+                let slot = slots.get_mut(i as usize).ok_or(HarnessError::Geometry)?;
+                let mut frame = vec![(seq % 251) as u8; n];
+                frame[..8].copy_from_slice(&seq.to_le_bytes());
+                for p in 0..2 {
+                    let off = stream.plane_offset[p] as usize;
+                    let pitch = stream.plane_pitch[p] as usize;
+                    slot.copy_plane_from_host(stream, p, &frame[off..], pitch)?;
+                }
+                slot.fence(RawStream::DEFAULT)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What the harness saw of one subscriber's HELLO.
@@ -152,8 +277,7 @@ pub struct Harness {
     listener: Option<UnixListener>,
     control_fd: OwnedFd,
     control: Mapping,
-    slot_fds: Vec<OwnedFd>,
-    slot_maps: Vec<Mapping>,
+    slots: Slots,
     stream: StreamDesc,
     /// Connections, open and closed.
     pub conns: Vec<Conn>,
@@ -185,14 +309,8 @@ impl Harness {
         listener.set_nonblocking(true).map_err(io(&socket))?;
         let (control_fd, control) =
             shm::create_shared(&format!("cuframes-{}", cfg.key), layout.region_size())?;
-        let mut slot_fds = Vec::new();
-        let mut slot_maps = Vec::new();
-        let slot_len = stream.frame_size.max(1).div_ceil(4096) * 4096;
-        for i in 0..cfg.slots {
-            let (fd, map) = shm::create_shared(&format!("cuframes-slot-{i}"), slot_len)?;
-            slot_fds.push(fd);
-            slot_maps.push(map);
-        }
+        let slots = Slots::new(cfg.memory, cfg.slots, stream.frame_size)?;
+        let (memory_kind, sync_kind, gpu_uuid) = slots.kinds();
         let h = Harness {
             cfg,
             layout,
@@ -200,8 +318,7 @@ impl Harness {
             listener: Some(listener),
             control_fd,
             control,
-            slot_fds,
-            slot_maps,
+            slots,
             stream,
             conns: Vec::new(),
             zombie_rows: Vec::new(),
@@ -209,12 +326,7 @@ impl Harness {
             source_index: 0,
             dropped: 0,
         };
-        let header = layout.header(
-            stream.frame_size,
-            MemoryKind::HostMemfd,
-            SyncKind::HostFence,
-            [0; 16],
-        );
+        let header = layout.header(stream.frame_size, memory_kind, sync_kind, gpu_uuid);
         h.writer()?.init(&header, &stream);
         Ok(h)
     }
@@ -408,18 +520,20 @@ impl Harness {
                 &[],
             );
         }
+        let (memory_kind, sync_kind, _) = self.slots.kinds();
+        let (handle_len, handles) = self.slots.handles();
         let mut w = Welcome {
             version,
             subscriber_id: c.id,
-            memory_kind: MemoryKind::HostMemfd,
-            sync_kind: SyncKind::HostFence,
+            memory_kind,
+            sync_kind,
             slot_count: self.layout.slot_count,
             flags: 0,
             control_size: self.layout.region_size(),
             slot_size: self.stream.frame_size,
             start_seq,
-            handle_len: 0,
-            handles: &[],
+            handle_len,
+            handles,
             packet_region_size: 0,
         };
         match self.cfg.welcome {
@@ -436,7 +550,7 @@ impl Harness {
             }
         }
         let mut fds = vec![self.control_fd.as_fd()];
-        fds.extend(self.slot_fds.iter().map(|f| f.as_fd()));
+        fds.extend(self.slots.fds());
         c.row = Some(row);
         if c.chan.send(&Message::Welcome(w), &fds).is_err() {
             return false;
@@ -491,10 +605,13 @@ impl Harness {
         };
         let seq = writer.next_seq();
         drop(readers);
-        if let Some(bytes) = self.slot_maps[claim.slot as usize].bytes_mut() {
-            let n = (self.stream.frame_size as usize).min(bytes.len());
-            bytes[..n].fill((seq % 251) as u8);
-            bytes[..8].copy_from_slice(&seq.to_le_bytes());
+        if self.slots.write(claim.slot, &self.stream, seq).is_err() {
+            // A failed write may have changed the old frame's bytes (§5.4).
+            if let Ok(w) = self.writer() {
+                w.abandon(claim);
+            }
+            self.dropped += 1;
+            return None;
         }
         let meta = FrameMeta {
             seq,

@@ -13,7 +13,7 @@
 //! without sleeping on them, and exits with status 0 when the publisher ends
 //! the stream or disappears.
 
-use crate::harness::{Harness, HarnessConfig, WelcomeStyle};
+use crate::harness::{Harness, HarnessConfig, HarnessMemory, WelcomeStyle};
 use crate::{Case, Outcome, Report};
 use cuframes_core::layout::{LEASE_MAGIC, SEQ_WRITING};
 use cuframes_core::runtime::shm::Mapping;
@@ -191,6 +191,12 @@ impl SubscriberTarget {
     }
 }
 
+/// The command and the memory served.
+struct Target<'a> {
+    t: &'a SubscriberTarget,
+    memory: HarnessMemory,
+}
+
 /// The subscriber process of one scenario; killed if still running on drop.
 struct Proc {
     child: Child,
@@ -324,18 +330,19 @@ const HELLO_WAIT: Duration = Duration::from_secs(5);
 
 impl Scenario {
     fn start(
-        t: &SubscriberTarget,
+        t: &Target<'_>,
         dir: &Path,
         key: &str,
         cfg: impl FnOnce(&mut HarnessConfig),
     ) -> Result<Self, String> {
         let mut c = HarnessConfig::new(key, dir);
+        c.memory = t.memory;
         cfg(&mut c);
         let mut h = Harness::start(c).map_err(|e| e.to_string())?;
         for _ in 0..5 {
             h.publish();
         }
-        let child = t.spawn(key, dir)?;
+        let child = t.t.spawn(key, dir)?;
         Ok(Scenario {
             h,
             p: Proc {
@@ -438,15 +445,31 @@ fn fail(s: impl Into<String>) -> Outcome {
     Outcome::Fail(s.into())
 }
 
-/// Runs every case against `t`, with sockets in a fresh directory under `work`.
-pub fn run(t: &SubscriberTarget, work: &Path) -> Report {
-    run_only(t, work, &|_| true)
+/// Runs every case against `t`, with sockets in a fresh directory under
+/// `work`, serving frames from `memory`.
+pub fn run(t: &SubscriberTarget, work: &Path, memory: HarnessMemory) -> Report {
+    run_only(t, work, memory, &|_| true)
 }
 
 /// Runs the scenarios holding a case `want` selects (a scenario reports all
 /// its cases).
-pub fn run_only(t: &SubscriberTarget, work: &Path, want: &dyn Fn(&Case) -> bool) -> Report {
-    let mut r = Report::new("check-subscriber", &t.describe());
+pub fn run_only(
+    t: &SubscriberTarget,
+    work: &Path,
+    memory: HarnessMemory,
+    want: &dyn Fn(&Case) -> bool,
+) -> Report {
+    let subject = match memory {
+        HarnessMemory::Host => t.describe(),
+        HarnessMemory::Cuda(c) => format!(
+            "{} (CUDA memory: {:?}, {:?})",
+            t.describe(),
+            c.memory,
+            c.sync
+        ),
+    };
+    let mut r = Report::new("check-subscriber", &subject);
+    let t = &Target { t, memory };
     let dir = work.join(format!("cuframes-conformance-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     if let Err(e) = std::fs::create_dir_all(&dir) {
@@ -494,7 +517,7 @@ const BASIC: &[Case] = &[
     UNKNOWN, PING, MSGS, END,
 ];
 
-fn basic(t: &SubscriberTarget, dir: &Path, r: &mut Report) {
+fn basic(t: &Target<'_>, dir: &Path, r: &mut Report) {
     let start = Instant::now();
     let mut s = match Scenario::start(t, dir, "conf-sub-basic", |c| {
         c.unknown_before_welcome = true
@@ -689,7 +712,7 @@ fn bad_messages(msgs: &[(u32, Instant, Option<u64>)]) -> Outcome {
     Outcome::Pass
 }
 
-fn crash(t: &SubscriberTarget, dir: &Path, r: &mut Report) {
+fn crash(t: &Target<'_>, dir: &Path, r: &mut Report) {
     let start = Instant::now();
     let mut s = match Scenario::start(t, dir, "conf-sub-crash", |_| {}) {
         Ok(s) => s,
@@ -715,7 +738,7 @@ fn crash(t: &SubscriberTarget, dir: &Path, r: &mut Report) {
     r.push(CRASH, o, start.elapsed());
 }
 
-fn changed(t: &SubscriberTarget, dir: &Path, r: &mut Report) {
+fn changed(t: &Target<'_>, dir: &Path, r: &mut Report) {
     let start = Instant::now();
     let mut s = match Scenario::start(t, dir, "conf-sub-changed", |_| {}) {
         Ok(s) => s,
@@ -755,14 +778,7 @@ fn changed(t: &SubscriberTarget, dir: &Path, r: &mut Report) {
     r.push(CHANGED, o, start.elapsed());
 }
 
-fn refusal(
-    t: &SubscriberTarget,
-    dir: &Path,
-    r: &mut Report,
-    case: Case,
-    key: &str,
-    style: WelcomeStyle,
-) {
+fn refusal(t: &Target<'_>, dir: &Path, r: &mut Report, case: Case, key: &str, style: WelcomeStyle) {
     let start = Instant::now();
     let mut s = match Scenario::start(t, dir, key, |c| c.welcome = style) {
         Ok(s) => s,

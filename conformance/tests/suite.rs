@@ -11,7 +11,7 @@
 //! Tests run one at a time (a lock): the cases measure timing (a lease held
 //! for 1 s, a PONG within 1 s) and the machine has two cores.
 
-use cuframes_conformance::harness::{Faults, HarnessConfig, Running};
+use cuframes_conformance::harness::{Faults, HarnessConfig, HarnessMemory, Running};
 use cuframes_conformance::publisher_check::{self, PublisherTarget};
 use cuframes_conformance::subscriber_check::{self, SubscriberTarget};
 use cuframes_conformance::{Case, Outcome, Report};
@@ -212,7 +212,11 @@ fn subject(mode: &str, delivery: &str) -> SubscriberTarget {
 fn library_subscriber_passes_check_subscriber_in_order() {
     let _g = serial();
     let start = Instant::now();
-    let r = subscriber_check::run(&subject("good", "in-order"), &dir("sub-inorder"));
+    let r = subscriber_check::run(
+        &subject("good", "in-order"),
+        &dir("sub-inorder"),
+        HarnessMemory::Host,
+    );
     println!("check-subscriber took {:?}", start.elapsed());
     assert_all_pass(&r);
     assert_eq!(r.outcome("SUB-INORDER-001"), Some(&Outcome::Pass));
@@ -221,7 +225,11 @@ fn library_subscriber_passes_check_subscriber_in_order() {
 #[test]
 fn library_subscriber_passes_check_subscriber_newest_only() {
     let _g = serial();
-    let r = subscriber_check::run(&subject("good", "newest-only"), &dir("sub-newest"));
+    let r = subscriber_check::run(
+        &subject("good", "newest-only"),
+        &dir("sub-newest"),
+        HarnessMemory::Host,
+    );
     assert_all_pass(&r);
 }
 
@@ -232,6 +240,7 @@ fn subscriber_never_releasing_is_caught() {
     let r = subscriber_check::run_only(
         &subject("never-release", "in-order"),
         &dir("sub-hold"),
+        HarnessMemory::Host,
         &only(ids),
     );
     assert_caught(&r, "SUB-LEASE-001");
@@ -245,6 +254,7 @@ fn subscriber_writing_outside_its_entries_is_caught() {
     let r = subscriber_check::run_only(
         &subject("scribble", "in-order"),
         &dir("sub-scribble"),
+        HarnessMemory::Host,
         &only(ids),
     );
     assert_caught(&r, "SUB-ROW-002");
@@ -257,6 +267,7 @@ fn subscriber_skipping_welcome_checks_is_caught() {
     let r = subscriber_check::run_only(
         &subject("ignore-version", "in-order"),
         &dir("sub-nocheck"),
+        HarnessMemory::Host,
         &only(ids),
     );
     assert_caught(&r, "SUB-VER-001");
@@ -367,4 +378,28 @@ fn hostile_publisher_does_not_break_the_suite() {
     assert_eq!(r.results.len(), publisher_check::CASES.len());
     assert!(r.failed().len() > 20, "{}", r.table());
     assert!(start.elapsed() < Duration::from_secs(60));
+}
+
+/// check-subscriber serving VRAM (CUDA VMM fds): our library subscriber with
+/// the CUDA backend passes. Needs an NVIDIA GPU (`scripts/gpu-tests.sh`
+/// style: `--ignored`); without a driver it fails rather than pass silently.
+#[test]
+#[ignore = "needs an NVIDIA GPU: run with --ignored on the GPU machine"]
+fn library_subscriber_passes_check_subscriber_on_cuda() {
+    use cuframes_cuda::{CudaConfig, CudaMemory, CudaSync};
+    let _g = serial();
+    assert!(cuframes_cuda::driver_present(), "no CUDA driver");
+    for (memory, sync) in [
+        (CudaMemory::VmmFd, CudaSync::HostFence),
+        (CudaMemory::LegacyIpc, CudaSync::HostFence),
+        (CudaMemory::VmmFd, CudaSync::IpcEvent),
+    ] {
+        let m = HarnessMemory::Cuda(CudaConfig {
+            memory,
+            sync,
+            device: 0,
+        });
+        let r = subscriber_check::run(&subject("good-cuda", "in-order"), &dir("sub-cuda"), m);
+        assert_all_pass(&r);
+    }
 }

@@ -4,6 +4,7 @@
 //! `conformance-subject MODE KEY RUNTIME_DIR [in-order|newest-only]`, MODE:
 //! - `good`: `cuframes_core::runtime::Subscriber` (host backend), holding
 //!   each frame 3 ms, then releasing it; exits 0 when the publisher goes away;
+//! - `good-cuda`: the same with the CUDA backend (the publisher's GPU);
 //! - `never-release`: the library subscriber, keeping every frame it gets;
 //! - `scribble`: a hand-written subscriber that writes a reserved word of its
 //!   lease row after its first frame;
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
     let dir = PathBuf::from(&a[2]);
     let r = match a[0].as_str() {
         "good" => library(&a[1], dir, mode, false),
+        "good-cuda" => cuda(&a[1], dir, mode),
         "never-release" => library(&a[1], dir, mode, true),
         "scribble" => raw(&a[1], dir, mode, true, true),
         "ignore-version" => raw(&a[1], dir, mode, false, false),
@@ -73,6 +75,27 @@ fn library(key: &str, dir: PathBuf, mode: DeliveryMode, hold: bool) -> Result<()
             Err(RecvError::Disconnected) => return Ok(()),
             Err(RecvError::Timeout(_)) => {}
             Err(_) if hold => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Err("gave up after 20 s".into())
+}
+
+fn cuda(key: &str, dir: PathBuf, mode: DeliveryMode) -> Result<(), String> {
+    let mut opts = SubscribeOptions::new(mode);
+    opts.runtime_dir = Some(dir);
+    opts.name = "conformance-subject-cuda".into();
+    let backend = cuframes_cuda::CudaBackend::subscriber().map_err(|e| e.to_string())?;
+    let sub = Subscriber::connect(key, backend, opts).map_err(|e| e.to_string())?;
+    let end = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < end {
+        match sub.next_frame(Duration::from_millis(100)) {
+            Ok(f) => {
+                std::thread::sleep(HOLD);
+                f.release();
+            }
+            Err(RecvError::Disconnected) => return Ok(()),
+            Err(RecvError::Timeout(_)) => {}
             Err(e) => return Err(e.to_string()),
         }
     }

@@ -3,10 +3,12 @@
 //! JUnit XML on request). Exits 1 when any case fails. See
 //! `docs/conformance.md`.
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use cuframes_conformance::harness::HarnessMemory;
 use cuframes_conformance::publisher_check::{self, PublisherTarget};
 use cuframes_conformance::subscriber_check::{self, SubscriberTarget};
 use cuframes_conformance::{all_cases, Report};
+use cuframes_cuda::{CudaConfig, CudaMemory, CudaSync};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -29,6 +31,36 @@ struct Out {
     /// Also write the report as JUnit XML to this file.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum MemoryArg {
+    /// Host memfds (`HostMemfd`, `HostFence`).
+    Host,
+    /// CUDA VMM allocations shared as fds (`CudaVmmFd`, `HostFence`).
+    CudaVmm,
+    /// CUDA legacy IPC handles (`CudaLegacyIpc`, `HostFence`).
+    CudaLegacyIpc,
+    /// CUDA VMM fds with per-slot IPC events (`CudaVmmFd`, `IpcEvent`).
+    CudaVmmEvent,
+}
+
+impl MemoryArg {
+    fn harness(self) -> HarnessMemory {
+        let cuda = |memory, sync| {
+            HarnessMemory::Cuda(CudaConfig {
+                memory,
+                sync,
+                device: 0,
+            })
+        };
+        match self {
+            MemoryArg::Host => HarnessMemory::Host,
+            MemoryArg::CudaVmm => cuda(CudaMemory::VmmFd, CudaSync::HostFence),
+            MemoryArg::CudaLegacyIpc => cuda(CudaMemory::LegacyIpc, CudaSync::HostFence),
+            MemoryArg::CudaVmmEvent => cuda(CudaMemory::VmmFd, CudaSync::IpcEvent),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -59,6 +91,10 @@ enum Cmd {
         /// Where the suite makes its runtime directory.
         #[arg(long, default_value_os_t = std::env::temp_dir())]
         work_dir: PathBuf,
+        /// Memory of the served slots: host memfds, or VRAM of CUDA device 0
+        /// (needs an NVIDIA GPU and driver).
+        #[arg(long, value_enum, default_value = "host")]
+        memory: MemoryArg,
         #[command(flatten)]
         out: Out,
         /// The subscriber command and its arguments.
@@ -179,6 +215,7 @@ fn main() -> ExitCode {
         }
         Cmd::CheckSubscriber {
             work_dir,
+            memory,
             out,
             command,
         } => {
@@ -190,7 +227,15 @@ fn main() -> ExitCode {
                 program: prog.clone(),
                 args: rest.to_vec(),
             };
-            let r = subscriber_check::run(&t, &work_dir);
+            let memory = memory.harness();
+            if let HarnessMemory::Cuda(c) = memory {
+                // Fail early and clearly rather than in every case.
+                if let Err(e) = cuframes_cuda::CudaBackend::publisher(c) {
+                    eprintln!("cuframes-conformance: --memory cuda: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+            let r = subscriber_check::run(&t, &work_dir, memory);
             emit(&r, &out)
         }
     }
