@@ -11,7 +11,8 @@ pub struct CaseResult {
     pub case: Case,
     /// What happened.
     pub outcome: Outcome,
-    /// Wall time the case took (shared set-up time is counted once).
+    /// Wall time the case took. Subscriber cases decided by one shared
+    /// scenario each report the whole scenario's time.
     pub elapsed: Duration,
 }
 

@@ -445,6 +445,15 @@ fn fail(s: impl Into<String>) -> Outcome {
     Outcome::Fail(s.into())
 }
 
+/// Up to 8 values, then how many in all.
+fn brief(v: &[u64]) -> String {
+    if v.len() <= 8 {
+        format!("{v:?}")
+    } else {
+        format!("{:?}… ({} in all)", &v[..8], v.len())
+    }
+}
+
 /// Runs every case against `t`, with sockets in a fresh directory under
 /// `work`, serving frames from `memory`.
 pub fn run(t: &SubscriberTarget, work: &Path, memory: HarnessMemory) -> Report {
@@ -632,10 +641,12 @@ fn basic(t: &Target<'_>, dir: &Path, r: &mut Report) {
             fail(format!(
                 "only {} distinct leases seen: {:?}",
                 w.leased.len(),
-                w.leased
+                brief(&w.leased)
             ))
         } else {
-            Outcome::check(w.increasing(), || format!("lease order {:?}", w.leased))
+            Outcome::check(w.increasing(), || {
+                format!("lease order {}", brief(&w.leased))
+            })
         }),
         el,
     );
@@ -797,7 +808,8 @@ fn refusal(t: &Target<'_>, dir: &Path, r: &mut Report, case: Case, key: &str, st
             closed_at = Some(Instant::now());
         }
         let exited = s.p.poll().is_some();
-        if (style == WelcomeStyle::RefuseVersion && exited)
+        if !s.watch.leased.is_empty()
+            || (style == WelcomeStyle::RefuseVersion && exited)
             || (style != WelcomeStyle::RefuseVersion && closed_at.is_some())
         {
             break;
@@ -806,7 +818,8 @@ fn refusal(t: &Target<'_>, dir: &Path, r: &mut Report, case: Case, key: &str, st
     let leased = s.watch.leased.clone();
     let o = if !leased.is_empty() {
         fail(format!(
-            "leased frames {leased:?} after a WELCOME it must refuse"
+            "leased frames {} after a WELCOME it must refuse",
+            brief(&leased)
         ))
     } else if style == WelcomeStyle::RefuseVersion {
         match s.p.poll() {
