@@ -179,6 +179,36 @@ case!(
     "a second HELLO once established: ERROR BadMessage"
 );
 case!(
+    WIRE_NAME,
+    "PUB-WIRE-005",
+    "§4.3",
+    "HELLO whose name_len is 65 (over 64): ERROR BadMessage"
+);
+case!(
+    WIRE_FDS,
+    "PUB-WIRE-006",
+    "§4.1",
+    "more than 256 fds queued unclaimed (unknown messages carrying fds): the connection is closed"
+);
+case!(
+    ST_WELCOME_EARLY,
+    "PUB-ST-005",
+    "§6",
+    "WELCOME sent by a subscriber before HELLO: ERROR BadMessage"
+);
+case!(
+    ST_BYE_EARLY,
+    "PUB-ST-006",
+    "§6",
+    "GOODBYE before HELLO: the publisher closes the connection without WELCOME"
+);
+case!(
+    ST_ERROR,
+    "PUB-ST-007",
+    "§6",
+    "ERROR from an established subscriber: the publisher closes the connection"
+);
+case!(
     MEM_FDS,
     "PUB-MEM-001",
     "§2.2",
@@ -280,10 +310,15 @@ pub const CASES: &[Case] = &[
     WIRE_LONG,
     WIRE_UNKNOWN,
     WIRE_UTF8,
+    WIRE_NAME,
+    WIRE_FDS,
     ST_PING_EARLY,
     ST_PING,
     ST_IGNORE,
     ST_HELLO2,
+    ST_WELCOME_EARLY,
+    ST_BYE_EARLY,
+    ST_ERROR,
     MEM_FDS,
     MEM_HEADER,
     MEM_STREAM,
@@ -796,10 +831,15 @@ pub fn run_only(t: &PublisherTarget, want: &dyn Fn(&Case) -> bool) -> Report {
     go(WIRE_LONG, &wire_long);
     go(WIRE_UNKNOWN, &wire_unknown);
     go(WIRE_UTF8, &wire_utf8);
+    go(WIRE_NAME, &wire_name);
+    go(WIRE_FDS, &wire_fds);
     go(ST_PING_EARLY, &ping_early);
     go(ST_PING, &ping);
     go(ST_IGNORE, &ignore_established);
     go(ST_HELLO2, &second_hello);
+    go(ST_WELCOME_EARLY, &welcome_early);
+    go(ST_BYE_EARLY, &bye_early);
+    go(ST_ERROR, &error_established);
     go(MEM_FDS, &mem_fds);
     go(MEM_HEADER, &mem_header);
     go(MEM_STREAM, &mem_stream);
@@ -1709,4 +1749,122 @@ fn pkt_ring(t: &PublisherTarget) -> Outcome {
         std::thread::sleep(Duration::from_millis(5));
     }
     Outcome::Pass
+}
+
+fn wire_name(t: &PublisherTarget) -> Outcome {
+    let mut c = match Client::connect(t) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let mut b = encode(&Message::Hello(hello(
+        V1_0,
+        V1_0,
+        0,
+        DeliveryMode::NewestOnly,
+    )));
+    b.truncate(44);
+    b.extend_from_slice(&[b'n'; 65]);
+    b[4..8].copy_from_slice(&(36u32 + 65).to_le_bytes());
+    b[40..42].copy_from_slice(&65u16.to_le_bytes());
+    if let Err(e) = c.send_raw(&b) {
+        return fail(e);
+    }
+    expect_bad_message(&mut c)
+}
+
+fn wire_fds(t: &PublisherTarget) -> Outcome {
+    let mut c = match Client::connect(t) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let Ok(row) = Row::new() else {
+        return fail("cannot create a memfd");
+    };
+    let fds = [row.fd.as_fd(); 64];
+    let unk = Message::Unknown {
+        kind: 0x7778,
+        payload: &[0; 8],
+    };
+    for _ in 0..5 {
+        match c.chan.send(&unk, &fds) {
+            Ok(()) => {}
+            // The publisher already closed: that is the point.
+            Err(ChannelError::Closed) => return Outcome::Pass,
+            Err(e) => return fail(format!("the suite could not send fds: {e}")),
+        }
+    }
+    match c.reply(REPLY) {
+        Reply::Closed | Reply::Broken(_) => Outcome::Pass,
+        Reply::Error(ErrorCode::BadMessage, _) => Outcome::check(c.closes_within(REPLY), || {
+            "the connection stayed open".into()
+        }),
+        r => fail(format!(
+            "320 unclaimed fds: expected the connection to close, got {}",
+            r.describe()
+        )),
+    }
+}
+
+fn welcome_early(t: &PublisherTarget) -> Outcome {
+    let mut c = match Client::connect(t) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let w = cuframes_core::wire::Welcome {
+        version: V1_0,
+        subscriber_id: 1,
+        memory_kind: MemoryKind::HostMemfd,
+        sync_kind: SyncKind::HostFence,
+        slot_count: 2,
+        flags: 0,
+        control_size: 4096,
+        slot_size: 4096,
+        start_seq: 0,
+        handle_len: 0,
+        handles: &[],
+        packet_region_size: 0,
+    };
+    if let Err(e) = c.send(&Message::Welcome(w), &[]) {
+        return fail(e);
+    }
+    expect_bad_message(&mut c)
+}
+
+fn bye_early(t: &PublisherTarget) -> Outcome {
+    let mut c = match Client::connect(t) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    if let Err(e) = c.send(&Message::Goodbye(GoodbyeReason::Normal), &[]) {
+        return fail(e);
+    }
+    match c.reply(REPLY) {
+        Reply::Closed | Reply::Broken(_) => Outcome::Pass,
+        r => fail(format!(
+            "expected the connection to close, got {}",
+            r.describe()
+        )),
+    }
+}
+
+fn error_established(t: &PublisherTarget) -> Outcome {
+    match Session::open(t, DeliveryMode::NewestOnly, HELLO_WANTS_FRAMES) {
+        Ok(mut s) => {
+            let e = cuframes_core::wire::ErrorMsg {
+                code: ErrorCode::Internal,
+                text: "conformance suite",
+            };
+            if let Err(e) = s.client.send(&Message::Error(e), &[]) {
+                return fail(e);
+            }
+            match s.client.reply(REPLY) {
+                Reply::Closed | Reply::Broken(_) => Outcome::Pass,
+                r => fail(format!(
+                    "expected the connection to close, got {}",
+                    r.describe()
+                )),
+            }
+        }
+        Err(e) => fail(e),
+    }
 }
