@@ -55,6 +55,11 @@ pub enum WelcomeStyle {
     OneSlot,
     /// WELCOME whose `control_size` is one page too large (fails W6/W7).
     WrongControlSize,
+    /// WELCOME whose control region fd is an unsealed copy (fails W7).
+    UnsealedControl,
+    /// WELCOME whose slot fds are the control region's fd, of the wrong
+    /// size (fails W10).
+    WrongSlotFds,
     /// `ERROR VersionMismatch` instead of WELCOME.
     RefuseVersion,
 }
@@ -284,6 +289,9 @@ pub struct Harness {
     /// Rows of closed connections kept by the `no_reclaim` fault.
     zombie_rows: Vec<Mapping>,
     next_id: u32,
+    /// An unsealed memfd holding a copy of the control region, for
+    /// [`WelcomeStyle::UnsealedControl`].
+    unsealed: Option<OwnedFd>,
     source_index: u64,
     dropped: u64,
 }
@@ -323,11 +331,19 @@ impl Harness {
             conns: Vec::new(),
             zombie_rows: Vec::new(),
             next_id: 1,
+            unsealed: None,
             source_index: 0,
             dropped: 0,
         };
         let header = layout.header(stream.frame_size, memory_kind, sync_kind, gpu_uuid);
         h.writer()?.init(&header, &stream);
+        let mut h = h;
+        if h.cfg.welcome == WelcomeStyle::UnsealedControl {
+            h.unsealed = Some(h.unsealed_copy().map_err(|e| HarnessError::Io {
+                path: PathBuf::from("memfd"),
+                source: e.into(),
+            })?);
+        }
         Ok(h)
     }
 
@@ -346,6 +362,21 @@ impl Harness {
 
     fn writer(&self) -> Result<RingWriter<'_>, HarnessError> {
         Ok(RingWriter::new(self.words()?))
+    }
+
+    /// An unsealed memfd with the control region's bytes (as they are now).
+    fn unsealed_copy(&self) -> Result<OwnedFd, rustix::io::Errno> {
+        let fd = rustix::fs::memfd_create("cuframes-unsealed", rustix::fs::MemfdFlags::CLOEXEC)?;
+        let mut bytes = Vec::with_capacity(self.control.len());
+        for w in self.control.words() {
+            bytes.extend_from_slice(&w.load(Ordering::SeqCst).to_le_bytes());
+        }
+        rustix::fs::ftruncate(&fd, bytes.len() as u64)?;
+        let mut off = 0;
+        while off < bytes.len() {
+            off += rustix::io::pwrite(&fd, &bytes[off..], off as u64)?;
+        }
+        Ok(fd)
     }
 
     /// The stream description served.
@@ -541,6 +572,7 @@ impl Harness {
             WelcomeStyle::VersionOutsideOffer => w.version = Version { major: 2, minor: 0 },
             WelcomeStyle::OneSlot => w.slot_count = 1,
             WelcomeStyle::WrongControlSize => w.control_size += 4096,
+            WelcomeStyle::UnsealedControl | WelcomeStyle::WrongSlotFds => {}
             WelcomeStyle::RefuseVersion => {
                 c.hs.reject(
                     ErrorCode::VersionMismatch,
@@ -550,7 +582,21 @@ impl Harness {
             }
         }
         let mut fds = vec![self.control_fd.as_fd()];
-        fds.extend(self.slots.fds());
+        match self.cfg.welcome {
+            WelcomeStyle::UnsealedControl => {
+                if let Some(u) = &self.unsealed {
+                    fds[0] = u.as_fd();
+                }
+                fds.extend(self.slots.fds());
+            }
+            WelcomeStyle::WrongSlotFds => {
+                fds.extend(std::iter::repeat_n(
+                    self.control_fd.as_fd(),
+                    self.slots.fds().len(),
+                ));
+            }
+            _ => fds.extend(self.slots.fds()),
+        }
         c.row = Some(row);
         if c.chan.send(&Message::Welcome(w), &fds).is_err() {
             return false;

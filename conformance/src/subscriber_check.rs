@@ -1,7 +1,8 @@
 //! `check-subscriber`: black-box cases for a subscriber command.
 //!
 //! The suite serves the command as a publisher ([`crate::harness`]) of
-//! synthetic host-memory frames, in several scenarios, one run of the command
+//! synthetic frames (host memory, or CUDA memory on request), in several
+//! scenarios, one run of the command
 //! each: a normal stream with a PING, an unknown message and an overrun
 //! burst, then a clean end; a publisher crash; a STREAM_CHANGED; and WELCOMEs
 //! or ERRORs the subscriber must refuse. It watches the command's lease row
@@ -10,8 +11,9 @@
 //! Contract for the command under test: it connects to the key given by the
 //! `{key}` placeholder in its arguments (or `$CUFRAMES_KEY`) in the runtime
 //! directory `{runtime_dir}` (or `$CUFRAMES_RUNTIME_DIR`), receives frames
-//! without sleeping on them, and exits with status 0 when the publisher ends
-//! the stream or disappears.
+//! holding each for 2-5 ms (so that sampling sees its leases), exits with
+//! status 0 when the publisher ends the stream or disappears, and with a
+//! non-zero status when the publisher refuses it.
 
 use crate::harness::{Harness, HarnessConfig, HarnessMemory, WelcomeStyle};
 use crate::{Case, Outcome, Report};
@@ -128,7 +130,20 @@ case!(
     "§6",
     "W2: a WELCOME with slot_count 1 is refused: connection closed, no lease taken"
 );
-case!(W_CONTROL, "SUB-W-006", "§6", "W6/W7: a WELCOME whose control_size disagrees with the memfd is refused: connection closed, no lease taken");
+case!(W_CONTROL, "SUB-W-006", "§6", "W6: a WELCOME whose control_size is not region_size(slot_count) is refused: connection closed, no lease taken");
+
+case!(
+    W_SEALS,
+    "SUB-W-007",
+    "§2.2",
+    "W7: an unsealed control-region memfd (no F_SEAL_SHRINK/F_SEAL_FUTURE_WRITE) is refused: connection closed, no lease taken"
+);
+case!(
+    W_SLOTFD,
+    "SUB-W-010",
+    "§6",
+    "W10: slot fds of the wrong size are refused: connection closed, no lease taken"
+);
 
 /// Every case, in report order.
 pub const CASES: &[Case] = &[
@@ -151,6 +166,8 @@ pub const CASES: &[Case] = &[
     VER_ERROR,
     W_SLOTS,
     W_CONTROL,
+    W_SEALS,
+    W_SLOTFD,
 ];
 
 /// The subscriber command under test.
@@ -509,6 +526,8 @@ pub fn run_only(
         (VER_ERROR, "conf-sub-err", WelcomeStyle::RefuseVersion),
         (W_SLOTS, "conf-sub-slots", WelcomeStyle::OneSlot),
         (W_CONTROL, "conf-sub-ctl", WelcomeStyle::WrongControlSize),
+        (W_SEALS, "conf-sub-seals", WelcomeStyle::UnsealedControl),
+        (W_SLOTFD, "conf-sub-slotfd", WelcomeStyle::WrongSlotFds),
     ];
     for (case, key, style) in refusals {
         if want(&case) {

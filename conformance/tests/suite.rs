@@ -263,7 +263,13 @@ fn subscriber_writing_outside_its_entries_is_caught() {
 #[test]
 fn subscriber_skipping_welcome_checks_is_caught() {
     let _g = serial();
-    let ids = &["SUB-VER-001", "SUB-W-002"];
+    let ids = &[
+        "SUB-VER-001",
+        "SUB-W-002",
+        "SUB-W-006",
+        "SUB-W-007",
+        "SUB-W-010",
+    ];
     let r = subscriber_check::run_only(
         &subject("ignore-version", "in-order"),
         &dir("sub-nocheck"),
@@ -272,6 +278,9 @@ fn subscriber_skipping_welcome_checks_is_caught() {
     );
     assert_caught(&r, "SUB-VER-001");
     assert_caught(&r, "SUB-W-002");
+    assert_caught(&r, "SUB-W-006");
+    assert_caught(&r, "SUB-W-007");
+    assert_caught(&r, "SUB-W-010");
 }
 
 /// A publisher that answers every connection with something hostile: the
