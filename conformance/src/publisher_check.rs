@@ -1582,7 +1582,10 @@ fn reclaim(t: &PublisherTarget, goodbye: bool) -> Outcome {
         return Outcome::Skip("could not confirm a lease".into());
     };
     std::thread::sleep(Duration::from_millis(300));
-    if obs.slot_seq(i) != seq {
+    // `WRITING | seq` is a claim probing the slot (P1, then P3 on seeing the
+    // lease): the frame is still there.
+    let rewritten = |v: u64| v != seq && v != (SEQ_WRITING | seq);
+    if rewritten(obs.slot_seq(i)) {
         return fail(format!("slot {i} was rewritten while leased"));
     }
     let start = obs.latest();
@@ -1595,7 +1598,7 @@ fn reclaim(t: &PublisherTarget, goodbye: bool) -> Outcome {
     drop(client);
     let deadline = Instant::now() + Duration::from_secs(3);
     while Instant::now() < deadline {
-        if obs.slot_seq(i) != seq {
+        if rewritten(obs.slot_seq(i)) {
             drop(row);
             return Outcome::Pass;
         }
