@@ -53,7 +53,7 @@ pub enum WireError {
     #[error("error text is longer than 1024 bytes or not UTF-8")]
     BadText,
     /// WELCOME's handle size or count is out of range.
-    #[error("WELCOME declares {count} handles of {len} bytes; at most 64 of at most 64 bytes")]
+    #[error("WELCOME declares {count} handles of {len} bytes; at most 64 of at most 128 bytes")]
     BadHandles {
         /// Declared handle size.
         len: u32,
