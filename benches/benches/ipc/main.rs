@@ -20,6 +20,9 @@
 //! The binary re-executes itself as the child (`CUFRAMES_BENCH_ROLE`).
 //! `CUFRAMES_BENCH_SLOTS` sets the cuframes frame ring's slot count
 //! (default 8).
+// clippy.toml bans integer atomics outside core's loom shim, for shared
+// memory; the bench's counters are process-local bookkeeping.
+#![allow(clippy::disallowed_types)]
 #![allow(missing_docs)]
 
 mod child;
