@@ -31,6 +31,22 @@ pub(crate) fn plane_span(
     Ok((off, pitch as usize, row as usize, rows as usize))
 }
 
+/// Copies plane `plane` of the frame at device address `base` (a slot of
+/// `size` bytes laid out by `desc`) to `dst`, packed; returns the bytes written.
+fn plane_to_host(
+    device: &CudaDevice,
+    base: u64,
+    size: u64,
+    desc: &StreamDesc,
+    plane: usize,
+    dst: &mut [u8],
+) -> Result<usize, CudaError> {
+    let (off, pitch, row, rows) = plane_span(desc, plane, size)?;
+    device.make_current()?;
+    driver::copy_2d_to_host(base + off, pitch, dst, row, rows)?;
+    Ok(row * rows)
+}
+
 #[derive(Debug)]
 pub(crate) enum Owned {
     Vmm { map: VmmMapping, handle: VmmHandle },
@@ -116,10 +132,7 @@ impl CudaSlot {
         plane: usize,
         dst: &mut [u8],
     ) -> Result<usize, CudaError> {
-        let (off, pitch, row, rows) = plane_span(desc, plane, self.size)?;
-        self.device.make_current()?;
-        driver::copy_2d_to_host(self.device_ptr() + off, pitch, dst, row, rows)?;
-        Ok(row * rows)
+        plane_to_host(&self.device, self.device_ptr(), self.size, desc, plane, dst)
     }
 
     /// Makes the frame written on `stream` visible to subscribers before it is
@@ -212,10 +225,7 @@ impl CudaImported {
         plane: usize,
         dst: &mut [u8],
     ) -> Result<usize, CudaError> {
-        let (off, pitch, row, rows) = plane_span(desc, plane, self.size)?;
-        self.device.make_current()?;
-        driver::copy_2d_to_host(self.device_ptr() + off, pitch, dst, row, rows)?;
-        Ok(row * rows)
+        plane_to_host(&self.device, self.device_ptr(), self.size, desc, plane, dst)
     }
 }
 

@@ -197,6 +197,22 @@ impl Input<'_> {
     fn done<B: Backend + Send + Sync + 'static>(&self, out: &Output<B>) -> bool {
         self.stop.load(Ordering::Relaxed) || self.args.max_frames.is_some_and(|m| out.total >= m)
     }
+
+    /// At the end of the input: `Ok(false)` to stop, or (`--loop`) rewinds
+    /// the demuxer, marks the next frame DISCONTINUITY and returns `Ok(true)`.
+    fn rewind<B: Backend + Send + Sync + 'static>(&mut self, out: &mut Output<B>) -> Result<bool> {
+        if !self.args.looping {
+            return Ok(false);
+        }
+        if out.source_index == 0 {
+            bail!("{} holds no decodable frame", self.args.input.display());
+        }
+        self.demux
+            .rewind()
+            .context("rewinding the input for --loop")?;
+        out.restarted();
+        Ok(true)
+    }
 }
 
 /// Software decode; `write` puts each host frame into a slot.
@@ -227,19 +243,11 @@ where
                 continue;
             }
             Decoded::Eof => {
-                if !input.args.looping {
+                if !input.rewind(out)? {
                     break;
                 }
-                if out.source_index == 0 {
-                    bail!("{} holds no decodable frame", input.args.input.display());
-                }
-                input
-                    .demux
-                    .rewind()
-                    .context("rewinding the input for --loop")?;
                 decoder.flush();
                 eof_sent = false;
-                out.restarted();
                 continue;
             }
         };
@@ -299,21 +307,13 @@ fn run_nvdec(
             continue;
         }
         if dec.is_drained() {
-            if !input.args.looping {
+            if !input.rewind(out)? {
                 break;
             }
-            if out.source_index == 0 {
-                bail!("{} holds no decodable frame", input.args.input.display());
-            }
-            input
-                .demux
-                .rewind()
-                .context("rewinding the input for --loop")?;
             dec.restart().context("restarting NVDEC")?;
             clock.reset();
             keys.clear();
             eof_sent = false;
-            out.restarted();
             continue;
         }
         match input.demux.read_packet().context("reading the input")? {
