@@ -100,15 +100,8 @@ impl CudaBackend {
     }
 
     fn handle_len(&self) -> usize {
-        let mem = match self.config.memory {
-            CudaMemory::VmmFd => 0,
-            CudaMemory::LegacyIpc => IPC_HANDLE,
-        };
-        let ev = match self.config.sync {
-            CudaSync::HostFence => 0,
-            CudaSync::IpcEvent => IPC_HANDLE,
-        };
-        mem + ev
+        // The CUDA kinds are known kinds: the rule always has an answer.
+        self.memory_kind().handle_len(self.sync_kind()).unwrap_or(0) as usize
     }
 
     fn vmm_size(&self, dev: &CudaDevice, size: u64) -> Result<u64, CudaError> {

@@ -45,6 +45,23 @@ impl MemoryKind {
             MemoryKind::HostMemfd | MemoryKind::CudaVmmFd | MemoryKind::VulkanOpaqueFd
         )
     }
+
+    /// Bytes of each slot's handle in WELCOME with sync kind `sync`
+    /// (`docs/protocol.md` §3.6, W3): the memory handle (none for fd kinds, a
+    /// 64-byte `CUipcMemHandle` for `CudaLegacyIpc`), then a 64-byte
+    /// `CUipcEventHandle` under `IpcEvent`. `None` for unknown kinds.
+    pub const fn handle_len(self, sync: SyncKind) -> Option<u32> {
+        let memory = match self {
+            MemoryKind::CudaLegacyIpc => 64,
+            MemoryKind::Unknown(_) => return None,
+            _ => 0,
+        };
+        let event = match sync {
+            SyncKind::IpcEvent => 64,
+            _ => 0,
+        };
+        Some(memory + event)
+    }
 }
 
 /// How a subscriber knows a frame's GPU work is complete.

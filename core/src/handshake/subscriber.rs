@@ -5,7 +5,6 @@ use super::HandshakeError;
 use crate::layout::{MAX_SLOTS, MIN_SLOTS};
 use crate::version::Version;
 use crate::wire::{ErrorMsg, GoodbyeReason, Hello, Message, Welcome};
-use crate::{MemoryKind, SyncKind};
 
 /// Where the subscriber's connection stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,19 +140,11 @@ impl SubscriberHandshake {
         if w.slot_count < MIN_SLOTS || w.slot_count > MAX_SLOTS {
             return Err(HandshakeError::BadWelcome("slot count outside 2..=64"));
         }
-        // Per slot: the memory handle (none for fd kinds, a 64-byte
-        // CUipcMemHandle for legacy IPC), then a 64-byte CUipcEventHandle
-        // under IpcEvent (`docs/protocol.md` §4.2).
-        let memory = match w.memory_kind {
-            MemoryKind::CudaLegacyIpc => Some(64),
-            k if k.uses_fds() => Some(0),
-            _ => None,
-        };
-        let event = match w.sync_kind {
-            SyncKind::IpcEvent => 64,
-            _ => 0,
-        };
-        if memory.is_some_and(|m| m + event != w.handle_len) {
+        // Unknown memory kinds are left to W4.
+        if w.memory_kind
+            .handle_len(w.sync_kind)
+            .is_some_and(|n| n != w.handle_len)
+        {
             return Err(HandshakeError::BadWelcome(
                 "handle size does not fit the memory and sync kinds",
             ));

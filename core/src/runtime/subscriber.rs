@@ -168,7 +168,6 @@ pub struct Subscriber<B: Backend = HostBackend> {
     _row_fd: OwnedFd,
     stream: StreamDesc,
     slots: Vec<B::Imported>,
-    mode: DeliveryMode,
     subscriber_id: u32,
     cursor: Cell<Cursor>,
     stats: Cell<SubscriberStats>,
@@ -386,7 +385,6 @@ impl<B: Backend> Subscriber<B> {
             _row_fd: row_fd,
             stream,
             slots,
-            mode: opts.mode,
             subscriber_id,
             cursor: Cell::new(Cursor { last_seq: start }),
             stats: Cell::new(SubscriberStats::default()),
@@ -452,7 +450,9 @@ impl<B: Backend> Subscriber<B> {
             // Read before acquiring: every frame committed before the close
             // (or before the socket EOF we saw) is visible to this acquire.
             let finished = self.gone.get() || reader.words().is_closed();
-            if let Acquire::Frame(lease) = reader.acquire(self.mode, self.cursor.get(), entry) {
+            if let Acquire::Frame(lease) =
+                reader.acquire(self.leases.mode, self.cursor.get(), entry)
+            {
                 self.cursor.set(Cursor {
                     last_seq: lease.seq,
                 });

@@ -357,15 +357,6 @@ fn cuda_md5() -> impl FnMut(&Frame<'_, CudaBackend>) -> Result<(String, usize)> 
     }
 }
 
-/// The memory this subscriber reads: host or CUDA.
-fn memory_name<B: Backend>() -> &'static str {
-    if std::any::type_name::<B>().contains("Cuda") {
-        "CUDA device"
-    } else {
-        "host"
-    }
-}
-
 fn receive<B: Backend>(
     args: &Args,
     sub: Subscriber<B>,
@@ -378,14 +369,14 @@ fn receive<B: Backend>(
         .unwrap_or_else(|| format!("subscriber-{}", sub.id()));
     let s = sub.stream();
     eprintln!(
-        "{name}: connected to {:?}: {}x{} {:?} ({:?} source), mode {:?}, {} memory, pid {} here",
+        "{name}: connected to {:?}: {}x{} {:?} ({:?} source), mode {:?}, {:?} memory, pid {} here",
         args.key,
         s.width,
         s.height,
         s.format(),
         s.codec(),
         args.mode,
-        memory_name::<B>(),
+        sub.backend().memory_kind(),
         std::process::id()
     );
     if args.packets_only {

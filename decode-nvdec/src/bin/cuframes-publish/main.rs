@@ -289,7 +289,7 @@ fn run_nvdec(
             let (key, pts_ns) = match frame.pts() {
                 Some(t) => (
                     keys.remove(&t).unwrap_or(false),
-                    clock.stamp(pts_ns_of(t, &info)),
+                    clock.stamp(cuframes_nvdec::rescale_to_ns(t, info.time_base)),
                 ),
                 None => (false, clock.stamp(None)),
             };
@@ -373,10 +373,6 @@ fn packet_feed(
             None
         }
     })
-}
-
-fn pts_ns_of(t: i64, info: &cuframes_nvdec::StreamInfo) -> Option<i64> {
-    cuframes_nvdec::rescale_to_ns(t, info.time_base)
 }
 
 fn run(args: Args) -> Result<()> {
