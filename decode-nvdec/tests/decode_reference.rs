@@ -2,7 +2,6 @@
 //! frame against the MD5s `ffmpeg -f framemd5 -pix_fmt nv12` wrote
 //! (`media/*.framemd5`, see `media/README.md`). CPU only.
 
-use std::path::{Path, PathBuf};
 
 use cuframes_nvdec::cuframes_core::{Codec, PixelFormat};
 use cuframes_nvdec::{
@@ -10,28 +9,8 @@ use cuframes_nvdec::{
 };
 use md5::{Digest, Md5};
 
-fn media(name: &str) -> PathBuf {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../media")).join(name)
-}
-
-/// The hash column (last comma-separated field) of each frame line of a
-/// framemd5 file; `#` lines are headers.
-fn framemd5_hashes(name: &str) -> Vec<String> {
-    let path = media(name);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    text.lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty() && !line.starts_with('#'))
-        .map(|line| {
-            line.split(',')
-                .map(str::trim)
-                .next_back()
-                .expect("split yields at least one field")
-                .to_owned()
-        })
-        .collect()
-}
+mod common;
+use common::{framemd5_hashes, media};
 
 fn md5_hex(bytes: &[u8]) -> String {
     Md5::digest(bytes)

@@ -9,43 +9,17 @@ use cuframes_cuda::{CudaBackend, CudaConfig, CudaStream};
 use cuframes_nvdec::nvdec::{nvdec_available, NvdecDecoder};
 use cuframes_nvdec::{AnnexB, Demuxer};
 use md5::{Digest, Md5};
-use std::path::PathBuf;
+
+mod common;
+use common::{framemd5_hashes, media};
 use std::time::Instant;
-
-fn media(name: &str) -> PathBuf {
-    // Carried layout (gpu-carry/media next to tests/) or the repository's.
-    let exe = std::env::current_exe().unwrap();
-    let carried = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("media")
-        .join(name);
-    if carried.exists() {
-        return carried;
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../media")
-        .join(name)
-}
-
-/// Hashes of the reference framemd5 file, by frame number.
-fn reference(name: &str) -> Vec<String> {
-    std::fs::read_to_string(media(&format!("{name}.framemd5")))
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| l.rsplit(',').next().unwrap().trim().to_owned())
-        .collect()
-}
 
 fn decode_and_check(clip: &str) {
     assert!(
         nvdec_available(),
         "no NVDEC here: GPU tests must run on the GPU machine (scripts/gpu-tests.sh)"
     );
-    let want = reference(clip);
+    let want = framemd5_hashes(&format!("{clip}.framemd5"));
     let mut demux = Demuxer::open(&media(clip)).unwrap();
     let info = demux.info().clone();
     let annexb = AnnexB::new(info.codec, &info.extradata).unwrap();

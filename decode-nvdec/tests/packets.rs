@@ -24,21 +24,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+mod common;
+use common::media;
+
+/// A fresh runtime directory for one test of this file.
+fn runtime_dir(test: &str) -> PathBuf {
+    common::runtime_dir("packets", test)
+}
+
 const PUBLISH: &str = env!("CARGO_BIN_EXE_cuframes-publish");
 const SUBSCRIBE: &str = env!("CARGO_BIN_EXE_cuframes-subscribe");
-
-fn media(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../media")
-        .join(name)
-}
-
-fn runtime_dir(test: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cuframes-packets-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 fn publisher(dir: &Path, args: &[&str]) -> Child {
     Command::new(PUBLISH)

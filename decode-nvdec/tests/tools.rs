@@ -13,22 +13,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::media;
+
+/// A fresh runtime directory for one test of this file.
+fn runtime_dir(test: &str) -> PathBuf {
+    common::runtime_dir("tools", test)
+}
+
 const PUBLISH: &str = env!("CARGO_BIN_EXE_cuframes-publish");
 const SUBSCRIBE: &str = env!("CARGO_BIN_EXE_cuframes-subscribe");
-
-fn media(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../media")
-        .join(name)
-}
-
-/// A fresh runtime directory for one test.
-fn runtime_dir(test: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cuframes-tools-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// `(frame index, md5)` of each frame line of a framemd5 file.
 fn framemd5(path: &Path) -> Vec<(u64, String)> {

@@ -1,0 +1,47 @@
+//! Helpers shared by this crate's integration tests (each test file that
+//! uses them declares `mod common;`; not every file uses every helper).
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// A sample of `media/`. Binaries carried to the GPU machine look in
+/// `../media` next to their own folder first (`scripts/gpu-build.sh`).
+pub fn media(name: &str) -> PathBuf {
+    if let Some(carried) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("media").join(name)))
+        .filter(|p| p.exists())
+    {
+        return carried;
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../media")
+        .join(name)
+}
+
+/// The hash column (last comma-separated field) of each frame line of the
+/// framemd5 file `media/NAME`; `#` lines are headers.
+pub fn framemd5_hashes(name: &str) -> Vec<String> {
+    let path = media(name);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(|line| {
+            line.split(',')
+                .map(str::trim)
+                .next_back()
+                .expect("split yields at least one field")
+                .to_owned()
+        })
+        .collect()
+}
+
+/// A fresh runtime directory for one test: `<tmp>/cuframes-<suite>-<pid>-<test>`.
+pub fn runtime_dir(suite: &str, test: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("cuframes-{suite}-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
