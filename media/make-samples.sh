@@ -49,10 +49,35 @@ SRC=(-f lavfi -i "testsrc2=size=1280x720:rate=25,format=yuv420p" -frames:v 100)
 head -c 512 /dev/zero | openssl enc -aes-128-ctr -nosalt \
   -K 000102030405060708090a0b0c0d0e0f -iv 00000000000000000000000000000000 > not-video.bin
 
+# A resolution change mid-stream: 50 frames of 640x360 testsrc2, then 50 of
+# 320x240 smptebars, each H.264 in MPEG-TS with SPS/PPS before every IDR
+# (repeat-headers), joined by the concat demuxer (-c copy), which shifts the
+# second part's timestamps to follow the first (pts 0..99 at 1/25 s).
+XP=keyint=25:min-keyint=25:scenecut=0:repeat-headers=1
+"${FF[@]}" -f lavfi -i "testsrc2=size=640x360:rate=25,format=yuv420p" -frames:v 50 \
+  -c:v libx264 -preset medium -crf 32 -pix_fmt yuv420p -x264-params "$XP" \
+  "${BITEXACT[@]}" -f mpegts change-part1.ts
+"${FF[@]}" -f lavfi -i "smptebars=size=320x240:rate=25,format=yuv420p" -frames:v 50 \
+  -c:v libx264 -preset medium -crf 32 -pix_fmt yuv420p -x264-params "$XP" \
+  "${BITEXACT[@]}" -f mpegts change-part2.ts
+printf 'file change-part1.ts\nfile change-part2.ts\n' > change-list.txt
+"${FF[@]}" -f concat -safe 0 -i change-list.txt -c copy "${BITEXACT[@]}" -f mpegts sample-size-change.ts
+rm change-part1.ts change-part2.ts change-list.txt
+
+# 1080p H.264 for GPU scale tests: 10 s at 30 fps, IDR every 30 frames,
+# low quality (crf 36) to stay small.
+"${FF[@]}" -f lavfi -i "testsrc2=size=1920x1080:rate=30,format=yuv420p" -frames:v 300 \
+  -c:v libx264 -preset medium -crf 36 -pix_fmt yuv420p \
+  -x264-params keyint=30:min-keyint=30:scenecut=0 \
+  "${BITEXACT[@]}" -movflags +faststart sample-1080p.mp4
+
 # Reference NV12 frame hashes (decoded frames) and packet hashes.
-for clip in sample-h264.mp4 sample-hevc.mkv sample-h264.h264 unsupported-mpeg4.avi; do
+for clip in sample-h264.mp4 sample-hevc.mkv sample-h264.h264 unsupported-mpeg4.avi sample-1080p.mp4; do
   ffmpeg -i "$clip" -f framemd5 -pix_fmt nv12 - > "$clip.framemd5" 2>/dev/null
 done
+# Frames at their decoded sizes: without -autoscale 0 the CLI scales every
+# frame after the change back to the first size (640x360).
+ffmpeg -i sample-size-change.ts -autoscale 0 -f framemd5 -pix_fmt nv12 - > sample-size-change.ts.framemd5 2>/dev/null
 for clip in sample-h264.mp4 sample-hevc.mkv sample-h264.h264; do
   ffmpeg -i "$clip" -c copy -f framemd5 - > "$clip.packets.framemd5" 2>/dev/null
 done

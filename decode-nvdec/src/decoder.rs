@@ -86,9 +86,10 @@ pub enum DecodeError {
     /// continue with the next [`Decoder::receive_frame`].
     #[error("receiving a frame failed: {0}")]
     Receive(#[source] ffmpeg::Error),
-    /// The decoder output a pixel format that cannot be delivered yet
-    /// (anything above 8 bits per sample; P010 output comes later).
-    #[error("decoded pixel format {format} is not supported (only 8-bit formats convert to nv12)")]
+    /// The decoder output a pixel format that cannot be delivered: above 8
+    /// bits per sample, only 10-bit 4:2:0 (`yuv420p10le`, `p010le`) is
+    /// converted (to P010).
+    #[error("decoded pixel format {format} is not supported (8-bit formats convert to nv12, 10-bit 4:2:0 to p010)")]
     UnsupportedPixelFormat {
         /// FFmpeg's pixel format name (`av_get_pix_fmt_name`), e.g. `yuv420p10le`.
         format: String,

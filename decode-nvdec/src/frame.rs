@@ -59,15 +59,66 @@ impl PlaneLayout {
         ];
         Some((planes, total))
     }
+
+    /// Tightly packed P010 planes of a `width` x `height` frame (pixels), as
+    /// FFmpeg's rawvideo `p010le` (`av_image_fill_arrays` with alignment 1):
+    /// Y is `height` rows of `2*width` bytes (one little-endian `u16` per
+    /// sample, the 10 significant bits in the high bits) at offset 0; CbCr
+    /// follows with `ceil(height/2)` rows of `4*ceil(width/2)` bytes
+    /// (interleaved `u16` Cb, Cr pairs).
+    ///
+    /// Returns the two planes and the total size in bytes, `None` if that
+    /// size overflows `usize`.
+    pub fn p010(width: u32, height: u32) -> Option<([PlaneLayout; 2], usize)> {
+        let w = usize::try_from(width).ok()?;
+        let h = usize::try_from(height).ok()?;
+        let luma_row = w.checked_mul(2)?;
+        let luma = luma_row.checked_mul(h)?;
+        let chroma_row = w.div_ceil(2).checked_mul(4)?;
+        let chroma_rows = h.div_ceil(2);
+        let chroma = chroma_row.checked_mul(chroma_rows)?;
+        let total = luma.checked_add(chroma)?;
+        let planes = [
+            PlaneLayout {
+                offset: 0,
+                pitch: luma_row,
+                row_bytes: luma_row,
+                rows: h,
+            },
+            PlaneLayout {
+                offset: luma,
+                pitch: chroma_row,
+                row_bytes: chroma_row,
+                rows: chroma_rows,
+            },
+        ];
+        Some((planes, total))
+    }
+
+    /// The packed layout of `format` ([`PlaneLayout::nv12`] or
+    /// [`PlaneLayout::p010`]); `None` for other formats or on overflow.
+    pub fn packed(
+        format: PixelFormat,
+        width: u32,
+        height: u32,
+    ) -> Option<([PlaneLayout; 2], usize)> {
+        match format {
+            PixelFormat::Nv12 => PlaneLayout::nv12(width, height),
+            PixelFormat::P010 => PlaneLayout::p010(width, height),
+            _ => None,
+        }
+    }
 }
 
-/// A decoded picture in host memory, in a two-plane format ([`PixelFormat::Nv12`]
-/// for now; P010 comes later).
+/// A decoded picture in host memory, in a two-plane format:
+/// [`PixelFormat::Nv12`] (8-bit streams) or [`PixelFormat::P010`] (10-bit).
 ///
 /// Frames made by this crate are tightly packed (`pitch == row_bytes`) with
 /// plane 1 right after plane 0, so [`HostFrame::packed_bytes`] is byte for
-/// byte what `ffmpeg -f rawvideo -pix_fmt nv12` writes for the frame, and its
-/// MD5 is the hash column of `ffmpeg -f framemd5 -pix_fmt nv12`.
+/// byte what `ffmpeg -f rawvideo -pix_fmt nv12` (or `p010le`) writes for the
+/// frame, and its MD5 is the hash column of `ffmpeg -f framemd5 -pix_fmt
+/// nv12` (`p010le`). Each frame carries its own size: after a mid-stream
+/// resolution change the next frames simply have the new `width` / `height`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostFrame {
     /// Picture width in pixels.
@@ -135,6 +186,27 @@ mod tests {
             assert_eq!(total, planes[1].offset + planes[1].span().unwrap());
         }
         assert_eq!(PlaneLayout::nv12(1280, 720).unwrap().1, 1280 * 720 * 3 / 2);
+    }
+
+    #[test]
+    fn p010_layout_matches_core_extents() {
+        for (w, h) in [(640, 360), (641, 361), (1, 1), (2, 3)] {
+            let (planes, total) = PlaneLayout::p010(w, h).unwrap();
+            assert_eq!(
+                PlaneLayout::packed(PixelFormat::P010, w, h),
+                Some((planes, total))
+            );
+            for (i, p) in planes.iter().enumerate() {
+                let (row_bytes, rows) = PixelFormat::P010.plane_extent(i as u32, w, h).unwrap();
+                assert_eq!(p.row_bytes as u64, row_bytes);
+                assert_eq!(p.rows as u64, rows);
+                assert_eq!(p.pitch, p.row_bytes);
+            }
+            assert_eq!(planes[1].offset, planes[0].span().unwrap());
+            assert_eq!(total, planes[1].offset + planes[1].span().unwrap());
+        }
+        // FFmpeg's p010le frame size for the 10-bit sample (its framemd5 `size`).
+        assert_eq!(PlaneLayout::p010(640, 360).unwrap().1, 691_200);
     }
 
     #[test]

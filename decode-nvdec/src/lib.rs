@@ -11,7 +11,8 @@
 //! - [`decoder`]: the [`Decoder`] push/pull interface ([`Decoded`] says what
 //!   to do next) and its [`DecodeError`];
 //! - [`software`]: [`SoftwareDecoder`], libavcodec with frame threading,
-//!   producing NV12 [`HostFrame`]s bit-identical to `ffmpeg -pix_fmt nv12`;
+//!   producing NV12 (8-bit) and P010 (10-bit) [`HostFrame`]s bit-identical
+//!   to `ffmpeg -pix_fmt nv12` / `p010le`, whatever the size of each frame;
 //! - [`frame`]: [`HostFrame`] and its [`PlaneLayout`]s;
 //! - [`time`]: time-base to nanosecond conversion and [`FrameClock`] for
 //!   streams without timestamps;

@@ -11,15 +11,21 @@ use crate::time::{rescale_to_ns, FrameClock};
 
 /// libavcodec decoder (`avcodec_send_packet` / `avcodec_receive_frame`) for
 /// the stream of a [`Demuxer`], with frame threading (`FF_THREAD_FRAME`,
-/// thread count chosen by FFmpeg), producing NV12 [`HostFrame`]s.
+/// thread count chosen by FFmpeg), producing NV12 [`HostFrame`]s for 8-bit
+/// streams and P010 ones for 10-bit 4:2:0 streams.
 ///
 /// Conversion to NV12 gives the bytes `ffmpeg -pix_fmt nv12` produces:
 /// `yuv420p` / `yuvj420p` frames are interleaved directly (U and V samples
 /// alternate in the CbCr plane, bit-identical to libswscale's
 /// `yuv420p -> nv12`); `nv12` is copied; other 8-bit formats (4:2:2, 4:4:4,
 /// gray, `gbrp`, ...) go through libswscale with `SWS_BICUBIC`, the
-/// `ffmpeg` CLI's default flags. Formats above 8 bits per sample give
-/// [`DecodeError::UnsupportedPixelFormat`].
+/// `ffmpeg` CLI's default flags. `yuv420p10le` becomes P010 with the bytes of
+/// `ffmpeg -pix_fmt p010le` (each 10-bit sample shifted left by 6, Cb and Cr
+/// interleaved), `p010le` is copied; other formats above 8 bits (4:2:2 or
+/// 4:4:4 10-bit, 12-bit) give [`DecodeError::UnsupportedPixelFormat`].
+///
+/// Every frame carries its own size and format, so a mid-stream resolution
+/// change (a new SPS) yields frames of the new size.
 ///
 /// Frame times are libavcodec's best-effort timestamps
 /// (`AVFrame::best_effort_timestamp`); streams without any (raw Annex B) get
@@ -95,13 +101,20 @@ impl SoftwareDecoder {
             .timestamp()
             .and_then(|t| rescale_to_ns(t, self.time_base));
         let pts_ns = self.clock.stamp(best_effort);
+        // Size and format are read from every frame: libavcodec reconfigures
+        // itself on a new SPS, so frames after a resolution change arrive
+        // with their new size.
         let (width, height) = (src.width(), src.height());
-        let Some((planes, total)) = PlaneLayout::nv12(width, height) else {
-            return Err(bad(format!("{width}x{height} is too large")));
-        };
         if width == 0 || height == 0 {
             return Err(bad(format!("{width}x{height} is empty")));
         }
+        let format = match src.format() {
+            Pixel::YUV420P10LE | Pixel::P010LE => PixelFormat::P010,
+            _ => PixelFormat::Nv12,
+        };
+        let Some((planes, total)) = PlaneLayout::packed(format, width, height) else {
+            return Err(bad(format!("{width}x{height} is too large")));
+        };
         let mut data = vec![0u8; total];
         let (luma, chroma) = data.split_at_mut(planes[1].offset);
         match src.format() {
@@ -109,9 +122,13 @@ impl SoftwareDecoder {
                 copy_plane(src, 0, luma, &planes[0])?;
                 interleave_uv(src, chroma, &planes[1])?;
             }
-            Pixel::NV12 => {
+            Pixel::NV12 | Pixel::P010LE => {
                 copy_plane(src, 0, luma, &planes[0])?;
                 copy_plane(src, 1, chroma, &planes[1])?;
+            }
+            Pixel::YUV420P10LE => {
+                shift_plane_10(src, 0, luma, &planes[0])?;
+                interleave_uv_10(src, chroma, &planes[1])?;
             }
             format if is_other_8bit(format) => {
                 let converted = swscale_to_nv12(src)?;
@@ -127,7 +144,7 @@ impl SoftwareDecoder {
         Ok(HostFrame {
             width,
             height,
-            format: PixelFormat::Nv12,
+            format,
             data,
             planes,
             pts_ns,
@@ -298,6 +315,87 @@ fn interleave_uv(
         for ((pair, &cb), &cr) in out.chunks_exact_mut(2).zip(u_row).zip(v_row) {
             pair[0] = cb;
             pair[1] = cr;
+        }
+    }
+    Ok(())
+}
+
+/// Row `row` (its first `samples` little-endian `u16` samples) of a plane
+/// with `pitch` bytes per row.
+fn sample_row(plane: &[u8], pitch: usize, row: usize, samples: usize) -> Option<&[u8]> {
+    let start = row.checked_mul(pitch)?;
+    plane.get(start..start.checked_add(samples.checked_mul(2)?)?)
+}
+
+/// Writes the 10-bit sample `v` (low 10 bits of a little-endian `u16`) as
+/// P010's little-endian `u16` with the value in the high 10 bits.
+fn put_p010(out: &mut [u8], le: &[u8]) {
+    let v = u16::from_le_bytes([le[0], le[1]]) << 6;
+    out.copy_from_slice(&v.to_le_bytes());
+}
+
+/// Copies plane `index` of a planar 10-bit frame (`yuv420p10le`: one
+/// little-endian `u16` per sample, value in the low 10 bits) into the packed
+/// P010 plane `dst`, shifting every sample left by 6 as libswscale does for
+/// `yuv420p10le -> p010le`.
+fn shift_plane_10(
+    src: &ffmpeg::frame::Video,
+    index: usize,
+    dst: &mut [u8],
+    dst_layout: &PlaneLayout,
+) -> Result<(), DecodeError> {
+    let (pitch, bytes) = source_plane(src, index)?;
+    let samples = dst_layout.row_bytes / 2;
+    if samples == 0 {
+        return Ok(());
+    }
+    for (row, out) in dst
+        .chunks_exact_mut(dst_layout.row_bytes)
+        .take(dst_layout.rows)
+        .enumerate()
+    {
+        let line = sample_row(bytes, pitch, row, samples)
+            .ok_or_else(|| bad(format!("plane {index} row {row} is out of bounds")))?;
+        for (o, i) in out.chunks_exact_mut(2).zip(line.chunks_exact(2)) {
+            put_p010(o, i);
+        }
+    }
+    Ok(())
+}
+
+/// Interleaves the U (plane 1) and V (plane 2) planes of a `yuv420p10le`
+/// frame into the P010 CbCr plane `dst` (`U0 V0 U1 V1 ...` as shifted
+/// little-endian `u16`s).
+fn interleave_uv_10(
+    src: &ffmpeg::frame::Video,
+    dst: &mut [u8],
+    dst_layout: &PlaneLayout,
+) -> Result<(), DecodeError> {
+    let (u_pitch, u) = source_plane(src, 1)?;
+    let (v_pitch, v) = source_plane(src, 2)?;
+    let samples = dst_layout.row_bytes / 4;
+    if samples == 0 {
+        return Ok(());
+    }
+    for (row, out) in dst
+        .chunks_exact_mut(dst_layout.row_bytes)
+        .take(dst_layout.rows)
+        .enumerate()
+    {
+        let (Some(u_row), Some(v_row)) = (
+            sample_row(u, u_pitch, row, samples),
+            sample_row(v, v_pitch, row, samples),
+        ) else {
+            return Err(bad(format!("chroma row {row} is out of bounds")));
+        };
+        for ((pair, cb), cr) in out
+            .chunks_exact_mut(4)
+            .zip(u_row.chunks_exact(2))
+            .zip(v_row.chunks_exact(2))
+        {
+            let (first, second) = pair.split_at_mut(2);
+            put_p010(first, cb);
+            put_p010(second, cr);
         }
     }
     Ok(())

@@ -2,10 +2,9 @@
 //! frame against the MD5s `ffmpeg -f framemd5 -pix_fmt nv12` wrote
 //! (`media/*.framemd5`, see `media/README.md`). CPU only.
 
-
 use cuframes_nvdec::cuframes_core::{Codec, PixelFormat};
 use cuframes_nvdec::{
-    DecodeError, Decoded, Decoder, Demuxer, HostFrame, OpenError, SoftwareDecoder,
+    DecodeError, Decoded, Decoder, Demuxer, HostFrame, OpenError, PlaneLayout, SoftwareDecoder,
 };
 use md5::{Digest, Md5};
 
@@ -221,5 +220,85 @@ fn directory_is_a_clear_error() {
             assert!(e.to_string().contains("directory"), "{e}");
         }
         other => panic!("expected NotMedia, got {other:?}"),
+    }
+}
+
+/// Decodes all of `clip` in software: (width, height, format, MD5, pts ns)
+/// per frame.
+fn decode_all(clip: &str, limit: usize) -> Vec<(u32, u32, PixelFormat, String, Option<i64>)> {
+    let mut demuxer = Demuxer::open(&media(clip)).expect("open");
+    let mut decoder = SoftwareDecoder::new(&demuxer).expect("decoder");
+    let mut got = Vec::new();
+    while got.len() < limit {
+        let Some(frame) = next_frame(&mut demuxer, &mut decoder) else {
+            break;
+        };
+        let (planes, total) =
+            PlaneLayout::packed(frame.format, frame.width, frame.height).expect("layout");
+        assert_eq!(frame.planes, planes, "{clip}: frame {} layout", got.len());
+        assert_eq!(frame.packed_bytes().len(), total);
+        got.push((
+            frame.width,
+            frame.height,
+            frame.format,
+            md5_hex(frame.packed_bytes()),
+            frame.pts_ns,
+        ));
+    }
+    got
+}
+
+#[test]
+fn hevc_10bit_decodes_to_p010_matching_ffmpeg() {
+    // The reference is `ffmpeg -pix_fmt p010le` (media/make-samples.sh).
+    let expected = framemd5_hashes("sample-hevc10.mkv.framemd5");
+    assert_eq!(expected.len(), 30);
+    let got = decode_all("sample-hevc10.mkv", usize::MAX);
+    assert_eq!(got.len(), expected.len(), "frame count");
+    for (i, ((w, h, format, hash, _), want)) in got.iter().zip(&expected).enumerate() {
+        assert_eq!(
+            (*w, *h, *format),
+            (640, 360, PixelFormat::P010),
+            "frame {i}"
+        );
+        assert_eq!(hash, want, "frame {i} differs from the p010le reference");
+    }
+}
+
+#[test]
+fn resolution_change_mid_stream_gives_frames_of_the_new_size() {
+    // 50 frames of 640x360, then 50 of 320x240; the reference keeps each
+    // frame's decoded size (`-autoscale 0`, media/README.md).
+    let expected = framemd5_hashes("sample-size-change.ts.framemd5");
+    assert_eq!(expected.len(), 100);
+    let got = decode_all("sample-size-change.ts", usize::MAX);
+    assert_eq!(got.len(), expected.len(), "frame count");
+    for (i, ((w, h, format, hash, pts), want)) in got.iter().zip(&expected).enumerate() {
+        let size = if i < 50 { (640, 360) } else { (320, 240) };
+        assert_eq!((*w, *h), size, "frame {i} size");
+        assert_eq!(*format, PixelFormat::Nv12);
+        assert_eq!(hash, want, "frame {i} differs from the reference");
+        // One timeline across the change: 40 ms apart.
+        if i > 0 {
+            let prev = got[i - 1].4.expect("pts");
+            assert_eq!(pts.expect("pts") - prev, 40_000_000, "frame {i} time");
+        }
+    }
+}
+
+#[test]
+fn h264_1080p_first_gop_matches_ffmpeg() {
+    // The whole clip (300 frames) is for the GPU scale tests; one GOP is
+    // enough to check the sample and its reference here.
+    let expected = framemd5_hashes("sample-1080p.mp4.framemd5");
+    assert_eq!(expected.len(), 300);
+    let got = decode_all("sample-1080p.mp4", 30);
+    assert_eq!(got.len(), 30);
+    for (i, ((w, h, _, hash, pts), want)) in got.iter().zip(&expected).enumerate() {
+        assert_eq!((*w, *h), (1920, 1080));
+        assert_eq!(hash, want, "frame {i}");
+        // i / 30 s, rounded to the nearest ns.
+        let want_ns = (i as i64 * 2_000_000_000 + 30) / 60;
+        assert_eq!(*pts, Some(want_ns), "frame {i} time");
     }
 }
