@@ -1,11 +1,14 @@
-//! Demuxing: a file's best video stream as a sequence of encoded packets.
+//! Demuxing: the best video stream of a file or a network source (RTSP, or
+//! any URL libavformat opens) as a sequence of encoded packets.
 //!
 //! Wraps libavformat (`avformat_open_input`, `avformat_find_stream_info`,
-//! `av_find_best_stream`, `av_read_frame`, `avformat_seek_file`) through
-//! `ffmpeg-next`.
+//! `av_find_best_stream`, `av_read_frame`, `avformat_seek_file`, and for
+//! URLs the `AVIOInterruptCB` interrupt callback) through `ffmpeg-next`.
 
+use cuframes_core::sync::{AtomicU64, Ordering};
 use std::path::{Path, PathBuf};
-use std::sync::Once;
+use std::sync::{Arc, Once};
+use std::time::{Duration, Instant};
 
 use cuframes_core::Codec;
 use ffmpeg_next as ffmpeg;
@@ -48,10 +51,64 @@ pub enum OpenError {
     /// The best video stream is not H.264 or HEVC.
     #[error("{path}: unsupported video codec {codec} (only h264 and hevc are supported)")]
     UnsupportedCodec {
-        /// The path given to [`Demuxer::open`].
+        /// The path given to [`Demuxer::open`], or for [`Demuxer::open_url`]
+        /// the URL with any credentials redacted.
         path: PathBuf,
         /// FFmpeg's short name of the codec (`avcodec_get_name`), e.g. `mpeg4`.
         codec: String,
+    },
+    /// [`Demuxer::open_url`]: the URL contains a NUL byte or has no
+    /// `scheme://`.
+    #[error("{url}: not a valid URL: {reason}")]
+    InvalidUrl {
+        /// The URL, credentials redacted.
+        url: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// [`Demuxer::open_url`]: nothing listens at the URL's host and port
+    /// (the TCP connection was refused: `ECONNREFUSED`).
+    #[error("{url}: connection refused (is the camera or server up, and the port right?)")]
+    Refused {
+        /// The URL, credentials redacted.
+        url: String,
+    },
+    /// [`Demuxer::open_url`]: the server answered, but has no stream at this
+    /// path (RTSP / HTTP 404 Not Found: `AVERROR_HTTP_NOT_FOUND`).
+    #[error("{url}: the server has no such stream (404 Not Found); check the path")]
+    StreamNotFound {
+        /// The URL, credentials redacted.
+        url: String,
+    },
+    /// [`Demuxer::open_url`]: the server refused the credentials (401
+    /// Unauthorized, 403 Forbidden).
+    #[error("{url}: access denied by the server ({source}); check the user name and password")]
+    Unauthorized {
+        /// The URL, credentials redacted.
+        url: String,
+        /// FFmpeg's error.
+        #[source]
+        source: ffmpeg::Error,
+    },
+    /// [`Demuxer::open_url`]: opening (connection, RTSP DESCRIBE / SETUP /
+    /// PLAY, reading enough packets to describe the stream) did not finish
+    /// within [`UrlOptions::io_timeout`].
+    #[error("{url}: no answer within {after:?} (the host or the camera does not respond)")]
+    TimedOut {
+        /// The URL, credentials redacted.
+        url: String,
+        /// The time allowed ([`UrlOptions::io_timeout`]).
+        after: Duration,
+    },
+    /// [`Demuxer::open_url`]: libavformat failed to open the URL for another
+    /// reason (unresolvable host, unsupported protocol, bad server reply...).
+    #[error("{url}: cannot open: {source}")]
+    Network {
+        /// The URL, credentials redacted.
+        url: String,
+        /// FFmpeg's error.
+        #[source]
+        source: ffmpeg::Error,
     },
 }
 
@@ -61,11 +118,21 @@ pub enum DemuxError {
     /// `av_read_frame` failed with something other than end of file.
     #[error("{path}: reading a packet failed: {source}")]
     Read {
-        /// The demuxed file.
+        /// The demuxed file, or the URL with credentials redacted.
         path: PathBuf,
         /// FFmpeg's error.
         #[source]
         source: ffmpeg::Error,
+    },
+    /// A URL source ([`Demuxer::open_url`]) delivered no packet for
+    /// [`UrlOptions::io_timeout`]: the camera or the network stopped. The
+    /// demuxer is unusable afterwards; open the URL again to reconnect.
+    #[error("{url}: no data for {after:?} (the source stalled or went away)")]
+    Stalled {
+        /// The URL, credentials redacted.
+        url: String,
+        /// How long the read waited ([`UrlOptions::io_timeout`]).
+        after: Duration,
     },
     /// Seeking back to the start failed, and so did reopening the file.
     #[error("{path}: rewinding to the start failed: {reason}")]
@@ -75,6 +142,118 @@ pub enum DemuxError {
         /// FFmpeg's seek error and the reopen error.
         reason: String,
     },
+}
+
+/// How an RTSP source is read: FFmpeg's `rtsp_transport` option of the RTSP
+/// demuxer (`libavformat/rtsp.c`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RtspTransport {
+    /// FFmpeg's default: RTP over UDP, falling back to RTP interleaved in the
+    /// RTSP TCP connection when no UDP packet arrives.
+    #[default]
+    Auto,
+    /// RTP interleaved in the RTSP TCP connection (`rtsp_transport=tcp`):
+    /// no loss, works through NAT and firewalls.
+    Tcp,
+    /// RTP over UDP (`rtsp_transport=udp`): lowest latency; packets may be
+    /// lost, and the decoder then conceals or drops pictures.
+    Udp,
+}
+
+/// Options of [`Demuxer::open_url`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlOptions {
+    /// RTSP transport (ignored for other protocols).
+    pub transport: RtspTransport,
+    /// Bound on the whole open (connection, RTSP DESCRIBE / SETUP / PLAY,
+    /// `avformat_find_stream_info`), and on the wait for each packet in
+    /// [`Demuxer::read_packet`]. Enforced with libavformat's interrupt
+    /// callback (`AVIOInterruptCB`), and passed to the RTSP demuxer as its
+    /// socket I/O `timeout` (microseconds). Default 5 s.
+    pub io_timeout: Duration,
+}
+
+impl Default for UrlOptions {
+    fn default() -> Self {
+        UrlOptions {
+            transport: RtspTransport::Auto,
+            io_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// `url` with the user information of its authority (`user:pass@`)
+/// replaced by `***@`, for errors and logs: `rtsp://admin:secret@cam/x`
+/// becomes `rtsp://***@cam/x`. Other URLs are returned unchanged.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let rest_start = scheme_end + 3;
+    let rest = &url[rest_start..];
+    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_len].rfind('@') {
+        Some(at) => format!("{}***{}", &url[..rest_start], &rest[at..]),
+        None => url.to_owned(),
+    }
+}
+
+/// The deadline the interrupt callback checks: nanoseconds after `base`,
+/// `u64::MAX` for none.
+#[derive(Debug)]
+struct Watchdog {
+    base: Instant,
+    deadline_ns: AtomicU64,
+}
+
+impl Watchdog {
+    fn new() -> Arc<Watchdog> {
+        Arc::new(Watchdog {
+            base: Instant::now(),
+            deadline_ns: AtomicU64::new(u64::MAX),
+        })
+    }
+
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Arms the deadline `timeout` from now.
+    fn arm(&self, timeout: Duration) {
+        let t = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
+        self.deadline_ns
+            .store(self.now_ns().saturating_add(t), Ordering::SeqCst);
+    }
+
+    fn disarm(&self) {
+        self.deadline_ns.store(u64::MAX, Ordering::SeqCst);
+    }
+
+    /// Whether the armed deadline has passed (what the callback returns:
+    /// non-zero makes libavformat abort the blocking call with `AVERROR_EXIT`).
+    fn expired(&self) -> bool {
+        self.now_ns() >= self.deadline_ns.load(Ordering::SeqCst)
+    }
+}
+
+/// What a URL demuxer needs to reconnect on [`Demuxer::rewind`] and to time
+/// out reads. `Debug` shows the redacted URL only.
+struct UrlSource {
+    /// The URL as given, credentials included (never displayed).
+    url: String,
+    /// The URL with credentials redacted, for errors.
+    redacted: String,
+    options: UrlOptions,
+    watchdog: Arc<Watchdog>,
+}
+
+impl std::fmt::Debug for UrlSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UrlSource")
+            .field("url", &self.redacted)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Description of the demuxed video stream.
@@ -140,7 +319,10 @@ pub(crate) fn init_ffmpeg() {
 /// Owns an `AVFormatContext`. The stream is the one `av_find_best_stream`
 /// picks for video; packets of other streams are skipped.
 pub struct Demuxer {
+    /// The file, or the URL with credentials redacted.
     path: PathBuf,
+    /// Set for [`Demuxer::open_url`].
+    url: Option<UrlSource>,
     input: ffmpeg::format::context::Input,
     stream_index: usize,
     params: ffmpeg::codec::Parameters,
@@ -202,6 +384,89 @@ impl Demuxer {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
+        Demuxer::from_input(input, path.to_path_buf(), None)
+    }
+
+    /// Opens a network source: `rtsp://[user:pass@]host[:port]/path` (RTSP
+    /// over UDP or TCP as `opts.transport` says), or any URL libavformat
+    /// opens (`http://`, `udp://`, `srt://`... as this FFmpeg build
+    /// supports), and selects its best video stream like [`Demuxer::open`].
+    ///
+    /// The whole open (`avformat_open_input` + `avformat_find_stream_info`)
+    /// must finish within `opts.io_timeout`, and every
+    /// [`Demuxer::read_packet`] then waits at most that long for a packet:
+    /// a camera that accepts the connection and never answers gives
+    /// [`OpenError::TimedOut`] (or [`DemuxError::Stalled`] mid-stream)
+    /// instead of blocking. For RTSP the H.264 / HEVC parameter sets come
+    /// from the SDP (`sprop-parameter-sets`), so [`StreamInfo::extradata`] is
+    /// Annex B and packets are Annex B access units; timestamps are in the
+    /// stream's time base (90 kHz for RTP video).
+    ///
+    /// Errors tell the causes apart ([`OpenError::Refused`],
+    /// [`OpenError::StreamNotFound`], [`OpenError::Unauthorized`],
+    /// [`OpenError::TimedOut`], [`OpenError::UnsupportedCodec`], ...); every
+    /// error, and this demuxer's [`Demuxer::path`] and `Debug`, show the URL
+    /// with its credentials redacted ([`redact_url`]).
+    pub fn open_url(url: &str, opts: &UrlOptions) -> Result<Demuxer, OpenError> {
+        init_ffmpeg();
+        let redacted = redact_url(url);
+        if url.contains('\0') {
+            return Err(OpenError::InvalidUrl {
+                url: redacted,
+                reason: "contains a NUL byte",
+            });
+        }
+        if !url.contains("://") {
+            return Err(OpenError::InvalidUrl {
+                url: redacted,
+                reason: "expected scheme://host/path (for a file use Demuxer::open)",
+            });
+        }
+        let mut dict = ffmpeg::Dictionary::new();
+        match opts.transport {
+            RtspTransport::Auto => {}
+            RtspTransport::Tcp => dict.set("rtsp_transport", "tcp"),
+            RtspTransport::Udp => dict.set("rtsp_transport", "udp"),
+        }
+        // The RTSP demuxer's socket I/O timeout in microseconds (FFmpeg 5.1:
+        // `timeout`, formerly `stimeout`); other protocols ignore it or read
+        // it as their own I/O timeout. The interrupt callback is the bound
+        // that always holds.
+        let timeout_us = opts.io_timeout.as_micros().clamp(1, i64::MAX as u128);
+        if url.starts_with("rtsp") {
+            dict.set("timeout", &timeout_us.to_string());
+        }
+        let watchdog = Watchdog::new();
+        let callback = {
+            let watchdog = Arc::clone(&watchdog);
+            move || watchdog.expired()
+        };
+        watchdog.arm(opts.io_timeout);
+        let opened = ffmpeg::format::input_with_interrupt_and_dictionary(url, callback, dict);
+        let expired = watchdog.expired();
+        watchdog.disarm();
+        let input = opened.map_err(|source| {
+            classify_open_error(source, expired, redacted.clone(), opts.io_timeout)
+        })?;
+        Demuxer::from_input(
+            input,
+            PathBuf::from(&redacted),
+            Some(UrlSource {
+                url: url.to_owned(),
+                redacted,
+                options: opts.clone(),
+                watchdog,
+            }),
+        )
+    }
+
+    /// Selects the best video stream of an opened input.
+    fn from_input(
+        input: ffmpeg::format::context::Input,
+        path: PathBuf,
+        url: Option<UrlSource>,
+    ) -> Result<Demuxer, OpenError> {
+        let path = path.as_path();
         if input.nb_streams() == 0 {
             return Err(OpenError::NotMedia {
                 path: path.to_path_buf(),
@@ -251,6 +516,7 @@ impl Demuxer {
         };
         Ok(Demuxer {
             path: path.to_path_buf(),
+            url,
             input,
             stream_index,
             params,
@@ -264,7 +530,8 @@ impl Demuxer {
         &self.info
     }
 
-    /// The path this demuxer was opened from.
+    /// The path this demuxer was opened from; for [`Demuxer::open_url`] the
+    /// URL with credentials redacted.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -286,14 +553,37 @@ impl Demuxer {
     pub fn read_packet(&mut self) -> Result<Option<Packet>, DemuxError> {
         loop {
             let mut raw = ffmpeg::Packet::empty();
-            match raw.read(&mut self.input) {
+            if let Some(u) = &self.url {
+                u.watchdog.arm(u.options.io_timeout);
+            }
+            let read = raw.read(&mut self.input);
+            let expired = self.url.as_ref().is_some_and(|u| {
+                let expired = u.watchdog.expired();
+                u.watchdog.disarm();
+                expired
+            });
+            match read {
                 Ok(()) => {}
                 Err(ffmpeg::Error::Eof) => return Ok(None),
                 Err(source) => {
-                    return Err(DemuxError::Read {
-                        path: self.path.clone(),
-                        source,
-                    })
+                    return Err(match &self.url {
+                        // Our interrupt (`AVERROR_EXIT`), or the RTSP
+                        // demuxer's own socket timeout.
+                        Some(u)
+                            if expired
+                                || matches!(source, ffmpeg::Error::Exit)
+                                || is_errno(&source, ffmpeg::error::ETIMEDOUT) =>
+                        {
+                            DemuxError::Stalled {
+                                url: u.redacted.clone(),
+                                after: u.options.io_timeout,
+                            }
+                        }
+                        _ => DemuxError::Read {
+                            path: self.path.clone(),
+                            source,
+                        },
+                    });
                 }
             }
             if raw.stream() != self.stream_index {
@@ -321,12 +611,24 @@ impl Demuxer {
     /// microseconds); if the demuxer cannot seek (e.g. some raw streams), the
     /// file is reopened instead. A decoder fed from this demuxer must be
     /// flushed ([`crate::Decoder::flush`]) after a rewind.
+    ///
+    /// A URL source ([`Demuxer::open_url`]) cannot seek: it is opened again
+    /// (a live camera then continues from now, not from a start).
     pub fn rewind(&mut self) -> Result<(), DemuxError> {
-        let seek_err = match self.input.seek(self.start_us, ..self.start_us) {
-            Ok(()) => return Ok(()),
-            Err(e) => e,
+        let seek_err = match &self.url {
+            Some(_) => ffmpeg::Error::Other {
+                errno: ffmpeg::error::ESPIPE,
+            },
+            None => match self.input.seek(self.start_us, ..self.start_us) {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            },
         };
-        match Demuxer::open(&self.path) {
+        let reopened = match &self.url {
+            Some(u) => Demuxer::open_url(&u.url, &u.options),
+            None => Demuxer::open(&self.path),
+        };
+        match reopened {
             Ok(fresh) if fresh.stream_index == self.stream_index => {
                 *self = fresh;
                 Ok(())
@@ -342,5 +644,86 @@ impl Demuxer {
                 reason: format!("seek failed ({seek_err}); reopening failed ({open_err})"),
             }),
         }
+    }
+}
+
+fn is_errno(e: &ffmpeg::Error, errno: i32) -> bool {
+    matches!(e, ffmpeg::Error::Other { errno: n } if *n == errno)
+}
+
+/// Maps `avformat_open_input` / `avformat_find_stream_info` failures of a
+/// URL to the [`OpenError`] an operator can act on. `expired`: the interrupt
+/// deadline had passed when the open returned.
+fn classify_open_error(
+    source: ffmpeg::Error,
+    expired: bool,
+    url: String,
+    io_timeout: Duration,
+) -> OpenError {
+    use ffmpeg::Error as E;
+    match source {
+        _ if is_errno(&source, ffmpeg::error::ECONNREFUSED) => OpenError::Refused { url },
+        E::HttpNotFound | E::StreamNotFound => OpenError::StreamNotFound { url },
+        E::HttpUnauthorized | E::HttpForbidden => OpenError::Unauthorized { url, source },
+        _ if expired
+            || matches!(source, E::Exit)
+            || is_errno(&source, ffmpeg::error::ETIMEDOUT) =>
+        {
+            OpenError::TimedOut {
+                url,
+                after: io_timeout,
+            }
+        }
+        source => OpenError::Network { url, source },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_credentials_only() {
+        assert_eq!(
+            redact_url("rtsp://admin:s3cr@t@cam.local:554/live?x=1"),
+            "rtsp://***@cam.local:554/live?x=1"
+        );
+        assert_eq!(redact_url("rtsp://user@cam/x"), "rtsp://***@cam/x");
+        assert_eq!(redact_url("rtsp://cam/a@b"), "rtsp://cam/a@b");
+        assert_eq!(redact_url("rtsp://cam:554"), "rtsp://cam:554");
+        assert_eq!(redact_url("not a url"), "not a url");
+    }
+
+    #[test]
+    fn url_errors_never_show_credentials() {
+        let opts = UrlOptions {
+            transport: RtspTransport::Tcp,
+            io_timeout: Duration::from_secs(2),
+        };
+        // Nothing listens on port 1 of the loopback.
+        let err = Demuxer::open_url("rtsp://admin:hunter2@127.0.0.1:1/x", &opts).unwrap_err();
+        assert!(matches!(err, OpenError::Refused { .. }), "{err:?}");
+        for text in [err.to_string(), format!("{err:?}")] {
+            assert!(
+                !text.contains("hunter2") && !text.contains("admin"),
+                "{text}"
+            );
+            assert!(text.contains("***@127.0.0.1:1/x"), "{text}");
+        }
+        let err = Demuxer::open_url("rtsp://a:b@x\0", &opts).unwrap_err();
+        assert!(matches!(err, OpenError::InvalidUrl { .. }), "{err:?}");
+        assert!(!err.to_string().contains("a:b"), "{err}");
+    }
+
+    #[test]
+    fn watchdog_expires_after_its_timeout() {
+        let w = Watchdog::new();
+        assert!(!w.expired());
+        w.arm(Duration::ZERO);
+        assert!(w.expired());
+        w.arm(Duration::from_secs(60));
+        assert!(!w.expired());
+        w.disarm();
+        assert!(!w.expired());
     }
 }

@@ -6,8 +6,9 @@
 //! those frames:
 //!
 //! - [`demux`]: [`Demuxer`] reads the best video stream of a file (MP4,
-//!   Matroska, MPEG-TS, raw Annex B) with libavformat, as [`Packet`]s with
-//!   timestamps in the stream time base and in nanoseconds;
+//!   Matroska, MPEG-TS, raw Annex B) or of an RTSP camera
+//!   ([`Demuxer::open_url`], [`UrlOptions`]) with libavformat, as
+//!   [`Packet`]s with timestamps in the stream time base and in nanoseconds;
 //! - [`decoder`]: the [`Decoder`] push/pull interface ([`Decoded`] says what
 //!   to do next) and its [`DecodeError`];
 //! - [`software`]: [`SoftwareDecoder`], libavcodec with frame threading,
@@ -52,7 +53,9 @@ pub use ffmpeg_next as ffmpeg;
 
 pub use annexb::{AnnexB, AnnexBError};
 pub use decoder::{DecodeError, Decoded, Decoder};
-pub use demux::{DemuxError, Demuxer, OpenError, Packet, StreamInfo};
+pub use demux::{
+    redact_url, DemuxError, Demuxer, OpenError, Packet, RtspTransport, StreamInfo, UrlOptions,
+};
 pub use frame::{HostFrame, PlaneLayout};
 pub use record::{RecordError, RecordStream, Recorder};
 pub use software::SoftwareDecoder;

@@ -4,6 +4,8 @@
 
 use std::path::PathBuf;
 
+pub mod rtsp;
+
 /// A sample of `media/`. Binaries carried to the GPU machine look in
 /// `../media` next to their own folder first (`scripts/gpu-build.sh`).
 pub fn media(name: &str) -> PathBuf {
