@@ -33,6 +33,7 @@ for line in sys.stdin:
         print("test binary:", dst)
 '
 cp media/sample-h264.mp4 media/sample-hevc.mkv media/sample-h264.h264 media/sample-hevc10.mkv \
+   media/sample-size-change.ts media/sample-1080p.mp4 \
    media/*.framemd5 gpu-carry/media/
 cp scripts/gpu-tests.sh scripts/gpu-bench.sh scripts/torch_handoff.py gpu-carry/
 strip gpu-carry/bin/* gpu-carry/tests/* 2>/dev/null || true

@@ -14,7 +14,9 @@ mod common;
 use common::{framemd5_hashes, media};
 use std::time::Instant;
 
-fn decode_and_check(clip: &str) {
+/// Decodes `clip` with NVDEC, checks every frame's MD5 against
+/// `media/CLIP.framemd5`, and returns the distinct frame sizes in order.
+fn decode_and_check(clip: &str) -> Vec<(u32, u32)> {
     assert!(
         nvdec_available(),
         "no NVDEC here: GPU tests must run on the GPU machine (scripts/gpu-tests.sh)"
@@ -30,6 +32,7 @@ fn decode_and_check(clip: &str) {
     let mut slot = None;
     let mut desc: Option<StreamDesc> = None;
     let mut got = Vec::new();
+    let mut sizes = Vec::new();
     let mut host = Vec::new();
     let mut buf = Vec::new();
     let mut eof = false;
@@ -37,9 +40,18 @@ fn decode_and_check(clip: &str) {
     loop {
         if let Some(f) = dec.next_frame(stream.raw()).unwrap() {
             let si = f.info();
-            let d = *desc.get_or_insert_with(|| {
-                StreamDesc::packed(si.width, si.height, si.format, info.codec).unwrap()
-            });
+            // A new size or format mid-stream: a new layout and slot, as the
+            // publisher re-creates its ring.
+            let geometry = |d: &StreamDesc| {
+                (d.width as u32, d.height as u32, d.format()) == (si.width, si.height, si.format)
+            };
+            if !desc.as_ref().is_some_and(geometry) {
+                desc =
+                    Some(StreamDesc::packed(si.width, si.height, si.format, info.codec).unwrap());
+                slot = None;
+                sizes.push((si.width, si.height));
+            }
+            let d = desc.unwrap();
             let s = slot.get_or_insert_with(|| backend.allocate(0, d.frame_size).unwrap());
             for i in 0..2 {
                 let (p, pitch) = f.plane(i).unwrap();
@@ -93,6 +105,7 @@ fn decode_and_check(clip: &str) {
         got.len(),
         got.len() as f64 / secs
     );
+    sizes
 }
 
 #[test]
@@ -118,4 +131,22 @@ fn nvdec_hevc_10bit_decodes_to_p010_matching_ffmpeg() {
 #[ignore = "needs an NVIDIA GPU with NVDEC: run by scripts/gpu-tests.sh"]
 fn nvdec_raw_annexb_matches_ffmpeg() {
     decode_and_check("sample-h264.h264");
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU with NVDEC: run by scripts/gpu-tests.sh"]
+fn nvdec_resolution_change_mid_stream_matches_ffmpeg() {
+    // 50 frames of 640x360 then 50 of 320x240; the reference keeps each
+    // frame's decoded size (`-autoscale 0`). The second size fits the first
+    // decoder's maximum: cuvidReconfigureDecoder when no picture is queued,
+    // else a second decoder.
+    let sizes = decode_and_check("sample-size-change.ts");
+    assert_eq!(sizes, [(640, 360), (320, 240)]);
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU with NVDEC: run by scripts/gpu-tests.sh"]
+fn nvdec_h264_1080p_matches_ffmpeg() {
+    let sizes = decode_and_check("sample-1080p.mp4");
+    assert_eq!(sizes, [(1920, 1080)]);
 }

@@ -32,14 +32,6 @@ pub enum NvdecError {
         /// Codec, chroma format, bit depth or size.
         what: String,
     },
-    /// The stream's resolution or format changed mid-stream.
-    #[error("the stream changed from {from} to {to}; mid-stream changes are not supported yet")]
-    FormatChanged {
-        /// Before.
-        from: String,
-        /// After.
-        to: String,
-    },
 }
 
 fn call(name: &'static str, r: i32) -> Result<(), NvdecError> {
@@ -91,6 +83,11 @@ pub struct SurfaceInfo {
 
 #[derive(Debug, Clone, Copy)]
 struct Display {
+    /// The decoder that decoded the picture (a retired one after a change
+    /// that recreated the decoder).
+    decoder: ffi::CUvideodecoder,
+    /// Its geometry at decode time.
+    info: SurfaceInfo,
     index: i32,
     progressive: bool,
     top_field_first: bool,
@@ -102,8 +99,14 @@ struct State {
     lib: Arc<Nvcuvid>,
     codec: Codec,
     decoder: ffi::CUvideodecoder,
+    /// Largest coded size the current decoder accepts (`ulMaxWidth`,
+    /// `ulMaxHeight`), pixels: the bound for `cuvidReconfigureDecoder`.
+    max_coded: (u32, u32),
     info: Option<(SurfaceInfo, ffi::CUVIDEOFORMAT)>,
     queue: VecDeque<Display>,
+    /// Decoders replaced after a mid-stream change whose pictures are still
+    /// queued; destroyed once none is ([`NvdecDecoder::next_frame`], drop).
+    retired: Vec<ffi::CUvideodecoder>,
     /// Timestamps that were sent with a packet (the parser returns 0 for
     /// pictures whose packet had none).
     error: Option<NvdecError>,
@@ -124,6 +127,22 @@ fn describe(f: &ffi::CUVIDEOFORMAT) -> String {
 }
 
 impl State {
+    /// The sequence callback (`pfnSequenceCallback`): the first sequence
+    /// header creates the decoder; a later one with another coded size,
+    /// display area, bit depth or chroma format reconfigures or replaces it,
+    /// following the Video Codec SDK's `NvDecoder::HandleVideoSequence` /
+    /// `ReconfigureDecoder`:
+    ///
+    /// - same codec, chroma format and bit depth, new coded size within the
+    ///   decoder's `ulMaxWidth` x `ulMaxHeight`, no decoded picture waiting
+    ///   in the display queue, and the driver has it:
+    ///   `cuvidReconfigureDecoder` (keeps the decoder, resets its surfaces);
+    /// - otherwise a new decoder (`cuvidCreateDecoder`); the old one is
+    ///   retired, not destroyed, while pictures it decoded are still queued
+    ///   (they are mapped from it with their own geometry), because
+    ///   reconfiguring would discard them.
+    ///
+    /// Returns the number of decode surfaces for the parser.
     fn sequence(&mut self, f: &ffi::CUVIDEOFORMAT) -> Result<i32, NvdecError> {
         let surfaces = (f.min_num_decode_surfaces as u32).max(1) + 4;
         if let Some((_, old)) = &self.info {
@@ -145,10 +164,6 @@ impl State {
             if same && !self.decoder.is_null() {
                 return Ok(surfaces as i32);
             }
-            return Err(NvdecError::FormatChanged {
-                from: describe(old),
-                to: describe(f),
-            });
         }
         let codec = cuvid_codec(self.codec)?;
         let depth = f.bit_depth_luma_minus8 as u32;
@@ -194,6 +209,15 @@ impl State {
         } else {
             PixelFormat::P010
         };
+        let info = SurfaceInfo {
+            width,
+            height,
+            format,
+            surface_rows: height,
+        };
+        if self.try_reconfigure(f, info, surfaces)? {
+            return Ok(surfaces as i32);
+        }
         let mut ci = ffi::CUVIDDECODECREATEINFO {
             ulWidth: f.coded_width as u64,
             ulHeight: f.coded_height as u64,
@@ -236,17 +260,85 @@ impl State {
         call("cuvidCreateDecoder", unsafe {
             (self.lib.create_decoder)(&mut dec, &mut ci)
         })?;
+        if !self.decoder.is_null() {
+            // Pictures of the old decoder may still be queued: it is
+            // destroyed once they are taken (`collect_retired`).
+            self.retired.push(self.decoder);
+        }
         self.decoder = dec;
-        self.info = Some((
-            SurfaceInfo {
-                width,
-                height,
-                format,
-                surface_rows: height,
-            },
-            *f,
-        ));
+        self.max_coded = (f.coded_width, f.coded_height);
+        self.info = Some((info, *f));
         Ok(surfaces as i32)
+    }
+
+    /// `cuvidReconfigureDecoder` for a new size of the same codec, chroma
+    /// format and bit depth, when that is possible (see [`State::sequence`]);
+    /// `Ok(false)` when a new decoder is needed instead.
+    fn try_reconfigure(
+        &mut self,
+        f: &ffi::CUVIDEOFORMAT,
+        info: SurfaceInfo,
+        surfaces: u32,
+    ) -> Result<bool, NvdecError> {
+        let Some((_, old)) = &self.info else {
+            return Ok(false);
+        };
+        let Some(reconfigure) = self.lib.reconfigure else {
+            return Ok(false);
+        };
+        let fits = f.coded_width <= self.max_coded.0 && f.coded_height <= self.max_coded.1;
+        if self.decoder.is_null()
+            || !fits
+            || !self.queue.is_empty()
+            || old.bit_depth_luma_minus8 != f.bit_depth_luma_minus8
+            || old.chroma_format != f.chroma_format
+        {
+            return Ok(false);
+        }
+        let mut rc = ffi::CUVIDRECONFIGUREDECODERINFO {
+            ulWidth: f.coded_width,
+            ulHeight: f.coded_height,
+            ulTargetWidth: info.width,
+            ulTargetHeight: info.height,
+            ulNumDecodeSurfaces: surfaces,
+            reserved1: [0; 12],
+            display_area: [
+                f.display_left as i16,
+                f.display_top as i16,
+                f.display_right as i16,
+                f.display_bottom as i16,
+            ],
+            target_rect: [0; 4],
+            reserved2: [0; 11],
+        };
+        // SAFETY: a live decoder created by this state with ulMaxWidth /
+        // ulMaxHeight >= the new coded size (checked above); `rc` is fully
+        // initialised per cuviddec.h; no picture of it is queued or mapped
+        // (the queue is empty and mappings borrow the decoder, which is
+        // exclusively borrowed by the parse call we are inside); the
+        // context is current.
+        call("cuvidReconfigureDecoder", unsafe {
+            reconfigure(self.decoder, &mut rc)
+        })?;
+        self.info = Some((info, *f));
+        Ok(true)
+    }
+
+    /// Destroys retired decoders none of whose pictures is queued any more.
+    /// Call only while no frame is mapped (`&mut` access to the decoder).
+    fn collect_retired(&mut self) {
+        let queue = &self.queue;
+        let lib = &self.lib;
+        self.retired.retain(|&old| {
+            if queue.iter().any(|d| d.decoder == old) {
+                return true;
+            }
+            // SAFETY: a decoder this state created and retired; no queued
+            // picture refers to it and no mapping exists (the caller holds
+            // the decoder exclusively, and mappings borrow it).
+            let _ = unsafe { (lib.destroy_decoder)(old) };
+            false
+        });
     }
 }
 
@@ -287,12 +379,19 @@ unsafe extern "C" fn on_display(user: *mut c_void, d: *mut ffi::CUVIDPARSERDISPI
     // SAFETY: checked for null by `as_ref`.
     match unsafe { d.as_ref() } {
         None => st.eos = true,
-        Some(d) => st.queue.push_back(Display {
-            index: d.picture_index,
-            progressive: d.progressive_frame != 0,
-            top_field_first: d.top_field_first != 0,
-            timestamp: Some(d.timestamp),
-        }),
+        Some(d) => {
+            let Some((info, _)) = st.info else {
+                return 0;
+            };
+            st.queue.push_back(Display {
+                decoder: st.decoder,
+                info,
+                index: d.picture_index,
+                progressive: d.progressive_frame != 0,
+                top_field_first: d.top_field_first != 0,
+                timestamp: Some(d.timestamp),
+            })
+        }
     }
     1
 }
@@ -333,8 +432,10 @@ impl NvdecDecoder {
             lib: Arc::clone(&lib),
             codec,
             decoder: std::ptr::null_mut(),
+            max_coded: (0, 0),
             info: None,
             queue: VecDeque::new(),
+            retired: Vec::new(),
             error: None,
             eos: false,
             decoded: 0,
@@ -432,7 +533,8 @@ impl NvdecDecoder {
         self.create_parser()
     }
 
-    /// Surface geometry, once the first sequence header was parsed.
+    /// Geometry of the latest sequence header parsed (frames still queued
+    /// from before a change keep theirs: [`MappedFrame::info`]).
     pub fn info(&self) -> Option<SurfaceInfo> {
         self.state.info.map(|(i, _)| i)
     }
@@ -447,13 +549,14 @@ impl NvdecDecoder {
     /// post-processing is queued on `stream` (`CUVIDPROCPARAMS::output_stream`):
     /// copies of the frame must be queued on the same stream.
     pub fn next_frame(&mut self, stream: RawStream) -> Result<Option<MappedFrame<'_>>, NvdecError> {
+        self.device.make_current()?;
+        // No frame is mapped here (`&mut self`): retired decoders whose
+        // pictures were all taken can go.
+        self.state.collect_retired();
         let Some(d) = self.state.queue.pop_front() else {
             return Ok(None);
         };
-        let Some((info, _)) = self.state.info else {
-            return Ok(None);
-        };
-        self.device.make_current()?;
+        let info = d.info;
         let mut pp = ffi::CUVIDPROCPARAMS {
             progressive_frame: d.progressive as i32,
             second_field: 0,
@@ -475,10 +578,11 @@ impl NvdecDecoder {
         // SAFETY: a live decoder and a picture index the parser displayed;
         // valid out pointers; the context is current.
         call("cuvidMapVideoFrame64", unsafe {
-            (self.lib.map_frame)(self.state.decoder, d.index, &mut ptr, &mut pitch, &mut pp)
+            (self.lib.map_frame)(d.decoder, d.index, &mut ptr, &mut pitch, &mut pp)
         })?;
         Ok(Some(MappedFrame {
             dec: self,
+            decoder: d.decoder,
             ptr,
             pitch: pitch as usize,
             info,
@@ -504,6 +608,11 @@ impl Drop for NvdecDecoder {
             // is mapped (MappedFrame borrows `self`, so none outlives it).
             let _ = unsafe { (self.lib.destroy_decoder)(self.state.decoder) };
         }
+        for old in std::mem::take(&mut self.state.retired) {
+            // SAFETY: retired decoders of this state, destroyed once; no
+            // frame is mapped (as above).
+            let _ = unsafe { (self.lib.destroy_decoder)(old) };
+        }
     }
 }
 
@@ -512,6 +621,9 @@ impl Drop for NvdecDecoder {
 /// dropping it.
 pub struct MappedFrame<'a> {
     dec: &'a NvdecDecoder,
+    /// The decoder the picture was mapped from (a retired one for pictures
+    /// decoded before a mid-stream change).
+    decoder: ffi::CUvideodecoder,
     ptr: u64,
     pitch: usize,
     info: SurfaceInfo,
@@ -519,7 +631,8 @@ pub struct MappedFrame<'a> {
 }
 
 impl MappedFrame<'_> {
-    /// Geometry and pixel format.
+    /// Geometry and pixel format of this picture: after a mid-stream
+    /// resolution change, the new size.
     pub fn info(&self) -> SurfaceInfo {
         self.info
     }
@@ -547,7 +660,7 @@ impl Drop for MappedFrame<'_> {
         let _ = self.dec.device.make_current();
         // SAFETY: unmaps the pointer mapped in `next_frame` on the same
         // decoder, exactly once.
-        let _ = unsafe { (self.dec.lib.unmap_frame)(self.dec.state.decoder, self.ptr) };
+        let _ = unsafe { (self.dec.lib.unmap_frame)(self.decoder, self.ptr) };
     }
 }
 

@@ -136,6 +136,20 @@ pub struct CUVIDDECODECREATEINFO {
     pub Reserved2: [u64; 4],
 }
 
+/// `CUVIDRECONFIGUREDECODERINFO` (`cuvidReconfigureDecoder`, SDK 9.0+).
+#[repr(C)]
+pub struct CUVIDRECONFIGUREDECODERINFO {
+    pub ulWidth: u32,
+    pub ulHeight: u32,
+    pub ulTargetWidth: u32,
+    pub ulTargetHeight: u32,
+    pub ulNumDecodeSurfaces: u32,
+    pub reserved1: [u32; 12],
+    pub display_area: [i16; 4],
+    pub target_rect: [i16; 4],
+    pub reserved2: [u32; 11],
+}
+
 /// `CUVIDPROCPARAMS`.
 #[repr(C)]
 pub struct CUVIDPROCPARAMS {
@@ -186,6 +200,7 @@ const _: () = {
     assert!(std::mem::size_of::<CUVIDDECODECREATEINFO>() == 176);
     assert!(std::mem::size_of::<CUVIDPROCPARAMS>() == 264);
     assert!(std::mem::size_of::<CUVIDDECODECAPS>() == 88);
+    assert!(std::mem::size_of::<CUVIDRECONFIGUREDECODERINFO>() == 128);
 };
 
 /// The entry points, resolved once from `libnvcuvid.so.1`.
@@ -207,6 +222,9 @@ pub struct Nvcuvid {
     ) -> CUresult,
     pub unmap_frame: unsafe extern "C" fn(CUvideodecoder, u64) -> CUresult,
     pub get_caps: unsafe extern "C" fn(*mut CUVIDDECODECAPS) -> CUresult,
+    /// `cuvidReconfigureDecoder`; `None` with drivers older than SDK 9.0.
+    pub reconfigure:
+        Option<unsafe extern "C" fn(CUvideodecoder, *mut CUVIDRECONFIGUREDECODERINFO) -> CUresult>,
 }
 
 impl std::fmt::Debug for Nvcuvid {
@@ -240,6 +258,10 @@ impl Nvcuvid {
             map_frame: sym!("cuvidMapVideoFrame64"),
             unmap_frame: sym!("cuvidUnmapVideoFrame64"),
             get_caps: sym!("cuvidGetDecoderCaps"),
+            // SAFETY: as in `sym!`: declared in cuviddec.h with this signature.
+            reconfigure: unsafe { lib.get(b"cuvidReconfigureDecoder\0") }
+                .ok()
+                .map(|f| *f),
             _lib: lib,
         })
     }
