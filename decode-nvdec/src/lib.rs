@@ -43,6 +43,7 @@ pub mod demux;
 pub mod frame;
 pub mod nvdec;
 pub mod record;
+pub mod service;
 pub mod software;
 pub mod time;
 

@@ -461,7 +461,7 @@ fn bad_input_gets_a_clear_message_and_non_zero_exit() {
                 "1",
             ],
         ),
-        "--ring 1",
+        "--ring <RING>",
     );
     fails_with(
         &mut subscriber(&dir, &["--key", "nobody", "--wait-publisher-ms", "0"]),

@@ -25,9 +25,15 @@ impl RtspServer {
     /// the test, saying what to install, if it cannot start: never a silent
     /// pass.
     pub fn start(mounts: &[(&str, &str)]) -> RtspServer {
+        Self::start_on(0, mounts)
+    }
+
+    /// As [`RtspServer::start`], on `port` (0: a free one): a camera that
+    /// comes back on its old address.
+    pub fn start_on(port: u16, mounts: &[(&str, &str)]) -> RtspServer {
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/rtsp-server.py");
         let mut cmd = Command::new("/usr/bin/python3");
-        cmd.arg(&script).args(["--port", "0"]);
+        cmd.arg(&script).args(["--port", &port.to_string()]);
         for (mount, clip) in mounts {
             cmd.arg("--mount")
                 .arg(format!("{mount}={}", super::media(clip).display()));
@@ -67,6 +73,15 @@ impl RtspServer {
             child: Some(child),
             base,
         }
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.base
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0)
     }
 
     /// The URL of `mount` (e.g. `/h264`).

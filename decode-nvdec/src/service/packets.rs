@@ -1,23 +1,31 @@
-//! The packet side of the publisher (`--packets`): Annex B conversion,
-//! packets demuxed before the publisher exists, and the flag for the next
-//! packet (`docs/protocol.md` §9).
+//! The packet side of a stream: Annex B conversion, packets demuxed before
+//! the publisher exists, and the flags of the next packet
+//! (`docs/protocol.md` §9).
 
+use crate::{AnnexB, Packet};
 use cuframes_core::packet::{PACKET_DISCONTINUITY, PACKET_KEY, PACKET_LAST_IN_AU};
 use cuframes_core::runtime::{Backend, Publisher};
-use cuframes_nvdec::{AnnexB, Packet};
 
 /// A converted packet waiting for the publisher: data, pts, dts (ns), flags.
 type PendingPacket = (Vec<u8>, Option<i64>, Option<i64>, u32);
 
+/// Most packets queued before the first frame creates the publisher (a
+/// stream whose decoder never produces a frame must not grow without bound).
+const MAX_PENDING: usize = 512;
+
+/// Feeds demuxed packets into a publisher's packet ring as Annex B.
 pub struct PacketFeed {
-    pub annexb: AnnexB,
+    annexb: AnnexB,
     pending: Vec<PendingPacket>,
-    pub discontinuity: bool,
+    discontinuity: bool,
     buf: Vec<u8>,
+    /// Packets skipped: not valid length-prefixed NAL units, refused by the
+    /// ring (too large), or queued past the pending limit.
     pub skipped: u64,
 }
 
 impl PacketFeed {
+    /// A feed converting with `annexb` (whose extradata is the ring's).
     pub fn new(annexb: AnnexB) -> Self {
         PacketFeed {
             annexb,
@@ -26,6 +34,16 @@ impl PacketFeed {
             buf: Vec::new(),
             skipped: 0,
         }
+    }
+
+    /// The Annex B parameter sets the ring announces.
+    pub fn extradata(&self) -> &[u8] {
+        self.annexb.extradata()
+    }
+
+    /// The next packet carries DISCONTINUITY (a gap: reconnect, loop, skip).
+    pub fn mark_discontinuity(&mut self) {
+        self.discontinuity = true;
     }
 
     /// Converts `p` and publishes it, or queues it while there is no
@@ -50,9 +68,11 @@ impl PacketFeed {
         }
         match publisher {
             Some(publ) => self.publish(publ, None, p.pts_ns, p.dts_ns, flags),
-            None => self
-                .pending
-                .push((self.buf.clone(), p.pts_ns, p.dts_ns, flags)),
+            None if self.pending.len() < MAX_PENDING => {
+                self.pending
+                    .push((self.buf.clone(), p.pts_ns, p.dts_ns, flags))
+            }
+            None => self.skip(),
         }
     }
 

@@ -1,0 +1,256 @@
+//! One stream's life on its own thread: pick the backend and decoder, open
+//! the input, pump frames into the sink, start a file over (`loop`), reopen
+//! a failed camera with backoff, and end the stream cleanly.
+
+use super::backoff::Backoff;
+use super::sink::{FrameSink, PacketSettings, SinkSettings};
+use super::source::{DecoderKind, MediaSource, PumpEnd, SlotWrite, SourceError, SourceSpec};
+use super::stats::{SharedStats, StreamState};
+use crate::nvdec::nvdec_available;
+use cuframes_core::runtime::{HostBackend, PublisherConfig};
+use cuframes_cuda::{CudaBackend, CudaConfig};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Which memory the ring lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendChoice {
+    /// CUDA when a driver and a GPU are present, else host memory.
+    Auto(CudaConfig),
+    /// Host memory (memfd).
+    Host,
+    /// CUDA device memory with these settings; failing to open the GPU fails the stream.
+    Cuda(CudaConfig),
+}
+
+/// Which decoder runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecoderChoice {
+    /// NVDEC with the CUDA backend when libnvcuvid loads, else software.
+    Auto,
+    /// libavcodec.
+    Software,
+    /// NVDEC (needs the CUDA backend).
+    Nvdec,
+}
+
+/// Everything one stream needs: the input, how to decode it, and how to
+/// publish it.
+#[derive(Debug, Clone)]
+pub struct StreamSpec {
+    /// Input, transport, stall timeout; its `decoder` is replaced by the
+    /// resolution of [`StreamSpec::decoder`].
+    pub source: SourceSpec,
+    /// Decoder choice.
+    pub decoder: DecoderChoice,
+    /// Backend choice.
+    pub backend: BackendChoice,
+    /// Publisher settings; `config.key` is the stream key.
+    pub config: PublisherConfig,
+    /// Publish encoded packets too.
+    pub packets: Option<PacketSettings>,
+    /// Files: start over at the end (the next frame carries DISCONTINUITY).
+    pub looping: bool,
+    /// Pace frames by their timestamps (files).
+    pub realtime: bool,
+    /// Stop after this many frames.
+    pub max_frames: Option<u64>,
+    /// Before the first frame, wait for this many subscribers.
+    pub wait_subscribers: usize,
+    /// ... at most this long.
+    pub wait_subscribers_timeout: Duration,
+    /// Delays between attempts to reopen a failed live input.
+    pub reconnect: Backoff,
+}
+
+impl StreamSpec {
+    /// The stream key.
+    pub fn key(&self) -> &str {
+        &self.config.key
+    }
+}
+
+/// How a stream's thread ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamOutcome {
+    /// The input ended (or `max_frames`); subscribers got GOODBYE end-of-stream.
+    Ended {
+        /// Frames published.
+        frames: u64,
+    },
+    /// Stopped on request; subscribers got GOODBYE shutdown (they may
+    /// reconnect to the next publisher of the key).
+    Stopped {
+        /// Frames published.
+        frames: u64,
+    },
+    /// An error retrying cannot fix (bad input file, GPU failure, key taken).
+    Failed(String),
+}
+
+/// Runs `spec` until its input ends, it fails for good, or `stop` is set.
+/// Never panics on anything from the input; every failure is in the outcome
+/// and `stats.last_error`.
+pub fn run_stream(spec: &StreamSpec, stop: &AtomicBool, stats: &SharedStats) -> StreamOutcome {
+    let key = spec.key().to_owned();
+    let cuda = match spec.backend {
+        BackendChoice::Host => None,
+        BackendChoice::Cuda(c) => match CudaBackend::publisher(c) {
+            Ok(b) => Some(b),
+            Err(e) => return fail(stats, &key, format!("cannot open the GPU: {e}")),
+        },
+        BackendChoice::Auto(c) => match CudaBackend::publisher(c) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                tracing::info!(%key, "no CUDA backend ({e}); using host memory");
+                None
+            }
+        },
+    };
+    let nvdec = match (spec.decoder, &cuda) {
+        (DecoderChoice::Software, _) => false,
+        (DecoderChoice::Nvdec, None) => {
+            return fail(stats, &key, "the NVDEC decoder needs the CUDA backend".into())
+        }
+        (DecoderChoice::Nvdec, Some(_)) => {
+            if !nvdec_available() {
+                return fail(stats, &key, "NVDEC: libnvcuvid.so.1 cannot be loaded".into());
+            }
+            true
+        }
+        (DecoderChoice::Auto, c) => c.is_some() && nvdec_available(),
+    };
+    let mut source = spec.source.clone();
+    source.decoder = if nvdec {
+        DecoderKind::Nvdec
+    } else {
+        DecoderKind::Software
+    };
+    match cuda {
+        None => drive(spec, &source, HostBackend, stop, stats),
+        Some(b) => drive(spec, &source, b, stop, stats),
+    }
+}
+
+fn fail(stats: &SharedStats, key: &str, why: String) -> StreamOutcome {
+    tracing::error!(%key, "stream failed: {why}");
+    stats.error(why.clone());
+    stats.set_state(StreamState::Failed);
+    StreamOutcome::Failed(why)
+}
+
+/// Sleeps `d` in short slices; `false` if `stop` was set meanwhile.
+fn sleep_unless_stopped<B: SlotWrite>(d: Duration, stop: &AtomicBool, sink: &FrameSink<B>) -> bool {
+    let until = Instant::now() + d;
+    while Instant::now() < until {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        sink.refresh_stats();
+        std::thread::sleep((until - Instant::now()).min(Duration::from_millis(50)));
+    }
+    !stop.load(Ordering::Relaxed)
+}
+
+fn drive<B: SlotWrite>(
+    spec: &StreamSpec,
+    source: &SourceSpec,
+    backend: B,
+    stop: &AtomicBool,
+    stats: &SharedStats,
+) -> StreamOutcome {
+    let key = spec.key().to_owned();
+    let device = backend.cuda_device().cloned();
+    let vram_free = device.clone().map(|d| {
+        Box::new(move || d.memory_info().ok().map(|m| m.free)) as Box<dyn Fn() -> Option<u64> + Send>
+    });
+    let settings = SinkSettings {
+        config: spec.config.clone(),
+        packets: spec.packets,
+        wait_subscribers: spec.wait_subscribers,
+        wait_subscribers_timeout: spec.wait_subscribers_timeout,
+        realtime: spec.realtime,
+        vram_free,
+    };
+    let mut sink = FrameSink::new(backend, settings, stats.clone());
+    let live = source.input.is_live();
+    let name = source.input.redacted();
+    let mut backoff = spec.reconnect;
+    let mut opened_before = false;
+
+    // `Err(e)`: the input failed; retried with backoff when live.
+    let outcome: Result<PumpEnd, SourceError> = 'stream: loop {
+        if stop.load(Ordering::Relaxed) {
+            break Ok(PumpEnd::Stopped);
+        }
+        stats.set_state(StreamState::Connecting);
+        let result = MediaSource::open(source, device.as_ref()).and_then(|mut src| {
+            if opened_before {
+                sink.discontinuity();
+                stats.lock().reconnects += 1;
+                tracing::info!(%key, input = %name, "input reopened; the next frame carries DISCONTINUITY");
+            } else {
+                let i = src.info();
+                tracing::info!(%key, input = %name, codec = %i.codec_name,
+                    "{}x{} at {}/{} fps, decoder {}", i.width, i.height, i.frame_rate.0, i.frame_rate.1,
+                    src.decoder_name());
+            }
+            opened_before = true;
+            sink.input_opened(src.info());
+            loop {
+                let end = src.pump(&mut sink, stop, spec.max_frames);
+                if src.frames() > 0 {
+                    backoff.reset();
+                }
+                match end? {
+                    PumpEnd::EndOfInput if live => {
+                        return Err(SourceError::LiveEnded {
+                            input: name.clone(),
+                            frames: src.frames(),
+                        });
+                    }
+                    PumpEnd::EndOfInput if spec.looping => {
+                        src.rewind()?;
+                        sink.discontinuity();
+                        stats.lock().loops += 1;
+                    }
+                    PumpEnd::EndOfInput if src.frames() == 0 && sink.total() == 0 => {
+                        return Err(SourceError::NoFrames(name.clone()));
+                    }
+                    end => return Ok(end),
+                }
+            }
+        });
+        match result {
+            Ok(end) => break Ok(end),
+            Err(e) if live && e.is_input_error() => {
+                let delay = backoff.next_delay();
+                tracing::warn!(%key, input = %name, "{e}; reconnecting in {:.1} s (attempt {})",
+                    delay.as_secs_f64(), backoff.attempts());
+                stats.error(e.to_string());
+                stats.set_state(StreamState::Backoff(delay));
+                if !sleep_unless_stopped(delay, stop, &sink) {
+                    break 'stream Ok(PumpEnd::Stopped);
+                }
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    let frames = sink.total();
+    match outcome {
+        Ok(PumpEnd::Stopped) => {
+            stats.set_state(StreamState::Stopped);
+            sink.shut_down();
+            StreamOutcome::Stopped { frames }
+        }
+        Ok(PumpEnd::EndOfInput | PumpEnd::Limit) => {
+            stats.set_state(StreamState::Ended);
+            sink.finish();
+            StreamOutcome::Ended { frames }
+        }
+        Err(e) => {
+            sink.finish();
+            fail(stats, &key, e.to_string())
+        }
+    }
+}
