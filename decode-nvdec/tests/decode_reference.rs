@@ -2,7 +2,6 @@
 //! frame against the MD5s `ffmpeg -f framemd5 -pix_fmt nv12` wrote
 //! (`media/*.framemd5`, see `media/README.md`). CPU only.
 
-
 use cuframes_nvdec::cuframes_core::{Codec, PixelFormat};
 use cuframes_nvdec::{
     DecodeError, Decoded, Decoder, Demuxer, HostFrame, OpenError, SoftwareDecoder,

@@ -234,7 +234,7 @@ enum End {
     /// EOF/reset, or GOODBYE other than EndOfStream: reconnect if enabled.
     Vanished,
     /// GOODBYE EndOfStream: the stream is over.
-    EndOfStream,
+    Finished,
     /// ERROR or a protocol error: no reconnect.
     Failed,
 }
@@ -638,7 +638,7 @@ impl<B: Backend> Subscriber<B> {
         };
         let now = Instant::now();
         match end {
-            Some(End::EndOfStream) | Some(End::Failed) => return Recovery::Disconnected,
+            Some(End::Finished) | Some(End::Failed) => return Recovery::Disconnected,
             // Closed region, no GOODBYE or EOF yet: wait for the reason.
             None => return Recovery::Wait(now + Duration::from_millis(10)),
             Some(End::Vanished) => {}
@@ -740,7 +740,7 @@ impl<B: Backend> Subscriber<B> {
             let result = match event {
                 Ok(SubscriberEvent::Goodbye(r)) => {
                     c.end = Some(if r == GoodbyeReason::EndOfStream {
-                        End::EndOfStream
+                        End::Finished
                     } else {
                         End::Vanished
                     });
@@ -959,7 +959,7 @@ fn open_conn<B: Backend>(
         opts.packets,
         match &mut attach {
             Attach::First(b) => Attach::First(&mut **b),
-            Attach::Again(b, p) => Attach::Again(*b, *p),
+            Attach::Again(b, p) => Attach::Again(*b, p),
         },
     )?;
     let packets = match im.packet_fd {

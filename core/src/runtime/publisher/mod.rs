@@ -257,12 +257,16 @@ pub enum ChangeError {
     Stopped,
 }
 
+/// A backend failure, boxed.
+type BackendError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Allocates `n` slots of `size` bytes and exports them.
+#[allow(clippy::type_complexity)]
 fn allocate_ring<B: Backend>(
     backend: &B,
     n: u32,
     size: u64,
-) -> Result<(Vec<B::Slot>, Vec<SlotExport>), Box<dyn std::error::Error + Send + Sync>> {
+) -> Result<(Vec<B::Slot>, Vec<SlotExport>), BackendError> {
     let mut slots = Vec::with_capacity(n as usize);
     let mut exports = Vec::with_capacity(n as usize);
     for i in 0..n {

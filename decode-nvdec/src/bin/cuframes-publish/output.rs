@@ -243,7 +243,14 @@ impl<B: Backend + Send + Sync + 'static> Output<B> {
                 st.packets_published, f.skipped
             );
         }
-        p.finish();
+        if stopped {
+            // GOODBYE Shutdown: reconnecting subscribers wait for the next
+            // publisher on the key (an upgrade), instead of ending.
+            drop(p);
+        } else {
+            // GOODBYE EndOfStream: the input is over, subscribers end.
+            p.finish();
+        }
         true
     }
 }
