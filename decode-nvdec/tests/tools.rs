@@ -60,6 +60,8 @@ fn subscriber(dir: &Path, args: &[&str]) -> Command {
         dir.to_str().unwrap(),
         "--wait-publisher-ms",
         "10000",
+        // These tests expect the tool to end when its publisher dies.
+        "--no-reconnect",
     ]);
     c.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
     c

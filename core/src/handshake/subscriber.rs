@@ -15,6 +15,10 @@ pub enum SubscriberState {
     AwaitWelcome,
     /// WELCOME accepted at this version.
     Established(Version),
+    /// STREAM_CHANGED received while established at this version: the next
+    /// WELCOME describes the new ring (`docs/protocol.md` §6). The old ring
+    /// stays readable meanwhile.
+    AwaitRewelcome(Version),
     /// GOODBYE sent or received.
     Closed,
     /// Rejected or broken.
@@ -24,11 +28,13 @@ pub enum SubscriberState {
 /// What a received message means to the subscriber.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SubscriberEvent<'a> {
-    /// Accepted: map the ring from this WELCOME and the fds that came with it.
+    /// Accepted: map the ring from this WELCOME and the fds that came with it
+    /// (the first WELCOME, or the re-WELCOME after STREAM_CHANGED).
     Welcomed(Welcome<'a>),
     /// The publisher refused or reported a fatal error.
     Rejected(ErrorMsg<'a>),
-    /// The stream description changed to this generation: re-import.
+    /// The stream description changed to this generation: a WELCOME for the
+    /// new ring follows on the same connection.
     StreamChanged(u64),
     /// The publisher said goodbye.
     Goodbye(GoodbyeReason),
@@ -74,7 +80,10 @@ impl SubscriberHandshake {
 
     /// Queues GOODBYE and closes.
     pub fn close(&mut self) {
-        if matches!(self.state, SubscriberState::Established(_)) {
+        if matches!(
+            self.state,
+            SubscriberState::Established(_) | SubscriberState::AwaitRewelcome(_)
+        ) {
             self.queue
                 .push(Outgoing::Plain(Message::Goodbye(GoodbyeReason::Normal)));
         }
@@ -112,17 +121,56 @@ impl SubscriberHandshake {
                 self.state = SubscriberState::Failed;
                 Err(unexpected("waiting for WELCOME"))
             }
-            (SubscriberState::Established(_), Message::Ping(n)) => {
+            (
+                SubscriberState::Established(_) | SubscriberState::AwaitRewelcome(_),
+                Message::Ping(n),
+            ) => {
                 self.queue.push(Outgoing::Plain(Message::Pong(n)));
                 Ok(SubscriberEvent::Nothing)
             }
-            (SubscriberState::Established(_), Message::Pong(n)) => Ok(SubscriberEvent::Pong(n)),
-            (SubscriberState::Established(_), Message::StreamChanged(g)) => {
+            (
+                SubscriberState::Established(_) | SubscriberState::AwaitRewelcome(_),
+                Message::Pong(n),
+            ) => Ok(SubscriberEvent::Pong(n)),
+            // A second STREAM_CHANGED before the WELCOME supersedes the first.
+            (
+                SubscriberState::Established(v) | SubscriberState::AwaitRewelcome(v),
+                Message::StreamChanged(g),
+            ) => {
+                self.state = SubscriberState::AwaitRewelcome(v);
                 Ok(SubscriberEvent::StreamChanged(g))
             }
-            (SubscriberState::Established(_), Message::Goodbye(r)) => {
+            (
+                SubscriberState::Established(_) | SubscriberState::AwaitRewelcome(_),
+                Message::Goodbye(r),
+            ) => {
                 self.state = SubscriberState::Closed;
                 Ok(SubscriberEvent::Goodbye(r))
+            }
+            (SubscriberState::AwaitRewelcome(v), Message::Welcome(w)) => {
+                let checked = self.check_welcome(&w).and_then(|()| {
+                    if w.version == v {
+                        Ok(())
+                    } else {
+                        Err(HandshakeError::BadWelcome(
+                            "re-WELCOME changes the negotiated version",
+                        ))
+                    }
+                });
+                match checked {
+                    Ok(()) => {
+                        self.state = SubscriberState::Established(v);
+                        Ok(SubscriberEvent::Welcomed(w))
+                    }
+                    Err(e) => {
+                        self.state = SubscriberState::Failed;
+                        Err(e)
+                    }
+                }
+            }
+            (SubscriberState::AwaitRewelcome(_), _) => {
+                self.state = SubscriberState::Failed;
+                Err(unexpected("waiting for the WELCOME after STREAM_CHANGED"))
             }
             (SubscriberState::Established(_), _) => {
                 self.state = SubscriberState::Failed;

@@ -1,10 +1,12 @@
-//! A subscriber's lease book: its lease row, the publisher's control region,
-//! and which of the row's entries live frames hold (`docs/protocol.md` §5.3).
+//! A subscriber's lease book: its lease row (one per connection), the
+//! publisher's control region (one per ring generation), and which of the
+//! row's entries live frames hold (`docs/protocol.md` §5.3).
 //!
-//! It lives behind an `Arc` so that a lease can be returned from another
+//! Both live behind `Arc`s so that a lease can be returned from another
 //! thread after the [`Frame`](super::Frame) guard is gone: a CUDA host
 //! callback that runs once the consumer's stream has finished with the frame
-//! ([`PendingRelease`]).
+//! ([`PendingRelease`]), and so that frames of a ring the subscriber has left
+//! (a stream change, a reconnect) keep that ring's mappings alive.
 
 use super::futex;
 use super::shm::Mapping;
@@ -21,42 +23,69 @@ use std::sync::{Arc, Mutex, MutexGuard};
 pub(crate) struct Book {
     /// Bit `i`: lease entry `i` is held by a live frame or a pending release.
     pub(crate) entries: u8,
-    /// Leases found revoked at release.
-    pub(crate) revoked: u64,
 }
 
-pub(crate) struct LeaseState {
-    pub(crate) control: Mapping,
+/// One connection's lease row (shared by every ring generation that
+/// connection imports) and its book.
+pub(crate) struct RowState {
     pub(crate) row: Mapping,
-    pub(crate) layout: ControlLayout,
+    pub(crate) _fd: rustix::fd::OwnedFd,
     pub(crate) mode: DeliveryMode,
     book: Mutex<Book>,
+    /// Revoked-lease count of the whole subscriber (all connections).
+    revoked: Arc<Mutex<u64>>,
 }
 
-impl LeaseState {
+impl RowState {
     pub(crate) fn new(
-        control: Mapping,
         row: Mapping,
-        layout: ControlLayout,
+        fd: rustix::fd::OwnedFd,
         mode: DeliveryMode,
+        revoked: Arc<Mutex<u64>>,
     ) -> Self {
-        LeaseState {
-            control,
+        RowState {
             row,
-            layout,
+            _fd: fd,
             mode,
             book: Mutex::new(Book::default()),
+            revoked,
         }
     }
 
     pub(crate) fn book(&self) -> MutexGuard<'_, Book> {
         self.book.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// One ring generation as a subscriber reads it: the publisher's control
+/// region and the connection's lease row.
+pub(crate) struct LeaseState {
+    pub(crate) control: Mapping,
+    pub(crate) row: Arc<RowState>,
+    pub(crate) layout: ControlLayout,
+}
+
+impl LeaseState {
+    pub(crate) fn new(control: Mapping, row: Arc<RowState>, layout: ControlLayout) -> Self {
+        LeaseState {
+            control,
+            row,
+            layout,
+        }
+    }
+
+    pub(crate) fn book(&self) -> MutexGuard<'_, Book> {
+        self.row.book()
+    }
+
+    pub(crate) fn mode(&self) -> DeliveryMode {
+        self.row.mode
+    }
 
     pub(crate) fn reader(&self) -> RingReader<'_> {
-        // Both mappings were checked against `layout` at connect time.
+        // Both mappings were checked against `layout` when imported.
         let ctl = control_words(&self.control, self.layout);
-        let row = LeaseWords::new(self.row.words());
+        let row = LeaseWords::new(self.row.row.words());
         match (ctl, row) {
             (Ok(c), Ok(r)) => RingReader::new(c, r),
             _ => unreachable!("mappings validated at connect"),
@@ -68,10 +97,10 @@ impl LeaseState {
         let reader = self.reader();
         let mut book = self.book();
         let valid = reader.still_valid(lease);
-        reader.release(lease, self.mode);
+        reader.release(lease, self.row.mode);
         book.entries &= !(1 << lease.entry);
         if !valid {
-            book.revoked += 1;
+            *self.row.revoked.lock().unwrap_or_else(|p| p.into_inner()) += 1;
         }
         drop(book);
         futex::wake_all(reader.words().release_wake());
@@ -90,6 +119,9 @@ pub struct PendingRelease {
     pub(crate) state: Arc<LeaseState>,
     pub(crate) lease: Lease,
     pub(crate) done: bool,
+    /// The ring generation the frame came from (its imported slots), kept
+    /// mapped until the lease is returned.
+    pub(crate) _ring: Arc<dyn Send + Sync>,
 }
 
 impl PendingRelease {

@@ -18,9 +18,9 @@ pub use host::{HostBackend, HostError, HostImported, HostSlot};
 pub use leases::PendingRelease;
 pub use packets::{CodecParams, Packet, PacketRecvError, PacketStats};
 pub use publisher::{
-    CreateError, PacketError, PacketRingConfig, PublishError, Published, Publisher,
+    ChangeError, CreateError, PacketError, PacketRingConfig, PublishError, Published, Publisher,
     PublisherConfig, PublisherStats,
 };
 pub use subscriber::{
-    ConnectError, Frame, RecvError, SubscribeOptions, Subscriber, SubscriberStats,
+    ConnectError, Frame, Reconnect, RecvError, SubscribeOptions, Subscriber, SubscriberStats,
 };

@@ -101,7 +101,7 @@ pub enum PacketRecvError {
     /// The codec description in the header is unusable.
     #[error("codec parameters: {0}")]
     Codec(#[from] CodecInfoError),
-    /// The control connection failed (protocol error, stream change).
+    /// The control connection failed (protocol error).
     #[error(transparent)]
     Control(#[from] RecvError),
 }
@@ -112,7 +112,9 @@ pub(crate) struct PacketState {
     _fd: OwnedFd,
     cursor: Cell<PacketCursor>,
     buf: RefCell<Vec<u8>>,
-    stats: Cell<PacketStats>,
+    pub(crate) stats: Cell<PacketStats>,
+    /// The next packet is flagged a discontinuity (first after a reconnect).
+    pub(crate) gap: Cell<bool>,
 }
 
 impl PacketState {
@@ -132,12 +134,57 @@ impl PacketState {
             cursor: Cell::new(PacketCursor::joining()),
             buf: RefCell::new(Vec::new()),
             stats: Cell::new(PacketStats::default()),
+            gap: Cell::new(false),
         })
     }
 
     fn reader(&self) -> Option<PacketReader<'_>> {
         PacketReader::open(self.map.words()).ok()
     }
+
+    /// One read attempt; `gone`: the publisher was known gone before it.
+    fn read_one(&self, gone: bool) -> Step {
+        let Some(reader) = self.reader() else {
+            return Step::Empty { finished: true };
+        };
+        let finished = gone || reader.is_closed();
+        let mut cursor = self.cursor.get();
+        let mut buf = self.buf.borrow_mut();
+        let got = match reader.read(&mut cursor, &mut buf) {
+            Err(PacketReadError::BufferTooSmall { need, .. }) => {
+                buf.resize(need, 0);
+                reader.read(&mut cursor, &mut buf)
+            }
+            r => r,
+        };
+        self.cursor.set(cursor);
+        match got {
+            Ok(PacketRead::Packet(mut meta)) => {
+                if self.gap.replace(false) {
+                    meta.discontinuity = true;
+                }
+                let mut s = self.stats.get();
+                s.received += 1;
+                s.bytes += meta.len as u64;
+                s.lost += meta.skipped;
+                s.discontinuities += u64::from(meta.discontinuity);
+                self.stats.set(s);
+                Step::Packet(Packet {
+                    data: buf.get(..meta.len).unwrap_or(&[]).to_vec(),
+                    meta,
+                })
+            }
+            Ok(PacketRead::Empty) => Step::Empty { finished },
+            Err(e) => Step::Corrupt(e),
+        }
+    }
+}
+
+/// Outcome of one [`PacketState::read_one`].
+enum Step {
+    Packet(Packet),
+    Empty { finished: bool },
+    Corrupt(PacketReadError),
 }
 
 impl<B: Backend> Subscriber<B> {
@@ -149,47 +196,44 @@ impl<B: Backend> Subscriber<B> {
     /// resumes at the next keyframe, whose [`PacketMeta::discontinuity`] is
     /// set and [`PacketMeta::skipped`] counts the loss. Polls every 1 ms.
     ///
+    /// With [`SubscribeOptions::reconnect`], a vanished publisher is
+    /// reconnected to as for frames ([`Subscriber::next_frame`]); the first
+    /// packet afterwards has [`PacketMeta::discontinuity`] set.
+    ///
     /// Errors: [`PacketRecvError::NotSubscribed`], `Timeout`, `Disconnected`
     /// (after the remaining packets), `Corrupt`, `Control`.
     pub fn next_packet(&self, timeout: Duration) -> Result<Packet, PacketRecvError> {
-        let st = self.packet_state().ok_or(PacketRecvError::NotSubscribed)?;
-        let Some(reader) = st.reader() else {
-            return Err(PacketRecvError::Disconnected);
-        };
         let deadline = Instant::now() + timeout;
         loop {
             // Read before the ring: everything published before the close
             // is visible to this attempt.
-            let finished = self.publisher_gone() || reader.is_closed();
-            let mut cursor = st.cursor.get();
-            let mut buf = st.buf.borrow_mut();
-            let got = match reader.read(&mut cursor, &mut buf) {
-                Err(PacketReadError::BufferTooSmall { need, .. }) => {
-                    buf.resize(need, 0);
-                    reader.read(&mut cursor, &mut buf)
-                }
-                r => r,
-            };
-            st.cursor.set(cursor);
+            let gone = self.publisher_gone();
+            let got = self
+                .with_packets(|st| st.read_one(gone))
+                .ok_or(PacketRecvError::NotSubscribed)?;
             match got {
-                Ok(PacketRead::Packet(meta)) => {
-                    let mut s = st.stats.get();
-                    s.received += 1;
-                    s.bytes += meta.len as u64;
-                    s.lost += meta.skipped;
-                    s.discontinuities += u64::from(meta.discontinuity);
-                    st.stats.set(s);
-                    return Ok(Packet {
-                        data: buf[..meta.len].to_vec(),
-                        meta,
-                    });
+                Step::Packet(p) => return Ok(p),
+                Step::Corrupt(e) => return Err(PacketRecvError::Corrupt(e)),
+                Step::Empty { finished: false } => {}
+                Step::Empty { finished: true } => {
+                    self.service_socket()?;
+                    match self.recover_packets(deadline) {
+                        Some(None) => continue,
+                        None => return Err(PacketRecvError::Disconnected),
+                        Some(Some(until)) => {
+                            if Instant::now() >= deadline {
+                                return Err(PacketRecvError::Timeout(timeout));
+                            }
+                            let until = until.min(deadline);
+                            std::thread::sleep(
+                                until
+                                    .saturating_duration_since(Instant::now())
+                                    .min(POLL * 10),
+                            );
+                            continue;
+                        }
+                    }
                 }
-                Ok(PacketRead::Empty) => {}
-                Err(e) => return Err(PacketRecvError::Corrupt(e)),
-            }
-            drop(buf);
-            if finished {
-                return Err(PacketRecvError::Disconnected);
             }
             self.service_socket()?;
             let now = Instant::now();
@@ -206,25 +250,27 @@ impl<B: Backend> Subscriber<B> {
     /// Errors: [`PacketRecvError::NotSubscribed`], [`PacketRecvError::Codec`]
     /// (size above 4096, or rewritten during every attempt).
     pub fn codec_params(&self) -> Result<CodecParams, PacketRecvError> {
-        let st = self.packet_state().ok_or(PacketRecvError::NotSubscribed)?;
-        let reader = st.reader().ok_or(PacketRecvError::Disconnected)?;
-        let mut ex = vec![0u8; MAX_EXTRADATA];
-        let info = reader.codec(&mut ex)?;
-        ex.truncate(info.extradata_len);
-        Ok(CodecParams {
-            codec_id: info.codec_id,
-            extradata: ex,
+        self.with_packets(|st| {
+            let reader = st.reader().ok_or(PacketRecvError::Disconnected)?;
+            let mut ex = vec![0u8; MAX_EXTRADATA];
+            let info = reader.codec(&mut ex)?;
+            ex.truncate(info.extradata_len);
+            Ok(CodecParams {
+                codec_id: info.codec_id,
+                extradata: ex,
+            })
         })
+        .ok_or(PacketRecvError::NotSubscribed)?
     }
 
-    /// Packet counters (all zero without a packet subscription).
+    /// Packet counters (all zero without a packet subscription); they carry
+    /// over reconnects.
     pub fn packet_stats(&self) -> PacketStats {
-        self.packet_state()
-            .map_or(PacketStats::default(), |s| s.stats.get())
+        self.with_packets(|s| s.stats.get()).unwrap_or_default()
     }
 
     /// Whether this subscriber reads the packet ring.
     pub fn has_packets(&self) -> bool {
-        self.packet_state().is_some()
+        self.with_packets(|_| ()).is_some()
     }
 }

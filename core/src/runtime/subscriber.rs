@@ -5,30 +5,41 @@
 //! imports the slots through the backend. [`Subscriber::next_frame`] leases
 //! the next frame for its delivery mode and returns a [`Frame`] guard whose
 //! drop releases the lease.
+//!
+//! A publisher may change its stream mid-connection (STREAM_CHANGED, then a
+//! WELCOME for a new ring, §6): the subscriber imports the new ring through
+//! the same checks as at connect, keeps delivering the old ring's frames
+//! until the publisher closes it, then moves on; the first frame of the new
+//! ring says so ([`Frame::stream_changed`]). With
+//! [`SubscribeOptions::reconnect`] a subscriber whose publisher vanished
+//! (crash, or GOODBYE Shutdown) connects again to the same key.
 
 use super::backend::{Backend, Peer};
 use super::channel::{Channel, ChannelError};
 use super::dir::{self, DirError};
 use super::futex;
 use super::host::HostBackend;
-use super::leases::{LeaseState, PendingRelease};
+use super::leases::{LeaseState, PendingRelease, RowState};
+use super::packets::PacketState;
 use super::shm::{self, Access, Mapping, ShmError};
 use crate::handshake::{HandshakeError, SubscriberEvent, SubscriberHandshake};
 use crate::layout::{
-    header, ControlLayout, LayoutError, StreamDesc, LEASES_PER_ROW, LEASE_REGION_SIZE,
+    header, ControlLayout, LayoutError, StreamDesc, FLAG_DISCONTINUITY, LEASES_PER_ROW,
+    LEASE_REGION_SIZE,
 };
-use crate::ring::{Acquire, ControlWords, Cursor, FrameMeta, Lease, LeaseWords, RingReader};
+use crate::ring::{Acquire, ControlWords, Cursor, FrameMeta, Lease, LeaseWords};
 use crate::wire::{
-    decode, ErrorCode, Hello, Name, WireError, HELLO_WANTS_FRAMES, HELLO_WANTS_PACKETS,
-    WELCOME_HAS_PACKETS,
+    decode, ErrorCode, GoodbyeReason, Hello, Name, Welcome, WireError, HELLO_WANTS_FRAMES,
+    HELLO_WANTS_PACKETS, WELCOME_HAS_PACKETS,
 };
 use crate::{DeliveryMode, MemoryKind, PROTOCOL_VERSION};
 use rustix::fd::{AsFd, OwnedFd};
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::prelude::rust_2021::*;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Subscriber settings. `SubscribeOptions::new(mode)` gives the defaults.
@@ -48,6 +59,9 @@ pub struct SubscribeOptions {
     /// [`Subscriber::next_packet`]). A publisher without one fails the
     /// connection with [`ConnectError::NoPacketRing`].
     pub packets: bool,
+    /// Reconnect automatically when the publisher vanishes (default `None`:
+    /// report [`RecvError::Disconnected`]). See [`Reconnect`].
+    pub reconnect: Option<Reconnect>,
 }
 
 impl SubscribeOptions {
@@ -60,6 +74,38 @@ impl SubscribeOptions {
             handshake_timeout: Duration::from_secs(5),
             frames: true,
             packets: false,
+            reconnect: None,
+        }
+    }
+}
+
+/// Automatic reconnection (`docs/protocol.md` §5.6): when the publisher
+/// vanishes — socket EOF or reset without GOODBYE, or GOODBYE with reason
+/// Shutdown or Normal — the subscriber first delivers what is left in its
+/// rings, then connects to the same key again from inside
+/// [`Subscriber::next_frame`] / [`Subscriber::next_packet`] (which return
+/// `Timeout` while it waits). GOODBYE EndOfStream, an ERROR and a protocol
+/// error still end with `Disconnected`.
+///
+/// Attempts follow a capped exponential backoff: the first at once, then
+/// after `first_delay`, doubling up to `max_delay`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reconnect {
+    /// Wait before the second attempt (default 50 ms).
+    pub first_delay: Duration,
+    /// Longest wait between attempts (default 500 ms).
+    pub max_delay: Duration,
+    /// Give up (report `Disconnected`) when no attempt succeeded this long
+    /// after the publisher was found gone (default `None`: never).
+    pub give_up_after: Option<Duration>,
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        Reconnect {
+            first_delay: Duration::from_millis(50),
+            max_delay: Duration::from_millis(500),
+            give_up_after: None,
         }
     }
 }
@@ -105,6 +151,11 @@ pub enum ConnectError {
         /// This backend's kind.
         ours: MemoryKind,
     },
+    /// A later ring (re-WELCOME after STREAM_CHANGED, or a reconnect) differs
+    /// from the first in memory kind, sync kind, GPU, subscriber id or packet
+    /// ring (§6): the backend stays attached to the first publisher's.
+    #[error("the new ring differs from the attached one in {0}")]
+    PeerChanged(&'static str),
     /// The control region failed validation.
     #[error("control region: {0}")]
     Layout(#[from] LayoutError),
@@ -128,20 +179,21 @@ pub enum ConnectError {
 /// Receiving a frame failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RecvError {
-    /// No new frame within the timeout.
+    /// No new frame within the timeout (also while reconnecting).
     #[error("no frame within {0:?}")]
     Timeout(Duration),
     /// The publisher is gone (socket closed, GOODBYE, or region closed) and
-    /// every frame left in the ring has been delivered.
+    /// every frame left in the ring has been delivered; with
+    /// [`SubscribeOptions::reconnect`], only after GOODBYE EndOfStream, a
+    /// protocol failure, or the give-up duration.
     #[error("publisher disconnected")]
     Disconnected,
     /// All lease entries are held by live [`Frame`]s.
     #[error("all {LEASES_PER_ROW} leases are held; drop a frame first")]
     TooManyLeases,
-    /// The stream description changed; reconnect to re-import.
-    #[error("stream changed to generation {0}; reconnect")]
-    StreamChanged(u64),
-    /// The publisher broke the protocol.
+    /// The publisher broke the protocol (e.g. a bad re-WELCOME after
+    /// STREAM_CHANGED); the connection is failed, later calls deliver what
+    /// is left, then `Disconnected`.
     #[error("protocol error: {0}")]
     Protocol(String),
     /// This subscriber did not ask for frames (`SubscribeOptions::frames`).
@@ -158,22 +210,85 @@ pub struct SubscriberStats {
     pub dropped: u64,
     /// Frames whose lease the publisher revoked before release.
     pub revoked: u64,
+    /// Successful automatic reconnections ([`SubscribeOptions::reconnect`]).
+    pub reconnects: u64,
+    /// Stream changes delivered: switches to a new ring generation, and
+    /// reconnects to a publisher with a different stream description.
+    pub stream_changes: u64,
+}
+
+/// One ring generation as imported: the control region, the connection's
+/// lease row, the slots and their stream description. Frames hold an `Arc`
+/// of it, so it stays mapped while any of them lives.
+pub(crate) struct Ring<B: Backend> {
+    leases: Arc<LeaseState>,
+    stream: StreamDesc,
+    slots: Vec<B::Imported>,
+    /// WELCOME's `start_seq`: frames of this ring are above it.
+    start_seq: u64,
+}
+
+/// Why a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// EOF/reset, or GOODBYE other than EndOfStream: reconnect if enabled.
+    Vanished,
+    /// GOODBYE EndOfStream: the stream is over.
+    Finished,
+    /// ERROR or a protocol error: no reconnect.
+    Failed,
+}
+
+/// One connection to a publisher.
+struct Conn<B: Backend> {
+    chan: Channel,
+    hs: SubscriberHandshake,
+    id: u32,
+    row: Arc<RowState>,
+    /// The ring frames are read from now.
+    ring: Arc<Ring<B>>,
+    /// Rings announced by re-WELCOMEs, read once `ring` is closed and drained.
+    next: VecDeque<Arc<Ring<B>>>,
+    packets: Option<PacketState>,
+    end: Option<End>,
+    /// STREAM_CHANGED's generation while its WELCOME is awaited.
+    changing: Option<u64>,
+}
+
+/// Reconnection progress.
+#[derive(Debug, Clone, Copy)]
+struct Retry {
+    since: Instant,
+    next_try: Instant,
+    delay: Duration,
+    given_up: bool,
+}
+
+/// What to do once a connection has ended and its rings are drained.
+enum Recovery {
+    /// A new connection is up: read again.
+    Reconnected,
+    /// Not yet: wait until this instant (or the caller's deadline).
+    Wait(Instant),
+    /// The end is final.
+    Disconnected,
 }
 
 /// A connection to one publisher.
 pub struct Subscriber<B: Backend = HostBackend> {
-    chan: RefCell<Channel>,
-    hs: RefCell<SubscriberHandshake>,
-    leases: Arc<LeaseState>,
-    _row_fd: OwnedFd,
-    stream: StreamDesc,
-    slots: Vec<B::Imported>,
-    subscriber_id: u32,
+    key: String,
+    opts: SubscribeOptions,
+    conn: RefCell<Conn<B>>,
     cursor: Cell<Cursor>,
     stats: Cell<SubscriberStats>,
-    gone: Cell<bool>,
-    frames: bool,
-    packets: Option<super::packets::PacketState>,
+    revoked: Arc<Mutex<u64>>,
+    /// The next frame reports a stream change.
+    announce_change: Cell<bool>,
+    /// The next frame carries `FLAG_DISCONTINUITY` (after a reconnect).
+    announce_gap: Cell<bool>,
+    retry: Cell<Option<Retry>>,
+    /// What the backend was attached with; later rings must match.
+    peer: Peer,
     backend: B,
 }
 
@@ -184,11 +299,159 @@ impl Subscriber<HostBackend> {
     }
 }
 
+/// How a WELCOME's ring meets the backend: attach it (first connection), or
+/// check it against the attached peer (re-WELCOME, reconnect).
+enum Attach<'b, B> {
+    First(&'b mut B),
+    Again(&'b B, &'b Peer),
+}
+
+/// A ring checked and imported from one WELCOME (W4–W10), before the lease
+/// row is (re)initialised.
+struct Imported<B: Backend> {
+    control: Mapping,
+    layout: ControlLayout,
+    stream: StreamDesc,
+    slots: Vec<B::Imported>,
+    peer: Peer,
+    /// The packet region's fd when `HAS_PACKETS`.
+    packet_fd: Option<OwnedFd>,
+}
+
+/// W4–W10 of `docs/protocol.md` §6 for `welcome` and the fds queued on
+/// `chan`: the one import path of connect and re-WELCOME.
+fn import_welcome<B: Backend>(
+    chan: &mut Channel,
+    welcome: &Welcome<'_>,
+    frames: bool,
+    packets: bool,
+    attach: Attach<'_, B>,
+) -> Result<Imported<B>, ConnectError> {
+    let accepts = match &attach {
+        Attach::First(b) => b.accepts(welcome.memory_kind),
+        Attach::Again(b, _) => b.accepts(welcome.memory_kind),
+    };
+    if !accepts {
+        let ours = match &attach {
+            Attach::First(b) => b.memory_kind(),
+            Attach::Again(b, _) => b.memory_kind(),
+        };
+        return Err(ConnectError::MemoryKind {
+            theirs: welcome.memory_kind,
+            ours,
+        });
+    }
+    let has_packets = welcome.flags & WELCOME_HAS_PACKETS != 0;
+    if packets && !has_packets {
+        return Err(ConnectError::NoPacketRing);
+    }
+    let n_fds =
+        1 + if frames && welcome.memory_kind.uses_fds() {
+            welcome.slot_count as usize
+        } else {
+            0
+        } + usize::from(has_packets);
+    let mut fds = chan.take_fds(n_fds)?.into_iter();
+    chan.discard_fds();
+    let control_fd = fds.next().ok_or(ChannelError::MissingFds {
+        need: n_fds,
+        have: 0,
+    })?;
+    let layout = ControlLayout::new(welcome.slot_count)
+        .ok_or(LayoutError::SlotCount(welcome.slot_count as u64))?;
+    if welcome.control_size != layout.region_size() {
+        return Err(LayoutError::Field {
+            field: "WELCOME control_size",
+            value: welcome.control_size,
+            expected: layout.region_size(),
+        }
+        .into());
+    }
+    shm::check_received(control_fd.as_fd(), layout.region_size())?;
+    let control = Mapping::map(
+        control_fd.as_fd(),
+        layout.region_size() as usize,
+        Access::ReadOnly,
+    )?;
+    let words = control_words(&control, layout)?;
+    let header = words.snapshot_header();
+    let stream = words.snapshot_stream();
+    let checked = ControlLayout::validate(&header, &stream, control.len() as u64)?;
+    if header.memory_kind != welcome.memory_kind.code() as u64
+        || header.sync_kind != welcome.sync_kind.code() as u64
+    {
+        return Err(LayoutError::Field {
+            field: "memory_kind/sync_kind vs WELCOME",
+            value: header.memory_kind,
+            expected: welcome.memory_kind.code() as u64,
+        }
+        .into());
+    }
+    if checked != layout || header.slot_size != welcome.slot_size {
+        return Err(LayoutError::Field {
+            field: "slot_count/slot_size vs WELCOME",
+            value: header.slot_count,
+            expected: welcome.slot_count as u64,
+        }
+        .into());
+    }
+    let peer = Peer {
+        memory_kind: welcome.memory_kind,
+        sync_kind: welcome.sync_kind,
+        gpu_uuid: uuid_bytes(header.gpu_uuid),
+        slot_size: welcome.slot_size,
+        slot_count: welcome.slot_count,
+    };
+    let backend: &B = match attach {
+        Attach::First(b) => {
+            b.attach(&peer)
+                .map_err(|e| ConnectError::Import(Box::new(e)))?;
+            b
+        }
+        Attach::Again(b, first) => {
+            if first.memory_kind != peer.memory_kind || first.sync_kind != peer.sync_kind {
+                return Err(ConnectError::PeerChanged("memory or sync kind"));
+            }
+            if first.gpu_uuid != peer.gpu_uuid {
+                return Err(ConnectError::PeerChanged("GPU"));
+            }
+            b
+        }
+    };
+    let mut slots = Vec::with_capacity(welcome.slot_count as usize);
+    for i in 0..welcome.slot_count as usize * usize::from(frames) {
+        let hl = welcome.handle_len as usize;
+        let handle = welcome.handles.get(i * hl..(i + 1) * hl).unwrap_or(&[]);
+        let fd = if welcome.memory_kind.uses_fds() {
+            fds.next()
+        } else {
+            None
+        };
+        // SAFETY: `fd`/`handle` come from this publisher's WELCOME for its
+        // memory kind, which this backend accepts (checked above), for
+        // slots of `slot_size` bytes (validated against the region).
+        #[allow(unsafe_code)]
+        let imported = unsafe { backend.import(fd, handle, welcome.slot_size) }
+            .map_err(|e| ConnectError::Import(Box::new(e)))?;
+        slots.push(imported);
+    }
+    Ok(Imported {
+        control,
+        layout,
+        stream,
+        slots,
+        peer,
+        packet_fd: fds.next().filter(|_| has_packets),
+    })
+}
+
 impl<B: Backend> Subscriber<B> {
     /// Connects to the publisher of `key`, importing its slots with `backend`.
     ///
     /// The backend sees the publisher's memory kind, sync kind and GPU UUID
-    /// ([`Backend::attach`]) before it imports the slots.
+    /// ([`Backend::attach`]) before it imports the slots. Later rings of this
+    /// subscriber (stream changes, reconnects) must keep them
+    /// ([`ConnectError::PeerChanged`]).
     pub fn connect(
         key: &str,
         mut backend: B,
@@ -197,211 +460,34 @@ impl<B: Backend> Subscriber<B> {
         if !opts.frames && !opts.packets {
             return Err(ConnectError::NothingWanted);
         }
-        let dir = opts.runtime_dir.clone().unwrap_or_else(dir::runtime_dir);
-        let path = dir::socket_path(&dir, key)?;
-        let stream = UnixStream::connect(&path).map_err(|source| ConnectError::NoPublisher {
-            key: key.to_owned(),
-            path: path.clone(),
-            source,
-        })?;
-        let _ = stream.set_nonblocking(true);
-        let mut chan = Channel::new(stream);
-
-        let (row_fd, row) = shm::create_shared("cuframes-lease-row", LEASE_REGION_SIZE)?;
-        LeaseWords::new(row.words())
-            .map_err(|_| ShmError::Size {
-                actual: 0,
-                expected: LEASE_REGION_SIZE,
-            })?
-            .init(0);
-
-        let hello = Hello {
-            version_min: PROTOCOL_VERSION,
-            version_max: PROTOCOL_VERSION,
-            flags: if opts.frames { HELLO_WANTS_FRAMES } else { 0 }
-                | if opts.packets { HELLO_WANTS_PACKETS } else { 0 },
-            mode: opts.mode,
-            gpu_uuid: backend.gpu_uuid(),
-            name: Name::truncated(&opts.name),
-        };
-        let mut hs = SubscriberHandshake::new(hello);
-        // A publisher that refuses at accept (access, capacity) sends ERROR and
-        // closes, maybe before HELLO arrives: read its reason before giving up.
-        let mut sent = Ok(());
-        while let Some(o) = hs.poll_transmit() {
-            let fds = if opts.frames {
-                &[row_fd.as_fd()][..]
-            } else {
-                &[]
-            };
-            sent = sent.and(chan.send(&o.message(), fds));
-        }
-
-        let deadline = Instant::now() + opts.handshake_timeout;
-        let raw = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let raw = match chan.recv(Some(left)) {
-                Ok(Some(raw)) => raw,
-                Ok(None) if left.is_zero() => {
-                    return Err(ConnectError::Timeout(opts.handshake_timeout))
-                }
-                Ok(None) => continue,
-                Err(e) => {
-                    sent?;
-                    return Err(e.into());
-                }
-            };
-            // Unknown message types are skipped, also before WELCOME.
-            if !matches!(decode(&raw), Ok(Some(d)) if matches!(d.message, crate::wire::Message::Unknown { .. }))
-            {
-                break raw;
-            }
-        };
-        let msg = decode(&raw)
-            .map_err(ChannelError::from)?
-            .ok_or(ChannelError::Wire(WireError::TooLong(0)))?
-            .message;
-        let welcome = match hs.handle(msg)? {
-            SubscriberEvent::Welcomed(w) => w,
-            SubscriberEvent::Rejected(e) => {
-                return Err(ConnectError::Rejected {
-                    code: e.code,
-                    text: e.text.to_owned(),
-                })
-            }
-            _ => {
-                return Err(HandshakeError::Unexpected {
-                    kind: msg.kind(),
-                    state: "waiting for WELCOME",
-                }
-                .into())
-            }
-        };
-        if !backend.accepts(welcome.memory_kind) {
-            return Err(ConnectError::MemoryKind {
-                theirs: welcome.memory_kind,
-                ours: backend.memory_kind(),
-            });
-        }
-        let has_packets = welcome.flags & WELCOME_HAS_PACKETS != 0;
-        if opts.packets && !has_packets {
-            return Err(ConnectError::NoPacketRing);
-        }
-        let n_fds =
-            1 + if opts.frames && welcome.memory_kind.uses_fds() {
-                welcome.slot_count as usize
-            } else {
-                0
-            } + usize::from(has_packets);
-        let mut fds = chan.take_fds(n_fds)?.into_iter();
-        chan.discard_fds();
-        let control_fd = fds.next().ok_or(ChannelError::MissingFds {
-            need: n_fds,
-            have: 0,
-        })?;
-        let layout = ControlLayout::new(welcome.slot_count)
-            .ok_or(LayoutError::SlotCount(welcome.slot_count as u64))?;
-        if welcome.control_size != layout.region_size() {
-            return Err(LayoutError::Field {
-                field: "WELCOME control_size",
-                value: welcome.control_size,
-                expected: layout.region_size(),
-            }
-            .into());
-        }
-        shm::check_received(control_fd.as_fd(), layout.region_size())?;
-        let control = Mapping::map(
-            control_fd.as_fd(),
-            layout.region_size() as usize,
-            Access::ReadOnly,
+        let revoked = Arc::new(Mutex::new(0));
+        let (conn, peer, start) = open_conn(
+            key,
+            &opts,
+            opts.handshake_timeout,
+            Attach::First(&mut backend),
+            &revoked,
         )?;
-        let words = control_words(&control, layout)?;
-        let header = words.snapshot_header();
-        let stream = words.snapshot_stream();
-        let checked = ControlLayout::validate(&header, &stream, control.len() as u64)?;
-        if header.memory_kind != welcome.memory_kind.code() as u64
-            || header.sync_kind != welcome.sync_kind.code() as u64
-        {
-            return Err(LayoutError::Field {
-                field: "memory_kind/sync_kind vs WELCOME",
-                value: header.memory_kind,
-                expected: welcome.memory_kind.code() as u64,
-            }
-            .into());
-        }
-        if checked != layout || header.slot_size != welcome.slot_size {
-            return Err(LayoutError::Field {
-                field: "slot_count/slot_size vs WELCOME",
-                value: header.slot_count,
-                expected: welcome.slot_count as u64,
-            }
-            .into());
-        }
-        backend
-            .attach(&Peer {
-                memory_kind: welcome.memory_kind,
-                sync_kind: welcome.sync_kind,
-                gpu_uuid: uuid_bytes(header.gpu_uuid),
-                slot_size: welcome.slot_size,
-                slot_count: welcome.slot_count,
-            })
-            .map_err(|e| ConnectError::Import(Box::new(e)))?;
-        let mut slots = Vec::with_capacity(welcome.slot_count as usize);
-        for i in 0..welcome.slot_count as usize * usize::from(opts.frames) {
-            let hl = welcome.handle_len as usize;
-            let handle = &welcome.handles[i * hl..(i + 1) * hl];
-            let fd = if welcome.memory_kind.uses_fds() {
-                fds.next()
-            } else {
-                None
-            };
-            // SAFETY: `fd`/`handle` come from this publisher's WELCOME for its
-            // memory kind, which equals this backend's (checked above), for
-            // slots of `slot_size` bytes (validated against the region).
-            #[allow(unsafe_code)]
-            let imported = unsafe { backend.import(fd, handle, welcome.slot_size) }
-                .map_err(|e| ConnectError::Import(Box::new(e)))?;
-            slots.push(imported);
-        }
-        let packets = match fds.next() {
-            Some(fd) if has_packets => Some(super::packets::PacketState::open(
-                fd,
-                welcome.packet_region_size,
-            )?),
-            _ => None,
-        };
-        let start = welcome.start_seq;
-        LeaseWords::new(row.words())
-            .map_err(|_| ShmError::Size {
-                actual: 0,
-                expected: LEASE_REGION_SIZE,
-            })?
-            .init(start);
-        let subscriber_id = welcome.subscriber_id;
         Ok(Subscriber {
-            chan: RefCell::new(chan),
-            hs: RefCell::new(hs),
-            leases: Arc::new(LeaseState::new(control, row, layout, opts.mode)),
-            _row_fd: row_fd,
-            stream,
-            slots,
-            subscriber_id,
+            key: key.to_owned(),
+            opts,
+            conn: RefCell::new(conn),
             cursor: Cell::new(Cursor { last_seq: start }),
             stats: Cell::new(SubscriberStats::default()),
-            gone: Cell::new(false),
-            frames: opts.frames,
-            packets,
+            revoked,
+            announce_change: Cell::new(false),
+            announce_gap: Cell::new(false),
+            retry: Cell::new(None),
+            peer,
             backend,
         })
     }
 
-    fn reader(&self) -> RingReader<'_> {
-        self.leases.reader()
-    }
-
-    /// The validated stream description (frame size, format, plane layout).
-    pub fn stream(&self) -> &StreamDesc {
-        &self.stream
+    /// The stream description of the ring frames are read from now (frame
+    /// size, format, plane layout). It changes with the stream
+    /// (`docs/protocol.md` §6); each frame's own is [`Frame::stream`].
+    pub fn stream(&self) -> StreamDesc {
+        self.conn.borrow().ring.stream
     }
 
     /// The backend this subscriber imported its slots with.
@@ -409,20 +495,20 @@ impl<B: Backend> Subscriber<B> {
         &self.backend
     }
 
-    /// Slots in the publisher's ring.
+    /// Slots in the ring frames are read from now.
     pub fn slot_count(&self) -> u32 {
-        self.slots.len() as u32
+        self.conn.borrow().ring.slots.len() as u32
     }
 
-    /// Publisher-assigned id.
+    /// Publisher-assigned id (of the current connection).
     pub fn id(&self) -> u32 {
-        self.subscriber_id
+        self.conn.borrow().id
     }
 
     /// Counters so far.
     pub fn stats(&self) -> SubscriberStats {
         SubscriberStats {
-            revoked: self.leases.book().revoked,
+            revoked: *self.revoked.lock().unwrap_or_else(|p| p.into_inner()),
             ..self.stats.get()
         }
     }
@@ -433,44 +519,76 @@ impl<B: Backend> Subscriber<B> {
     /// NewestOnly returns the newest committed frame newer than the last one
     /// returned; InOrder the next in sequence. Frames that were skipped or
     /// lost are counted in [`Frame::skipped`] and [`SubscriberStats::dropped`].
-    /// After the publisher is gone, the frames still in the ring are
-    /// delivered, then [`RecvError::Disconnected`].
+    /// After a stream change the old ring's frames come first, then the new
+    /// ring's ([`Frame::stream_changed`] on its first). After the publisher
+    /// is gone, the frames still in the ring are delivered, then
+    /// [`RecvError::Disconnected`] — or, with [`SubscribeOptions::reconnect`],
+    /// the frames of the next publisher on the key (the first one flagged
+    /// `FLAG_DISCONTINUITY`).
     pub fn next_frame(&self, timeout: Duration) -> Result<Frame<'_, B>, RecvError> {
-        if !self.frames {
+        if !self.opts.frames {
             return Err(RecvError::NotSubscribed);
         }
         let deadline = Instant::now() + timeout;
-        let used = self.leases.book().entries;
-        let entry = (0..LEASES_PER_ROW)
-            .find(|i| used & (1 << i) == 0)
-            .ok_or(RecvError::TooManyLeases)?;
-        let reader = self.reader();
         loop {
+            let ring = Arc::clone(&self.conn.borrow().ring);
+            let used = ring.leases.book().entries;
+            let entry = (0..LEASES_PER_ROW)
+                .find(|i| used & (1 << i) == 0)
+                .ok_or(RecvError::TooManyLeases)?;
+            let reader = ring.leases.reader();
             let wake = reader.words().wake().load(crate::sync::Ordering::SeqCst);
             // Read before acquiring: every frame committed before the close
             // (or before the socket EOF we saw) is visible to this acquire.
-            let finished = self.gone.get() || reader.words().is_closed();
+            let closed = reader.words().is_closed();
+            let finished = closed || self.conn.borrow().end.is_some();
             if let Acquire::Frame(lease) =
-                reader.acquire(self.leases.mode, self.cursor.get(), entry)
+                reader.acquire(ring.leases.mode(), self.cursor.get(), entry)
             {
                 self.cursor.set(Cursor {
                     last_seq: lease.seq,
                 });
-                self.leases.book().entries |= 1 << entry;
+                ring.leases.book().entries |= 1 << entry;
                 let mut st = self.stats.get();
                 st.received += 1;
                 st.dropped = st.dropped.saturating_add(lease.skipped);
                 self.stats.set(st);
-                let meta = reader.meta(&lease);
+                let mut meta = reader.meta(&lease);
+                if self.announce_gap.replace(false) {
+                    meta.flags |= FLAG_DISCONTINUITY;
+                }
+                let changed = self.announce_change.replace(false);
                 return Ok(Frame {
                     sub: self,
+                    ring,
                     lease,
                     meta,
+                    changed,
+                    done: false,
                 });
             }
             if finished {
-                self.gone.set(true);
-                return Err(RecvError::Disconnected);
+                // A WELCOME or GOODBYE sent before the close is in the socket.
+                self.service_socket()?;
+                if closed && self.switch_ring() {
+                    continue;
+                }
+                match self.recover(deadline) {
+                    Recovery::Reconnected => continue,
+                    Recovery::Disconnected => return Err(RecvError::Disconnected),
+                    Recovery::Wait(until) => {
+                        if Instant::now() >= deadline {
+                            return Err(RecvError::Timeout(timeout));
+                        }
+                        let until = until.min(deadline);
+                        std::thread::sleep(
+                            until
+                                .saturating_duration_since(Instant::now())
+                                .min(Duration::from_millis(10)),
+                        );
+                        continue;
+                    }
+                }
             }
             self.service_socket()?;
             let now = Instant::now();
@@ -479,68 +597,410 @@ impl<B: Backend> Subscriber<B> {
             }
             // Slices bound how late a dead publisher (socket EOF) is noticed.
             futex::wait(
-                reader.words().wake(),
+                ring.leases.reader().words().wake(),
                 wake,
                 (deadline - now).min(Duration::from_millis(10)),
             );
         }
     }
 
-    /// Handles whatever the publisher sent (PING, GOODBYE, STREAM_CHANGED, EOF).
-    pub(super) fn service_socket(&self) -> Result<(), RecvError> {
-        let mut chan = self.chan.borrow_mut();
-        loop {
-            let raw = match chan.recv(Some(Duration::ZERO)) {
-                Ok(Some(raw)) => raw,
-                Ok(None) => return Ok(()),
-                Err(_) => {
-                    // EOF, reset or garbage: the publisher is gone for us.
-                    self.gone.set(true);
-                    return Ok(());
+    /// Moves to the next ring announced by a re-WELCOME, once the current
+    /// one is closed and drained. `false` if there is none.
+    fn switch_ring(&self) -> bool {
+        let mut c = self.conn.borrow_mut();
+        let Some(next) = c.next.pop_front() else {
+            return false;
+        };
+        // Everything of the old rings is consumed or lost: tell the publisher
+        // (it frees the old slots once no reader needs them, §5.6).
+        next.leases.reader().mark_consumed(next.start_seq);
+        tracing::info!(
+            width = next.stream.width,
+            height = next.stream.height,
+            generation = next.stream.generation,
+            "stream changed; reading the new ring"
+        );
+        c.ring = next;
+        drop(c);
+        self.announce_change.set(true);
+        let mut st = self.stats.get();
+        st.stream_changes += 1;
+        self.stats.set(st);
+        true
+    }
+
+    /// After the connection ended (or its ring closed) and everything was
+    /// delivered: reconnect, wait, or give up.
+    fn recover(&self, deadline: Instant) -> Recovery {
+        let end = self.conn.borrow().end;
+        let Some(rc) = self.opts.reconnect else {
+            return Recovery::Disconnected;
+        };
+        let now = Instant::now();
+        match end {
+            Some(End::Finished) | Some(End::Failed) => return Recovery::Disconnected,
+            // Closed region, no GOODBYE or EOF yet: wait for the reason.
+            None => return Recovery::Wait(now + Duration::from_millis(10)),
+            Some(End::Vanished) => {}
+        }
+        let mut r = self.retry.get().unwrap_or(Retry {
+            since: now,
+            next_try: now,
+            delay: rc.first_delay,
+            given_up: false,
+        });
+        if r.given_up {
+            return Recovery::Disconnected;
+        }
+        if rc
+            .give_up_after
+            .is_some_and(|g| now.duration_since(r.since) >= g)
+        {
+            r.given_up = true;
+            self.retry.set(Some(r));
+            tracing::warn!(key = %self.key, "publisher did not come back; giving up");
+            return Recovery::Disconnected;
+        }
+        if now < r.next_try {
+            self.retry.set(Some(r));
+            return Recovery::Wait(r.next_try);
+        }
+        // One attempt; its handshake wait is bounded by the caller's deadline
+        // (at least 50 ms, so a live publisher can answer).
+        let wait = deadline
+            .saturating_duration_since(now)
+            .max(Duration::from_millis(50))
+            .min(self.opts.handshake_timeout);
+        match open_conn(
+            &self.key,
+            &self.opts,
+            wait,
+            Attach::Again(&self.backend, &self.peer),
+            &self.revoked,
+        ) {
+            Ok((conn, _, start)) => {
+                let old_stream = self.conn.borrow().ring.stream;
+                let new_stream = conn.ring.stream;
+                {
+                    let mut c = self.conn.borrow_mut();
+                    let stats = c.packets.as_ref().map(|p| p.stats.get());
+                    *c = conn;
+                    if let (Some(p), Some(s)) = (&c.packets, stats) {
+                        p.stats.set(s);
+                        p.gap.set(true);
+                    }
                 }
-            };
-            let Ok(Some(d)) = decode(&raw) else {
-                self.gone.set(true);
-                return Ok(());
-            };
-            let mut hs = self.hs.borrow_mut();
-            match hs.handle(d.message) {
-                Ok(SubscriberEvent::Goodbye(_)) | Ok(SubscriberEvent::Rejected(_)) => {
-                    self.gone.set(true)
+                self.cursor.set(Cursor { last_seq: start });
+                self.retry.set(None);
+                self.announce_gap.set(true);
+                let mut st = self.stats.get();
+                st.reconnects += 1;
+                if !same_geometry(&old_stream, &new_stream) {
+                    self.announce_change.set(true);
+                    st.stream_changes += 1;
                 }
-                Ok(SubscriberEvent::StreamChanged(g)) => return Err(RecvError::StreamChanged(g)),
-                Ok(_) => {}
-                Err(e) => return Err(RecvError::Protocol(e.to_string())),
+                self.stats.set(st);
+                tracing::info!(key = %self.key, "reconnected to the publisher");
+                Recovery::Reconnected
             }
-            while let Some(o) = hs.poll_transmit() {
-                let _ = chan.send(&o.message(), &[]);
+            Err(e) => {
+                tracing::debug!(key = %self.key, "reconnect attempt failed: {e}");
+                r.next_try = Instant::now() + r.delay;
+                r.delay = (r.delay * 2).min(rc.max_delay);
+                self.retry.set(Some(r));
+                Recovery::Wait(r.next_try)
             }
         }
     }
 
-    /// The packet ring state, when subscribed to packets.
-    pub(super) fn packet_state(&self) -> Option<&super::packets::PacketState> {
-        self.packets.as_ref()
+    /// Handles whatever the publisher sent (PING, GOODBYE, STREAM_CHANGED and
+    /// its WELCOME, EOF). A protocol error fails the connection and is
+    /// returned once.
+    pub(super) fn service_socket(&self) -> Result<(), RecvError> {
+        let mut guard = self.conn.borrow_mut();
+        let c = &mut *guard;
+        if c.end.is_some() {
+            return Ok(());
+        }
+        loop {
+            let raw = match c.chan.recv(Some(Duration::ZERO)) {
+                Ok(Some(raw)) => raw,
+                Ok(None) => return Ok(()),
+                Err(_) => {
+                    // EOF, reset or garbage: the publisher is gone for us.
+                    c.end = Some(End::Vanished);
+                    return Ok(());
+                }
+            };
+            let Ok(Some(d)) = decode(&raw) else {
+                c.end = Some(End::Vanished);
+                return Ok(());
+            };
+            let event = c.hs.handle(d.message);
+            let result = match event {
+                Ok(SubscriberEvent::Goodbye(r)) => {
+                    c.end = Some(if r == GoodbyeReason::EndOfStream {
+                        End::Finished
+                    } else {
+                        End::Vanished
+                    });
+                    Ok(())
+                }
+                Ok(SubscriberEvent::Rejected(_)) => {
+                    c.end = Some(End::Failed);
+                    Ok(())
+                }
+                Ok(SubscriberEvent::StreamChanged(g)) => {
+                    c.changing = Some(g);
+                    Ok(())
+                }
+                Ok(SubscriberEvent::Welcomed(w)) => {
+                    let g = c.changing.take();
+                    match self.reimport(c, &w, g) {
+                        Ok(ring) => {
+                            c.next.push_back(Arc::new(ring));
+                            Ok(())
+                        }
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+                Ok(_) => Ok(()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = result {
+                c.end = Some(End::Failed);
+                c.chan.discard_fds();
+                return Err(RecvError::Protocol(e));
+            }
+            while let Some(o) = c.hs.poll_transmit() {
+                let _ = c.chan.send(&o.message(), &[]);
+            }
+            if c.end.is_some() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Imports the ring of a re-WELCOME that followed STREAM_CHANGED(`g`).
+    fn reimport(
+        &self,
+        c: &mut Conn<B>,
+        w: &Welcome<'_>,
+        g: Option<u64>,
+    ) -> Result<Ring<B>, ConnectError> {
+        let g = g.ok_or(HandshakeError::Unexpected {
+            kind: crate::wire::MessageType::Welcome,
+            state: "established",
+        })?;
+        if w.subscriber_id != c.id {
+            return Err(ConnectError::PeerChanged("subscriber id"));
+        }
+        if (w.flags & WELCOME_HAS_PACKETS != 0) != c.packets.is_some() {
+            return Err(ConnectError::PeerChanged("packet ring"));
+        }
+        let im = import_welcome(
+            &mut c.chan,
+            w,
+            self.opts.frames,
+            false,
+            Attach::Again(&self.backend, &self.peer),
+        )?;
+        // The packet region is re-sent unchanged; the mapping we have stays.
+        drop(im.packet_fd);
+        let newest = c.next.back().unwrap_or(&c.ring).stream.generation;
+        if im.stream.generation != g || g <= newest {
+            return Err(LayoutError::Field {
+                field: "stream generation vs STREAM_CHANGED",
+                value: im.stream.generation,
+                expected: g,
+            }
+            .into());
+        }
+        Ok(Ring {
+            leases: Arc::new(LeaseState::new(im.control, Arc::clone(&c.row), im.layout)),
+            stream: im.stream,
+            slots: im.slots,
+            start_seq: w.start_seq,
+        })
+    }
+
+    /// Runs `f` on the packet ring state, when subscribed to packets.
+    pub(super) fn with_packets<R>(&self, f: impl FnOnce(&PacketState) -> R) -> Option<R> {
+        self.conn.borrow().packets.as_ref().map(f)
     }
 
     /// Whether the publisher is known gone (socket EOF, GOODBYE, ERROR).
     pub(super) fn publisher_gone(&self) -> bool {
-        self.gone.get()
+        self.conn.borrow().end.is_some()
     }
 
-    fn release(&self, slot: &B::Imported, lease: &Lease) -> bool {
-        self.backend.before_release(slot);
-        self.leases.release(lease)
+    /// After the packet ring is drained and the publisher gone: reconnect,
+    /// wait or give up (as for frames).
+    pub(super) fn recover_packets(&self, deadline: Instant) -> Option<Option<Instant>> {
+        match self.recover(deadline) {
+            Recovery::Reconnected => Some(None),
+            Recovery::Wait(t) => Some(Some(t)),
+            Recovery::Disconnected => None,
+        }
     }
+}
+
+/// Whether two descriptions describe the same frames (all but `generation`).
+fn same_geometry(a: &StreamDesc, b: &StreamDesc) -> bool {
+    StreamDesc {
+        generation: 0,
+        ..*a
+    } == StreamDesc {
+        generation: 0,
+        ..*b
+    }
+}
+
+/// Connects, says HELLO and imports the first ring (W1–W11); returns the
+/// connection, the peer it was attached with and `start_seq`.
+fn open_conn<B: Backend>(
+    key: &str,
+    opts: &SubscribeOptions,
+    handshake_timeout: Duration,
+    mut attach: Attach<'_, B>,
+    revoked: &Arc<Mutex<u64>>,
+) -> Result<(Conn<B>, Peer, u64), ConnectError> {
+    let dir = opts.runtime_dir.clone().unwrap_or_else(dir::runtime_dir);
+    let path = dir::socket_path(&dir, key)?;
+    let stream = UnixStream::connect(&path).map_err(|source| ConnectError::NoPublisher {
+        key: key.to_owned(),
+        path: path.clone(),
+        source,
+    })?;
+    let _ = stream.set_nonblocking(true);
+    let mut chan = Channel::new(stream);
+
+    let (row_fd, row) = shm::create_shared("cuframes-lease-row", LEASE_REGION_SIZE)?;
+    let row_words = |row: &Mapping| {
+        LeaseWords::new(row.words())
+            .map(|_| ())
+            .map_err(|_| ShmError::Size {
+                actual: 0,
+                expected: LEASE_REGION_SIZE,
+            })
+    };
+    row_words(&row)?;
+    if let Ok(w) = LeaseWords::new(row.words()) {
+        w.init(0);
+    }
+    let gpu_uuid = match &attach {
+        Attach::First(b) => b.gpu_uuid(),
+        Attach::Again(b, _) => b.gpu_uuid(),
+    };
+    let hello = Hello {
+        version_min: PROTOCOL_VERSION,
+        version_max: PROTOCOL_VERSION,
+        flags: if opts.frames { HELLO_WANTS_FRAMES } else { 0 }
+            | if opts.packets { HELLO_WANTS_PACKETS } else { 0 },
+        mode: opts.mode,
+        gpu_uuid,
+        name: Name::truncated(&opts.name),
+    };
+    let mut hs = SubscriberHandshake::new(hello);
+    // A publisher that refuses at accept (access, capacity) sends ERROR and
+    // closes, maybe before HELLO arrives: read its reason before giving up.
+    let mut sent = Ok(());
+    while let Some(o) = hs.poll_transmit() {
+        let fds = if opts.frames {
+            &[row_fd.as_fd()][..]
+        } else {
+            &[]
+        };
+        sent = sent.and(chan.send(&o.message(), fds));
+    }
+
+    let deadline = Instant::now() + handshake_timeout;
+    let raw = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let raw = match chan.recv(Some(left)) {
+            Ok(Some(raw)) => raw,
+            Ok(None) if left.is_zero() => return Err(ConnectError::Timeout(handshake_timeout)),
+            Ok(None) => continue,
+            Err(e) => {
+                sent?;
+                return Err(e.into());
+            }
+        };
+        // Unknown message types are skipped, also before WELCOME.
+        if !matches!(decode(&raw), Ok(Some(d)) if matches!(d.message, crate::wire::Message::Unknown { .. }))
+        {
+            break raw;
+        }
+    };
+    let msg = decode(&raw)
+        .map_err(ChannelError::from)?
+        .ok_or(ChannelError::Wire(WireError::TooLong(0)))?
+        .message;
+    let welcome = match hs.handle(msg)? {
+        SubscriberEvent::Welcomed(w) => w,
+        SubscriberEvent::Rejected(e) => {
+            return Err(ConnectError::Rejected {
+                code: e.code,
+                text: e.text.to_owned(),
+            })
+        }
+        _ => {
+            return Err(HandshakeError::Unexpected {
+                kind: msg.kind(),
+                state: "waiting for WELCOME",
+            }
+            .into())
+        }
+    };
+    let im = import_welcome(
+        &mut chan,
+        &welcome,
+        opts.frames,
+        opts.packets,
+        match &mut attach {
+            Attach::First(b) => Attach::First(&mut **b),
+            Attach::Again(b, p) => Attach::Again(*b, p),
+        },
+    )?;
+    let packets = match im.packet_fd {
+        Some(fd) => Some(PacketState::open(fd, welcome.packet_region_size)?),
+        None => None,
+    };
+    let start = welcome.start_seq;
+    // W11: the row's consumed_seq starts at start_seq.
+    if let Ok(w) = LeaseWords::new(row.words()) {
+        w.init(start);
+    }
+    let row = Arc::new(RowState::new(row, row_fd, opts.mode, Arc::clone(revoked)));
+    let ring = Ring {
+        leases: Arc::new(LeaseState::new(im.control, Arc::clone(&row), im.layout)),
+        stream: im.stream,
+        slots: im.slots,
+        start_seq: start,
+    };
+    Ok((
+        Conn {
+            chan,
+            hs,
+            id: welcome.subscriber_id,
+            row,
+            ring: Arc::new(ring),
+            next: VecDeque::new(),
+            packets,
+            end: None,
+            changing: None,
+        },
+        im.peer,
+        start,
+    ))
 }
 
 impl<B: Backend> Drop for Subscriber<B> {
     fn drop(&mut self) {
-        let mut hs = self.hs.borrow_mut();
-        hs.close();
-        let chan = self.chan.borrow();
-        while let Some(o) = hs.poll_transmit() {
-            let _ = chan.send(&o.message(), &[]);
+        let c = self.conn.get_mut();
+        c.hs.close();
+        while let Some(o) = c.hs.poll_transmit() {
+            let _ = c.chan.send(&o.message(), &[]);
         }
     }
 }
@@ -565,14 +1025,37 @@ pub(crate) fn control_words(
 }
 
 /// A leased frame; dropping it releases the lease.
+///
+/// The guard holds the ring generation it came from (control region, lease
+/// row, imported slots, stream description), so it stays readable after the
+/// subscriber moved to a new ring or reconnected. Everything it hands out
+/// borrows from the guard, so no plane outlives it:
+///
+/// ```compile_fail
+/// use cuframes_core::runtime::{SubscribeOptions, Subscriber};
+/// use cuframes_core::DeliveryMode;
+/// use std::time::Duration;
+///
+/// let sub = Subscriber::connect_host("cam1", SubscribeOptions::new(DeliveryMode::NewestOnly)).unwrap();
+/// let plane = {
+///     let frame = sub.next_frame(Duration::from_secs(1)).unwrap();
+///     frame.plane(0).unwrap().0 // error: `frame` does not live long enough
+/// };
+/// println!("{}", plane.len());
+/// ```
 pub struct Frame<'a, B: Backend = HostBackend> {
     sub: &'a Subscriber<B>,
+    ring: Arc<Ring<B>>,
     lease: Lease,
     meta: FrameMeta,
+    changed: bool,
+    /// Released already (by `release` or `release_later`).
+    done: bool,
 }
 
-impl<'a, B: Backend> Frame<'a, B> {
-    /// Sequence number, timestamps, flags, source index.
+impl<B: Backend> Frame<'_, B> {
+    /// Sequence number, timestamps, flags, source index. After a reconnect
+    /// the first frame's flags include `FLAG_DISCONTINUITY`.
     pub fn meta(&self) -> &FrameMeta {
         &self.meta
     }
@@ -582,46 +1065,72 @@ impl<'a, B: Backend> Frame<'a, B> {
         self.lease.skipped
     }
 
-    /// Plane layout of the frame.
-    pub fn stream(&self) -> &'a StreamDesc {
-        &self.sub.stream
+    /// Plane layout (and size, format) of this frame's ring.
+    pub fn stream(&self) -> &StreamDesc {
+        &self.ring.stream
+    }
+
+    /// Whether this is the first frame of a new stream description: the
+    /// first of a new ring generation (STREAM_CHANGED, `docs/protocol.md`
+    /// §6), or the first after a reconnect to a publisher whose description
+    /// differs. [`Frame::stream`] gives the new one.
+    pub fn stream_changed(&self) -> bool {
+        self.changed
     }
 
     /// The slot memory the frame lives in.
-    pub fn memory(&self) -> &'a B::Imported {
-        &self.sub.slots[self.lease.slot as usize]
+    pub fn memory(&self) -> &B::Imported {
+        // The lease's slot index comes from this ring's own slot table scan.
+        match self.ring.slots.get(self.lease.slot as usize) {
+            Some(s) => s,
+            None => unreachable_slot(),
+        }
     }
 
     /// Whether the frame is still in its slot: `false` only after the publisher
     /// revoked the lease (held past `lease_timeout`); data read since may be torn.
     pub fn is_valid(&self) -> bool {
-        self.sub.reader().still_valid(&self.lease)
+        self.ring.leases.reader().still_valid(&self.lease)
     }
 
     /// Releases now; returns [`Frame::is_valid`] as of the release.
-    pub fn release(self) -> bool {
-        let me = std::mem::ManuallyDrop::new(self);
-        me.sub.release(me.memory(), &me.lease)
+    pub fn release(mut self) -> bool {
+        self.done = true;
+        self.sub.backend.before_release(self.memory());
+        self.ring.leases.release(&self.lease)
     }
+}
 
+impl<B: Backend + 'static> Frame<'_, B>
+where
+    B::Imported: Send + Sync,
+{
     /// Ends the guard but keeps the lease: the returned [`PendingRelease`]
     /// returns it later, from any thread (e.g. a CUDA host callback once the
-    /// consumer's stream is done with the frame). Skips the backend's
+    /// consumer's stream is done with the frame), and keeps the frame's ring
+    /// (its imported slots) alive until then. Skips the backend's
     /// release-time synchronisation: the caller takes that on.
-    pub fn release_later(self) -> PendingRelease {
-        let me = std::mem::ManuallyDrop::new(self);
+    pub fn release_later(mut self) -> PendingRelease {
+        self.done = true;
         PendingRelease {
-            state: Arc::clone(&me.sub.leases),
-            lease: me.lease,
+            state: Arc::clone(&self.ring.leases),
+            lease: self.lease,
             done: false,
+            _ring: Arc::clone(&self.ring) as Arc<dyn Send + Sync>,
         }
     }
 }
 
-impl<'a> Frame<'a, HostBackend> {
-    /// Plane `i` (0: Y, 1: CbCr) as `(bytes from its first row, pitch)`.
-    /// `None` for a plane the format does not have.
-    pub fn plane(&self, i: usize) -> Option<(&'a [u8], usize)> {
+#[cold]
+fn unreachable_slot() -> ! {
+    // Leases are only made for slots of the ring they were acquired in.
+    core::panic!("lease names a slot outside its ring")
+}
+
+impl Frame<'_, HostBackend> {
+    /// Plane `i` (0: Y, 1: CbCr) as `(bytes from its first row, pitch)`,
+    /// borrowed from this guard. `None` for a plane the format does not have.
+    pub fn plane(&self, i: usize) -> Option<(&[u8], usize)> {
         let s = self.stream();
         let (row, rows) = s
             .format()
@@ -656,6 +1165,10 @@ impl<'a> Frame<'a, HostBackend> {
 
 impl<B: Backend> Drop for Frame<'_, B> {
     fn drop(&mut self) {
-        self.sub.release(self.memory(), &self.lease);
+        if self.done {
+            return;
+        }
+        self.sub.backend.before_release(self.memory());
+        self.ring.leases.release(&self.lease);
     }
 }

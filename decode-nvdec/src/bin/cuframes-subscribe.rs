@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use cuframes_core::packet::{AV_CODEC_ID_H264, AV_CODEC_ID_HEVC};
 use cuframes_core::runtime::{
-    Backend, ConnectError, Frame, HostBackend, Packet, PacketRecvError, RecvError,
+    Backend, ConnectError, Frame, HostBackend, Packet, PacketRecvError, Reconnect, RecvError,
     SubscribeOptions, Subscriber,
 };
 use cuframes_core::{Codec, DeliveryMode, MemoryKind};
@@ -90,6 +90,14 @@ struct Args {
     /// Name shown in the publisher's log.
     #[arg(long)]
     name: Option<String>,
+    /// Do not reconnect when the publisher vanishes (crash, or stopped by a
+    /// signal); by default the tool reconnects with backoff (50 ms doubling
+    /// to 500 ms) and only a clean end of stream ends it.
+    #[arg(long)]
+    no_reconnect: bool,
+    /// Give up reconnecting after this many seconds (default: never).
+    #[arg(long)]
+    reconnect_give_up_secs: Option<f64>,
     /// Runtime directory holding the sockets (default: $CUFRAMES_RUNTIME_DIR,
     /// /run/cuframes, $XDG_RUNTIME_DIR/cuframes, /tmp/cuframes-UID).
     #[arg(long)]
@@ -120,6 +128,12 @@ fn connect<B: Backend>(args: &Args, backend: impl Fn() -> Result<B>) -> Result<S
     opts.runtime_dir = args.runtime_dir.clone();
     opts.frames = !args.packets_only;
     opts.packets = args.packets_only || args.record.is_some();
+    if !args.no_reconnect {
+        opts.reconnect = Some(Reconnect {
+            give_up_after: args.reconnect_give_up_secs.map(Duration::from_secs_f64),
+            ..Reconnect::default()
+        });
+    }
     let deadline = Instant::now() + Duration::from_millis(args.wait_publisher_ms);
     loop {
         match Subscriber::connect(&args.key, backend()?, opts.clone()) {
@@ -398,6 +412,7 @@ fn receive<B: Backend>(
     let mut latencies_ns: Vec<u64> = Vec::new();
     let mut torn = 0u64;
     let mut end = "publisher ended the stream";
+    let mut reconnects = 0u64;
     loop {
         if args
             .max_frames
@@ -417,6 +432,24 @@ fn receive<B: Backend>(
         };
         let now = cuframes_core::runtime::clock::monotonic_ns();
         let meta = *frame.meta();
+        let st = sub.stats();
+        if st.reconnects > reconnects {
+            reconnects = st.reconnects;
+            eprintln!(
+                "{name}: reconnected to {:?} (reconnect {reconnects})",
+                args.key
+            );
+        }
+        if frame.stream_changed() {
+            let s = frame.stream();
+            eprintln!(
+                "{name}: stream changed: {}x{} {:?} (generation {})",
+                s.width,
+                s.height,
+                s.format(),
+                s.generation
+            );
+        }
         let hashed = md5.as_ref().map(|_| hash(&frame)).transpose()?;
         if args.sleep_ms > 0 {
             std::thread::sleep(Duration::from_millis(args.sleep_ms));
@@ -434,9 +467,11 @@ fn receive<B: Backend>(
             last_stats = Instant::now();
             let st = sub.stats();
             eprintln!(
-                "{name}: {} frames, {} dropped, {:.1} fps",
+                "{name}: {} frames, {} dropped, {} reconnects, {} stream changes, {:.1} fps",
                 st.received,
                 st.dropped,
+                st.reconnects,
+                st.stream_changes,
                 st.received as f64 / started.elapsed().as_secs_f64()
             );
         }

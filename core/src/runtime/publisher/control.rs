@@ -3,7 +3,7 @@
 //! everything a subscriber held the moment its socket closes.
 
 use super::readers::Reader;
-use super::Shared;
+use super::{RingShared, Shared};
 use crate::handshake::{PublisherEvent, PublisherHandshake};
 use crate::layout::{LEASE_MAGIC, LEASE_REGION_SIZE};
 use crate::ring::LeaseWords;
@@ -29,6 +29,17 @@ struct Conn {
     hs: PublisherHandshake,
     id: u32,
     pid: i32,
+    /// Set once welcomed to frames: what a re-WELCOME repeats.
+    welcomed: Option<Welcomed>,
+}
+
+/// What a frames subscriber was welcomed with.
+#[derive(Clone, Copy)]
+struct Welcomed {
+    version: crate::Version,
+    packets: bool,
+    /// Generation of the ring it was last welcomed to.
+    generation: u64,
 }
 
 /// Runs until `shared.stop` is set; then says GOODBYE to everyone.
@@ -70,6 +81,7 @@ pub(super) fn run<B: Backend + Send + Sync + 'static>(
                 "subscriber disconnected; its leases are reclaimed"
             );
         }
+        rewelcome(&shared, &mut conns);
         if ready[0] {
             if let Ok((stream, _)) = listener.accept() {
                 if let Some(c) = admit(&shared, stream, next_id, conns.len()) {
@@ -129,7 +141,13 @@ fn admit<B: Backend>(
             ),
         );
     }
-    let mut c = Conn { chan, hs, id, pid };
+    let mut c = Conn {
+        chan,
+        hs,
+        id,
+        pid,
+        welcomed: None,
+    };
     if !flush(&mut c) || matches!(c.hs.state(), crate::handshake::PublisherState::Failed) {
         return None;
     }
@@ -205,37 +223,73 @@ fn accept<B: Backend>(
         c.chan.discard_fds();
         None
     };
-    let start_seq = shared.writer().next_seq() - 1;
-    let reader = Reader::new(
+    let ring = shared.current();
+    let start_seq = ring.writer().next_seq() - 1;
+    let mut reader = Reader::new(
         c.id,
         hello.name.as_str().to_owned(),
         hello.mode,
         map,
         start_seq,
     );
-    let welcome = Welcome {
+    reader.first_gen = ring.generation;
+    let welcome = welcome_for(shared, &ring, c.id, version, start_seq, packets.is_some());
+    let fds = welcome_fds(&ring, wants_frames, packets);
+    // Register before WELCOME leaves so the first lease is already scanned.
+    shared.add_reader(reader);
+    if c.chan.send(&Message::Welcome(welcome), &fds).is_err() {
+        return false;
+    }
+    if wants_frames {
+        c.welcomed = Some(Welcomed {
+            version,
+            packets: packets.is_some(),
+            generation: ring.generation,
+        });
+    }
+    tracing::info!(subscriber = c.id, pid = c.pid, name = hello.name.as_str(), mode = ?hello.mode, frames = wants_frames, packets = packets.is_some(), "subscriber joined at seq {start_seq}");
+    futex::wake_all(ring.writer().words().release_wake());
+    true
+}
+
+/// WELCOME for `ring` (§4.3).
+fn welcome_for<'r, B: Backend>(
+    shared: &'r Shared<B>,
+    ring: &'r RingShared,
+    id: u32,
+    version: crate::Version,
+    start_seq: u64,
+    packets: bool,
+) -> Welcome<'r> {
+    Welcome {
         version,
-        subscriber_id: c.id,
+        subscriber_id: id,
         memory_kind: shared.backend.memory_kind(),
         sync_kind: shared.backend.sync_kind(),
-        slot_count: shared.layout.slot_count,
-        flags: if packets.is_some() {
-            WELCOME_HAS_PACKETS
-        } else {
-            0
-        },
-        control_size: shared.layout.region_size(),
-        slot_size: shared.slot_size,
+        slot_count: ring.layout.slot_count,
+        flags: if packets { WELCOME_HAS_PACKETS } else { 0 },
+        control_size: ring.layout.region_size(),
+        slot_size: ring.slot_size,
         start_seq,
-        handle_len: shared.handle_len,
-        handles: &shared.handles,
-        packet_region_size: packets.map_or(0, |p| p.geo.region_size()),
-    };
-    let mut fds = vec![shared.control_fd.as_fd()];
-    if wants_frames {
+        handle_len: ring.handle_len,
+        handles: &ring.handles,
+        packet_region_size: match (&shared.packets, packets) {
+            (Some(p), true) => p.geo.region_size(),
+            _ => 0,
+        },
+    }
+}
+
+/// The fds of a WELCOME for `ring`: control region, slots (frames), packet region.
+fn welcome_fds<'r>(
+    ring: &'r RingShared,
+    frames: bool,
+    packets: Option<&'r super::packets::PacketRegion>,
+) -> Vec<rustix::fd::BorrowedFd<'r>> {
+    let mut fds = vec![ring.control_fd.as_fd()];
+    if frames {
         fds.extend(
-            shared
-                .exports
+            ring.exports
                 .iter()
                 .filter_map(|e| e.fd.as_ref().map(|f| f.as_fd())),
         );
@@ -243,14 +297,50 @@ fn accept<B: Backend>(
     if let Some(p) = packets {
         fds.push(p.fd.as_fd());
     }
-    // Register before WELCOME leaves so the first lease is already scanned.
-    shared.add_reader(reader);
-    if c.chan.send(&Message::Welcome(welcome), &fds).is_err() {
-        return false;
+    fds
+}
+
+/// Stream changes (§6): sends STREAM_CHANGED then a WELCOME for the current
+/// ring to every frame subscriber welcomed to an older one, then closes the
+/// replaced rings. A connection whose send fails is closed and reclaimed.
+fn rewelcome<B: Backend>(shared: &Shared<B>, conns: &mut Vec<Conn>) {
+    // Taken before `current` is read: a ring replaced after this is closed
+    // on a later turn, after its subscribers are re-welcomed.
+    let retiring = shared.take_retiring();
+    let ring = shared.current();
+    let mut gone = Vec::new();
+    for (i, c) in conns.iter_mut().enumerate() {
+        let Some(w) = c.welcomed.as_mut() else {
+            continue;
+        };
+        if w.generation >= ring.generation {
+            continue;
+        }
+        let packets = shared.packets.as_ref().filter(|_| w.packets);
+        let welcome = welcome_for(shared, &ring, c.id, w.version, ring.base_seq, w.packets);
+        let fds = welcome_fds(&ring, true, packets);
+        let sent = c
+            .chan
+            .send(&Message::StreamChanged(ring.generation), &[])
+            .and_then(|()| c.chan.send(&Message::Welcome(welcome), &fds));
+        if sent.is_err() {
+            gone.push(i);
+            continue;
+        }
+        w.generation = ring.generation;
+        tracing::info!(
+            subscriber = c.id,
+            generation = ring.generation,
+            "re-welcomed after a stream change"
+        );
     }
-    tracing::info!(subscriber = c.id, pid = c.pid, name = hello.name.as_str(), mode = ?hello.mode, frames = wants_frames, packets = packets.is_some(), "subscriber joined at seq {start_seq}");
-    futex::wake_all(shared.release_wake());
-    true
+    for i in gone.into_iter().rev() {
+        let c = conns.swap_remove(i);
+        shared.remove_reader(c.id);
+    }
+    for old in retiring {
+        old.close();
+    }
 }
 
 /// Takes, checks and maps the lease row a frames HELLO carries; on failure

@@ -17,7 +17,7 @@ use super::futex;
 use super::shm::{self, Mapping, ShmError};
 use crate::layout::{ControlLayout, StreamDesc, StreamError, MAX_SLOTS, MIN_SLOTS};
 use crate::ring::{Claim, ControlWords, FrameMeta, RingWriter, SlotClaim};
-use crate::sync::{AtomicU32, Ordering};
+use crate::sync::Ordering;
 use crate::PublishPolicy;
 use readers::Reader;
 use rustix::fd::OwnedFd;
@@ -150,9 +150,10 @@ pub struct PublisherStats {
     pub packets_published: u64,
 }
 
-pub(crate) struct Shared<B: Backend> {
-    backend: B,
-    config: PublisherConfig,
+/// One ring generation as the publisher shares it: the control region and
+/// the slot exports sent in WELCOME (`docs/protocol.md` §6: a stream change
+/// makes a new one).
+pub(crate) struct RingShared {
     layout: ControlLayout,
     control_fd: OwnedFd,
     control: Mapping,
@@ -160,13 +161,16 @@ pub(crate) struct Shared<B: Backend> {
     exports: Vec<SlotExport>,
     handles: Vec<u8>,
     handle_len: u32,
-    readers: Mutex<Vec<Reader>>,
-    packets: Option<packets::PacketRegion>,
-    stop: AtomicBool,
-    end_of_stream: AtomicBool,
+    /// The stream description's generation.
+    generation: u64,
+    /// `latest_seq` when the ring was made: its frames are above it; the
+    /// `start_seq` of re-WELCOMEs for it.
+    base_seq: u64,
+    /// Set once the region is closed (`publisher_state` CLOSED).
+    closed: AtomicBool,
 }
 
-impl<B: Backend> Shared<B> {
+impl RingShared {
     fn words(&self) -> ControlWords<'_> {
         match super::subscriber::control_words(&self.control, self.layout) {
             Ok(c) => c,
@@ -178,8 +182,36 @@ impl<B: Backend> Shared<B> {
         RingWriter::new(self.words())
     }
 
-    pub(crate) fn release_wake(&self) -> &AtomicU32 {
-        self.words().release_wake()
+    /// Closes the region (CLOSED, wake) once.
+    pub(crate) fn close(&self) {
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            self.writer().close();
+            futex::wake_all(self.words().wake());
+        }
+    }
+}
+
+pub(crate) struct Shared<B: Backend> {
+    backend: B,
+    config: PublisherConfig,
+    /// The ring new frames go to and new subscribers are welcomed to.
+    current: Mutex<Arc<RingShared>>,
+    /// Rings replaced by a stream change, to be closed by the control thread
+    /// once every subscriber on them has its re-WELCOME.
+    retiring: Mutex<Vec<Arc<RingShared>>>,
+    readers: Mutex<Vec<Reader>>,
+    packets: Option<packets::PacketRegion>,
+    stop: AtomicBool,
+    end_of_stream: AtomicBool,
+}
+
+impl<B: Backend> Shared<B> {
+    pub(crate) fn current(&self) -> Arc<RingShared> {
+        Arc::clone(&self.current.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    pub(crate) fn take_retiring(&self) -> Vec<Arc<RingShared>> {
+        std::mem::take(&mut *self.retiring.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     fn readers(&self) -> MutexGuard<'_, Vec<Reader>> {
@@ -193,9 +225,98 @@ impl<B: Backend> Shared<B> {
     pub(crate) fn remove_reader(&self, id: u32) {
         self.readers().retain(|r| r.id != id);
         // Wake a publisher waiting for a slot this reader pinned.
-        self.release_wake().fetch_add(1, Ordering::SeqCst);
-        futex::wake_all(self.release_wake());
+        let ring = self.current();
+        let rel = ring.words().release_wake();
+        rel.fetch_add(1, Ordering::SeqCst);
+        futex::wake_all(rel);
     }
+}
+
+/// A ring replaced by a stream change, kept until no reader can need it.
+struct Retired<B: Backend> {
+    ring: Arc<RingShared>,
+    _slots: Vec<B::Slot>,
+    /// Its last committed sequence number.
+    last_seq: u64,
+}
+
+/// Changing the stream failed; the publisher keeps its current ring.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    /// The new stream description is unusable.
+    #[error("stream description: {0}")]
+    Stream(#[from] StreamError),
+    /// The new control region could not be made.
+    #[error(transparent)]
+    Shm(#[from] ShmError),
+    /// The backend could not allocate or export a slot of the new ring.
+    #[error("backend: {0}")]
+    Backend(Box<dyn std::error::Error + Send + Sync>),
+    /// The publisher is finished or shutting down.
+    #[error("the publisher is shutting down")]
+    Stopped,
+}
+
+/// A backend failure, boxed.
+type BackendError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Allocates `n` slots of `size` bytes and exports them.
+#[allow(clippy::type_complexity)]
+fn allocate_ring<B: Backend>(
+    backend: &B,
+    n: u32,
+    size: u64,
+) -> Result<(Vec<B::Slot>, Vec<SlotExport>), BackendError> {
+    let mut slots = Vec::with_capacity(n as usize);
+    let mut exports = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let s = backend.allocate(i, size).map_err(Box::new)?;
+        exports.push(backend.export(&s).map_err(Box::new)?);
+        slots.push(s);
+    }
+    Ok((slots, exports))
+}
+
+/// Makes the control region of a ring for `stream` whose first frame gets
+/// `base_seq + 1`, initialised (header, description, empty slots).
+fn make_ring<B: Backend>(
+    backend: &B,
+    key: &str,
+    layout: ControlLayout,
+    stream: &StreamDesc,
+    exports: Vec<SlotExport>,
+    base_seq: u64,
+) -> Result<RingShared, ShmError> {
+    let slot_size = stream.frame_size;
+    let handle_len = exports.first().map_or(0, |e| e.handle.len()) as u32;
+    let handles: Vec<u8> = exports
+        .iter()
+        .flat_map(|e| e.handle.iter().copied())
+        .collect();
+    let (control_fd, control) =
+        shm::create_shared(&format!("cuframes-{key}"), layout.region_size())?;
+    let mut header = layout.header(
+        slot_size,
+        backend.memory_kind(),
+        backend.sync_kind(),
+        backend.gpu_uuid(),
+    );
+    // Sequence numbers continue across rings (§5.4, §6).
+    header.latest_seq = base_seq;
+    let ring = RingShared {
+        layout,
+        control_fd,
+        control,
+        slot_size,
+        exports,
+        handles,
+        handle_len,
+        generation: stream.generation,
+        base_seq,
+        closed: AtomicBool::new(false),
+    };
+    ring.writer().init(&header, stream);
+    Ok(ring)
 }
 
 #[cold]
@@ -208,7 +329,11 @@ fn unreachable_layout() -> ! {
 /// A running publisher for one stream key.
 pub struct Publisher<B: Backend + Send + Sync + 'static> {
     shared: Arc<Shared<B>>,
+    /// The current ring (the same `Arc` as `shared.current`).
+    ring: Arc<RingShared>,
     slots: Vec<B::Slot>,
+    /// Rings replaced by [`Publisher::change_stream`], not freed yet.
+    retired: Vec<Retired<B>>,
     stream: StreamDesc,
     control_thread: Option<JoinHandle<()>>,
     socket_path: PathBuf,
@@ -250,34 +375,16 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
             let _ = std::fs::remove_file(&socket_path);
         }
 
-        let slot_size = stream.frame_size;
-        let mut slots = Vec::with_capacity(config.slots as usize);
-        let mut exports = Vec::with_capacity(config.slots as usize);
-        for i in 0..config.slots {
-            let s = backend
-                .allocate(i, slot_size)
-                .map_err(|e| CreateError::Backend(Box::new(e)))?;
-            exports.push(
-                backend
-                    .export(&s)
-                    .map_err(|e| CreateError::Backend(Box::new(e)))?,
-            );
-            slots.push(s);
-        }
-        let handle_len = exports.first().map_or(0, |e| e.handle.len()) as u32;
-        let handles: Vec<u8> = exports
-            .iter()
-            .flat_map(|e| e.handle.iter().copied())
-            .collect();
-
-        let (control_fd, control) =
-            shm::create_shared(&format!("cuframes-{}", config.key), layout.region_size())?;
-        let header = layout.header(
-            slot_size,
-            backend.memory_kind(),
-            backend.sync_kind(),
-            backend.gpu_uuid(),
-        );
+        let (slots, exports) = allocate_ring(&backend, config.slots, stream.frame_size)
+            .map_err(CreateError::Backend)?;
+        let ring = Arc::new(make_ring(
+            &backend,
+            &config.key,
+            layout,
+            &stream,
+            exports,
+            0,
+        )?);
 
         let packets = config
             .packets
@@ -298,19 +405,13 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
         let shared = Arc::new(Shared {
             backend,
             config,
-            layout,
-            control_fd,
-            control,
-            slot_size,
-            exports,
-            handles,
-            handle_len,
+            current: Mutex::new(Arc::clone(&ring)),
+            retiring: Mutex::new(Vec::new()),
             readers: Mutex::new(Vec::new()),
             packets,
             stop: AtomicBool::new(false),
             end_of_stream: AtomicBool::new(false),
         });
-        shared.writer().init(&header, &stream);
         let s2 = Arc::clone(&shared);
         let control_thread = std::thread::Builder::new()
             .name("cuframes-control".into())
@@ -321,7 +422,9 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
             })?;
         Ok(Publisher {
             shared,
+            ring,
             slots,
+            retired: Vec::new(),
             stream,
             control_thread: Some(control_thread),
             socket_path,
@@ -377,17 +480,20 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
         E: std::error::Error + 'static,
         F: FnOnce(&mut B::Slot, &StreamDesc) -> Result<(), E>,
     {
+        if !self.retired.is_empty() {
+            self.free_retired();
+        }
         let claim = match self.claim_slot() {
             Some(c) => c,
             None => {
-                self.shared.writer().count_drop();
+                self.ring.writer().count_drop();
                 self.stats.dropped += 1;
                 return Ok(Published::Dropped);
             }
         };
         let slot = &mut self.slots[claim.slot as usize];
         if let Err(e) = write(slot, &self.stream) {
-            self.shared.writer().abandon(claim);
+            self.ring.writer().abandon(claim);
             return Err(PublishError::Write(e));
         }
         let meta = FrameMeta {
@@ -395,8 +501,8 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
             generation: self.stream.generation,
             ..meta
         };
-        let seq = self.shared.writer().commit(claim, &meta);
-        futex::wake_all(self.shared.words().wake());
+        let seq = self.ring.writer().commit(claim, &meta);
+        futex::wake_all(self.ring.words().wake());
         self.stats.published += 1;
         Ok(Published::Committed(seq))
     }
@@ -406,7 +512,7 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
         let wait = cfg.policy == PublishPolicy::Wait;
         let deadline = Instant::now() + cfg.wait_timeout;
         loop {
-            let release_seen = self.shared.release_wake().load(Ordering::SeqCst);
+            let release_seen = self.ring.words().release_wake().load(Ordering::SeqCst);
             let outcome = {
                 let mut readers = self.shared.readers();
                 let now = Instant::now();
@@ -418,7 +524,7 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
                     }
                 }
                 let refs: Vec<_> = readers.iter().filter_map(|r| r.as_ref(wait)).collect();
-                let claim = self.shared.writer().claim(&refs, wait);
+                let claim = self.ring.writer().claim(&refs, wait);
                 drop(refs);
                 if let Claim::Busy {
                     blocked_by_unread: true,
@@ -426,7 +532,7 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
                 {
                     if Instant::now() >= deadline {
                         // Lagging InOrder readers lose frames from here on.
-                        let latest = self.shared.writer().next_seq() - 1;
+                        let latest = self.ring.writer().next_seq() - 1;
                         for r in readers
                             .iter_mut()
                             // Packet-only subscribers (no lease row) read no frames.
@@ -447,7 +553,7 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
                 Claim::Busy { .. } if wait && Instant::now() < deadline => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     futex::wait(
-                        self.shared.release_wake(),
+                        self.ring.words().release_wake(),
                         release_seen,
                         left.min(Duration::from_millis(1)),
                     );
@@ -472,13 +578,103 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
         if let Some(p) = &self.shared.packets {
             p.writer().close();
         }
-        self.shared.writer().close();
-        futex::wake_all(self.shared.words().wake());
+        for r in self.shared.take_retiring() {
+            r.close();
+        }
+        self.ring.close();
         self.shared.stop.store(true, Ordering::Release);
         if let Some(t) = self.control_thread.take() {
             let _ = t.join();
         }
         let _ = std::fs::remove_file(&self.socket_path);
+    }
+
+    /// Changes the stream mid-flight (`docs/protocol.md` §6): allocates a new
+    /// ring (new slots through the backend, a new sealed control region) for
+    /// `stream`, whose `generation` is set to the current one + 1 and whose
+    /// sequence numbers continue the old ring's. Frames published from now
+    /// on go to the new ring. The control thread then sends every connected
+    /// frame subscriber STREAM_CHANGED and a WELCOME for the new ring on its
+    /// connection, and only afterwards closes the old ring. The old slots are
+    /// freed once every reader has consumed past the old ring's last frame
+    /// and holds no lease in it (or has disconnected).
+    ///
+    /// The slot count stays [`PublisherConfig::slots`]; the slot size is the
+    /// new stream's `frame_size` (bytes).
+    ///
+    /// Errors: an unusable description ([`ChangeError::Stream`]), allocation
+    /// failures; the current ring is unchanged then.
+    pub fn change_stream(&mut self, stream: StreamDesc) -> Result<(), ChangeError> {
+        if self.control_thread.is_none() || self.shared.stop.load(Ordering::Acquire) {
+            return Err(ChangeError::Stopped);
+        }
+        let stream = StreamDesc {
+            generation: self.stream.generation.saturating_add(1),
+            ..stream
+        };
+        stream.validate(stream.frame_size)?;
+        let backend = &self.shared.backend;
+        let (slots, exports) =
+            allocate_ring(backend, self.ring.layout.slot_count, stream.frame_size)
+                .map_err(ChangeError::Backend)?;
+        let last_seq = self.ring.writer().next_seq() - 1;
+        let ring = Arc::new(make_ring(
+            backend,
+            &self.shared.config.key,
+            self.ring.layout,
+            &stream,
+            exports,
+            last_seq,
+        )?);
+        // Swap first, then hand the old ring to the control thread: it
+        // re-welcomes to whatever is current before closing what it took.
+        *self
+            .shared
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Arc::clone(&ring);
+        let old = std::mem::replace(&mut self.ring, ring);
+        let old_slots = std::mem::replace(&mut self.slots, slots);
+        self.shared
+            .retiring
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Arc::clone(&old));
+        self.retired.push(Retired {
+            ring: old,
+            _slots: old_slots,
+            last_seq,
+        });
+        tracing::info!(
+            width = stream.width,
+            height = stream.height,
+            generation = stream.generation,
+            "stream changed; frames go to a new ring from seq {}",
+            last_seq.saturating_add(1)
+        );
+        self.stream = stream;
+        self.free_retired();
+        Ok(())
+    }
+
+    /// Frees replaced rings no reader can still hold or need (§6).
+    fn free_retired(&mut self) {
+        let readers = self.shared.readers();
+        self.retired.retain(|old| {
+            if !old.ring.closed.load(Ordering::Acquire) {
+                return true;
+            }
+            let first = old.ring.base_seq.saturating_add(1);
+            readers.iter().any(|r| {
+                // Readers admitted to a later ring never saw this one.
+                r.first_gen <= old.ring.generation && r.needs(first, old.last_seq)
+            })
+        });
+    }
+
+    /// Rings replaced by a stream change and not freed yet.
+    pub fn retired_rings(&self) -> usize {
+        self.retired.len()
     }
 }
 

@@ -17,6 +17,8 @@ pub(crate) struct Reader {
     pub row: Option<Mapping>,
     /// InOrder: frames above this (and above the row's `consumed_seq`) are unread.
     pub floor: u64,
+    /// Generation of the ring this reader was first welcomed to.
+    pub first_gen: u64,
     /// Lease values revoked after `lease_timeout`, per entry.
     pub revoked: [u64; LEASES_PER_ROW],
     /// When each recently leased frame was first seen in this row, in any
@@ -45,6 +47,7 @@ impl Reader {
             mode,
             row,
             floor,
+            first_gen: 1,
             revoked: [0; LEASES_PER_ROW],
             first_seen: Vec::new(),
             revoked_values: Vec::new(),
@@ -102,6 +105,22 @@ impl Reader {
             }
         }
         revoked
+    }
+
+    /// Whether this reader may still hold or read a frame of `first..=last`
+    /// (a replaced ring, §6): its row's `consumed_seq` is below `last`, or an
+    /// unrevoked lease entry holds a value in the range. Packet-only readers
+    /// read no frames.
+    pub fn needs(&self, first: u64, last: u64) -> bool {
+        let Some(row) = self.words().map(|w| w.snapshot()) else {
+            return false;
+        };
+        row.consumed_seq < last
+            || row
+                .leases
+                .iter()
+                .zip(self.revoked)
+                .any(|(&v, rev)| v != rev && (first..=last).contains(&v))
     }
 
     /// InOrder: the subscriber has not consumed frames above this.
