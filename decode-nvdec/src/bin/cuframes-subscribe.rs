@@ -17,6 +17,8 @@ use cuframes_nvdec::{RecordStream, Recorder};
 use md5::{Digest, Md5};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -74,7 +76,8 @@ struct Args {
     /// --packets-only; simulates a slow consumer).
     #[arg(long, default_value_t = 0, value_name = "MS")]
     sleep_ms: u64,
-    /// Give up when no frame arrives for this long.
+    /// With --no-reconnect, give up when no frame arrives for this long;
+    /// otherwise say so on stderr and keep waiting for the publisher.
     #[arg(long, default_value_t = 10_000, value_name = "MS")]
     timeout_ms: u64,
     /// Keep retrying the connection this long while no publisher is up.
@@ -413,7 +416,19 @@ fn receive<B: Backend>(
     let mut torn = 0u64;
     let mut end = "publisher ended the stream";
     let mut reconnects = 0u64;
+    // SIGINT / SIGTERM end the run cleanly: the framemd5 file and the
+    // recording are completed, the summary printed.
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing signal handlers")?;
+    }
+    let slice = timeout.min(Duration::from_millis(100));
+    let mut last_frame = Instant::now();
     loop {
+        if stop.load(Ordering::Relaxed) {
+            end = "stopped by signal";
+            break;
+        }
         if args
             .max_frames
             .is_some_and(|m| latencies_ns.len() as u64 + torn >= m)
@@ -424,12 +439,22 @@ fn receive<B: Backend>(
         if let Some(s) = sink.as_mut() {
             s.drain(&sub, args)?;
         }
-        let frame = match sub.next_frame(timeout) {
+        let frame = match sub.next_frame(slice) {
             Ok(f) => f,
             Err(RecvError::Disconnected) => break,
-            Err(RecvError::Timeout(t)) => bail!("no frame for {t:?} (is the publisher stalled?)"),
+            Err(RecvError::Timeout(_)) if last_frame.elapsed() < timeout => continue,
+            Err(RecvError::Timeout(_)) if args.no_reconnect => {
+                bail!("no frame for {timeout:?} (is the publisher stalled?)")
+            }
+            Err(RecvError::Timeout(_)) => {
+                // Reconnecting: a publisher that is away is waited for.
+                eprintln!("{name}: no frame for {timeout:?}; waiting for the publisher of {:?}", args.key);
+                last_frame = Instant::now();
+                continue;
+            }
             Err(e) => return Err(e).context("receiving a frame"),
         };
+        last_frame = Instant::now();
         let now = cuframes_core::runtime::clock::monotonic_ns();
         let meta = *frame.meta();
         let st = sub.stats();
