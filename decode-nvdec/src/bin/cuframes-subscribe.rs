@@ -297,17 +297,34 @@ fn run_packets<B: Backend>(
     args: &Args,
     sub: &Subscriber<B>,
     sink: &mut PacketSink,
+    stop: &AtomicBool,
 ) -> Result<&'static str> {
     let timeout = Duration::from_millis(args.timeout_ms);
+    let slice = timeout.min(Duration::from_millis(100));
+    let mut last = Instant::now();
     loop {
         if sink.done(args) {
             return Ok("packet limit reached");
         }
-        match sub.next_packet(timeout) {
-            Ok(p) => sink.take(&p, sub)?,
+        if stop.load(Ordering::Relaxed) {
+            return Ok("stopped by signal");
+        }
+        match sub.next_packet(slice) {
+            Ok(p) => {
+                last = Instant::now();
+                sink.take(&p, sub)?
+            }
             Err(PacketRecvError::Disconnected) => return Ok("publisher ended the stream"),
-            Err(PacketRecvError::Timeout(t)) => {
-                bail!("no packet for {t:?} (is the publisher stalled?)")
+            Err(PacketRecvError::Timeout(_)) if last.elapsed() < timeout => {}
+            Err(PacketRecvError::Timeout(_)) if args.no_reconnect => {
+                bail!("no packet for {timeout:?} (is the publisher stalled?)")
+            }
+            Err(PacketRecvError::Timeout(_)) => {
+                eprintln!(
+                    "no packet for {timeout:?}; waiting for the publisher of {:?}",
+                    args.key
+                );
+                last = Instant::now();
             }
             Err(e) => return Err(e).context("receiving a packet"),
         }
@@ -379,6 +396,13 @@ fn receive<B: Backend>(
     sub: Subscriber<B>,
     mut hash: impl FnMut(&Frame<'_, B>) -> Result<(String, usize)>,
 ) -> Result<()> {
+    // SIGINT / SIGTERM end the run cleanly: the framemd5 file and the
+    // recording are completed, the summary printed.
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("installing signal handlers")?;
+    }
     let mut sink = PacketSink::create(args, &sub)?;
     let name = args
         .name
@@ -400,7 +424,7 @@ fn receive<B: Backend>(
         let Some(mut sink) = sink else {
             bail!("the publisher has no packet ring");
         };
-        let end = run_packets(args, &sub, &mut sink)?;
+        let end = run_packets(args, &sub, &mut sink, &stop)?;
         eprintln!("{name}: {end}");
         return sink.finish(&name, &sub);
     }
@@ -416,12 +440,6 @@ fn receive<B: Backend>(
     let mut torn = 0u64;
     let mut end = "publisher ended the stream";
     let mut reconnects = 0u64;
-    // SIGINT / SIGTERM end the run cleanly: the framemd5 file and the
-    // recording are completed, the summary printed.
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing signal handlers")?;
-    }
     let slice = timeout.min(Duration::from_millis(100));
     let mut last_frame = Instant::now();
     loop {
@@ -448,7 +466,10 @@ fn receive<B: Backend>(
             }
             Err(RecvError::Timeout(_)) => {
                 // Reconnecting: a publisher that is away is waited for.
-                eprintln!("{name}: no frame for {timeout:?}; waiting for the publisher of {:?}", args.key);
+                eprintln!(
+                    "{name}: no frame for {timeout:?}; waiting for the publisher of {:?}",
+                    args.key
+                );
                 last_frame = Instant::now();
                 continue;
             }
