@@ -280,7 +280,6 @@ impl MediaSource {
                 &UrlOptions {
                     transport: spec.transport,
                     io_timeout: spec.io_timeout,
-                    ..UrlOptions::default()
                 },
             )?,
         };
