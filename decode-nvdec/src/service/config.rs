@@ -531,6 +531,25 @@ mod tests {
         }
     }
 
+    /// The field table of these module docs and of docs/cameras.md are
+    /// the same rows: a field added to one must reach the other.
+    #[test]
+    fn docs_cameras_md_has_this_field_table() {
+        fn rows<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<String> {
+            lines
+                .map(str::trim)
+                .skip_while(|l| !l.starts_with("| field | default | meaning |"))
+                .skip(2)
+                .take_while(|l| l.starts_with('|'))
+                .map(str::to_owned)
+                .collect()
+        }
+        let here = rows(include_str!("config.rs").lines().filter_map(|l| l.strip_prefix("//!")));
+        let doc = rows(include_str!("../../../docs/cameras.md").lines());
+        assert!(here.len() > 20, "the module docs' table: {here:?}");
+        assert_eq!(here, doc, "docs/cameras.md's field table differs from config.rs's");
+    }
+
     #[test]
     fn defaults_apply_and_a_stream_wins() {
         let c = ServiceConfig::from_toml(
