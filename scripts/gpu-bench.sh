@@ -80,6 +80,8 @@ for n in ${NS:-1 4 8}; do
 done
 
 rm -rf "$CUFRAMES_RUNTIME_DIR"
-(cd "$OUT" && tar czf bench-logs.tar.gz --exclude=bench-logs.tar.gz --exclude=bench.txt . \
+tmp=$(mktemp /tmp/cuframes-bench-logs.XXXX.tar.gz)
+(cd "$OUT" && tar czf "$tmp" --exclude=bench-logs.tar.gz --exclude=bench.txt . \
+   && mv "$tmp" bench-logs.tar.gz \
    && find . -mindepth 1 -not -name bench-logs.tar.gz -not -name bench.txt -not -name summary.txt \
       -not -name logs.tar.gz -not -name console.log -delete)

@@ -35,6 +35,6 @@ for line in sys.stdin:
 cp media/sample-h264.mp4 media/sample-hevc.mkv media/sample-h264.h264 media/sample-hevc10.mkv \
    media/sample-size-change.ts media/sample-1080p.mp4 \
    media/*.framemd5 gpu-carry/media/
-cp scripts/gpu-tests.sh scripts/gpu-bench.sh scripts/torch_handoff.py gpu-carry/
+cp scripts/gpu-tests.sh scripts/gpu-bench.sh scripts/gpu-scale.sh scripts/torch_handoff.py gpu-carry/
 strip gpu-carry/bin/* gpu-carry/tests/* 2>/dev/null || true
 du -sh gpu-carry

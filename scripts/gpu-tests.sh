@@ -212,9 +212,152 @@ grep -h "VRAM" "$dir"/sub*.log | sed 's/^/figure: /' | tee -a "$SUMMARY"
 
 fi
 
+# --- 7. 32 streams in one publisher process (--config): 1080p30 NVDEC, one
+# InOrder subscriber per stream under Wait, every MD5 vs FFmpeg, 30 fps each
+if want 7; then
+dir=$OUT/multi32; mkdir -p "$dir"
+clip=$MEDIA/sample-1080p.mp4
+if [ ! -f "$clip" ] || [ ! -f "$clip.framemd5" ]; then
+  fail "32 streams in one publisher: $clip or its .framemd5 is missing"
+else
+frames=$(grep -vc '^#' "$clip.framemd5")   # 300
+keys=$(seq -f 's%02g' 0 31)
+# cameras.toml: 32 [[stream]]s of the 1080p clip, paced at its 30 fps, lossless.
+{
+  echo "stats_interval = 1.0"
+  for k in $keys; do
+    printf '\n[[stream]]\nkey = "%s"\nfile = '"'%s'"'\ndecoder = "nvdec"\nbackend = "cuda"\nrealtime = true\npolicy = "wait"\nwait_subscribers = 1\nring = 8\n' "$k" "$clip"
+  done
+} > "$dir/cameras.toml"
+v_idle=$(vram_used)
+# One nvidia-smi sample a second: NVDEC %, GPU %, used MiB.
+timeout 150 nvidia-smi --query-gpu=utilization.decoder,utilization.gpu,memory.used --format=csv,noheader,nounits -l 1 \
+    > "$dir/gpu.csv" 2>&1 &
+mon=$!
+# bash's `time` gives the publisher's CPU seconds (user, sys) and wall seconds.
+( TIMEFORMAT='%3U %3S %3R'
+  time RUST_LOG=info NO_COLOR=1 timeout 90 "$BIN/cuframes-publish" --config "$dir/cameras.toml" \
+      > "$dir/publisher.log" 2>&1 ) 2> "$dir/publisher.time" &
+pub=$!
+subs=()
+for k in $keys; do
+  timeout 90 "$BIN/cuframes-subscribe" --key "$k" --mode in-order --backend cuda --framemd5 "$dir/$k.framemd5" \
+      --max-frames "$frames" --wait-publisher-ms 20000 --no-reconnect --name "$k" > "$dir/$k.log" 2>&1 &
+  subs+=($!)
+done
+# Once every subscriber is in: the publisher process's own VRAM, if nvidia-smi lists processes.
+for _ in $(seq 60); do
+  [ "$(grep -l ': connected to' "$dir"/s[0-9][0-9].log 2>/dev/null | wc -l)" -ge 32 ] && break
+  kill -0 "$pub" 2>/dev/null || break
+  sleep 0.5
+done
+sleep 3
+timeout 30 nvidia-smi --query-compute-apps=pid,process_name,used_memory --format=csv,noheader,nounits > "$dir/apps.csv" 2>&1
+pub_rc=0; wait "$pub" || pub_rc=$?
+sub_bad=0
+for p in "${subs[@]}"; do wait "$p" || sub_bad=$((sub_bad + 1)); done
+kill "$mon" 2>/dev/null; wait "$mon" 2>/dev/null
+sed 's/\x1b\[[0-9;]*m//g' "$dir/publisher.log" > "$dir/publisher.txt"
+
+# (a) every subscriber: all frames, each MD5 equal to FFmpeg's.
+good=0 detail=""
+for k in $keys; do
+  n=0 bad=0
+  [ -f "$dir/$k.framemd5" ] && read -r n bad < <(compare "$dir/$k.framemd5" "$clip.framemd5")
+  if [ "${n:-0}" -eq "$frames" ] && [ "${bad:-0}" -eq 0 ]; then good=$((good + 1)); else detail+=" $k=${n:-0}/${bad:-0}bad"; fi
+done
+if [ $good = 32 ] && [ $sub_bad = 0 ]; then
+  pass "32 streams in one publisher: 32/32 InOrder subscribers got $frames/$frames frames equal to FFmpeg's MD5s"
+else
+  fail "32 streams in one publisher: $good/32 subscribers complete and equal, $sub_bad exited non-zero:$detail (see multi32/)"
+  tail -n 1 "$dir"/s[0-9][0-9].log | grep -i error | head -3 | sed 's/^/    /' | tee -a "$SUMMARY"
+fi
+
+# (b) the publisher's summary lines (bin/cuframes-publish/main.rs), one per stream:
+#   cuframes-publish: s07: end of input: 300 frames published, 0 dropped, 0 revoked lease(s), 25.3 fps, ...
+read -r streams ended pframes pdrop prevoked < <(awk '
+  match($0, /cuframes-publish: [A-Za-z0-9_-]+: [a-z ]+: [0-9]+ frames published, [0-9]+ dropped, [0-9]+ revoked/) {
+    split(substr($0, RSTART, RLENGTH), p, ": "); split(p[4], q, ", ")
+    n++; if (p[3] == "end of input") e++
+    fr += q[1]; dr += q[2]; rv += q[3] }
+  END { print n + 0, e + 0, fr + 0, dr + 0, rv + 0 }' "$dir/publisher.txt")
+line="$streams summary lines, $ended end of input, $pframes frames published (want $((32 * frames))), $pdrop dropped, $prevoked revoked, exit $pub_rc"
+if [ "$pub_rc" = 0 ] && [ "$streams" = 32 ] && [ "$ended" = 32 ] && [ "$pframes" = $((32 * frames)) ] \
+   && [ "$pdrop" = 0 ] && [ "$prevoked" = 0 ]; then
+  pass "32 streams in one publisher: $line"
+else
+  fail "32 streams in one publisher: $line"
+  grep -hiE 'error|warn' "$dir/publisher.txt" | tail -n 3 | sed 's/^/    /' | tee -a "$SUMMARY"
+fi
+
+# (c) each stream published at 30 fps (29..31). From the periodic per-stream
+# lines (service/stats.rs stats_line, tracing INFO, UTC timestamp first):
+#   2026-11-22T01:02:03.123456Z  INFO cuframes_publish: s07: streaming, 30.0 fps, 123 frames, 0 dropped, 1 subscriber(s), ...
+# The rate = frames between two lines / seconds between their timestamps,
+# over the steady part: after the first "streaming" line (its interval holds
+# the start-up) and after the last interval above 33 fps (realtime pacing
+# catches up on the frames that fell due while the stream waited for its
+# subscriber). At least 3 such intervals (3 s) per stream.
+awk -v burst=33 '
+  function days(y, m, d,   era, yoe, doy, doe) {
+    if (m <= 2) y--
+    era = int(y / 400); yoe = y - era * 400
+    doy = int((153 * (m > 2 ? m - 3 : m + 9) + 2) / 5) + d - 1
+    doe = yoe * 365 + int(yoe / 4) - int(yoe / 100) + doy
+    return era * 146097 + doe - 719468
+  }
+  function epoch(s) {
+    return days(substr(s, 1, 4) + 0, substr(s, 6, 2) + 0, substr(s, 9, 2) + 0) * 86400 \
+      + substr(s, 12, 2) * 3600 + substr(s, 15, 2) * 60 + substr(s, 18) * 1
+  }
+  $1 ~ /^[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T/ &&
+  match($0, /[A-Za-z0-9_-]+: [a-z][a-z0-9. ]*, [0-9.]+ fps, [0-9]+ frames, [0-9]+ dropped, [0-9]+ subscriber/) {
+    split(substr($0, RSTART, RLENGTH), p, ", ")
+    k = p[1]; sub(/: .*/, "", k); st = p[1]; sub(/^[^:]*: /, "", st)
+    if (st != "streaming") next
+    i = ++cnt[k]; if (i == 1) keys[++nk] = k
+    t[k, i] = epoch($1); f[k, i] = p[3] + 0   # rate of the interval since the previous line:
+    r[k, i] = (i > 1 && t[k, i] > t[k, i - 1]) ? (f[k, i] - f[k, i - 1]) / (t[k, i] - t[k, i - 1]) : 0
+  }
+  END {  # KEY INTERVALS FPS BURSTS
+    for (j = 1; j <= nk; j++) {
+      k = keys[j]; m = cnt[k]; a = 1; b = 0
+      for (i = 2; i <= m; i++) if (r[k, i] > burst) { a = i; b++ }
+      if (m - a < 1) { print k, 0, 0, b; continue }
+      printf "%s %d %.2f %d\n", k, m - a, (f[k, m] - f[k, a]) / (t[k, m] - t[k, a]), b
+    }
+  }' "$dir/publisher.txt" > "$dir/fps.txt"
+read -r nfps inrange fmin fmed fmax bursts < <(awk '
+  { n++; v[n] = $3; b += $4; if ($2 >= 3 && $3 >= 29 && $3 <= 31) ok++ }
+  END { for (x = 2; x <= n; x++) { y = v[x]; for (z = x - 1; z >= 1 && v[z] > y; z--) v[z + 1] = v[z]; v[z + 1] = y }
+        if (!n) { print 0, 0, 0, 0, 0, 0; exit }
+        printf "%d %d %.2f %.2f %.2f %d\n", n, ok + 0, v[1], v[int((n + 1) / 2)], v[n], b }' "$dir/fps.txt")
+line="$inrange/32 streams at 29-31 fps over >= 3 s of steady publishing (min $fmin, median $fmed, max $fmax fps; $nfps streams with stats lines; $bursts catch-up intervals left out)"
+if [ "$inrange" = 32 ]; then pass "32 streams in one publisher: $line"; else
+  fail "32 streams in one publisher: $line"
+  awk '$2 < 3 || $3 < 29 || $3 > 31' "$dir/fps.txt" | head -5 | sed 's/^/    stream intervals fps bursts: /' | tee -a "$SUMMARY"
+fi
+
+# Figures: NVDEC / GPU utilisation (samples while NVDEC was busy), VRAM, publisher CPU.
+read -r dec_m dec_x gpu_m gpu_x mem_x < <(awk -F', *' '
+  NF >= 3 && $1 ~ /^[0-9]+$/ { if ($3 > mx) mx = $3; if ($1 > 0) { n++; ds += $1; gs += $2; if ($1 > dx) dx = $1; if ($2 > gx) gx = $2 } }
+  END { if (n) printf "%.1f %d %.1f %d %d\n", ds / n, dx, gs / n, gx, mx; else print "- - - - " mx + 0 }' "$dir/gpu.csv")
+pub_mib=$(awk -F', *' '$2 ~ /cuframes-publish/ { s += $3; n++ } END { if (n) printf "%d MiB (%.0f MiB per stream)", s, s / 32; else printf "not listed by nvidia-smi" }' "$dir/apps.csv")
+read -r cu cs cr < "$dir/publisher.time" || true
+cpu=$(awk -v u="${cu:-0}" -v s="${cs:-0}" -v r="${cr:-0}" 'BEGIN {
+  if (r > 0) printf "%.1f s user + %.1f s sys over %.1f s = %.2f cores (%.1f%% of a core per stream)", u, s, r, (u + s) / r, 100 * (u + s) / r / 32
+  else printf "not measured" }')
+say "figure: 32 x 1080p30 H.264 in one publisher (NVDEC, CUDA, InOrder subscribers copying + hashing every frame): NVDEC util mean $dec_m% (max $dec_x%), GPU util mean $gpu_m% (max $gpu_x%) over the 1 s samples while decoding; VRAM used $v_idle MiB idle -> $mem_x MiB max (rings, decoders and 32 subscriber contexts); publisher process $pub_mib; publisher CPU $cpu"
+fi
+
+fi
+
 say "# failures: $FAILS"
 rm -rf "$RT"
 # One archive of every log, so that a run's evidence travels as one file.
-(cd "$OUT" && tar czf logs.tar.gz --exclude=logs.tar.gz --exclude=summary.txt --exclude=console.log . \
+# (Written outside $OUT first: tar warns about an archive inside what it reads.)
+tmp=$(mktemp /tmp/cuframes-logs.XXXX.tar.gz)
+(cd "$OUT" && tar czf "$tmp" --exclude=logs.tar.gz --exclude=summary.txt --exclude=console.log . \
+   && mv "$tmp" logs.tar.gz \
    && find . -mindepth 1 -not -name logs.tar.gz -not -name summary.txt -not -name console.log -delete)
 exit $FAILS

@@ -330,10 +330,12 @@ impl<B: Backend + Send + Sync + 'static> FrameSink<B> {
         E: std::error::Error + 'static,
         F: FnOnce(&mut B::Slot, &StreamDesc) -> Result<(), E>,
     {
+        // The ring first: creating it may wait for subscribers, and the
+        // pacing clock must start after that wait, not before it.
+        self.ring_for(g)?;
         if self.settings.realtime {
             self.pace(pts_ns);
         }
-        self.ring_for(g)?;
         let Some(p) = self.publisher.as_mut() else {
             return Ok(());
         };
