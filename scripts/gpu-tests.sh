@@ -154,7 +154,7 @@ dir=$OUT/kill; mkdir -p "$dir"
     > "$dir/publisher.log" 2>&1 &
 pub=$!
 "$BIN/cuframes-subscribe" --key kill --mode in-order --backend cuda --timeout-ms 60000 \
-    --wait-publisher-ms 20000 --name steady > "$dir/steady.log" 2>&1 &
+    --wait-publisher-ms 20000 --no-reconnect --name steady > "$dir/steady.log" 2>&1 &
 steady=$!
 sleep 3
 before=$(vram_used)
@@ -166,9 +166,9 @@ during=$(vram_used)
 kill -9 "$victim"; wait "$victim" 2>/dev/null
 sleep 3
 after=$(vram_used)
-pubs_a=$(grep -o '[0-9]* frames published' "$dir/publisher.log" | tail -1)
+pubs_a=$(grep -o '[0-9]* frames, [0-9]* dropped' "$dir/publisher.log" | tail -1)
 sleep 2
-pubs_b=$(grep -o '[0-9]* frames published' "$dir/publisher.log" | tail -1)
+pubs_b=$(grep -o '[0-9]* frames, [0-9]* dropped' "$dir/publisher.log" | tail -1)
 kill -INT "$pub"; wait "$pub"; wait "$steady"
 say "  VRAM used (MiB): before victim $before, victim holding a frame $during, 3 s after SIGKILL $after; publisher: '$pubs_a' then '$pubs_b'"
 if [ "$after" -le "$before" ] && [ "$pubs_a" != "$pubs_b" ]; then

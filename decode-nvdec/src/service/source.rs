@@ -150,6 +150,10 @@ pub trait SlotWrite: Backend + Send + Sync + 'static {
     fn cuda_device(&self) -> Option<&CudaDevice> {
         None
     }
+
+    /// For logs: the memory, sync and device, e.g. `cuda VmmFd/HostFence on
+    /// NVIDIA H200 (GPU-…)` or `host`.
+    fn describe(&self) -> String;
 }
 
 impl SlotWrite for HostBackend {
@@ -185,6 +189,10 @@ impl SlotWrite for HostBackend {
     ) -> Result<(), WriteError> {
         Err(WriteError::NotDevice)
     }
+
+    fn describe(&self) -> String {
+        "host".into()
+    }
 }
 
 impl SlotWrite for CudaBackend {
@@ -216,6 +224,20 @@ impl SlotWrite for CudaBackend {
 
     fn cuda_device(&self) -> Option<&CudaDevice> {
         self.device()
+    }
+
+    fn describe(&self) -> String {
+        let c = self.config();
+        match self.device() {
+            Some(d) => format!(
+                "cuda {:?}/{:?} on {} ({})",
+                c.memory,
+                c.sync,
+                d.name(),
+                cuframes_cuda::uuid_string(&d.uuid())
+            ),
+            None => format!("cuda {:?}/{:?}", c.memory, c.sync),
+        }
     }
 }
 

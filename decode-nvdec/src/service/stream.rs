@@ -169,6 +169,7 @@ fn drive<B: SlotWrite>(
 ) -> StreamOutcome {
     let key = spec.key().to_owned();
     let device = backend.cuda_device().cloned();
+    let backend_name = backend.describe();
     let vram_free = device.clone().map(|d| {
         Box::new(move || d.memory_info().ok().map(|m| m.free))
             as Box<dyn Fn() -> Option<u64> + Send>
@@ -201,8 +202,8 @@ fn drive<B: SlotWrite>(
             } else {
                 let i = src.info();
                 tracing::info!(%key, input = %name, codec = %i.codec_name,
-                    "{}x{} at {}/{} fps, decoder {}", i.width, i.height, i.frame_rate.0, i.frame_rate.1,
-                    src.decoder_name());
+                    "{}x{} at {}/{} fps, decoder {}, backend {backend_name}", i.width, i.height,
+                    i.frame_rate.0, i.frame_rate.1, src.decoder_name());
             }
             opened_before = true;
             sink.input_opened(src.info());
