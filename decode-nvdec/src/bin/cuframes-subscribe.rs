@@ -420,7 +420,8 @@ fn receive<B: Backend>(
     // recording are completed, the summary printed.
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing signal handlers")?;
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("installing signal handlers")?;
     }
     let slice = timeout.min(Duration::from_millis(100));
     let mut last_frame = Instant::now();
@@ -448,7 +449,10 @@ fn receive<B: Backend>(
             }
             Err(RecvError::Timeout(_)) => {
                 // Reconnecting: a publisher that is away is waited for.
-                eprintln!("{name}: no frame for {timeout:?}; waiting for the publisher of {:?}", args.key);
+                eprintln!(
+                    "{name}: no frame for {timeout:?}; waiting for the publisher of {:?}",
+                    args.key
+                );
                 last_frame = Instant::now();
                 continue;
             }

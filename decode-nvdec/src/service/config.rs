@@ -233,10 +233,36 @@ macro_rules! overlay {
 impl StreamFields {
     /// Fields of `base` fill what `self` leaves unset.
     fn or(mut self, base: &StreamFields) -> StreamFields {
-        overlay!(self, base, key, url, file, transport, io_timeout_ms, reconnect_initial_ms,
-            reconnect_max_ms, decoder, backend, memory, sync, device, ring, policy, wait_timeout_ms,
-            lease_timeout_ms, max_subscribers, packets, packet_ring_mib, packet_slots, max_packet_kib,
-            looping, realtime, max_frames, wait_subscribers, wait_subscribers_timeout_ms);
+        overlay!(
+            self,
+            base,
+            key,
+            url,
+            file,
+            transport,
+            io_timeout_ms,
+            reconnect_initial_ms,
+            reconnect_max_ms,
+            decoder,
+            backend,
+            memory,
+            sync,
+            device,
+            ring,
+            policy,
+            wait_timeout_ms,
+            lease_timeout_ms,
+            max_subscribers,
+            packets,
+            packet_ring_mib,
+            packet_slots,
+            max_packet_kib,
+            looping,
+            realtime,
+            max_frames,
+            wait_subscribers,
+            wait_subscribers_timeout_ms
+        );
         self
     }
 }
@@ -275,7 +301,14 @@ impl ServiceConfig {
     /// relative to `base_dir` when given.
     pub fn from_toml(text: &str, base_dir: Option<&Path>) -> Result<Self, ConfigError> {
         let file: FileToml = toml::from_str(text).map_err(|e| {
-            ConfigError::Parse(e.to_string().lines().collect::<Vec<_>>().join(" ").trim().to_owned())
+            ConfigError::Parse(
+                e.to_string()
+                    .lines()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .trim()
+                    .to_owned(),
+            )
         })?;
         if file.stream.is_empty() {
             return Err(ConfigError::NoStreams);
@@ -332,8 +365,7 @@ pub fn stream_spec(
             InputSpec::Url(u)
         }
         (None, Some(f)) => {
-            std::fs::File::open(&f)
-                .map_err(|e| bad(format!("file {}: {e}", f.display())))?;
+            std::fs::File::open(&f).map_err(|e| bad(format!("file {}: {e}", f.display())))?;
             InputSpec::File(f)
         }
     };
@@ -345,12 +377,42 @@ pub fn stream_spec(
         }
     };
     let ring = range("ring", s.ring.unwrap_or(8).into(), 2, 64)? as u32;
-    let io_timeout = range("io_timeout_ms", s.io_timeout_ms.unwrap_or(5000), 100, 600_000)?;
-    let initial = range("reconnect_initial_ms", s.reconnect_initial_ms.unwrap_or(1000), 10, 3_600_000)?;
-    let max = range("reconnect_max_ms", s.reconnect_max_ms.unwrap_or(30_000), 10, 3_600_000)?;
-    let wait_timeout = range("wait_timeout_ms", s.wait_timeout_ms.unwrap_or(2000), 1, 3_600_000)?;
-    let lease_timeout = range("lease_timeout_ms", s.lease_timeout_ms.unwrap_or(5000), 1, 3_600_000)?;
-    let max_subscribers = range("max_subscribers", s.max_subscribers.unwrap_or(64) as u64, 1, 4096)?;
+    let io_timeout = range(
+        "io_timeout_ms",
+        s.io_timeout_ms.unwrap_or(5000),
+        100,
+        600_000,
+    )?;
+    let initial = range(
+        "reconnect_initial_ms",
+        s.reconnect_initial_ms.unwrap_or(1000),
+        10,
+        3_600_000,
+    )?;
+    let max = range(
+        "reconnect_max_ms",
+        s.reconnect_max_ms.unwrap_or(30_000),
+        10,
+        3_600_000,
+    )?;
+    let wait_timeout = range(
+        "wait_timeout_ms",
+        s.wait_timeout_ms.unwrap_or(2000),
+        1,
+        3_600_000,
+    )?;
+    let lease_timeout = range(
+        "lease_timeout_ms",
+        s.lease_timeout_ms.unwrap_or(5000),
+        1,
+        3_600_000,
+    )?;
+    let max_subscribers = range(
+        "max_subscribers",
+        s.max_subscribers.unwrap_or(64) as u64,
+        1,
+        4096,
+    )?;
     let cuda = CudaConfig {
         memory: match s.memory.unwrap_or(MemoryArg::VmmFd) {
             MemoryArg::VmmFd => CudaMemory::VmmFd,
@@ -373,14 +435,23 @@ pub fn stream_spec(
         DecoderArg::Nvdec => DecoderChoice::Nvdec,
     };
     if decoder == DecoderChoice::Nvdec && backend == BackendChoice::Host {
-        return Err(bad("decoder \"nvdec\" needs backend \"cuda\" or \"auto\"".into()));
+        return Err(bad(
+            "decoder \"nvdec\" needs backend \"cuda\" or \"auto\"".into()
+        ));
     }
     let packets = if s.packets.unwrap_or(false) {
-        let mib = range("packet_ring_mib", s.packet_ring_mib.unwrap_or(8).into(), 1, 2047)? as u32;
+        let mib = range(
+            "packet_ring_mib",
+            s.packet_ring_mib.unwrap_or(8).into(),
+            1,
+            2047,
+        )? as u32;
         let slots = range("packet_slots", s.packet_slots.unwrap_or(64).into(), 1, 1024)? as u32;
         let data_size = mib << 20;
         let max_packet_size = match s.max_packet_kib {
-            Some(k) => range("max_packet_kib", k.into(), 1, u64::from(data_size / 1024))? as u32 * 1024,
+            Some(k) => {
+                range("max_packet_kib", k.into(), 1, u64::from(data_size / 1024))? as u32 * 1024
+            }
             None => data_size / 4,
         };
         Some(PacketSettings {
@@ -420,7 +491,9 @@ pub fn stream_spec(
         realtime: s.realtime.unwrap_or(false),
         max_frames: s.max_frames,
         wait_subscribers: s.wait_subscribers.unwrap_or(0),
-        wait_subscribers_timeout: Duration::from_millis(s.wait_subscribers_timeout_ms.unwrap_or(30_000)),
+        wait_subscribers_timeout: Duration::from_millis(
+            s.wait_subscribers_timeout_ms.unwrap_or(30_000),
+        ),
         reconnect: Backoff::new(Duration::from_millis(initial), Duration::from_millis(max)),
     })
 }
@@ -430,7 +503,10 @@ fn check_url(u: &str) -> Result<(), &'static str> {
     let Some((scheme, rest)) = u.split_once("://") else {
         return Err("not a URL (scheme://host/...)");
     };
-    if !matches!(scheme, "rtsp" | "rtsps" | "rtmp" | "http" | "https" | "srt" | "udp" | "tcp") {
+    if !matches!(
+        scheme,
+        "rtsp" | "rtsps" | "rtmp" | "http" | "https" | "srt" | "udp" | "tcp"
+    ) {
         return Err("unsupported scheme (rtsp, rtsps, rtmp, http, https, srt, udp, tcp)");
     }
     if u.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -493,26 +569,53 @@ mod tests {
             assert!(e.contains(want), "{want:?} not in {e:?}");
             assert!(!e.contains('\n'), "not one line: {e:?}");
         };
-        one("[[stream]]\nkey = \"a\"\nurl = \"rtsp://h/a\"\nfps = 3\n", "unknown field `fps`");
+        one(
+            "[[stream]]\nkey = \"a\"\nurl = \"rtsp://h/a\"\nfps = 3\n",
+            "unknown field `fps`",
+        );
         one(
             "[[stream]]\nkey = \"a\"\nurl = \"rtsp://h/a\"\n[[stream]]\nkey = \"a\"\nurl = \"rtsp://h/b\"\n",
             "\"a\" appears more than once",
         );
-        one("[[stream]]\nkey = \"a\"\nurl = \"rtsp:/h/a\"\n", "not a URL");
-        one("[[stream]]\nkey = \"a\"\nurl = \"gopher://h/a\"\n", "unsupported scheme");
-        one("[[stream]]\nkey = \"a\"\nurl = \"rtsp://u:secret@/a\"\n", "no host");
+        one(
+            "[[stream]]\nkey = \"a\"\nurl = \"rtsp:/h/a\"\n",
+            "not a URL",
+        );
+        one(
+            "[[stream]]\nkey = \"a\"\nurl = \"gopher://h/a\"\n",
+            "unsupported scheme",
+        );
+        one(
+            "[[stream]]\nkey = \"a\"\nurl = \"rtsp://u:secret@/a\"\n",
+            "no host",
+        );
         assert!(!err("[[stream]]\nkey = \"a\"\nurl = \"rtsp://u:secret@/a\"\n").contains("secret"));
-        one("[[stream]]\nkey = \"a\"\nfile = \"/nonexistent/x.mp4\"\n", "/nonexistent/x.mp4");
+        one(
+            "[[stream]]\nkey = \"a\"\nfile = \"/nonexistent/x.mp4\"\n",
+            "/nonexistent/x.mp4",
+        );
         one("[[stream]]\nkey = \"a\"\n", "no input");
         one("[[stream]]\nurl = \"rtsp://h/a\"\n", "stream #1: no `key`");
-        one("[[stream]]\nkey = \"a b\"\nurl = \"rtsp://h/a\"\n", "invalid key");
-        one("[[stream]]\nkey = \"a\"\nurl = \"rtsp://h/a\"\nring = 99\n", "ring 99 is outside 2..=64");
-        one("[[stream]]\nkey = \"a\"\nurl = \"rtsp://h/a\"\ntransport = \"quic\"\n", "unknown variant `quic`");
+        one(
+            "[[stream]]\nkey = \"a b\"\nurl = \"rtsp://h/a\"\n",
+            "invalid key",
+        );
+        one(
+            "[[stream]]\nkey = \"a\"\nurl = \"rtsp://h/a\"\nring = 99\n",
+            "ring 99 is outside 2..=64",
+        );
+        one(
+            "[[stream]]\nkey = \"a\"\nurl = \"rtsp://h/a\"\ntransport = \"quic\"\n",
+            "unknown variant `quic`",
+        );
         one(
             "[[stream]]\nkey = \"a\"\nurl = \"rtsp://h/a\"\nbackend = \"host\"\ndecoder = \"nvdec\"\n",
             "needs backend",
         );
-        one("stats_interval = nan\n[[stream]]\nkey = \"a\"\nurl = \"rtsp://h/a\"\n", "stats_interval");
+        one(
+            "stats_interval = nan\n[[stream]]\nkey = \"a\"\nurl = \"rtsp://h/a\"\n",
+            "stats_interval",
+        );
         one("", "no [[stream]]");
     }
 }

@@ -173,7 +173,9 @@ fn from_flags(a: &Args) -> Result<ServiceConfig> {
 
 fn run(args: Args) -> Result<()> {
     let mut config = match &args.config {
-        Some(path) => ServiceConfig::load(path).with_context(|| format!("--config {}", path.display()))?,
+        Some(path) => {
+            ServiceConfig::load(path).with_context(|| format!("--config {}", path.display()))?
+        }
         None => from_flags(&args)?,
     };
     if let Some(s) = args.stats_interval {
@@ -186,7 +188,8 @@ fn run(args: Args) -> Result<()> {
     }
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing signal handlers")?;
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("installing signal handlers")?;
     }
     let started = Instant::now();
     let service = Service::start_with_stop(config.streams, Arc::clone(&stop))?;
