@@ -63,7 +63,7 @@ struct Running {
     thread: Option<std::thread::JoinHandle<Duration>>,
     socket: PathBuf,
     dir: PathBuf,
-    subscribers: Arc<std::sync::atomic::AtomicUsize>,
+    subscribers: Arc<Mutex<usize>>,
 }
 
 impl Running {
@@ -74,7 +74,7 @@ impl Running {
         let mut p = Publisher::create(HostBackend, cfg, stream()).unwrap();
         let socket = p.socket_path().to_owned();
         let stop = Arc::new(AtomicBool::new(false));
-        let subscribers = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let subscribers = Arc::new(Mutex::new(0usize));
         let (s2, n2) = (stop.clone(), subscribers.clone());
         let thread = std::thread::spawn(move || {
             let mut i = 0u64;
@@ -84,7 +84,7 @@ impl Running {
                     b.fill(i as u8);
                     Ok::<(), std::io::Error>(())
                 });
-                n2.store(p.subscriber_count(), Ordering::Release);
+                *n2.lock().unwrap() = p.subscriber_count();
                 i += 1;
                 std::thread::sleep(Duration::from_millis(5));
             }
@@ -102,7 +102,7 @@ impl Running {
     }
 
     fn subscribers(&self) -> usize {
-        self.subscribers.load(Ordering::Acquire)
+        *self.subscribers.lock().unwrap()
     }
 
     /// Stops the publisher; returns how long dropping it (shutdown) took.
