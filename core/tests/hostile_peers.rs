@@ -480,3 +480,39 @@ fn accept_survives_fd_exhaustion() {
         "no subscriber could connect once fds were free"
     );
 }
+
+#[test]
+fn a_stuck_in_order_reader_is_demoted_after_max_lag_events() {
+    let _g = serial();
+    let d = temp_dir("demote");
+    let mut cfg = PublisherConfig::new("demote");
+    cfg.runtime_dir = Some(d.clone());
+    cfg.slots = 4;
+    cfg.policy = cuframes_core::PublishPolicy::Wait;
+    cfg.wait_timeout = Duration::from_millis(100);
+    cfg.max_lag_events = Some(2);
+    let mut p = Publisher::create(HostBackend, cfg, stream()).unwrap();
+    let mut o = SubscribeOptions::new(DeliveryMode::InOrder);
+    o.runtime_dir = Some(d);
+    // Connected, never reads.
+    let _stuck = Subscriber::connect_host("demote", o).unwrap();
+    let mut waits = Vec::new();
+    for _ in 0..40 {
+        let t0 = Instant::now();
+        let _ = p.publish(FrameMeta::default(), |_, _| Ok::<(), std::io::Error>(()));
+        waits.push(t0.elapsed());
+    }
+    let stalls = waits
+        .iter()
+        .filter(|w| **w >= Duration::from_millis(90))
+        .count();
+    let s = p.stats();
+    println!(
+        "stalls of wait_timeout: {stalls}; lagged {}, demoted {}",
+        s.lagged, s.demoted
+    );
+    assert_eq!(s.demoted, 1);
+    assert_eq!(s.lagged, 2);
+    assert_eq!(stalls, 2, "a demoted reader keeps nobody waiting");
+    assert_eq!(s.published, 40);
+}
