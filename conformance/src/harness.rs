@@ -19,7 +19,7 @@ use cuframes_core::ring::{Claim, ControlWords, FrameMeta, LeaseWords, ReaderRef,
 use cuframes_core::runtime::channel::{Channel, ChannelError};
 use cuframes_core::runtime::shm::{self, Access, Mapping, ShmError};
 use cuframes_core::runtime::{clock, futex};
-use cuframes_core::runtime::{Backend, SlotExport};
+use cuframes_core::runtime::{Backend, LeaseClock, SlotExport};
 use cuframes_core::sync::Ordering;
 use cuframes_core::wire::{
     decode, ErrorCode, GoodbyeReason, Hello, Message, Welcome, HELLO_WANTS_FRAMES,
@@ -41,6 +41,55 @@ pub struct Faults {
     /// Keep honouring the lease row of a subscriber whose socket closed
     /// (breaks §5.6).
     pub no_reclaim: bool,
+    /// Time lease values the way this implementation did before issue 12:
+    /// remember the first-seen time of at most 64 values per row, evicting
+    /// the oldest, so fresh meaningless values restart real pins' timers
+    /// (breaks §5.2 *Revocation*).
+    pub forget_leases: bool,
+    /// Never close a connection that does not send HELLO (breaks §6).
+    pub no_handshake_deadline: bool,
+    /// Keep fds that arrive after HELLO or with messages that take none,
+    /// closing only past 256 queued (breaks §4.1).
+    pub keep_stray_fds: bool,
+}
+
+/// The pre-issue-12 lease timer, for [`Faults::forget_leases`].
+#[derive(Debug, Default)]
+struct ForgetfulClock {
+    first_seen: Vec<(u64, Instant)>,
+    revoked_values: Vec<u64>,
+    revoked: [u64; LEASES_PER_ROW],
+}
+
+impl ForgetfulClock {
+    fn scan(&mut self, leases: &[u64; LEASES_PER_ROW], now: Instant, timeout: Duration) {
+        for (i, &v) in leases.iter().enumerate() {
+            if v == 0 || v == self.revoked[i] {
+                continue;
+            }
+            if self.revoked_values.contains(&v) {
+                self.revoked[i] = v;
+                continue;
+            }
+            let first = match self.first_seen.iter().find(|(s, _)| *s == v) {
+                Some(&(_, t)) => t,
+                None => {
+                    if self.first_seen.len() == 64 {
+                        self.first_seen.remove(0);
+                    }
+                    self.first_seen.push((v, now));
+                    now
+                }
+            };
+            if now.duration_since(first) > timeout {
+                self.revoked[i] = v;
+                if self.revoked_values.len() == 64 {
+                    self.revoked_values.remove(0);
+                }
+                self.revoked_values.push(v);
+            }
+        }
+    }
 }
 
 /// How the harness answers an acceptable HELLO.
@@ -85,6 +134,10 @@ pub struct HarnessConfig {
     pub unknown_before_welcome: bool,
     /// Where the slots live.
     pub memory: HarnessMemory,
+    /// Leases pinning a frame longer than this are revoked (§5.2; default 5 s).
+    pub lease_timeout: Duration,
+    /// Connections without HELLO this long are closed (§6; default 3 s).
+    pub handshake_timeout: Duration,
 }
 
 impl HarnessConfig {
@@ -100,6 +153,8 @@ impl HarnessConfig {
             faults: Faults::default(),
             unknown_before_welcome: false,
             memory: HarnessMemory::Host,
+            lease_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(3),
         }
     }
 }
@@ -272,6 +327,13 @@ pub struct Conn {
     pub received: Vec<(u32, Instant, Option<u64>)>,
     /// Why the connection ended, once it did.
     pub closed: Option<(String, Instant)>,
+    /// When it was accepted.
+    accepted: Instant,
+    /// Revocation timers of its row (§5.2).
+    clock: LeaseClock,
+    forgetful: ForgetfulClock,
+    /// Per entry: the revoked frame it holds (0: none).
+    revoked: [u64; LEASES_PER_ROW],
 }
 
 /// The harness publisher.
@@ -414,12 +476,24 @@ impl Harness {
                     hello: None,
                     received: Vec::new(),
                     closed: None,
+                    accepted: Instant::now(),
+                    clock: LeaseClock::new(),
+                    forgetful: ForgetfulClock::default(),
+                    revoked: [0; LEASES_PER_ROW],
                 });
             }
         }
         for i in 0..self.conns.len() {
             if self.conns[i].closed.is_none() {
                 self.service(i);
+            }
+            let c = &self.conns[i];
+            if c.closed.is_none()
+                && c.hello.is_none()
+                && !self.cfg.faults.no_handshake_deadline
+                && c.accepted.elapsed() > self.cfg.handshake_timeout
+            {
+                self.close_conn(i, "no HELLO within the handshake deadline".into());
             }
         }
     }
@@ -465,7 +539,16 @@ impl Harness {
             self.conns[i]
                 .received
                 .push((d.message.kind().code(), Instant::now(), nonce));
+            let hello = matches!(d.message, Message::Hello(_));
             let ev = self.conns[i].hs.handle(d.message);
+            if !self.cfg.faults.keep_stray_fds {
+                let c = &mut self.conns[i];
+                if c.hello.is_some() && !hello {
+                    c.chan.refuse_fds();
+                } else if !hello {
+                    c.chan.close_stray_fds();
+                }
+            }
             if self.cfg.faults.wrong_error_code && matches!(ev, Ok(PublisherEvent::Refused)) {
                 let c = &mut self.conns[i];
                 while c.hs.poll_transmit().is_some() {}
@@ -621,22 +704,24 @@ impl Harness {
     /// Publishes one synthetic frame; `Some(seq)` if committed, `None` if
     /// every slot was leased (counted as dropped).
     pub fn publish(&mut self) -> Option<u64> {
-        let rows: Vec<&Mapping> = if self.cfg.faults.ignore_leases {
+        self.expire_leases();
+        let rows: Vec<(&Mapping, [u64; LEASES_PER_ROW])> = if self.cfg.faults.ignore_leases {
             Vec::new()
         } else {
             self.conns
                 .iter()
-                .filter_map(|c| c.row.as_ref())
-                .chain(self.zombie_rows.iter())
+                .filter_map(|c| c.row.as_ref().map(|r| (r, c.revoked)))
+                .chain(self.zombie_rows.iter().map(|r| (r, [0; LEASES_PER_ROW])))
                 .collect()
         };
         let readers: Vec<ReaderRef<'_>> = rows
             .iter()
-            .filter_map(|m| LeaseWords::new(m.words()).ok())
-            .map(|row| ReaderRef {
-                row,
-                unread_floor: None,
-                revoked: [0; LEASES_PER_ROW],
+            .filter_map(|(m, revoked)| {
+                LeaseWords::new(m.words()).ok().map(|row| ReaderRef {
+                    row,
+                    unread_floor: None,
+                    revoked: *revoked,
+                })
             })
             .collect();
         let writer = self.writer().ok()?;
@@ -672,6 +757,31 @@ impl Harness {
         let s = writer.commit(claim, &meta);
         futex::wake_all(writer.words().wake());
         Some(s)
+    }
+
+    /// Revokes leases held past `lease_timeout` (§5.2), with core's
+    /// [`LeaseClock`] or, under [`Faults::forget_leases`], the old timer.
+    fn expire_leases(&mut self) {
+        let Ok(w) = self.words() else { return };
+        let alive: Vec<u64> = (0..self.layout.slot_count)
+            .map(|i| w.snapshot_slot(i).seq & !cuframes_core::layout::SEQ_WRITING)
+            .filter(|&s| s != 0)
+            .collect();
+        let now = Instant::now();
+        let timeout = self.cfg.lease_timeout;
+        let forget = self.cfg.faults.forget_leases;
+        for c in self.conns.iter_mut() {
+            let Some(row) = c.row.as_ref().and_then(|m| LeaseWords::new(m.words()).ok()) else {
+                continue;
+            };
+            let leases = row.snapshot().leases;
+            c.revoked = if forget {
+                c.forgetful.scan(&leases, now, timeout);
+                c.forgetful.revoked
+            } else {
+                c.clock.scan(&leases, &alive, now, timeout).ignore
+            };
+        }
     }
 
     /// Clean shutdown (§5.6): `publisher_state := CLOSED`, wake, GOODBYE

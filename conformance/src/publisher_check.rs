@@ -47,6 +47,12 @@ macro_rules! case {
 
 case!(HS_NEWEST, "PUB-HS-001", "§4.3", "HELLO 1.0..=1.0, NewestOnly, frames: WELCOME 1.0 with a non-zero id, 2..=64 slots, consistent handle_len and fd count (W1-W5)");
 case!(
+    HS_DEADLINE,
+    "PUB-HS-005",
+    "§6",
+    "a connection that never sends HELLO is closed by the handshake deadline (within it + 2 s)"
+);
+case!(
     HS_INORDER,
     "PUB-HS-002",
     "§4.3",
@@ -131,6 +137,12 @@ case!(
     "unsealed lease row (no F_SEAL_SHRINK/F_SEAL_FUTURE_WRITE): ERROR BadMessage"
 );
 case!(
+    WIRE_STRAY,
+    "PUB-WIRE-007",
+    "§4.1",
+    "fds sent after HELLO (on PING and an unknown message) are closed at once, not kept"
+);
+case!(
     WIRE_SHORT,
     "PUB-WIRE-001",
     "§4.1",
@@ -188,7 +200,7 @@ case!(
     WIRE_FDS,
     "PUB-WIRE-006",
     "§4.1",
-    "more than 256 fds queued unclaimed (unknown messages carrying fds): the connection is closed"
+    "320 fds on unknown messages before HELLO: each closed once its message is handled, or the connection is closed; never kept"
 );
 case!(
     ST_WELCOME_EARLY,
@@ -257,6 +269,12 @@ case!(
     "four simultaneous leases (every entry) are all respected over 1 s"
 );
 case!(
+    LEASE_EVICT,
+    "PUB-LEASE-005",
+    "§5.2",
+    "eviction attack: every slot pinned by rows that also write a fresh value into two entries every ms; the publisher commits again within lease_timeout + 2 s"
+);
+case!(
     LEASE_META,
     "PUB-LEASE-003",
     "§3.4",
@@ -295,6 +313,7 @@ pub const CASES: &[Case] = &[
     HS_INORDER,
     HS_TAIL,
     HS_MANY,
+    HS_DEADLINE,
     VER_MAJOR,
     VER_WIDE,
     VER_MINOR,
@@ -312,6 +331,7 @@ pub const CASES: &[Case] = &[
     WIRE_UTF8,
     WIRE_NAME,
     WIRE_FDS,
+    WIRE_STRAY,
     ST_PING_EARLY,
     ST_PING,
     ST_IGNORE,
@@ -328,6 +348,7 @@ pub const CASES: &[Case] = &[
     LEASE_ONE,
     LEASE_FOUR,
     LEASE_META,
+    LEASE_EVICT,
     SLOW_INORDER,
     RECLAIM_CRASH,
     RECLAIM_BYE,
@@ -343,9 +364,25 @@ pub struct PublisherTarget {
     pub key: String,
     /// Runtime directory holding `<key>.sock`.
     pub runtime_dir: PathBuf,
+    /// The publisher's `lease_timeout` (default 5 s, §5.2): PUB-LEASE-005
+    /// waits up to this + 2 s for progress.
+    pub lease_timeout: Duration,
+    /// The publisher's handshake deadline (default 3 s, §6): PUB-HS-005
+    /// waits up to this + 2 s for the close.
+    pub handshake_timeout: Duration,
 }
 
 impl PublisherTarget {
+    /// `key` in `runtime_dir`, with the protocol's default timeouts.
+    pub fn new(key: &str, runtime_dir: PathBuf) -> Self {
+        PublisherTarget {
+            key: key.to_owned(),
+            runtime_dir,
+            lease_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(3),
+        }
+    }
+
     fn socket(&self) -> PathBuf {
         self.runtime_dir.join(format!("{}.sock", self.key))
     }
@@ -717,6 +754,7 @@ pub fn run_only(t: &PublisherTarget, want: &dyn Fn(&Case) -> bool) -> Report {
     go(HS_INORDER, &|t| welcome_case(t, DeliveryMode::InOrder));
     go(HS_TAIL, &hello_tail);
     go(HS_MANY, &many);
+    go(HS_DEADLINE, &hs_deadline);
     go(VER_MAJOR, &|t| {
         refused(
             t,
@@ -833,6 +871,7 @@ pub fn run_only(t: &PublisherTarget, want: &dyn Fn(&Case) -> bool) -> Report {
     go(WIRE_UTF8, &wire_utf8);
     go(WIRE_NAME, &wire_name);
     go(WIRE_FDS, &wire_fds);
+    go(WIRE_STRAY, &wire_stray);
     go(ST_PING_EARLY, &ping_early);
     go(ST_PING, &ping);
     go(ST_IGNORE, &ignore_established);
@@ -849,6 +888,7 @@ pub fn run_only(t: &PublisherTarget, want: &dyn Fn(&Case) -> bool) -> Report {
     go(LEASE_ONE, &lease_one);
     go(LEASE_FOUR, &lease_four);
     go(LEASE_META, &lease_meta);
+    go(LEASE_EVICT, &lease_evict);
     go(SLOW_INORDER, &slow_inorder);
     go(RECLAIM_CRASH, &|t| reclaim(t, false));
     go(RECLAIM_BYE, &|t| reclaim(t, true));
@@ -1780,10 +1820,12 @@ fn wire_fds(t: &PublisherTarget) -> Outcome {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    let Ok(row) = Row::new() else {
-        return fail("cannot create a memfd");
+    // 64 copies of one end of a socket pair per message: the other end reads
+    // EOF once the publisher has closed every copy.
+    let Ok((probe, end)) = UnixStream::pair() else {
+        return fail("cannot create a socket pair");
     };
-    let fds = [row.fd.as_fd(); 64];
+    let fds = [end.as_fd(); 64];
     let unk = Message::Unknown {
         kind: 0x7778,
         payload: &[0; 8],
@@ -1791,21 +1833,138 @@ fn wire_fds(t: &PublisherTarget) -> Outcome {
     for _ in 0..5 {
         match c.chan.send(&unk, &fds) {
             Ok(()) => {}
-            // The publisher already closed: that is the point.
+            // The publisher already closed: that is allowed.
             Err(ChannelError::Closed) => return Outcome::Pass,
             Err(e) => return fail(format!("the suite could not send fds: {e}")),
         }
     }
-    match c.reply(REPLY) {
+    drop(end);
+    if closed_by_peer(&probe, REPLY) {
+        return Outcome::Pass;
+    }
+    match c.reply(Duration::from_millis(100)) {
         Reply::Closed | Reply::Broken(_) => Outcome::Pass,
         Reply::Error(ErrorCode::BadMessage, _) => Outcome::check(c.closes_within(REPLY), || {
             "the connection stayed open".into()
         }),
         r => fail(format!(
-            "320 unclaimed fds: expected the connection to close, got {}",
+            "320 fds on unknown messages: still held {REPLY:?} later and the connection is open ({})",
             r.describe()
         )),
     }
+}
+
+/// Whether `probe` reads EOF within `timeout`: every copy of its peer end
+/// (sent to the publisher) was closed.
+fn closed_by_peer(probe: &UnixStream, timeout: Duration) -> bool {
+    let Ok(mut p) = probe.try_clone() else {
+        return false;
+    };
+    if p.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut b = [0u8; 1];
+        if let Ok(0) = std::io::Read::read(&mut p, &mut b) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn wire_stray(t: &PublisherTarget) -> Outcome {
+    let s = match Session::open(t, DeliveryMode::NewestOnly, HELLO_WANTS_FRAMES) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let Ok((probe, end)) = UnixStream::pair() else {
+        return fail("cannot create a socket pair");
+    };
+    let unk = Message::Unknown {
+        kind: 0x7779,
+        payload: &[0; 8],
+    };
+    let sent = s
+        .client
+        .send(&Message::Ping(7), &[end.as_fd()])
+        .and_then(|()| s.client.send(&unk, &[end.as_fd(), end.as_fd()]));
+    if let Err(e) = sent {
+        return fail(format!("the suite could not send fds: {e}"));
+    }
+    drop(end);
+    Outcome::check(closed_by_peer(&probe, Duration::from_secs(1)), || {
+        "3 fds sent after HELLO were still open 1 s later".into()
+    })
+}
+
+fn hs_deadline(t: &PublisherTarget) -> Outcome {
+    let mut c = match Client::connect(t) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let start = Instant::now();
+    let limit = t.handshake_timeout + Duration::from_secs(2);
+    if c.closes_within(limit) {
+        Outcome::Pass
+    } else {
+        fail(format!(
+            "a connection without HELLO was still open after {:?} (handshake deadline {:?})",
+            start.elapsed(),
+            t.handshake_timeout
+        ))
+    }
+}
+
+fn lease_evict(t: &PublisherTarget) -> Outcome {
+    let first = match Session::open(t, DeliveryMode::NewestOnly, HELLO_WANTS_FRAMES) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    if !first.wait_frame(REPLY) {
+        return Outcome::Skip("no frame was published".into());
+    }
+    let n = first.w.slot_count as usize;
+    let mut sessions = vec![first];
+    for _ in 1..n.div_ceil(2) {
+        match Session::open(t, DeliveryMode::NewestOnly, HELLO_WANTS_FRAMES) {
+            Ok(s) => sessions.push(s),
+            Err(e) => return fail(e),
+        }
+    }
+    // Pin every slot: two frames per row, in entries 0 and 1.
+    let mut pinned: Vec<u64> = Vec::new();
+    for k in 0..n {
+        let s = &sessions[k / 2];
+        match s.lease_any(k % 2, &pinned) {
+            Some((_, seq)) => pinned.push(seq),
+            None => return Outcome::Skip("could not confirm a lease".into()),
+        }
+    }
+    let stalled_at = sessions[0].latest();
+    let start = Instant::now();
+    let limit = t.lease_timeout + Duration::from_secs(2);
+    let mut fresh = u64::MAX / 2;
+    while start.elapsed() < limit {
+        for s in &sessions {
+            // Meaningless values, new every millisecond.
+            s.row.set(2, fresh);
+            s.row.set(3, fresh - 1);
+            fresh -= 2;
+        }
+        // More frames than could be placed without reusing a pinned slot.
+        if sessions[0].latest() > stalled_at + n as u64 {
+            return Outcome::Pass;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    fail(format!(
+        "no progress past seq {stalled_at} for {limit:?} while every slot was pinned and fresh values churned (lease timeout {:?})",
+        t.lease_timeout
+    ))
 }
 
 fn welcome_early(t: &PublisherTarget) -> Outcome {

@@ -122,10 +122,7 @@ fn library_publisher_passes_check_publisher() {
     let d = dir("lib-pub");
     let _p = LibPublisher::start("conf-lib", &d);
     std::thread::sleep(Duration::from_millis(100));
-    let t = PublisherTarget {
-        key: "conf-lib".into(),
-        runtime_dir: d,
-    };
+    let t = PublisherTarget::new("conf-lib", d);
     let start = Instant::now();
     let r = publisher_check::run(&t);
     println!("check-publisher took {:?}", start.elapsed());
@@ -140,10 +137,7 @@ fn harness_publisher_passes_check_publisher() {
     let d = dir("harness-pub");
     let _p = Running::spawn(HarnessConfig::new("conf-harness", &d), 100).unwrap();
     std::thread::sleep(Duration::from_millis(100));
-    let t = PublisherTarget {
-        key: "conf-harness".into(),
-        runtime_dir: d,
-    };
+    let t = PublisherTarget::new("conf-harness", d);
     assert_all_pass(&publisher_check::run(&t));
 }
 
@@ -153,10 +147,7 @@ fn broken_publisher(test: &str, faults: Faults, ids: &'static [&'static str]) ->
     cfg.faults = faults;
     let _p = Running::spawn(cfg, 100).unwrap();
     std::thread::sleep(Duration::from_millis(100));
-    let t = PublisherTarget {
-        key: test.into(),
-        runtime_dir: d,
-    };
+    let t = PublisherTarget::new(test, d);
     publisher_check::run_only(&t, &only(ids))
 }
 
@@ -375,10 +366,7 @@ fn hostile_publisher_does_not_break_the_suite() {
             std::thread::sleep(Duration::from_millis(5));
         }
     });
-    let t = PublisherTarget {
-        key: "conf-hostile".into(),
-        runtime_dir: d,
-    };
+    let t = PublisherTarget::new("conf-hostile", d);
     let start = Instant::now();
     let r = publisher_check::run(&t);
     stop.store(true, Ordering::Release);
@@ -410,5 +398,149 @@ fn library_subscriber_passes_check_subscriber_on_cuda() {
         });
         let r = subscriber_check::run(&subject("good-cuda", "in-order"), &dir("sub-cuda"), m);
         assert_all_pass(&r);
+    }
+}
+
+fn broken_publisher_fast(test: &str, faults: Faults, ids: &'static [&'static str]) -> Report {
+    let d = dir(test);
+    let mut cfg = HarnessConfig::new(test, &d);
+    cfg.faults = faults;
+    cfg.lease_timeout = Duration::from_millis(500);
+    cfg.handshake_timeout = Duration::from_millis(500);
+    let _p = Running::spawn(cfg, 100).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let mut t = PublisherTarget::new(test, d);
+    t.lease_timeout = Duration::from_millis(500);
+    t.handshake_timeout = Duration::from_millis(500);
+    publisher_check::run_only(&t, &only(ids))
+}
+
+#[test]
+fn issue_12_faults_are_caught_and_the_correct_harness_passes() {
+    let _g = serial();
+    let ids = &[
+        "PUB-LEASE-005",
+        "PUB-HS-005",
+        "PUB-WIRE-006",
+        "PUB-WIRE-007",
+    ];
+    assert_all_pass(&broken_publisher_fast(
+        "conf-i12-good",
+        Faults::default(),
+        ids,
+    ));
+    let f = Faults {
+        forget_leases: true,
+        ..Faults::default()
+    };
+    assert_caught(
+        &broken_publisher_fast("conf-forget", f, ids),
+        "PUB-LEASE-005",
+    );
+    let f = Faults {
+        no_handshake_deadline: true,
+        ..Faults::default()
+    };
+    assert_caught(
+        &broken_publisher_fast("conf-nodeadline", f, ids),
+        "PUB-HS-005",
+    );
+    let f = Faults {
+        keep_stray_fds: true,
+        ..Faults::default()
+    };
+    assert_caught(
+        &broken_publisher_fast("conf-strayfds", f, ids),
+        "PUB-WIRE-007",
+    );
+}
+
+/// Issue 12's eviction attack (PUB-LEASE-005: every slot pinned, fresh
+/// values in two entries of each row every millisecond) against the library
+/// publisher, ring 2, 4 and 8, DropFrame and Wait: it commits again after at
+/// most the lease timeout, and a well-behaved subscriber keeps receiving
+/// whole frames.
+#[test]
+fn eviction_attack_does_not_freeze_the_library_publisher() {
+    use cuframes_core::runtime::{SubscribeOptions, Subscriber};
+    use cuframes_core::{DeliveryMode, PublishPolicy};
+    let _g = serial();
+    let lease_timeout = Duration::from_millis(500);
+    for slots in [2u32, 4, 8] {
+        for policy in [PublishPolicy::DropFrame, PublishPolicy::Wait] {
+            let key = format!("conf-evict-{slots}-{policy:?}").to_lowercase();
+            let d = dir(&key);
+            let mut cfg = PublisherConfig::new(&key);
+            cfg.runtime_dir = Some(d.clone());
+            cfg.slots = slots;
+            cfg.policy = policy;
+            cfg.lease_timeout = lease_timeout;
+            cfg.wait_timeout = Duration::from_millis(100);
+            let stream = StreamDesc::packed(64, 32, PixelFormat::Nv12, Codec::H264).unwrap();
+            let mut publisher = Publisher::create(HostBackend, cfg, stream).unwrap();
+            let stop = Arc::new(AtomicBool::new(false));
+            let s2 = stop.clone();
+            let pub_thread = std::thread::spawn(move || {
+                let (mut last, mut worst, mut i) = (Instant::now(), Duration::ZERO, 0u64);
+                while !s2.load(Ordering::Acquire) {
+                    let r = publisher.publish(FrameMeta::default(), |slot, s| {
+                        slot.bytes_mut()[..s.frame_size as usize].fill(i as u8);
+                        Ok::<(), std::io::Error>(())
+                    });
+                    if let Ok(cuframes_core::runtime::Published::Committed(_)) = r {
+                        worst = worst.max(last.elapsed());
+                        last = Instant::now();
+                    }
+                    i += 1;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                worst
+            });
+            let mut o = SubscribeOptions::new(DeliveryMode::NewestOnly);
+            o.runtime_dir = Some(d.clone());
+            let s3 = stop.clone();
+            let k2 = key.clone();
+            let good = std::thread::spawn(move || {
+                let sub = Subscriber::connect_host(&k2, o).unwrap();
+                let (mut frames, mut last_at) = (0u64, Instant::now());
+                while !s3.load(Ordering::Acquire) {
+                    if let Ok(f) = sub.next_frame(Duration::from_millis(20)) {
+                        let (y, _) = f.plane(0).unwrap();
+                        let (uv, _) = f.plane(1).unwrap();
+                        let b = y[0];
+                        let whole = y.iter().chain(uv).all(|&x| x == b);
+                        if f.release() {
+                            assert!(whole, "torn frame delivered as valid");
+                            frames += 1;
+                            last_at = Instant::now();
+                        }
+                    }
+                }
+                (frames, last_at.elapsed())
+            });
+            std::thread::sleep(Duration::from_millis(200));
+            let mut t = PublisherTarget::new(&key, d);
+            t.lease_timeout = lease_timeout;
+            let r = publisher_check::run_only(&t, &only(&["PUB-LEASE-005"]));
+            std::thread::sleep(Duration::from_millis(300));
+            stop.store(true, Ordering::Release);
+            let worst = pub_thread.join().unwrap();
+            let (frames, since_last) = good.join().unwrap();
+            println!(
+                "ring {slots} {policy:?}: {:?}; longest gap between commits {worst:?}; good subscriber got {frames} frames, the last {since_last:?} before the end",
+                r.outcome("PUB-LEASE-005")
+            );
+            assert_eq!(
+                r.outcome("PUB-LEASE-005"),
+                Some(&Outcome::Pass),
+                "{}",
+                r.table()
+            );
+            assert!(
+                worst < lease_timeout + Duration::from_secs(1),
+                "stalled {worst:?}"
+            );
+            assert!(frames > 20 && since_last < Duration::from_millis(200));
+        }
     }
 }

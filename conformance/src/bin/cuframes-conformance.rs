@@ -77,6 +77,12 @@ enum Cmd {
         /// $XDG_RUNTIME_DIR/cuframes, /tmp/cuframes-UID).
         #[arg(long)]
         runtime_dir: Option<PathBuf>,
+        /// The publisher's lease timeout, ms (PUB-LEASE-005 waits past it).
+        #[arg(long, default_value_t = 5000)]
+        lease_timeout_ms: u64,
+        /// The publisher's handshake deadline, ms (PUB-HS-005 waits past it).
+        #[arg(long, default_value_t = 3000)]
+        handshake_timeout_ms: u64,
         #[command(flatten)]
         out: Out,
         /// Publisher command to start (optional).
@@ -145,11 +151,15 @@ fn main() -> ExitCode {
         Cmd::CheckPublisher {
             key,
             runtime_dir,
+            lease_timeout_ms,
+            handshake_timeout_ms,
             out,
             command,
         } => {
             let runtime_dir = runtime_dir.unwrap_or_else(cuframes_core::runtime::dir::runtime_dir);
-            let t = PublisherTarget { key, runtime_dir };
+            let mut t = PublisherTarget::new(&key, runtime_dir);
+            t.lease_timeout = std::time::Duration::from_millis(lease_timeout_ms);
+            t.handshake_timeout = std::time::Duration::from_millis(handshake_timeout_ms);
             let mut child = None;
             if let Some((prog, rest)) = command.split_first() {
                 let d = t.runtime_dir.to_string_lossy();

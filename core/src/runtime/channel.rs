@@ -60,7 +60,15 @@ pub enum ChannelError {
 pub struct Channel {
     stream: UnixStream,
     buf: Vec<u8>,
-    fds: VecDeque<OwnedFd>,
+    /// Received fds, oldest first, each with the stream offset just past the
+    /// bytes of the `recvmsg` that brought it (see [`Channel::close_stray_fds`]).
+    fds: VecDeque<(OwnedFd, u64)>,
+    /// Bytes read from the socket so far.
+    read_total: u64,
+    /// Bytes returned as messages by [`Channel::recv`] so far.
+    consumed_total: u64,
+    /// Close every fd on arrival ([`Channel::refuse_fds`]).
+    refuse_fds: bool,
 }
 
 impl Channel {
@@ -70,6 +78,9 @@ impl Channel {
             stream,
             buf: Vec::with_capacity(2 * (HEADER_LEN + MAX_PAYLOAD)),
             fds: VecDeque::new(),
+            read_total: 0,
+            consumed_total: 0,
+            refuse_fds: false,
         }
     }
 
@@ -124,8 +135,9 @@ impl Channel {
     pub fn recv(&mut self, timeout: Option<Duration>) -> Result<Option<Vec<u8>>, ChannelError> {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
-            if let Some(d) = decode(&self.buf)? {
-                let raw = self.buf.drain(..d.len).collect();
+            if let Some(len) = decode(&self.buf)?.map(|d| d.len) {
+                let raw = self.buf.drain(..len).collect();
+                self.consumed_total += len as u64;
                 return Ok(Some(raw));
             }
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
@@ -153,9 +165,15 @@ impl Channel {
                 other => break other?,
             }
         };
+        let end = self.read_total + r.bytes as u64;
         for msg in control.drain() {
             if let RecvAncillaryMessage::ScmRights(fds) = msg {
-                self.fds.extend(fds);
+                if self.refuse_fds {
+                    // Each dropped here: closed at once.
+                    fds.for_each(drop);
+                    continue;
+                }
+                self.fds.extend(fds.map(|fd| (fd, end)));
             }
         }
         if r.flags.contains(ReturnFlags::CTRUNC) || self.fds.len() > MAX_QUEUED_FDS {
@@ -165,6 +183,7 @@ impl Channel {
             return Err(ChannelError::Closed);
         }
         self.buf.extend_from_slice(&chunk[..r.bytes]);
+        self.read_total = end;
         Ok(())
     }
 
@@ -176,12 +195,67 @@ impl Channel {
                 have: self.fds.len(),
             });
         }
-        Ok(self.fds.drain(..n).collect())
+        Ok(self.fds.drain(..n).map(|(fd, _)| fd).collect())
     }
 
     /// Closes every fd received but not taken.
     pub fn discard_fds(&mut self) {
         self.fds.clear();
+    }
+
+    /// Closes every queued fd that can only belong to a message already
+    /// returned by [`Channel::recv`] (call it after handling a message that
+    /// takes no fds, §4.1). Fds are attached to the first byte of their
+    /// message, and Linux ends a `recvmsg` right after the data that carried
+    /// fds, so an fd whose `recvmsg` ended at or before the end of the
+    /// messages consumed so far arrived with one of them.
+    pub fn close_stray_fds(&mut self) {
+        let consumed = self.consumed_total;
+        self.fds.retain(|&(_, end)| end > consumed);
+    }
+
+    /// From now on every fd that arrives is closed at once, and those queued
+    /// are closed now (after HELLO or WELCOME, no message carries fds).
+    pub fn refuse_fds(&mut self) {
+        self.refuse_fds = true;
+        self.fds.clear();
+    }
+
+    /// Fds received and queued, not taken or closed yet.
+    pub fn queued_fds(&self) -> usize {
+        self.fds.len()
+    }
+
+    /// Whether a whole message (or bytes that will fail to decode) is
+    /// already buffered, so [`Channel::recv`] returns without reading.
+    pub fn has_buffered(&self) -> bool {
+        !matches!(decode(&self.buf), Ok(None))
+    }
+
+    /// One non-blocking attempt to send `bytes` (the rest of a message), with
+    /// `fds` attached to the first byte sent (pass them only with a
+    /// message's first byte). Returns how many bytes the kernel took; 0 when
+    /// the socket is full. Never waits.
+    pub fn try_send(&self, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> Result<usize, ChannelError> {
+        let mut space = vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
+            return Err(ChannelError::FdFlood);
+        }
+        loop {
+            match rustix::net::sendmsg(
+                &self.stream,
+                &[IoSlice::new(bytes)],
+                &mut control,
+                SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
+            ) {
+                Ok(n) => return Ok(n),
+                Err(Errno::INTR) => {}
+                Err(Errno::AGAIN) => return Ok(0),
+                Err(Errno::PIPE | Errno::CONNRESET) => return Err(ChannelError::Closed),
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 }
 

@@ -18,8 +18,8 @@ pub use host::{HostBackend, HostError, HostImported, HostSlot};
 pub use leases::PendingRelease;
 pub use packets::{CodecParams, Packet, PacketRecvError, PacketStats};
 pub use publisher::{
-    ChangeError, CreateError, PacketError, PacketRingConfig, PublishError, Published, Publisher,
-    PublisherConfig, PublisherStats,
+    ChangeError, CreateError, LeaseClock, LeaseScan, PacketError, PacketRingConfig, PeerName,
+    PublishError, Published, Publisher, PublisherConfig, PublisherStats,
 };
 pub use subscriber::{
     ConnectError, Frame, Reconnect, RecvError, SubscribeOptions, Subscriber, SubscriberStats,

@@ -6,9 +6,11 @@
 //! a slot, lets the caller write the frame, and commits it.
 
 mod control;
+mod lease_clock;
 mod packets;
 mod readers;
 
+pub use lease_clock::{LeaseClock, LeaseScan, PeerName};
 pub use packets::{PacketError, PacketRingConfig};
 
 use super::backend::{Backend, SlotExport};
@@ -58,6 +60,32 @@ pub struct PublisherConfig {
     /// The encoded packet ring (`docs/protocol.md` §9); `None` (default):
     /// no ring, and HELLOs that want only packets are refused.
     pub packets: Option<PacketRingConfig>,
+    /// A connection that has not completed its handshake (HELLO answered)
+    /// this long after `accept` is closed (default 3 s; §6).
+    pub handshake_timeout: Duration,
+    /// Most connections still in their handshake at once (default 256);
+    /// they do not count against `max_subscribers`. When full, the oldest
+    /// is closed to admit a new one.
+    pub max_pending_handshakes: usize,
+    /// Most messages handled per connection per round of the control
+    /// thread (default 16), so no peer can starve the others (§6).
+    pub messages_per_round: usize,
+    /// Most bytes queued for one peer that does not read (default 256 KiB);
+    /// a peer whose queue would grow past it is disconnected (§4.1).
+    pub max_queued_bytes: usize,
+    /// A message queued for a peer and not fully sent after this long
+    /// disconnects the peer (default 1 s; §4.1). The control thread never
+    /// blocks on a send.
+    pub send_timeout: Duration,
+    /// `Wait`: an InOrder subscriber that has kept the publisher waiting past
+    /// `wait_timeout` this many times is demoted: its unread frames no
+    /// longer hold slots (it loses frames as under `DropFrame`), with one
+    /// log line. `None` (default): never demoted (§5.4).
+    pub max_lag_events: Option<u32>,
+    /// At most one warning per subscriber and kind (lease revoked, lagging)
+    /// per this interval; the next one counts what was suppressed
+    /// (default 5 s).
+    pub warn_interval: Duration,
 }
 
 impl PublisherConfig {
@@ -75,6 +103,13 @@ impl PublisherConfig {
             allowed_gids: Vec::new(),
             runtime_dir: None,
             packets: None,
+            handshake_timeout: Duration::from_secs(3),
+            max_pending_handshakes: 256,
+            messages_per_round: 16,
+            max_queued_bytes: 256 * 1024,
+            send_timeout: Duration::from_secs(1),
+            max_lag_events: None,
+            warn_interval: Duration::from_secs(5),
         }
     }
 }
@@ -146,6 +181,8 @@ pub struct PublisherStats {
     pub revoked_leases: u64,
     /// Times an InOrder subscriber lagged past `wait_timeout` and lost frames.
     pub lagged: u64,
+    /// InOrder subscribers demoted after `max_lag_events` lags.
+    pub demoted: u64,
     /// Packets published into the packet ring.
     pub packets_published: u64,
 }
@@ -514,13 +551,16 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
         loop {
             let release_seen = self.ring.words().release_wake().load(Ordering::SeqCst);
             let outcome = {
+                let alive = self.alive_frames();
                 let mut readers = self.shared.readers();
                 let now = Instant::now();
                 for r in readers.iter_mut() {
-                    let n = r.expire_leases(now, cfg.lease_timeout);
+                    let n = r.expire_leases(&alive, now, cfg.lease_timeout);
                     if n > 0 {
-                        tracing::warn!(subscriber = r.id, name = %r.name, "revoked {n} lease(s) held past {:?}", cfg.lease_timeout);
                         self.stats.revoked_leases += n as u64;
+                        if let Some(skipped) = r.revoke_log.admit(now, cfg.warn_interval) {
+                            tracing::warn!(subscriber = r.id, name = %r.name, "revoked {n} lease(s) held past {:?} ({skipped} more revocations not logged)", cfg.lease_timeout);
+                        }
                     }
                 }
                 let refs: Vec<_> = readers.iter().filter_map(|r| r.as_ref(wait)).collect();
@@ -531,19 +571,7 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
                 } = claim
                 {
                     if Instant::now() >= deadline {
-                        // Lagging InOrder readers lose frames from here on.
-                        let latest = self.ring.writer().next_seq() - 1;
-                        for r in readers
-                            .iter_mut()
-                            // Packet-only subscribers (no lease row) read no frames.
-                            .filter(|r| r.mode == crate::DeliveryMode::InOrder && r.row.is_some())
-                        {
-                            if r.consumed() < latest {
-                                tracing::warn!(subscriber = r.id, name = %r.name, "InOrder subscriber lagged past {:?}; overwriting its unread frames", cfg.wait_timeout);
-                                r.floor = latest;
-                                self.stats.lagged += 1;
-                            }
-                        }
+                        lagged(cfg, &self.ring, &mut self.stats, &mut readers);
                     }
                 }
                 claim
@@ -566,6 +594,57 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
         }
     }
 
+    /// The sequence numbers of the frames alive in the slots of the current
+    /// and the retired rings: what a lease can pin.
+    fn alive_frames(&self) -> Vec<u64> {
+        let mut alive = Vec::with_capacity(self.slots.len() * (1 + self.retired.len()));
+        for ring in std::iter::once(&self.ring).chain(self.retired.iter().map(|r| &r.ring)) {
+            let w = ring.words();
+            for i in 0..ring.layout.slot_count {
+                let s = w.slot_seq(i).load(Ordering::Relaxed) & !crate::layout::SEQ_WRITING;
+                if s != 0 {
+                    alive.push(s);
+                }
+            }
+        }
+        alive
+    }
+}
+
+/// `Wait`, past the deadline: lagging InOrder readers lose frames from here
+/// on; one that lagged `max_lag_events` times is demoted (§5.4).
+fn lagged(
+    cfg: &PublisherConfig,
+    ring: &RingShared,
+    stats: &mut PublisherStats,
+    readers: &mut [Reader],
+) {
+    {
+        let latest = ring.writer().next_seq() - 1;
+        let now = Instant::now();
+        for r in readers
+            .iter_mut()
+            // Packet-only subscribers (no lease row) read no frames.
+            .filter(|r| r.mode == crate::DeliveryMode::InOrder && r.row.is_some() && !r.demoted)
+        {
+            if r.consumed() >= latest {
+                continue;
+            }
+            r.floor = latest;
+            r.lag_events = r.lag_events.saturating_add(1);
+            stats.lagged += 1;
+            if cfg.max_lag_events.is_some_and(|n| r.lag_events >= n) {
+                r.demoted = true;
+                stats.demoted += 1;
+                tracing::warn!(subscriber = r.id, name = %r.name, "InOrder subscriber kept the publisher waiting past {:?} {} times; demoted: its unread frames no longer hold slots", cfg.wait_timeout, r.lag_events);
+            } else if let Some(skipped) = r.lag_log.admit(now, cfg.warn_interval) {
+                tracing::warn!(subscriber = r.id, name = %r.name, "InOrder subscriber lagged past {:?}; overwriting its unread frames ({skipped} more lags not logged)", cfg.wait_timeout);
+            }
+        }
+    }
+}
+
+impl<B: Backend + Send + Sync + 'static> Publisher<B> {
     /// Marks the stream ended, says GOODBYE (end of stream) to every
     /// subscriber and removes the socket. Subscribers still drain the frames
     /// left in the ring before they see `Disconnected`.

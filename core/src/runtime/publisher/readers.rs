@@ -7,11 +7,14 @@ use crate::DeliveryMode;
 use std::prelude::rust_2021::*;
 use std::time::{Duration, Instant};
 
+use super::lease_clock::{LeaseClock, LogGate, PeerName};
+
 /// One subscriber as the publisher tracks it.
 #[derive(Debug)]
 pub(crate) struct Reader {
     pub id: u32,
-    pub name: String,
+    /// The HELLO name (peer-supplied: displays escaped).
+    pub name: PeerName,
     pub mode: DeliveryMode,
     /// The subscriber's lease row, mapped read-only (hostile).
     pub row: Option<Mapping>,
@@ -19,24 +22,24 @@ pub(crate) struct Reader {
     pub floor: u64,
     /// Generation of the ring this reader was first welcomed to.
     pub first_gen: u64,
-    /// Lease values revoked after `lease_timeout`, per entry.
+    /// Per entry: the revoked frame it holds, ignored by claims (0: none).
     pub revoked: [u64; LEASES_PER_ROW],
-    /// When each recently leased frame was first seen in this row, in any
-    /// entry: moving a value between entries, or clearing and rewriting it,
-    /// does not restart its timer (bounded: the ring holds ≤ 64 frames).
-    first_seen: Vec<(u64, Instant)>,
-    /// Frames revoked from this row: written again into any entry, they stay
-    /// revoked.
-    revoked_values: Vec<u64>,
+    /// Revocation timers (§5.2).
+    clock: LeaseClock,
+    /// Times this InOrder reader kept a `Wait` publisher past `wait_timeout`.
+    pub lag_events: u32,
+    /// Demoted after `max_lag_events`: its unread frames no longer hold
+    /// slots under `Wait` (it is served as NewestOnly would be).
+    pub demoted: bool,
+    /// Rate limits of the warnings about this reader.
+    pub revoke_log: LogGate,
+    pub lag_log: LogGate,
 }
-
-/// How many frames a row's history remembers (the most slots a ring has).
-const HISTORY: usize = crate::layout::MAX_SLOTS as usize;
 
 impl Reader {
     pub fn new(
         id: u32,
-        name: String,
+        name: PeerName,
         mode: DeliveryMode,
         row: Option<Mapping>,
         floor: u64,
@@ -49,8 +52,11 @@ impl Reader {
             floor,
             first_gen: 1,
             revoked: [0; LEASES_PER_ROW],
-            first_seen: Vec::new(),
-            revoked_values: Vec::new(),
+            clock: LeaseClock::new(),
+            lag_events: 0,
+            demoted: false,
+            revoke_log: LogGate::default(),
+            lag_log: LogGate::default(),
         }
     }
 
@@ -64,47 +70,22 @@ impl Reader {
     pub fn as_ref(&self, honour_unread: bool) -> Option<ReaderRef<'_>> {
         Some(ReaderRef {
             row: self.words()?,
-            unread_floor: (honour_unread && self.mode == DeliveryMode::InOrder)
+            unread_floor: (honour_unread && self.mode == DeliveryMode::InOrder && !self.demoted)
                 .then_some(self.floor),
             revoked: self.revoked,
         })
     }
 
-    /// Revokes leases held longer than `timeout`; returns how many were revoked now.
-    pub fn expire_leases(&mut self, now: Instant, timeout: Duration) -> usize {
+    /// Revokes leases that pinned a frame of `alive` (the sequence numbers
+    /// in the slots) for longer than `timeout` ([`LeaseClock::scan`]);
+    /// returns how many frames were revoked now.
+    pub fn expire_leases(&mut self, alive: &[u64], now: Instant, timeout: Duration) -> usize {
         let Some(row) = self.words().map(|w| w.snapshot()) else {
             return 0;
         };
-        let mut revoked = 0;
-        for (i, &v) in row.leases.iter().enumerate() {
-            if v == 0 || v == self.revoked[i] {
-                continue;
-            }
-            if self.revoked_values.contains(&v) {
-                // A revoked frame written again, maybe into another entry.
-                self.revoked[i] = v;
-                continue;
-            }
-            let first = match self.first_seen.iter().find(|(s, _)| *s == v) {
-                Some(&(_, t)) => t,
-                None => {
-                    if self.first_seen.len() == HISTORY {
-                        self.first_seen.remove(0);
-                    }
-                    self.first_seen.push((v, now));
-                    now
-                }
-            };
-            if now.duration_since(first) > timeout {
-                self.revoked[i] = v;
-                if self.revoked_values.len() == HISTORY {
-                    self.revoked_values.remove(0);
-                }
-                self.revoked_values.push(v);
-                revoked += 1;
-            }
-        }
-        revoked
+        let s = self.clock.scan(&row.leases, alive, now, timeout);
+        self.revoked = s.ignore;
+        s.newly_revoked
     }
 
     /// Whether this reader may still hold or read a frame of `first..=last`
@@ -146,11 +127,13 @@ mod tests {
         )
         .unwrap();
         (
-            Reader::new(1, "t".into(), DeliveryMode::NewestOnly, Some(ro), 0),
+            Reader::new(1, PeerName::new("t"), DeliveryMode::NewestOnly, Some(ro), 0),
             fd,
             rw,
         )
     }
+
+    const ALIVE: &[u64] = &[7, 9, 10];
 
     fn set(rw: &Mapping, entry: usize, v: u64) {
         LeaseWords::new(rw.words())
@@ -165,13 +148,13 @@ mod tests {
         let t0 = Instant::now();
         let timeout = Duration::from_secs(5);
         set(&rw, 0, 7);
-        assert_eq!(r.expire_leases(t0, timeout), 0);
+        assert_eq!(r.expire_leases(ALIVE, t0, timeout), 0);
         // The subscriber shuffles frame 7 through its entries.
         for (k, entry) in [1, 2, 3, 0].into_iter().enumerate() {
             set(&rw, (entry + 3) % 4, 0);
             set(&rw, entry, 7);
             let now = t0 + Duration::from_secs(2 * k as u64 + 2);
-            let n = r.expire_leases(now, timeout);
+            let n = r.expire_leases(ALIVE, now, timeout);
             if now.duration_since(t0) > timeout {
                 assert_eq!(n, 1, "revoked once held past the timeout, in entry {entry}");
                 assert_eq!(r.revoked[entry], 7);
@@ -188,15 +171,24 @@ mod tests {
         let t0 = Instant::now();
         let timeout = Duration::from_secs(1);
         set(&rw, 0, 9);
-        r.expire_leases(t0, timeout);
-        assert_eq!(r.expire_leases(t0 + Duration::from_secs(2), timeout), 1);
+        r.expire_leases(ALIVE, t0, timeout);
+        assert_eq!(
+            r.expire_leases(ALIVE, t0 + Duration::from_secs(2), timeout),
+            1
+        );
         set(&rw, 0, 0);
         set(&rw, 3, 9);
-        assert_eq!(r.expire_leases(t0 + Duration::from_secs(3), timeout), 0);
+        assert_eq!(
+            r.expire_leases(ALIVE, t0 + Duration::from_secs(3), timeout),
+            0
+        );
         assert_eq!(r.revoked[3], 9, "the ring must ignore entry 3's lease");
         // A new frame in the freed entry gets its own timer.
         set(&rw, 0, 10);
-        assert_eq!(r.expire_leases(t0 + Duration::from_secs(3), timeout), 0);
-        assert_eq!(r.revoked[0], 9);
+        assert_eq!(
+            r.expire_leases(ALIVE, t0 + Duration::from_secs(3), timeout),
+            0
+        );
+        assert_eq!(r.revoked, [0, 0, 0, 9]);
     }
 }
