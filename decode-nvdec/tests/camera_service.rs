@@ -76,7 +76,11 @@ impl Proc {
                 let _ = child.kill();
                 let _ = child.wait();
                 self.child = None;
-                panic!("{} did not exit within {limit:?}:\n{}", self.what, self.log());
+                panic!(
+                    "{} did not exit within {limit:?}:\n{}",
+                    self.what,
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -116,7 +120,12 @@ fn subscribe(dir: &Path, key: &str, name: &str, max: usize, extra: &[&str]) -> P
     let mut c = Command::new(SUBSCRIBE);
     c.args(["--runtime-dir", dir.to_str().unwrap()])
         .args(["--key", key, "--mode", "in-order", "--name", name])
-        .args(["--wait-publisher-ms", "30000", "--max-frames", &max.to_string()])
+        .args([
+            "--wait-publisher-ms",
+            "30000",
+            "--max-frames",
+            &max.to_string(),
+        ])
         .arg("--framemd5")
         .arg(dir.join(format!("{name}.framemd5")))
         .args(extra);
@@ -136,7 +145,12 @@ fn assert_matches_reference(dir: &Path, name: &str, reference: &[String]) {
     let got = hashes(&dir.join(format!("{name}.framemd5")));
     assert_eq!(got.len(), reference.len(), "{name}: frames received");
     let bad = got.iter().zip(reference).filter(|(a, b)| a != b).count();
-    assert_eq!(bad, 0, "{name}: {bad} of {} frames differ from FFmpeg's", got.len());
+    assert_eq!(
+        bad,
+        0,
+        "{name}: {bad} of {} frames differ from FFmpeg's",
+        got.len()
+    );
 }
 
 /// MD5 of a host frame's rows without pitch padding (FFmpeg's rawvideo bytes).
@@ -155,14 +169,26 @@ fn rtsp_h264_and_hevc_over_tcp_and_udp_reach_three_subscribers_each_bit_exact() 
     let dir = runtime_dir("rtsp4");
     let server = RtspServer::start(&[("/h264", "sample-h264.mp4"), ("/hevc", "sample-hevc.mkv")]);
     let mut toml = String::from("stats_interval = 1.0\n[defaults]\nbackend = \"host\"\npolicy = \"wait\"\nwait_subscribers = 3\nring = 16\n");
-    let streams = [("h264-tcp", "/h264", "tcp"), ("h264-udp", "/h264", "udp"), ("hevc-tcp", "/hevc", "tcp"), ("hevc-udp", "/hevc", "udp")];
+    let streams = [
+        ("h264-tcp", "/h264", "tcp"),
+        ("h264-udp", "/h264", "udp"),
+        ("hevc-tcp", "/hevc", "tcp"),
+        ("hevc-udp", "/hevc", "udp"),
+    ];
     for (key, mount, transport) in streams {
-        toml += &format!("[[stream]]\nkey = \"{key}\"\nurl = \"{}\"\ntransport = \"{transport}\"\n", server.url(mount));
+        toml += &format!(
+            "[[stream]]\nkey = \"{key}\"\nurl = \"{}\"\ntransport = \"{transport}\"\n",
+            server.url(mount)
+        );
     }
     let mut subs = Vec::new();
     for (key, _, _) in streams {
         for i in 0..3 {
-            subs.push((key, format!("{key}-{i}"), subscribe(&dir, key, &format!("{key}-{i}"), 100, &[])));
+            subs.push((
+                key,
+                format!("{key}-{i}"),
+                subscribe(&dir, key, &format!("{key}-{i}"), 100, &[]),
+            ));
         }
     }
     let publisher = publish_config(&dir, &toml, &[]);
@@ -217,7 +243,12 @@ fn a_camera_that_dies_for_5_s_is_reconnected_and_subscribers_ride_through() {
     };
     let reference = h264_ref();
     let before = collect(&sub, 30, Duration::from_secs(20));
-    assert_eq!(before.len(), 30, "frames before the camera died:\n{}", publisher.log());
+    assert_eq!(
+        before.len(),
+        30,
+        "frames before the camera died:\n{}",
+        publisher.log()
+    );
     for (i, (h, _)) in before.iter().enumerate() {
         assert_eq!(h, &reference[i], "frame {i} before the gap");
     }
@@ -230,20 +261,39 @@ fn a_camera_that_dies_for_5_s_is_reconnected_and_subscribers_ride_through() {
     let gap = after
         .iter()
         .position(|(_, flags)| flags & FLAG_DISCONTINUITY != 0)
-        .unwrap_or_else(|| panic!("no DISCONTINUITY in {} frames:\n{}", after.len(), publisher.log()));
+        .unwrap_or_else(|| {
+            panic!(
+                "no DISCONTINUITY in {} frames:\n{}",
+                after.len(),
+                publisher.log()
+            )
+        });
     for (i, (h, _)) in after[..gap].iter().enumerate() {
         assert_eq!(h, &reference[30 + i], "frame {} before the gap", 30 + i);
     }
     let resumed = &after[gap..];
-    assert!(resumed.len() >= 50, "only {} frames after the reconnect:\n{}", resumed.len(), publisher.log());
+    assert!(
+        resumed.len() >= 50,
+        "only {} frames after the reconnect:\n{}",
+        resumed.len(),
+        publisher.log()
+    );
     for (i, (h, _)) in resumed.iter().take(50).enumerate() {
         assert_eq!(h, &reference[i], "frame {i} after the reconnect");
     }
-    assert_eq!(sub.stats().dropped, 0, "an InOrder subscriber under wait loses nothing");
+    assert_eq!(
+        sub.stats().dropped,
+        0,
+        "an InOrder subscriber under wait loses nothing"
+    );
     let log = publisher.log();
-    assert!(log.contains("reconnecting in"), "the failure is logged:\n{log}");
     assert!(
-        log.lines().any(|l| l.contains("cam: streaming") && l.contains("1 reconnect(s)")),
+        log.contains("reconnecting in"),
+        "the failure is logged:\n{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("cam: streaming") && l.contains("1 reconnect(s)")),
         "the stats line shows the reconnect:\n{log}"
     );
     drop(server);
@@ -295,16 +345,38 @@ fn refused_404_and_silent_cameras_get_clear_errors_and_backoff_without_touching_
     let reference: Vec<String> = h264_ref().into_iter().cycle().take(150).collect();
     let got = hashes(&dir.join("good-0.framemd5"));
     assert_eq!(got.len(), 150);
-    assert_eq!(got, reference, "the healthy stream is untouched by the failing ones");
+    assert_eq!(
+        got, reference,
+        "the healthy stream is untouched by the failing ones"
+    );
     let log = publisher.log();
-    for (key, want) in [("refused", "refused"), ("missing", "404"), ("silent", "no answer")] {
+    for (key, want) in [
+        ("refused", "refused"),
+        ("missing", "404"),
+        ("silent", "no answer"),
+    ] {
         let line = last_stats(&log, key);
-        assert!(line.contains("retry in") || line.contains("connecting"), "{key} backs off: {line:?}\n{log}");
-        assert!(line.to_lowercase().contains(want), "{key}: {want:?} not in {line:?}\n{log}");
-        let attempts = log.lines().filter(|l| l.contains(key) && l.contains("reconnecting in")).count();
-        assert!(attempts >= 2, "{key}: retried with backoff ({attempts} attempts)\n{log}");
+        assert!(
+            line.contains("retry in") || line.contains("connecting"),
+            "{key} backs off: {line:?}\n{log}"
+        );
+        assert!(
+            line.to_lowercase().contains(want),
+            "{key}: {want:?} not in {line:?}\n{log}"
+        );
+        let attempts = log
+            .lines()
+            .filter(|l| l.contains(key) && l.contains("reconnecting in"))
+            .count();
+        assert!(
+            attempts >= 2,
+            "{key}: retried with backoff ({attempts} attempts)\n{log}"
+        );
     }
-    assert!(!log.contains("hunter2"), "credentials leak into the log:\n{log}");
+    assert!(
+        !log.contains("hunter2"),
+        "credentials leak into the log:\n{log}"
+    );
     assert!(!log.contains("panicked"), "{log}");
 }
 
@@ -314,11 +386,24 @@ fn eight_streams_in_one_process_and_one_dead_camera_changes_nothing_for_the_othe
     let server = RtspServer::start(&[("/h264", "sample-h264.mp4"), ("/hevc", "sample-hevc.mkv")]);
     let mut doomed = RtspServer::start(&[("/h264", "sample-h264.mp4")]);
     let mut toml = String::from("stats_interval = 1.0\n[defaults]\nbackend = \"host\"\npolicy = \"wait\"\nring = 16\nwait_subscribers = 2\ntransport = \"tcp\"\nio_timeout_ms = 1000\nreconnect_initial_ms = 200\n");
-    let files = [("f-h264-mp4", "sample-h264.mp4"), ("f-hevc-mkv", "sample-hevc.mkv"), ("f-h264-raw", "sample-h264.h264"), ("f-h264-b", "sample-h264.mp4")];
+    let files = [
+        ("f-h264-mp4", "sample-h264.mp4"),
+        ("f-hevc-mkv", "sample-hevc.mkv"),
+        ("f-h264-raw", "sample-h264.h264"),
+        ("f-h264-b", "sample-h264.mp4"),
+    ];
     for (key, clip) in files {
-        toml += &format!("[[stream]]\nkey = \"{key}\"\nfile = \"{}\"\nrealtime = true\n", common::media(clip).display());
+        toml += &format!(
+            "[[stream]]\nkey = \"{key}\"\nfile = \"{}\"\nrealtime = true\n",
+            common::media(clip).display()
+        );
     }
-    let cams = [("c-h264-a", server.url("/h264")), ("c-h264-b", server.url("/h264")), ("c-hevc", server.url("/hevc")), ("c-doomed", doomed.url("/h264"))];
+    let cams = [
+        ("c-h264-a", server.url("/h264")),
+        ("c-h264-b", server.url("/h264")),
+        ("c-hevc", server.url("/hevc")),
+        ("c-doomed", doomed.url("/h264")),
+    ];
     for (key, url) in &cams {
         toml += &format!("[[stream]]\nkey = \"{key}\"\nurl = \"{url}\"\n");
     }
@@ -329,12 +414,20 @@ fn eight_streams_in_one_process_and_one_dead_camera_changes_nothing_for_the_othe
             _ => h264_ref(),
         }
     };
-    let keys: Vec<&str> = files.iter().map(|f| f.0).chain(cams.iter().map(|c| c.0)).collect();
+    let keys: Vec<&str> = files
+        .iter()
+        .map(|f| f.0)
+        .chain(cams.iter().map(|c| c.0))
+        .collect();
     let mut subs = Vec::new();
     for key in &keys {
         for i in 0..2 {
             let max = if *key == "c-doomed" { 1000 } else { 100 };
-            subs.push((key.to_string(), format!("{key}-{i}"), subscribe(&dir, key, &format!("{key}-{i}"), max, &[])));
+            subs.push((
+                key.to_string(),
+                format!("{key}-{i}"),
+                subscribe(&dir, key, &format!("{key}-{i}"), max, &[]),
+            ));
         }
     }
     let publisher = publish_config(&dir, &toml, &[]);
@@ -343,7 +436,11 @@ fn eight_streams_in_one_process_and_one_dead_camera_changes_nothing_for_the_othe
     while !dir.join("c-doomed-0.framemd5").exists()
         || hashes(&dir.join("c-doomed-0.framemd5")).len() < 10
     {
-        assert!(Instant::now() < deadline, "the doomed camera never streamed:\n{}", publisher.log());
+        assert!(
+            Instant::now() < deadline,
+            "the doomed camera never streamed:\n{}",
+            publisher.log()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     doomed.kill();
@@ -355,16 +452,27 @@ fn eight_streams_in_one_process_and_one_dead_camera_changes_nothing_for_the_othe
         assert_matches_reference(&dir, name, &reference(key));
     }
     let log = publisher.log();
-    assert!(log.lines().any(|l| l.contains("c-doomed") && l.contains("reconnecting in")), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("c-doomed") && l.contains("reconnecting in")),
+        "{log}"
+    );
     drop(server);
 }
 
 /// `cuframes-publish` with flags (host backend).
 fn publish_flags(dir: &Path, log: &str, args: &[&str]) -> Proc {
     let mut c = Command::new(PUBLISH);
-    c.args(["--runtime-dir", dir.to_str().unwrap(), "--backend", "host", "--stats-interval", "0"])
-        .args(args)
-        .env("RUST_LOG", "info");
+    c.args([
+        "--runtime-dir",
+        dir.to_str().unwrap(),
+        "--backend",
+        "host",
+        "--stats-interval",
+        "0",
+    ])
+    .args(args)
+    .env("RUST_LOG", "info");
     Proc::spawn(c, dir.join(log), log)
 }
 
@@ -390,10 +498,17 @@ fn a_publisher_killed_and_restarted_on_its_key_is_followed_by_its_subscribers() 
     // The tool, reconnect on by default, hashing every frame it receives.
     let mut tool = {
         let mut c = Command::new(SUBSCRIBE);
-        c.args(["--runtime-dir", dir.to_str().unwrap(), "--key", "cam", "--mode", "newest-only"])
-            .args(["--wait-publisher-ms", "30000", "--stats-interval", "0"])
-            .arg("--framemd5")
-            .arg(dir.join("tool.framemd5"));
+        c.args([
+            "--runtime-dir",
+            dir.to_str().unwrap(),
+            "--key",
+            "cam",
+            "--mode",
+            "newest-only",
+        ])
+        .args(["--wait-publisher-ms", "30000", "--stats-interval", "0"])
+        .arg("--framemd5")
+        .arg(dir.join("tool.framemd5"));
         Proc::spawn(c, dir.join("tool.log"), "cuframes-subscribe")
     };
     let mut opts = SubscribeOptions::new(DeliveryMode::NewestOnly);
@@ -411,7 +526,10 @@ fn a_publisher_killed_and_restarted_on_its_key_is_followed_by_its_subscribers() 
     let before = collect(&sub, 20, Duration::from_secs(20));
     assert_eq!(before.len(), 20);
     for (h, _) in &before {
-        assert!(reference.contains(h), "a frame before the kill is not one of the clip's");
+        assert!(
+            reference.contains(h),
+            "a frame before the kill is not one of the clip's"
+        );
     }
     first.signal(rustix::process::Signal::KILL);
     first.wait(Duration::from_secs(5));
@@ -427,7 +545,10 @@ fn a_publisher_killed_and_restarted_on_its_key_is_followed_by_its_subscribers() 
         match sub.next_frame(Duration::from_millis(100)) {
             Ok(f) if f.meta().flags & FLAG_DISCONTINUITY != 0 => {
                 let now = cuframes_core::runtime::clock::monotonic_ns();
-                let first = f.meta().publish_ns.saturating_sub((f.meta().seq - 1) * 40_000_000);
+                let first = f
+                    .meta()
+                    .publish_ns
+                    .saturating_sub((f.meta().seq - 1) * 40_000_000);
                 resumed = Some((now.saturating_sub(first), frame_md5(&f)));
             }
             Ok(_) | Err(RecvError::Timeout(_)) => {}
@@ -435,7 +556,10 @@ fn a_publisher_killed_and_restarted_on_its_key_is_followed_by_its_subscribers() 
         }
     }
     let (delay_ns, h) = resumed.expect("no flagged frame after the restart");
-    assert!(reference.contains(&h), "the first frame after the restart is one of the clip's");
+    assert!(
+        reference.contains(&h),
+        "the first frame after the restart is one of the clip's"
+    );
     assert!(
         delay_ns < 1_000_000_000,
         "resumed {delay_ns} ns after the new publisher's first frame (backoff is capped at 500 ms)"
@@ -449,7 +573,10 @@ fn a_publisher_killed_and_restarted_on_its_key_is_followed_by_its_subscribers() 
         if log.contains("reconnected") {
             break;
         }
-        assert!(Instant::now() < deadline, "cuframes-subscribe did not reconnect:\n{log}");
+        assert!(
+            Instant::now() < deadline,
+            "cuframes-subscribe did not reconnect:\n{log}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(500));
@@ -457,7 +584,10 @@ fn a_publisher_killed_and_restarted_on_its_key_is_followed_by_its_subscribers() 
     tool.wait(Duration::from_secs(10));
     let got = hashes(&dir.join("tool.framemd5"));
     assert!(got.len() > 20, "the tool hashed {} frames", got.len());
-    assert!(got.iter().all(|h| reference.contains(h)), "every frame the tool hashed is one of the clip's");
+    assert!(
+        got.iter().all(|h| reference.contains(h)),
+        "every frame the tool hashed is one of the clip's"
+    );
     drop(sub);
     // The new publisher, stopped cleanly, removes its socket (the killed
     // one's stale socket was replaced when it started).
@@ -473,7 +603,11 @@ fn a_publisher_killed_and_restarted_on_its_key_is_followed_by_its_subscribers() 
         .filter(|n| n.ends_with(".sock"))
         .collect();
     assert!(left.is_empty(), "sockets left: {left:?}");
-    assert_eq!(cuframes_entries_in_dev_shm(), shm_before, "/dev/shm changed");
+    assert_eq!(
+        cuframes_entries_in_dev_shm(),
+        shm_before,
+        "/dev/shm changed"
+    );
 }
 
 #[test]
@@ -487,15 +621,34 @@ fn a_resolution_change_mid_stream_reaches_every_subscriber_bit_exact() {
     let mut publisher = publish_flags(
         &dir,
         "publisher.log",
-        &["--input", clip.to_str().unwrap(), "--key", "chg", "--policy", "wait", "--wait-subscribers", "3", "--ring", "4"],
+        &[
+            "--input",
+            clip.to_str().unwrap(),
+            "--key",
+            "chg",
+            "--policy",
+            "wait",
+            "--wait-subscribers",
+            "3",
+            "--ring",
+            "4",
+        ],
     );
     for (i, s) in subs.iter_mut().enumerate() {
         s.success(Duration::from_secs(60));
         assert_matches_reference(&dir, &format!("chg-{i}"), &reference);
-        assert!(s.log().contains("stream changed"), "the tool logs the change:\n{}", s.log());
+        assert!(
+            s.log().contains("stream changed"),
+            "the tool logs the change:\n{}",
+            s.log()
+        );
     }
     publisher.success(Duration::from_secs(30));
-    assert!(publisher.log().contains("1 stream change(s)"), "{}", publisher.log());
+    assert!(
+        publisher.log().contains("1 stream change(s)"),
+        "{}",
+        publisher.log()
+    );
 }
 
 #[test]
@@ -507,7 +660,18 @@ fn a_10_bit_stream_on_the_host_backend_is_shared_as_p010_bit_exact() {
     let mut publisher = publish_flags(
         &dir,
         "publisher.log",
-        &["--input", clip.to_str().unwrap(), "--key", "ten", "--policy", "wait", "--wait-subscribers", "1", "--decoder", "software"],
+        &[
+            "--input",
+            clip.to_str().unwrap(),
+            "--key",
+            "ten",
+            "--policy",
+            "wait",
+            "--wait-subscribers",
+            "1",
+            "--decoder",
+            "software",
+        ],
     );
     sub.success(Duration::from_secs(60));
     assert_matches_reference(&dir, "ten-0", &reference);
@@ -523,8 +687,14 @@ fn bad_config_files_fail_with_one_clear_line_before_anything_starts() {
     let cases = [
         (format!("{ok}colour = \"red\"\n"), "unknown field `colour`"),
         (format!("{ok}{ok}"), "\"a\" appears more than once"),
-        ("[[stream]]\nkey = \"a\"\nurl = \"rtsp:/cam\"\n".to_owned(), "not a URL"),
-        ("[[stream]]\nkey = \"a\"\nfile = \"/no/such/clip.mp4\"\n".to_owned(), "/no/such/clip.mp4"),
+        (
+            "[[stream]]\nkey = \"a\"\nurl = \"rtsp:/cam\"\n".to_owned(),
+            "not a URL",
+        ),
+        (
+            "[[stream]]\nkey = \"a\"\nfile = \"/no/such/clip.mp4\"\n".to_owned(),
+            "/no/such/clip.mp4",
+        ),
         ("[[stream\n".to_owned(), "--config"),
     ];
     for (toml, want) in cases {

@@ -41,6 +41,9 @@
 //! | `wait_timeout_ms` | 2000 | `wait`: longest wait for a slot |
 //! | `lease_timeout_ms` | 5000 | revoke a lease held longer |
 //! | `max_subscribers` | 64 | most subscribers |
+//! | `socket_mode` | `"0660"` | the socket file's mode, octal (a string), `0000`..=`0777` |
+//! | `allow_uids` | `[]` | uids admitted (SO_PEERCRED); with `allow_gids` empty too: anyone who can open the socket; root always |
+//! | `allow_gids` | `[]` | (primary) gids admitted |
 //! | `packets` | false | also publish encoded packets |
 //! | `packet_ring_mib` | 8 | packet ring data area, 1..=2047 MiB |
 //! | `packet_slots` | 64 | packet slots, 1..=1024 |
@@ -205,6 +208,12 @@ pub struct StreamFields {
     pub lease_timeout_ms: Option<u64>,
     /// Most subscribers.
     pub max_subscribers: Option<usize>,
+    /// Socket file mode, octal digits (`"0660"`).
+    pub socket_mode: Option<String>,
+    /// Uids admitted (`docs/protocol.md` §2.1 access control).
+    pub allow_uids: Option<Vec<u32>>,
+    /// Primary gids admitted.
+    pub allow_gids: Option<Vec<u32>>,
     /// Publish packets too.
     pub packets: Option<bool>,
     /// Packet ring data area, MiB.
@@ -233,10 +242,39 @@ macro_rules! overlay {
 impl StreamFields {
     /// Fields of `base` fill what `self` leaves unset.
     fn or(mut self, base: &StreamFields) -> StreamFields {
-        overlay!(self, base, key, url, file, transport, io_timeout_ms, reconnect_initial_ms,
-            reconnect_max_ms, decoder, backend, memory, sync, device, ring, policy, wait_timeout_ms,
-            lease_timeout_ms, max_subscribers, packets, packet_ring_mib, packet_slots, max_packet_kib,
-            looping, realtime, max_frames, wait_subscribers, wait_subscribers_timeout_ms);
+        overlay!(
+            self,
+            base,
+            key,
+            url,
+            file,
+            transport,
+            io_timeout_ms,
+            reconnect_initial_ms,
+            reconnect_max_ms,
+            decoder,
+            backend,
+            memory,
+            sync,
+            device,
+            ring,
+            policy,
+            wait_timeout_ms,
+            lease_timeout_ms,
+            max_subscribers,
+            socket_mode,
+            allow_uids,
+            allow_gids,
+            packets,
+            packet_ring_mib,
+            packet_slots,
+            max_packet_kib,
+            looping,
+            realtime,
+            max_frames,
+            wait_subscribers,
+            wait_subscribers_timeout_ms
+        );
         self
     }
 }
@@ -275,7 +313,14 @@ impl ServiceConfig {
     /// relative to `base_dir` when given.
     pub fn from_toml(text: &str, base_dir: Option<&Path>) -> Result<Self, ConfigError> {
         let file: FileToml = toml::from_str(text).map_err(|e| {
-            ConfigError::Parse(e.to_string().lines().collect::<Vec<_>>().join(" ").trim().to_owned())
+            ConfigError::Parse(
+                e.to_string()
+                    .lines()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .trim()
+                    .to_owned(),
+            )
         })?;
         if file.stream.is_empty() {
             return Err(ConfigError::NoStreams);
@@ -308,6 +353,25 @@ impl ServiceConfig {
     }
 }
 
+/// A socket file mode in octal digits (`"660"`, `"0660"`, `"0o660"`): at
+/// most `0o777` (no setuid, setgid or sticky bits on a socket).
+///
+/// Errors: a text saying what is wrong.
+pub fn parse_socket_mode(s: &str) -> Result<u32, String> {
+    let digits = s.strip_prefix("0o").unwrap_or(s);
+    if digits.is_empty() || digits.len() > 4 || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b))
+    {
+        return Err("expected 3 or 4 octal digits, e.g. 0660".into());
+    }
+    let mode = u32::from_str_radix(digits, 8).map_err(|e| e.to_string())?;
+    if mode > 0o777 {
+        return Err(format!(
+            "{mode:04o} sets setuid/setgid/sticky bits; expected 0000..=0777"
+        ));
+    }
+    Ok(mode)
+}
+
 /// Validates one stream's fields (defaults already applied) into a spec.
 /// `runtime_dir` is the socket directory (`None`: the default search).
 pub fn stream_spec(
@@ -332,8 +396,7 @@ pub fn stream_spec(
             InputSpec::Url(u)
         }
         (None, Some(f)) => {
-            std::fs::File::open(&f)
-                .map_err(|e| bad(format!("file {}: {e}", f.display())))?;
+            std::fs::File::open(&f).map_err(|e| bad(format!("file {}: {e}", f.display())))?;
             InputSpec::File(f)
         }
     };
@@ -345,12 +408,42 @@ pub fn stream_spec(
         }
     };
     let ring = range("ring", s.ring.unwrap_or(8).into(), 2, 64)? as u32;
-    let io_timeout = range("io_timeout_ms", s.io_timeout_ms.unwrap_or(5000), 100, 600_000)?;
-    let initial = range("reconnect_initial_ms", s.reconnect_initial_ms.unwrap_or(1000), 10, 3_600_000)?;
-    let max = range("reconnect_max_ms", s.reconnect_max_ms.unwrap_or(30_000), 10, 3_600_000)?;
-    let wait_timeout = range("wait_timeout_ms", s.wait_timeout_ms.unwrap_or(2000), 1, 3_600_000)?;
-    let lease_timeout = range("lease_timeout_ms", s.lease_timeout_ms.unwrap_or(5000), 1, 3_600_000)?;
-    let max_subscribers = range("max_subscribers", s.max_subscribers.unwrap_or(64) as u64, 1, 4096)?;
+    let io_timeout = range(
+        "io_timeout_ms",
+        s.io_timeout_ms.unwrap_or(5000),
+        100,
+        600_000,
+    )?;
+    let initial = range(
+        "reconnect_initial_ms",
+        s.reconnect_initial_ms.unwrap_or(1000),
+        10,
+        3_600_000,
+    )?;
+    let max = range(
+        "reconnect_max_ms",
+        s.reconnect_max_ms.unwrap_or(30_000),
+        10,
+        3_600_000,
+    )?;
+    let wait_timeout = range(
+        "wait_timeout_ms",
+        s.wait_timeout_ms.unwrap_or(2000),
+        1,
+        3_600_000,
+    )?;
+    let lease_timeout = range(
+        "lease_timeout_ms",
+        s.lease_timeout_ms.unwrap_or(5000),
+        1,
+        3_600_000,
+    )?;
+    let max_subscribers = range(
+        "max_subscribers",
+        s.max_subscribers.unwrap_or(64) as u64,
+        1,
+        4096,
+    )?;
     let cuda = CudaConfig {
         memory: match s.memory.unwrap_or(MemoryArg::VmmFd) {
             MemoryArg::VmmFd => CudaMemory::VmmFd,
@@ -373,14 +466,23 @@ pub fn stream_spec(
         DecoderArg::Nvdec => DecoderChoice::Nvdec,
     };
     if decoder == DecoderChoice::Nvdec && backend == BackendChoice::Host {
-        return Err(bad("decoder \"nvdec\" needs backend \"cuda\" or \"auto\"".into()));
+        return Err(bad(
+            "decoder \"nvdec\" needs backend \"cuda\" or \"auto\"".into()
+        ));
     }
     let packets = if s.packets.unwrap_or(false) {
-        let mib = range("packet_ring_mib", s.packet_ring_mib.unwrap_or(8).into(), 1, 2047)? as u32;
+        let mib = range(
+            "packet_ring_mib",
+            s.packet_ring_mib.unwrap_or(8).into(),
+            1,
+            2047,
+        )? as u32;
         let slots = range("packet_slots", s.packet_slots.unwrap_or(64).into(), 1, 1024)? as u32;
         let data_size = mib << 20;
         let max_packet_size = match s.max_packet_kib {
-            Some(k) => range("max_packet_kib", k.into(), 1, u64::from(data_size / 1024))? as u32 * 1024,
+            Some(k) => {
+                range("max_packet_kib", k.into(), 1, u64::from(data_size / 1024))? as u32 * 1024
+            }
             None => data_size / 4,
         };
         Some(PacketSettings {
@@ -400,6 +502,12 @@ pub fn stream_spec(
     config.wait_timeout = Duration::from_millis(wait_timeout);
     config.lease_timeout = Duration::from_millis(lease_timeout);
     config.max_subscribers = max_subscribers as usize;
+    if let Some(m) = &s.socket_mode {
+        config.socket_mode =
+            parse_socket_mode(m).map_err(|w| bad(format!("socket_mode {m:?}: {w}")))?;
+    }
+    config.allowed_uids = s.allow_uids.clone().unwrap_or_default();
+    config.allowed_gids = s.allow_gids.clone().unwrap_or_default();
     config.runtime_dir = runtime_dir;
     Ok(StreamSpec {
         source: SourceSpec {
@@ -420,7 +528,9 @@ pub fn stream_spec(
         realtime: s.realtime.unwrap_or(false),
         max_frames: s.max_frames,
         wait_subscribers: s.wait_subscribers.unwrap_or(0),
-        wait_subscribers_timeout: Duration::from_millis(s.wait_subscribers_timeout_ms.unwrap_or(30_000)),
+        wait_subscribers_timeout: Duration::from_millis(
+            s.wait_subscribers_timeout_ms.unwrap_or(30_000),
+        ),
         reconnect: Backoff::new(Duration::from_millis(initial), Duration::from_millis(max)),
     })
 }
@@ -430,7 +540,10 @@ fn check_url(u: &str) -> Result<(), &'static str> {
     let Some((scheme, rest)) = u.split_once("://") else {
         return Err("not a URL (scheme://host/...)");
     };
-    if !matches!(scheme, "rtsp" | "rtsps" | "rtmp" | "http" | "https" | "srt" | "udp" | "tcp") {
+    if !matches!(
+        scheme,
+        "rtsp" | "rtsps" | "rtmp" | "http" | "https" | "srt" | "udp" | "tcp"
+    ) {
         return Err("unsupported scheme (rtsp, rtsps, rtmp, http, https, srt, udp, tcp)");
     }
     if u.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -493,26 +606,53 @@ mod tests {
             assert!(e.contains(want), "{want:?} not in {e:?}");
             assert!(!e.contains('\n'), "not one line: {e:?}");
         };
-        one("[[stream]]\nkey = \"a\"\nurl = \"rtsp://h/a\"\nfps = 3\n", "unknown field `fps`");
+        one(
+            "[[stream]]\nkey = \"a\"\nurl = \"rtsp://h/a\"\nfps = 3\n",
+            "unknown field `fps`",
+        );
         one(
             "[[stream]]\nkey = \"a\"\nurl = \"rtsp://h/a\"\n[[stream]]\nkey = \"a\"\nurl = \"rtsp://h/b\"\n",
             "\"a\" appears more than once",
         );
-        one("[[stream]]\nkey = \"a\"\nurl = \"rtsp:/h/a\"\n", "not a URL");
-        one("[[stream]]\nkey = \"a\"\nurl = \"gopher://h/a\"\n", "unsupported scheme");
-        one("[[stream]]\nkey = \"a\"\nurl = \"rtsp://u:secret@/a\"\n", "no host");
+        one(
+            "[[stream]]\nkey = \"a\"\nurl = \"rtsp:/h/a\"\n",
+            "not a URL",
+        );
+        one(
+            "[[stream]]\nkey = \"a\"\nurl = \"gopher://h/a\"\n",
+            "unsupported scheme",
+        );
+        one(
+            "[[stream]]\nkey = \"a\"\nurl = \"rtsp://u:secret@/a\"\n",
+            "no host",
+        );
         assert!(!err("[[stream]]\nkey = \"a\"\nurl = \"rtsp://u:secret@/a\"\n").contains("secret"));
-        one("[[stream]]\nkey = \"a\"\nfile = \"/nonexistent/x.mp4\"\n", "/nonexistent/x.mp4");
+        one(
+            "[[stream]]\nkey = \"a\"\nfile = \"/nonexistent/x.mp4\"\n",
+            "/nonexistent/x.mp4",
+        );
         one("[[stream]]\nkey = \"a\"\n", "no input");
         one("[[stream]]\nurl = \"rtsp://h/a\"\n", "stream #1: no `key`");
-        one("[[stream]]\nkey = \"a b\"\nurl = \"rtsp://h/a\"\n", "invalid key");
-        one("[[stream]]\nkey = \"a\"\nurl = \"rtsp://h/a\"\nring = 99\n", "ring 99 is outside 2..=64");
-        one("[[stream]]\nkey = \"a\"\nurl = \"rtsp://h/a\"\ntransport = \"quic\"\n", "unknown variant `quic`");
+        one(
+            "[[stream]]\nkey = \"a b\"\nurl = \"rtsp://h/a\"\n",
+            "invalid key",
+        );
+        one(
+            "[[stream]]\nkey = \"a\"\nurl = \"rtsp://h/a\"\nring = 99\n",
+            "ring 99 is outside 2..=64",
+        );
+        one(
+            "[[stream]]\nkey = \"a\"\nurl = \"rtsp://h/a\"\ntransport = \"quic\"\n",
+            "unknown variant `quic`",
+        );
         one(
             "[[stream]]\nkey = \"a\"\nurl = \"rtsp://h/a\"\nbackend = \"host\"\ndecoder = \"nvdec\"\n",
             "needs backend",
         );
-        one("stats_interval = nan\n[[stream]]\nkey = \"a\"\nurl = \"rtsp://h/a\"\n", "stats_interval");
+        one(
+            "stats_interval = nan\n[[stream]]\nkey = \"a\"\nurl = \"rtsp://h/a\"\n",
+            "stats_interval",
+        );
         one("", "no [[stream]]");
     }
 }

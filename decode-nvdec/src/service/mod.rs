@@ -97,7 +97,10 @@ impl Service {
 
     /// Starts one thread per stream; setting `stop` (e.g. from a signal
     /// handler) stops them all, like [`Service::stop`].
-    pub fn start_with_stop(specs: Vec<StreamSpec>, stop: Arc<AtomicBool>) -> Result<Service, StartError> {
+    pub fn start_with_stop(
+        specs: Vec<StreamSpec>,
+        stop: Arc<AtomicBool>,
+    ) -> Result<Service, StartError> {
         if specs.is_empty() {
             return Err(StartError::NoStreams);
         }

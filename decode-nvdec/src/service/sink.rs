@@ -253,8 +253,11 @@ impl<B: Backend + Send + Sync + 'static> FrameSink<B> {
             return Ok(());
         };
         let free_before = self.settings.vram_free.as_ref().and_then(|f| f());
-        let mut p = Publisher::create(backend, config, stream)
-            .map_err(|source| SinkError::Create { key: key.clone(), source })?;
+        let mut p =
+            Publisher::create(backend, config, stream).map_err(|source| SinkError::Create {
+                key: key.clone(),
+                source,
+            })?;
         if let (Some(a), Some(b)) = (
             free_before,
             self.settings.vram_free.as_ref().and_then(|f| f()),
@@ -294,12 +297,13 @@ impl<B: Backend + Send + Sync + 'static> FrameSink<B> {
         let (ow, oh, of) = (s.width, s.height, s.format());
         let stream = self.desc(g)?;
         if let Some(p) = self.publisher.as_mut() {
-            p.change_stream(stream).map_err(|source| SinkError::Change {
-                width: g.width,
-                height: g.height,
-                format: g.format,
-                source,
-            })?;
+            p.change_stream(stream)
+                .map_err(|source| SinkError::Change {
+                    width: g.width,
+                    height: g.height,
+                    format: g.format,
+                    source,
+                })?;
         }
         tracing::info!(key = %self.settings.config.key,
             "stream changed from {ow}x{oh} {of:?} to {}x{} {:?}: new ring, subscribers re-import",

@@ -153,7 +153,11 @@ pub trait SlotWrite: Backend + Send + Sync + 'static {
 }
 
 impl SlotWrite for HostBackend {
-    fn write_host(slot: &mut HostSlot, frame: &HostFrame, desc: &StreamDesc) -> Result<(), WriteError> {
+    fn write_host(
+        slot: &mut HostSlot,
+        frame: &HostFrame,
+        desc: &StreamDesc,
+    ) -> Result<(), WriteError> {
         let dst = slot.bytes_mut();
         for (i, src) in frame.planes.iter().enumerate() {
             let pitch = *desc.plane_pitch.get(i).ok_or(WriteError::Layout)? as usize;
@@ -184,7 +188,11 @@ impl SlotWrite for HostBackend {
 }
 
 impl SlotWrite for CudaBackend {
-    fn write_host(slot: &mut CudaSlot, frame: &HostFrame, desc: &StreamDesc) -> Result<(), WriteError> {
+    fn write_host(
+        slot: &mut CudaSlot,
+        frame: &HostFrame,
+        desc: &StreamDesc,
+    ) -> Result<(), WriteError> {
         for (i, p) in frame.planes.iter().enumerate() {
             let src = frame.data.get(p.offset..).ok_or(WriteError::Layout)?;
             slot.copy_plane_from_host(desc, i, src, p.pitch)?;
@@ -368,7 +376,10 @@ impl MediaSource {
     }
 
     /// One step of the software path; `Ok(false)` at the end of the input.
-    fn step_software<B: SlotWrite>(&mut self, sink: &mut FrameSink<B>) -> Result<bool, SourceError> {
+    fn step_software<B: SlotWrite>(
+        &mut self,
+        sink: &mut FrameSink<B>,
+    ) -> Result<bool, SourceError> {
         let Decode::Software(decoder) = &mut self.decode else {
             return Ok(false);
         };

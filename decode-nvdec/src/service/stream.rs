@@ -110,11 +110,19 @@ pub fn run_stream(spec: &StreamSpec, stop: &AtomicBool, stats: &SharedStats) -> 
     let nvdec = match (spec.decoder, &cuda) {
         (DecoderChoice::Software, _) => false,
         (DecoderChoice::Nvdec, None) => {
-            return fail(stats, &key, "the NVDEC decoder needs the CUDA backend".into())
+            return fail(
+                stats,
+                &key,
+                "the NVDEC decoder needs the CUDA backend".into(),
+            )
         }
         (DecoderChoice::Nvdec, Some(_)) => {
             if !nvdec_available() {
-                return fail(stats, &key, "NVDEC: libnvcuvid.so.1 cannot be loaded".into());
+                return fail(
+                    stats,
+                    &key,
+                    "NVDEC: libnvcuvid.so.1 cannot be loaded".into(),
+                );
             }
             true
         }
@@ -162,7 +170,8 @@ fn drive<B: SlotWrite>(
     let key = spec.key().to_owned();
     let device = backend.cuda_device().cloned();
     let vram_free = device.clone().map(|d| {
-        Box::new(move || d.memory_info().ok().map(|m| m.free)) as Box<dyn Fn() -> Option<u64> + Send>
+        Box::new(move || d.memory_info().ok().map(|m| m.free))
+            as Box<dyn Fn() -> Option<u64> + Send>
     });
     let settings = SinkSettings {
         config: spec.config.clone(),
