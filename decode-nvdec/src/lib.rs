@@ -55,7 +55,8 @@ pub use ffmpeg_next as ffmpeg;
 pub use annexb::{AnnexB, AnnexBError};
 pub use decoder::{DecodeError, Decoded, Decoder};
 pub use demux::{
-    redact_url, DemuxError, Demuxer, OpenError, Packet, RtspTransport, StreamInfo, UrlOptions,
+    redact_url, DemuxError, Demuxer, OpenError, Packet, RtspTransport, StopFlag, StreamInfo,
+    UrlOptions,
 };
 pub use frame::{HostFrame, PlaneLayout};
 pub use record::{RecordError, RecordStream, Recorder};

@@ -817,3 +817,94 @@ fn publish_applies_socket_mode_and_uid_allow_list() {
     signal(&publ, rustix::process::Signal::TERM);
     finish(publ, "publisher");
 }
+
+/// A FIFO as --input: the publisher blocks reading it (a writer that sent
+/// part of a stream and then nothing), and SIGTERM still stops it within
+/// about a second, cleanly. Also with no writer at all.
+#[test]
+fn fifo_input_stops_on_sigterm() {
+    use std::io::Write;
+    let dir = runtime_dir("fifo");
+    for with_writer in [true, false] {
+        let fifo = dir.join(format!("in-{with_writer}.h264"));
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let key = format!("fifo{}", u8::from(with_writer));
+        let publ = publisher(&dir, &["--input", fifo.to_str().unwrap(), "--key", &key])
+            .spawn()
+            .unwrap();
+        // The writer: opens the FIFO (once the publisher has), writes the
+        // first 64 KiB of a raw H.264 stream, then keeps it open and silent.
+        let writer = with_writer.then(|| {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || {
+                let data = std::fs::read(media("sample-h264.h264")).unwrap();
+                let mut f = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+                let _ = f.write_all(&data[..64 * 1024]);
+                std::thread::sleep(Duration::from_secs(6));
+                drop(f);
+            })
+        });
+        std::thread::sleep(Duration::from_millis(1500));
+        let sent = Instant::now();
+        signal(&publ, rustix::process::Signal::TERM);
+        let out = exit_within(publ, Duration::from_secs(3), "publisher on a FIFO");
+        let took = sent.elapsed();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "writer {with_writer}: {}: {err}",
+            out.status
+        );
+        assert!(
+            err.contains("stopped by signal"),
+            "writer {with_writer}: {err}"
+        );
+        assert!(
+            took < Duration::from_millis(1200),
+            "stopped {took:?} after SIGTERM"
+        );
+        eprintln!("FIFO (writer {with_writer}): stopped {took:?} after SIGTERM");
+        if let Some(w) = writer {
+            w.join().unwrap();
+        }
+    }
+}
+
+/// A file with one corrupt packet (its length prefix overwritten, so
+/// libavcodec refuses it as invalid data) is published to the end: the
+/// packet is skipped with a warning and counted, the stream goes on.
+#[test]
+fn a_corrupt_packet_is_skipped_and_counted() {
+    let dir = runtime_dir("corrupt");
+    let mut data = std::fs::read(media("sample-h264.mp4")).unwrap();
+    // Packet 10 of the video stream: 4321 bytes at offset 46218
+    // (`ffprobe -show_entries packet=pos,size`), starting with its first
+    // NAL unit's 4-byte length.
+    const POS: usize = 46218;
+    let prefix = u32::from_be_bytes(data[POS..POS + 4].try_into().unwrap());
+    assert!(
+        prefix > 0 && prefix <= 4317,
+        "media/sample-h264.mp4 changed? prefix {prefix}"
+    );
+    data[POS..POS + 4].copy_from_slice(&[0xff; 4]);
+    let clip = dir.join("corrupt.mp4");
+    std::fs::write(&clip, &data).unwrap();
+    let out = publisher(
+        &dir,
+        &["--input", clip.to_str().unwrap(), "--key", "corrupt"],
+    )
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the stream failed: {err}");
+    assert!(err.contains("skipping a corrupt packet"), "{err}");
+    assert!(err.contains("1 corrupt packet(s) skipped"), "{err}");
+    assert!(err.contains("end of input: 99 frames published"), "{err}");
+}

@@ -396,7 +396,14 @@ pub fn stream_spec(
             InputSpec::Url(u)
         }
         (None, Some(f)) => {
-            std::fs::File::open(&f).map_err(|e| bad(format!("file {}: {e}", f.display())))?;
+            // O_NONBLOCK: a FIFO without a writer must not block here
+            // (before the signal handlers exist); for files it is a no-op.
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+                .open(&f)
+                .map_err(|e| bad(format!("file {}: {e}", f.display())))?;
             InputSpec::File(f)
         }
     };

@@ -245,6 +245,12 @@ fn run(args: Args) -> Result<()> {
             "cuframes-publish: {key}: {why}: {} frames published, {} dropped, {} revoked lease(s), {:.1} fps, {} reconnect(s), {} stream change(s)",
             st.frames, st.dropped, st.revoked_leases, st.frames as f64 / secs, st.reconnects, st.stream_changes
         );
+        if st.corrupt_packets > 0 {
+            eprintln!(
+                "cuframes-publish: {key}: {} corrupt packet(s) skipped",
+                st.corrupt_packets
+            );
+        }
         if st.packets > 0 || st.packets_skipped > 0 {
             eprintln!(
                 "cuframes-publish: {key}: {} packets published, {} skipped",
