@@ -719,15 +719,18 @@ impl<B: Backend> Subscriber<B> {
     /// delivered: reconnect, wait, or give up.
     fn recover(&self, deadline: Instant) -> Recovery {
         let end = self.conn.borrow().end;
+        let now = Instant::now();
+        let Some(end) = end else {
+            // Closed region, no GOODBYE or EOF yet: wait for the reason (a
+            // publisher closes its ring, then says GOODBYE, §5.6), so that
+            // `end_reason` can tell a clean end from a crash.
+            return Recovery::Wait(now + Duration::from_millis(10));
+        };
         let Some(rc) = self.opts.reconnect else {
             return Recovery::Disconnected;
         };
-        let now = Instant::now();
-        match end {
-            Some(e) if !e.reconnects() => return Recovery::Disconnected,
-            // Closed region, no GOODBYE or EOF yet: wait for the reason.
-            None => return Recovery::Wait(now + Duration::from_millis(10)),
-            Some(_) => {}
+        if !end.reconnects() {
+            return Recovery::Disconnected;
         }
         let mut r = self.retry.get().unwrap_or(Retry {
             since: now,
