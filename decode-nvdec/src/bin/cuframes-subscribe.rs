@@ -89,7 +89,14 @@ fn parse_secs_interval(s: &str) -> Result<f64, String> {
 /// the end of its stream and is not waited for (--no-reconnect,
 /// --reconnect-give-up-secs); 1 on other errors; 2 on bad arguments.
 #[derive(Debug, Parser)]
-#[command(version, long_about = None, args_override_self = true)]
+#[command(
+    version,
+    long_about = None,
+    args_override_self = true,
+    after_help = "Exit status: 0 on a clean end (the publisher's end of stream, --max-frames / \
+--max-packets, SIGINT / SIGTERM); 3 when the publisher went away before the end of its stream \
+and is not waited for (--no-reconnect, --reconnect-give-up-secs); 1 on other errors; 2 on bad arguments."
+)]
 struct Args {
     /// Stream key to connect to ([A-Za-z0-9_-]{1,63}).
     #[arg(long)]
