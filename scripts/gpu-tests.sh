@@ -64,7 +64,11 @@ run_clip() {
   for i in 0 1 2 3; do
     local pre=""
     [ "$i" = 0 ] && pre=$prefix0
+    # --allow-legacy-ipc: the legacy-ipc / ipc-event runs share IPC handles,
+    # which a subscriber imports only when told to trust its publisher
+    # (this script's own); VMM-fd runs do not need it.
     timeout 120 $pre "$BIN/cuframes-subscribe" --key "$name" --mode in-order --backend cuda \
+        --allow-legacy-ipc \
         --framemd5 "$dir/sub$i.framemd5" --wait-publisher-ms 20000 --name "sub$i" \
         --runtime-dir "$RT" > "$dir/sub$i.log" 2>&1 &
     subs+=($!)

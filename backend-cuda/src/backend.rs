@@ -56,6 +56,9 @@ const IPC_HANDLE: usize = 64;
 pub struct CudaBackend {
     config: CudaConfig,
     device: Option<CudaDevice>,
+    /// Subscriber: legacy IPC handles may be imported
+    /// ([`CudaBackend::allow_legacy_ipc`]).
+    legacy_ipc: bool,
 }
 
 impl CudaBackend {
@@ -68,11 +71,20 @@ impl CudaBackend {
         Ok(CudaBackend {
             config,
             device: Some(device),
+            legacy_ipc: false,
         })
     }
 
-    /// A subscriber's backend: accepts `CudaVmmFd` and `CudaLegacyIpc`
-    /// publishers and opens the device whose UUID the publisher announces.
+    /// A subscriber's backend: imports `CudaVmmFd` publishers with
+    /// `HostFence` sync, and opens the device whose UUID the publisher
+    /// announces. A VMM fd is a kernel object the driver validates on
+    /// import (`cuMemImportFromShareableHandle`), so a hostile publisher
+    /// cannot make it map anything but memory it shares.
+    ///
+    /// Publishers that share legacy IPC handles (`CudaLegacyIpc` memory,
+    /// or `IpcEvent` sync) are refused at connect with
+    /// [`CudaError::LegacyIpcNotAllowed`] unless the backend was made with
+    /// [`CudaBackend::allow_legacy_ipc`].
     ///
     /// Errors: [`CudaError::DriverMissing`] without a driver.
     pub fn subscriber() -> Result<Self, CudaError> {
@@ -80,7 +92,34 @@ impl CudaBackend {
         Ok(CudaBackend {
             config: CudaConfig::default(),
             device: None,
+            legacy_ipc: false,
         })
+    }
+
+    /// Lets this subscriber backend import legacy CUDA IPC handles:
+    /// `CUipcMemHandle`s (`CudaLegacyIpc` memory) and `CUipcEventHandle`s
+    /// (`IpcEvent` sync), 64 opaque bytes each from the publisher's WELCOME.
+    ///
+    /// # Safety
+    /// The driver cannot tell a forged handle from a real one: a handle
+    /// opened with `cuIpcOpenMemHandle` / `cuIpcOpenEventHandle` may name
+    /// any IPC-exportable allocation or event of any process on the GPU, not
+    /// the publisher's slot, and nothing checks that the allocation holds a
+    /// whole slot. The caller must trust every publisher this backend
+    /// connects to (including those it reconnects to) to send only handles
+    /// it got from `cuIpcGetMemHandle` / `cuIpcGetEventHandle` for slots of
+    /// the announced size — e.g. because the subscriber accepts only
+    /// publishers of its own uid (`SubscribeOptions::publisher_uids`) and
+    /// runs in the same PID namespace as a publisher it controls.
+    #[allow(unsafe_code)]
+    pub unsafe fn allow_legacy_ipc(mut self) -> Self {
+        self.legacy_ipc = true;
+        self
+    }
+
+    /// Whether [`CudaBackend::allow_legacy_ipc`] was given.
+    pub fn legacy_ipc_allowed(&self) -> bool {
+        self.legacy_ipc
     }
 
     /// The device (a subscriber's only after connecting).
@@ -138,6 +177,14 @@ impl Backend for CudaBackend {
     }
 
     fn attach(&mut self, peer: &Peer) -> Result<(), CudaError> {
+        let legacy =
+            peer.memory_kind == MemoryKind::CudaLegacyIpc || peer.sync_kind == SyncKind::IpcEvent;
+        if legacy && !self.legacy_ipc {
+            return Err(CudaError::LegacyIpcNotAllowed {
+                memory: peer.memory_kind,
+                sync: peer.sync_kind,
+            });
+        }
         self.config.memory = match peer.memory_kind {
             MemoryKind::CudaVmmFd => CudaMemory::VmmFd,
             MemoryKind::CudaLegacyIpc => CudaMemory::LegacyIpc,
@@ -192,13 +239,24 @@ impl Backend for CudaBackend {
         Ok(SlotExport { fd, handle })
     }
 
+    /// VMM fds are imported as the driver validates them; legacy IPC
+    /// handles only with [`CudaBackend::allow_legacy_ipc`] (else
+    /// [`CudaError::LegacyIpcNotAllowed`]).
     #[allow(unsafe_code)]
-    unsafe fn import(
+    fn import(
         &self,
         fd: Option<OwnedFd>,
         handle: &[u8],
         size: u64,
     ) -> Result<CudaImported, CudaError> {
+        let uses_handles =
+            self.config.memory == CudaMemory::LegacyIpc || self.config.sync == CudaSync::IpcEvent;
+        if uses_handles && !self.legacy_ipc {
+            return Err(CudaError::LegacyIpcNotAllowed {
+                memory: self.memory_kind(),
+                sync: self.sync_kind(),
+            });
+        }
         let dev = self.dev()?;
         if handle.len() != self.handle_len() {
             return Err(CudaError::HandleLength {
@@ -220,14 +278,19 @@ impl Backend for CudaBackend {
                 (Imported::Vmm { map, _handle: h }, size, ro, 0)
             }
             CudaMemory::LegacyIpc => {
-                // SAFETY: the handle comes from this publisher's WELCOME for a
-                // CudaLegacyIpc slot (the caller's obligation, `Backend::import`).
+                // SAFETY: `IpcMem::open` needs a handle from the publisher's
+                // `cuIpcGetMemHandle`; `legacy_ipc` is set (checked above),
+                // so the application took that on with the `unsafe`
+                // `allow_legacy_ipc` (its `# Safety`).
                 let m = unsafe { IpcMem::open(&ipc(0)) }?;
                 (Imported::Legacy(m), size, false, IPC_HANDLE)
             }
         };
         let event = match self.config.sync {
-            // SAFETY: as above, an IpcEvent publisher's event handle.
+            // SAFETY: `Event::open` needs a handle from the publisher's
+            // `cuIpcGetEventHandle`; IpcEvent sync implies `legacy_ipc`
+            // (checked above): the application vouched for it through the
+            // `unsafe` `allow_legacy_ipc`.
             CudaSync::IpcEvent => Some(unsafe { Event::open(&ipc(ev_at)) }?),
             CudaSync::HostFence => None,
         };
@@ -249,5 +312,71 @@ impl Backend for CudaBackend {
                 tracing::warn!(device = d.ordinal(), "cuCtxSynchronize before release: {e}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A subscriber backend as `subscriber()` makes it, without a driver.
+    fn unattached(legacy_ipc: bool) -> CudaBackend {
+        CudaBackend {
+            config: CudaConfig::default(),
+            device: None,
+            legacy_ipc,
+        }
+    }
+
+    fn peer(memory_kind: MemoryKind, sync_kind: SyncKind) -> Peer {
+        Peer {
+            memory_kind,
+            sync_kind,
+            gpu_uuid: [7; 16],
+            slot_size: 4096,
+            slot_count: 2,
+        }
+    }
+
+    /// A safe `Subscriber::connect` must not reach `cuIpcOpenMemHandle` /
+    /// `cuIpcOpenEventHandle` on the publisher's word: without the opt-in,
+    /// legacy IPC publishers are refused before any driver call.
+    #[test]
+    fn legacy_ipc_is_refused_without_the_opt_in() {
+        for (m, s) in [
+            (MemoryKind::CudaLegacyIpc, SyncKind::HostFence),
+            (MemoryKind::CudaLegacyIpc, SyncKind::IpcEvent),
+            (MemoryKind::CudaVmmFd, SyncKind::IpcEvent),
+        ] {
+            let mut b = unattached(false);
+            let e = b.attach(&peer(m, s)).unwrap_err();
+            assert!(matches!(e, CudaError::LegacyIpcNotAllowed { .. }), "{e}");
+            assert!(e.to_string().contains("--allow-legacy-ipc"), "{e}");
+        }
+        // Even if `attach` were skipped, `import` refuses a legacy config.
+        let mut b = unattached(false);
+        b.config.memory = CudaMemory::LegacyIpc;
+        let e = b.import(None, &[0; 64], 4096).unwrap_err();
+        assert!(matches!(e, CudaError::LegacyIpcNotAllowed { .. }), "{e}");
+        let mut b = unattached(false);
+        b.config.sync = CudaSync::IpcEvent;
+        let fd = rustix::fs::memfd_create("x", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        let e = b.import(Some(fd), &[0; 64], 4096).unwrap_err();
+        assert!(matches!(e, CudaError::LegacyIpcNotAllowed { .. }), "{e}");
+    }
+
+    #[test]
+    fn vmm_with_host_fence_needs_no_opt_in() {
+        // It gets past the legacy check and fails only on the device lookup
+        // (no driver here, or no GPU of that UUID).
+        let mut b = unattached(false);
+        let e = b
+            .attach(&peer(MemoryKind::CudaVmmFd, SyncKind::HostFence))
+            .unwrap_err();
+        assert!(!matches!(e, CudaError::LegacyIpcNotAllowed { .. }), "{e}");
+        // SAFETY: nothing is imported by this test.
+        #[allow(unsafe_code)]
+        let b = unsafe { unattached(false).allow_legacy_ipc() };
+        assert!(b.legacy_ipc_allowed());
     }
 }

@@ -39,6 +39,16 @@ pub enum CudaError {
     /// The publisher shares memory of a kind this backend does not import.
     #[error("memory kind {0:?} is not a CUDA kind")]
     Kind(cuframes_core::MemoryKind),
+    /// The publisher shares legacy CUDA IPC handles (`CudaLegacyIpc` memory
+    /// or `IpcEvent` sync), which cannot be validated, and this subscriber
+    /// backend was not told to trust them ([`crate::CudaBackend::allow_legacy_ipc`]).
+    #[error("the publisher shares legacy CUDA IPC handles ({memory:?} memory, {sync:?} sync), which cannot be validated; importing them means trusting the publisher (CudaBackend::allow_legacy_ipc, cuframes-subscribe --allow-legacy-ipc)")]
+    LegacyIpcNotAllowed {
+        /// The publisher's memory kind.
+        memory: cuframes_core::MemoryKind,
+        /// The publisher's sync kind.
+        sync: cuframes_core::SyncKind,
+    },
     /// A frame does not fit its slot or plane layout.
     #[error("{0}")]
     Layout(&'static str),

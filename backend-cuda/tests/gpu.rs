@@ -95,10 +95,9 @@ fn vmm_fd_slot_round_trips_through_an_import() {
             slot_count: 1,
         })
         .unwrap();
-    // SAFETY: the fd is this test's own VMM export of a slot of that size.
-    #[allow(unsafe_code)]
-    let imported =
-        unsafe { subscriber.import(export.fd, &export.handle, desc.frame_size) }.unwrap();
+    let imported = subscriber
+        .import(export.fd, &export.handle, desc.frame_size)
+        .unwrap();
     assert_ne!(imported.device_ptr(), slot.device_ptr(), "a second mapping");
     let mut back = vec![0u8; frame.len()];
     let mut at = 0;

@@ -138,6 +138,11 @@ pub struct HarnessConfig {
     pub lease_timeout: Duration,
     /// Connections without HELLO this long are closed (§6; default 3 s).
     pub handshake_timeout: Duration,
+    /// Listen on the socket as this uid (`SO_PEERCRED` then reports it to
+    /// subscribers, §2.1): the socket is bound as the harness's own user,
+    /// then `listen(2)` runs on a helper thread whose effective uid is this
+    /// one. Needs root; `None` (default): the harness's own uid.
+    pub listen_as_uid: Option<u32>,
 }
 
 impl HarnessConfig {
@@ -155,6 +160,7 @@ impl HarnessConfig {
             memory: HarnessMemory::Host,
             lease_timeout: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(3),
+            listen_as_uid: None,
         }
     }
 }
@@ -365,6 +371,27 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> HarnessError + '_ {
     }
 }
 
+/// Binds `path`, then calls `listen(2)` with the effective uid `uid` on a
+/// helper thread (Linux credentials are per thread; the kernel records the
+/// listener's credentials at `listen`, and `SO_PEERCRED` reports them to
+/// whoever connects). The thread switches back before it ends.
+fn listen_as(path: &Path, uid: u32) -> std::io::Result<UnixListener> {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketType};
+    let path = path.to_owned();
+    std::thread::spawn(move || -> std::io::Result<UnixListener> {
+        let fd = rustix::net::socket(AddressFamily::UNIX, SocketType::STREAM, None)?;
+        rustix::net::bind(&fd, &SocketAddrUnix::new(&path)?)?;
+        rustix::thread::set_thread_res_uid(None, rustix::process::Uid::from_raw(uid), None)?;
+        let listened = rustix::net::listen(&fd, 64);
+        let back = rustix::thread::set_thread_res_uid(None, rustix::process::Uid::ROOT, None);
+        listened?;
+        back?;
+        Ok(UnixListener::from(fd))
+    })
+    .join()
+    .map_err(|_| std::io::Error::other("the listen_as thread panicked"))?
+}
+
 impl Harness {
     /// Binds `<runtime dir>/<key>.sock` (replacing a stale file) and builds
     /// the ring.
@@ -375,7 +402,10 @@ impl Harness {
         std::fs::create_dir_all(&cfg.runtime_dir).map_err(io(&cfg.runtime_dir))?;
         let socket = cfg.runtime_dir.join(format!("{}.sock", cfg.key));
         let _ = std::fs::remove_file(&socket);
-        let listener = UnixListener::bind(&socket).map_err(io(&socket))?;
+        let listener = match cfg.listen_as_uid {
+            None => UnixListener::bind(&socket).map_err(io(&socket))?,
+            Some(uid) => listen_as(&socket, uid).map_err(io(&socket))?,
+        };
         listener.set_nonblocking(true).map_err(io(&socket))?;
         let (control_fd, control) =
             shm::create_shared(&format!("cuframes-{}", cfg.key), layout.region_size())?;

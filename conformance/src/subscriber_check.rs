@@ -109,7 +109,13 @@ case!(
     CRASH,
     "SUB-DISC-001",
     "§5.6",
-    "publisher crash (socket EOF, state LIVE): the command exits 0 within 3 s"
+    "publisher crash (socket EOF without GOODBYE, state LIVE): the command exits with a non-zero status within 3 s (a crash is not a clean end; run subscribers without automatic reconnection)"
+);
+case!(
+    OTHER_UID,
+    "SUB-UID-001",
+    "§2.1",
+    "a publisher listening as another uid (nobody, 65534) is refused by default: no HELLO is sent and the command exits with a non-zero status within 3 s (needs root; N/A otherwise)"
 );
 case!(CHANGED, "SUB-CHG-001", "§6", "STREAM_CHANGED: the subscriber stays established or leaves with GOODBYE Normal; no protocol error, no crash");
 case!(
@@ -161,6 +167,7 @@ pub const CASES: &[Case] = &[
     MSGS,
     END,
     CRASH,
+    OTHER_UID,
     CHANGED,
     VER_WELCOME,
     VER_ERROR,
@@ -514,6 +521,9 @@ pub fn run_only(
     if want(&CRASH) {
         crash(t, &dir, &mut r);
     }
+    if want(&OTHER_UID) {
+        other_uid(t, &dir, &mut r);
+    }
     if want(&CHANGED) {
         changed(t, &dir, &mut r);
     }
@@ -775,11 +785,40 @@ fn crash(t: &Target<'_>, dir: &Path, r: &mut Report) {
     }
     s.h.crash();
     let o = match s.wait_exit(Duration::from_secs(3)) {
-        Some(st) if st.success() => Outcome::Pass,
-        Some(st) => fail(format!("exited with {st}: {}", s.p.log_tail())),
+        Some(st) if st.success() => fail(format!(
+            "exited with status 0 after the publisher crashed (a crash is not a clean end): {}",
+            s.p.log_tail()
+        )),
+        Some(_) => Outcome::Pass,
         None => fail("still running 3 s after the publisher's socket closed"),
     };
     r.push(CRASH, o, start.elapsed());
+}
+
+fn other_uid(t: &Target<'_>, dir: &Path, r: &mut Report) {
+    if !rustix::process::geteuid().is_root() {
+        return r.push(
+            OTHER_UID,
+            Outcome::Skip("needs root to listen as another uid".into()),
+            Duration::ZERO,
+        );
+    }
+    let start = Instant::now();
+    let mut s = match Scenario::start(t, dir, "conf-sub-uid", |c| c.listen_as_uid = Some(65534)) {
+        Ok(s) => s,
+        Err(e) => return r.push(OTHER_UID, fail(e), Duration::ZERO),
+    };
+    let status = s.wait_exit(Duration::from_secs(3));
+    let hello = s.h.conns.first().is_some_and(|c| c.hello.is_some());
+    let o = match status {
+        _ if hello => fail("sent HELLO to a publisher of another uid (accepted an impostor)"),
+        Some(st) if st.success() => {
+            fail("exited with status 0 after refusing (a refusal is an error)")
+        }
+        Some(_) => Outcome::Pass,
+        None => fail("still running 3 s after connecting to a publisher of another uid"),
+    };
+    r.push(OTHER_UID, o, start.elapsed());
 }
 
 fn changed(t: &Target<'_>, dir: &Path, r: &mut Report) {

@@ -544,3 +544,61 @@ fn eviction_attack_does_not_freeze_the_library_publisher() {
         }
     }
 }
+
+/// A subscriber that reports success whatever happened (here: the library
+/// subject wrapped in `sh -c '...; exit 0'`) is caught by SUB-DISC-001: a
+/// publisher crash is not a clean end.
+#[test]
+fn subscriber_exiting_zero_after_a_crash_is_caught() {
+    let _g = serial();
+    let mut t = subject("good", "in-order");
+    let mut args = vec![
+        "-c".to_owned(),
+        "\"$0\" \"$@\"; exit 0".to_owned(),
+        t.program.clone(),
+    ];
+    args.append(&mut t.args);
+    let t = SubscriberTarget {
+        program: "sh".into(),
+        args,
+    };
+    let r = subscriber_check::run_only(
+        &t,
+        &dir("sub-exit0"),
+        HarnessMemory::Host,
+        &only(&["SUB-DISC-001"]),
+    );
+    assert_caught(&r, "SUB-DISC-001");
+}
+
+/// A subscriber that accepts any publisher's uid (the library subject with
+/// the check off would; here a raw subscriber that never checks: the
+/// `ignore-version` subject) is caught by SUB-UID-001. Root only (the
+/// harness listens as `nobody`); skipped with a reason otherwise.
+#[test]
+fn subscriber_accepting_another_uid_is_caught() {
+    let _g = serial();
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: needs root to listen as another uid");
+        return;
+    }
+    let r = subscriber_check::run_only(
+        &subject("ignore-version", "in-order"),
+        &dir("sub-uid-bad"),
+        HarnessMemory::Host,
+        &only(&["SUB-UID-001"]),
+    );
+    assert_caught(&r, "SUB-UID-001");
+    let r = subscriber_check::run_only(
+        &subject("good", "in-order"),
+        &dir("sub-uid-good"),
+        HarnessMemory::Host,
+        &only(&["SUB-UID-001"]),
+    );
+    assert_eq!(
+        r.outcome("SUB-UID-001"),
+        Some(&Outcome::Pass),
+        "{}",
+        r.table()
+    );
+}

@@ -20,6 +20,19 @@
 //! Contract for untrusted input: everything read from a socket or from a
 //! mapping another process can write is validated before use; no decoder or
 //! validator panics on any input.
+//!
+//! Memory model of shared frames: a subscriber reads frame bytes in memory
+//! the publisher owns and may write. The lease protocol (`docs/protocol.md`
+//! §5.2) keeps the publisher off a leased slot, but a lease held too long is
+//! revoked and the slot may then be rewritten while the subscriber reads it.
+//! Data read from a frame whose `Frame::is_valid()` / `Frame::release()`
+//! reports the lease revoked may be **torn** (a mix of frames) and must be
+//! discarded; reading it is never a memory error (every byte value is
+//! valid, mappings stay in place and cannot shrink). References to frame
+//! data borrow from the frame guard, so none outlives its lease. With the
+//! `std` runtime, a safe `Subscriber::connect` never imports memory on the
+//! publisher's word alone: backends validate what they import or need an
+//! explicit `unsafe` opt-in (legacy CUDA IPC in `cuframes-cuda`).
 #![no_std]
 #![deny(unsafe_code)]
 #![warn(missing_docs)]

@@ -6,7 +6,9 @@
 //! URLs the `AVIOInterruptCB` interrupt callback) through `ffmpeg-next`.
 
 use cuframes_core::sync::{AtomicU64, Ordering};
+use rustix::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
@@ -20,6 +22,9 @@ use crate::time::rescale_to_ns;
 /// Errors of [`Demuxer::open`].
 #[derive(Debug, Error)]
 pub enum OpenError {
+    /// The stop flag ([`StopFlag`]) was set while opening.
+    #[error("{0}: opening was interrupted by the stop flag")]
+    Interrupted(PathBuf),
     /// Nothing exists at the path.
     #[error("{0}: no such file")]
     NotFound(PathBuf),
@@ -115,6 +120,9 @@ pub enum OpenError {
 /// Errors of [`Demuxer::read_packet`] and [`Demuxer::rewind`].
 #[derive(Debug, Error)]
 pub enum DemuxError {
+    /// The stop flag ([`StopFlag`]) was set during a blocking read.
+    #[error("{0}: reading was interrupted by the stop flag")]
+    Interrupted(PathBuf),
     /// `av_read_frame` failed with something other than end of file.
     #[error("{path}: reading a packet failed: {source}")]
     Read {
@@ -160,9 +168,35 @@ pub enum RtspTransport {
     Udp,
 }
 
+/// A flag that interrupts blocking demuxer calls once set (e.g. by a
+/// SIGTERM handler): libavformat's interrupt callback (`AVIOInterruptCB`)
+/// checks it, so an open or a read waiting on a FIFO, a device or the
+/// network returns [`OpenError::Interrupted`] / [`DemuxError::Interrupted`]
+/// within a few milliseconds. Two flags are equal when they share the atomic.
+#[derive(Debug, Clone)]
+pub struct StopFlag(pub Arc<AtomicBool>);
+
+impl StopFlag {
+    /// Whether the flag is set.
+    pub fn is_set(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl PartialEq for StopFlag {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for StopFlag {}
+
 /// Options of [`Demuxer::open_url`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UrlOptions {
+    /// Interrupts the open and every read at once when set (default none:
+    /// only `io_timeout` bounds them).
+    pub stop: Option<StopFlag>,
     /// RTSP transport (ignored for other protocols).
     pub transport: RtspTransport,
     /// Bound on the whole open (connection, RTSP DESCRIBE / SETUP / PLAY,
@@ -176,6 +210,7 @@ pub struct UrlOptions {
 impl Default for UrlOptions {
     fn default() -> Self {
         UrlOptions {
+            stop: None,
             transport: RtspTransport::Auto,
             io_timeout: Duration::from_secs(5),
         }
@@ -323,7 +358,12 @@ pub struct Demuxer {
     path: PathBuf,
     /// Set for [`Demuxer::open_url`].
     url: Option<UrlSource>,
+    /// Interrupts blocking calls ([`Demuxer::open_interruptible`]).
+    stop: Option<StopFlag>,
     input: ffmpeg::format::context::Input,
+    /// A FIFO or device opened here (non-blocking) and read by libavformat
+    /// as `pipe:<fd>`; declared after `input`, so it is closed after it.
+    _pipe: Option<OwnedFd>,
     stream_index: usize,
     params: ffmpeg::codec::Parameters,
     info: StreamInfo,
@@ -354,8 +394,27 @@ impl Demuxer {
     /// [`OpenError::NotFound`] and a directory [`OpenError::NotMedia`] rather
     /// than an FFmpeg error code. Only H.264 and HEVC streams are accepted.
     pub fn open(path: &Path) -> Result<Demuxer, OpenError> {
+        Demuxer::open_interruptible(path, None)
+    }
+
+    /// [`Demuxer::open`], with blocking calls interrupted by `stop`.
+    ///
+    /// A FIFO or a character device is opened here without blocking
+    /// (`O_NONBLOCK`: a FIFO without a writer does not hang `open(2)`),
+    /// waited on with poll(2) until it has data, and handed to libavformat
+    /// as `pipe:<fd>`; its reads then return `EAGAIN` instead of blocking,
+    /// and libavformat retries them, checking the interrupt callback each
+    /// millisecond. So a SIGTERM that sets `stop` ends a stream waiting on
+    /// a FIFO or device within milliseconds ([`OpenError::Interrupted`],
+    /// [`DemuxError::Interrupted`]). Regular files are read through `file:`
+    /// with the same callback.
+    pub fn open_interruptible(path: &Path, stop: Option<StopFlag>) -> Result<Demuxer, OpenError> {
+        use std::os::unix::fs::FileTypeExt;
         init_ffmpeg();
         match std::fs::metadata(path) {
+            Ok(meta) if meta.file_type().is_fifo() || meta.file_type().is_char_device() => {
+                return Demuxer::open_pipe(path, stop)
+            }
             Ok(meta) if meta.is_dir() => {
                 return Err(OpenError::NotMedia {
                     path: path.to_path_buf(),
@@ -380,11 +439,74 @@ impl Demuxer {
         // The `file:` protocol prefix keeps a local name containing `:` from
         // being taken for another protocol (e.g. a file named `http:x`).
         let url = format!("file:{utf8}");
-        let input = ffmpeg::format::input(&url).map_err(|e| OpenError::NotMedia {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
+        Demuxer::open_input(&url, path, stop, None)
+    }
+
+    /// Opens `url` (a `file:` or `pipe:` URL for `path`) with the stop flag
+    /// as interrupt callback.
+    fn open_input(
+        url: &str,
+        path: &Path,
+        stop: Option<StopFlag>,
+        pipe: Option<OwnedFd>,
+    ) -> Result<Demuxer, OpenError> {
+        let opened = match &stop {
+            Some(flag) => {
+                let flag = flag.clone();
+                ffmpeg::format::input_with_interrupt_and_dictionary(
+                    url,
+                    move || flag.is_set(),
+                    ffmpeg::Dictionary::new(),
+                )
+            }
+            None => ffmpeg::format::input(&url),
+        };
+        let input = opened.map_err(|e| match &stop {
+            Some(f) if f.is_set() => OpenError::Interrupted(path.to_path_buf()),
+            _ => OpenError::NotMedia {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            },
         })?;
-        Demuxer::from_input(input, path.to_path_buf(), None)
+        let mut d = Demuxer::from_input(input, path.to_path_buf(), None)?;
+        d.stop = stop;
+        d._pipe = pipe;
+        Ok(d)
+    }
+
+    /// A FIFO or character device: opened non-blocking, polled (checking
+    /// `stop` every 50 ms) until it has data or its writer left, then read
+    /// by libavformat as `pipe:<fd>`.
+    fn open_pipe(path: &Path, stop: Option<StopFlag>) -> Result<Demuxer, OpenError> {
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        use rustix::fs::{Mode, OFlags};
+        let io = |source: rustix::io::Errno| OpenError::Io {
+            path: path.to_path_buf(),
+            source: source.into(),
+        };
+        let fd = rustix::fs::open(
+            path,
+            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY,
+            Mode::empty(),
+        )
+        .map_err(io)?;
+        loop {
+            if stop.as_ref().is_some_and(StopFlag::is_set) {
+                return Err(OpenError::Interrupted(path.to_path_buf()));
+            }
+            let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+            let slice = Timespec {
+                tv_sec: 0,
+                tv_nsec: 50_000_000,
+            };
+            match poll(&mut fds, Some(&slice)) {
+                Ok(0) | Err(rustix::io::Errno::INTR) => continue,
+                Ok(_) => break,
+                Err(e) => return Err(io(e)),
+            }
+        }
+        let url = format!("pipe:{}", fd.as_raw_fd());
+        Demuxer::open_input(&url, path, stop, Some(fd))
     }
 
     /// Opens a network source: `rtsp://[user:pass@]host[:port]/path` (RTSP
@@ -439,16 +561,21 @@ impl Demuxer {
         let watchdog = Watchdog::new();
         let callback = {
             let watchdog = Arc::clone(&watchdog);
-            move || watchdog.expired()
+            let stop = opts.stop.clone();
+            move || watchdog.expired() || stop.as_ref().is_some_and(StopFlag::is_set)
         };
         watchdog.arm(opts.io_timeout);
         let opened = ffmpeg::format::input_with_interrupt_and_dictionary(url, callback, dict);
         let expired = watchdog.expired();
         watchdog.disarm();
+        if opened.is_err() && opts.stop.as_ref().is_some_and(StopFlag::is_set) {
+            return Err(OpenError::Interrupted(PathBuf::from(&redacted)));
+        }
         let input = opened.map_err(|source| {
             classify_open_error(source, expired, redacted.clone(), opts.io_timeout)
         })?;
-        Demuxer::from_input(
+        let stop = opts.stop.clone();
+        let mut d = Demuxer::from_input(
             input,
             PathBuf::from(&redacted),
             Some(UrlSource {
@@ -457,7 +584,9 @@ impl Demuxer {
                 options: opts.clone(),
                 watchdog,
             }),
-        )
+        )?;
+        d.stop = stop;
+        Ok(d)
     }
 
     /// Selects the best video stream of an opened input.
@@ -517,7 +646,9 @@ impl Demuxer {
         Ok(Demuxer {
             path: path.to_path_buf(),
             url,
+            stop: None,
             input,
+            _pipe: None,
             stream_index,
             params,
             info,
@@ -564,6 +695,9 @@ impl Demuxer {
             });
             match read {
                 Ok(()) => {}
+                Err(_) if self.stop.as_ref().is_some_and(StopFlag::is_set) => {
+                    return Err(DemuxError::Interrupted(self.path.clone()))
+                }
                 Err(ffmpeg::Error::Eof) => return Ok(None),
                 Err(source) => {
                     return Err(match &self.url {
@@ -626,7 +760,7 @@ impl Demuxer {
         };
         let reopened = match &self.url {
             Some(u) => Demuxer::open_url(&u.url, &u.options),
-            None => Demuxer::open(&self.path),
+            None => Demuxer::open_interruptible(&self.path, self.stop.clone()),
         };
         match reopened {
             Ok(fresh) if fresh.stream_index == self.stream_index => {
@@ -699,6 +833,7 @@ mod tests {
         let opts = UrlOptions {
             transport: RtspTransport::Tcp,
             io_timeout: Duration::from_secs(2),
+            ..UrlOptions::default()
         };
         // Nothing listens on port 1 of the loopback.
         let err = Demuxer::open_url("rtsp://admin:hunter2@127.0.0.1:1/x", &opts).unwrap_err();

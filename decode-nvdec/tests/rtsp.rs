@@ -30,6 +30,7 @@ fn opts(transport: RtspTransport, secs: u64) -> UrlOptions {
     UrlOptions {
         transport,
         io_timeout: Duration::from_secs(secs),
+        ..UrlOptions::default()
     }
 }
 
@@ -172,6 +173,7 @@ fn silent_host_times_out_within_the_io_timeout() {
             &UrlOptions {
                 transport,
                 io_timeout,
+                ..UrlOptions::default()
             },
         )
         .unwrap_err();
@@ -193,6 +195,7 @@ fn playing(transport: RtspTransport) -> (RtspServer, Demuxer, Duration) {
         &UrlOptions {
             transport,
             io_timeout,
+            ..UrlOptions::default()
         },
     )
     .expect("open_url");

@@ -3,7 +3,8 @@
 //!
 //! `conformance-subject MODE KEY RUNTIME_DIR [in-order|newest-only]`, MODE:
 //! - `good`: `cuframes_core::runtime::Subscriber` (host backend), holding
-//!   each frame 3 ms, then releasing it; exits 0 when the publisher goes away;
+//!   each frame 3 ms, then releasing it; exits 0 when the publisher ends
+//!   its stream (GOODBYE EndOfStream), 1 when it goes away otherwise;
 //! - `good-cuda`: the same with the CUDA backend (the publisher's GPU);
 //! - `never-release`: the library subscriber, keeping every frame it gets;
 //! - `scribble`: a hand-written subscriber that writes a reserved word of its
@@ -58,6 +59,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// Exit 0 only after GOODBYE EndOfStream (SUB-DISC-001, SUB-END-001).
+fn clean_end<B: cuframes_core::runtime::Backend>(sub: &Subscriber<B>) -> Result<(), String> {
+    match sub.end_reason() {
+        Some(cuframes_core::runtime::EndReason::EndOfStream) => Ok(()),
+        r => Err(format!(
+            "the publisher went away before the end of its stream ({r:?})"
+        )),
+    }
+}
+
 fn library(key: &str, dir: PathBuf, mode: DeliveryMode, hold: bool) -> Result<(), String> {
     let mut opts = SubscribeOptions::new(mode);
     opts.runtime_dir = Some(dir);
@@ -72,7 +83,7 @@ fn library(key: &str, dir: PathBuf, mode: DeliveryMode, hold: bool) -> Result<()
                 std::thread::sleep(HOLD);
                 f.release();
             }
-            Err(RecvError::Disconnected) => return Ok(()),
+            Err(RecvError::Disconnected) => return clean_end(&sub),
             Err(RecvError::Timeout(_)) => {}
             Err(_) if hold => std::thread::sleep(Duration::from_millis(10)),
             Err(e) => return Err(e.to_string()),
@@ -86,6 +97,12 @@ fn cuda(key: &str, dir: PathBuf, mode: DeliveryMode) -> Result<(), String> {
     opts.runtime_dir = Some(dir);
     opts.name = "conformance-subject-cuda".into();
     let backend = cuframes_cuda::CudaBackend::subscriber().map_err(|e| e.to_string())?;
+    // SAFETY: the publisher is the suite's harness (check-subscriber
+    // --memory cuda-legacy-ipc / cuda-vmm-event), run by the same test, which
+    // sends handles from cuIpcGetMemHandle / cuIpcGetEventHandle for its own
+    // slots of the announced size.
+    #[allow(unsafe_code)]
+    let backend = unsafe { backend.allow_legacy_ipc() };
     let sub = Subscriber::connect(key, backend, opts).map_err(|e| e.to_string())?;
     let end = Instant::now() + Duration::from_secs(20);
     while Instant::now() < end {
@@ -94,7 +111,7 @@ fn cuda(key: &str, dir: PathBuf, mode: DeliveryMode) -> Result<(), String> {
                 std::thread::sleep(HOLD);
                 f.release();
             }
-            Err(RecvError::Disconnected) => return Ok(()),
+            Err(RecvError::Disconnected) => return clean_end(&sub),
             Err(RecvError::Timeout(_)) => {}
             Err(e) => return Err(e.to_string()),
         }

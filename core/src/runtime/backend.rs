@@ -83,15 +83,21 @@ pub trait Backend {
     /// Publisher: an export of `slot`, made once and sent to every subscriber.
     fn export(&self, slot: &Self::Slot) -> Result<SlotExport, Self::Error>;
 
-    /// Subscriber: imports one slot of `size` bytes.
+    /// Subscriber: imports one slot of `size` bytes from what a publisher
+    /// sent in WELCOME.
     ///
-    /// # Safety
-    /// - `fd` / `handle` must come from a WELCOME of a publisher using this
-    ///   backend's memory kind, for an allocation of at least `size` bytes;
-    /// - backends that cannot validate a raw handle (CUDA IPC) rely on this:
-    ///   a forged handle may map unrelated memory of the peer's GPU context.
-    #[allow(unsafe_code)]
-    unsafe fn import(
+    /// Safe, and called from the safe [`Subscriber::connect`] with whatever
+    /// a possibly hostile publisher sent: an implementation must check
+    /// `fd` / `handle` / `size` itself (the host backend checks the memfd's
+    /// size and seals before mapping it) or refuse them. A handle that
+    /// cannot be validated (legacy CUDA IPC) may only be imported after the
+    /// application opted in through an `unsafe` API of the backend that
+    /// makes trusting the publisher its obligation.
+    ///
+    /// Errors: the backend's, for anything it cannot import.
+    ///
+    /// [`Subscriber::connect`]: super::Subscriber::connect
+    fn import(
         &self,
         fd: Option<OwnedFd>,
         handle: &[u8],

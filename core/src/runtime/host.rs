@@ -79,8 +79,10 @@ impl Backend for HostBackend {
         })
     }
 
-    #[allow(unsafe_code)] // safe inside: the fd is size- and seal-checked before mapping
-    unsafe fn import(
+    /// Checks the memfd (exact page-rounded size, `F_SEAL_SHRINK` and
+    /// `F_SEAL_FUTURE_WRITE`, `docs/protocol.md` §2.2) before mapping it
+    /// read-only.
+    fn import(
         &self,
         fd: Option<OwnedFd>,
         _handle: &[u8],

@@ -22,5 +22,6 @@ pub use publisher::{
     PublishError, Published, Publisher, PublisherConfig, PublisherStats,
 };
 pub use subscriber::{
-    ConnectError, Frame, Reconnect, RecvError, SubscribeOptions, Subscriber, SubscriberStats,
+    ConnectError, EndReason, Frame, PublisherUids, Reconnect, RecvError, SubscribeOptions,
+    Subscriber, SubscriberStats,
 };

@@ -121,13 +121,32 @@ unsafe impl Sync for Mapping {}
 impl Mapping {
     /// Maps the first `len` bytes of `fd` (`len` > 0, a multiple of 8).
     ///
-    /// Callers must have checked (e.g. with [`check_received`]) that the fd
-    /// holds `len` bytes and cannot shrink, or created it themselves.
+    /// Safe: it checks itself that the fd holds at least `len` bytes now
+    /// ([`ShmError::Size`] otherwise), the mapping aliases no Rust object,
+    /// and every access through it is in bounds, through atomics, or a byte
+    /// read whose values are all valid ([`Mapping::bytes`] states the model
+    /// for memory another process writes). What it cannot check for an fd
+    /// it did not seal itself is the future: a peer that shrinks an unsealed
+    /// file later makes accesses beyond the new end raise SIGBUS, which
+    /// kills the process (a crash, not a memory error). The protocol forbids
+    /// mapping such fds: a peer's fd must pass [`check_received`] (exact
+    /// size, `F_SEAL_SHRINK`, `F_SEAL_FUTURE_WRITE`) first, and every
+    /// caller in this crate does so.
+    ///
+    /// Errors: [`ShmError::Size`] (fewer than `len` bytes), [`ShmError::Map`].
     pub fn map(fd: BorrowedFd<'_>, len: usize, access: Access) -> Result<Self, ShmError> {
         if len == 0 || len % 8 != 0 {
             return Err(ShmError::Map {
                 len,
                 source: rustix::io::Errno::INVAL,
+            });
+        }
+        let st = rustix::fs::fstat(fd).map_err(|source| ShmError::Map { len, source })?;
+        let actual = u64::try_from(st.st_size).unwrap_or(0);
+        if actual < len as u64 {
+            return Err(ShmError::Size {
+                actual,
+                expected: len as u64,
             });
         }
         let prot = match access {
@@ -136,7 +155,9 @@ impl Mapping {
         };
         // SAFETY: a fresh mapping at an address the kernel picks (null hint),
         // so no existing Rust object is aliased; `fd` is a valid open fd for
-        // the duration of the call (it is borrowed); `len` is non-zero.
+        // the duration of the call (it is borrowed); `len` is non-zero; the
+        // file holds at least `len` bytes (checked above; shrinking it later
+        // is what `check_received`'s seals exclude for peers' fds).
         let ptr = unsafe {
             rustix::mm::mmap(
                 std::ptr::null_mut(),
@@ -191,11 +212,23 @@ impl Mapping {
     }
 
     /// The bytes, for frame data a lease protects from concurrent writes.
+    ///
+    /// Memory model: another process may write these bytes at any time the
+    /// protocol lets it (a publisher rewrites a slot after it revoked a
+    /// lease on it, §5.2); this process cannot prevent it. Every byte value
+    /// is valid, the mapping stays in place while `&self` lives and never
+    /// faults (sealed size), so the worst a concurrent write does is that
+    /// the bytes read are *torn*: a mix of two frames, or two reads of one
+    /// byte that disagree. Callers treat data read through this slice as
+    /// untrusted and, for frames, valid only if the lease was still valid
+    /// afterwards (`Frame::release` / `Frame::is_valid`).
     pub fn bytes(&self) -> &[u8] {
-        // SAFETY: in bounds for `len` bytes, valid for `&self`'s lifetime.
-        // Frame slots are written by the publisher only while no lease on
-        // their frame is held (`docs/protocol.md` §5.2); a revoked lease is
-        // detected by the reader's post-check before the bytes are trusted.
+        // SAFETY: in bounds for `len` bytes, valid for `&self`'s lifetime
+        // (unmapped only in `drop`); every bit pattern is a valid u8. The
+        // bytes are shared memory: frame slots are written by the publisher
+        // only while no lease on their frame is held (`docs/protocol.md`
+        // §5.2); after a revocation they may change under the reader, which
+        // the lease post-check reports (the model documented above).
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 
@@ -248,6 +281,13 @@ mod tests {
         assert_eq!(ro.bytes()[24], 77);
         assert!(ro.u32_at(4094).is_none());
         assert!(ro.u32_at(2).is_none());
+        assert!(matches!(
+            Mapping::map(fd.as_fd(), 8192, Access::ReadOnly),
+            Err(ShmError::Size {
+                actual: 4096,
+                expected: 8192
+            })
+        ));
     }
 
     #[test]
@@ -257,6 +297,14 @@ mod tests {
         assert!(matches!(
             check_received(fd.as_fd(), 4096),
             Err(ShmError::NotSealed)
+        ));
+        // `map` checks the size itself: no mapping past the end of the file.
+        assert!(matches!(
+            Mapping::map(fd.as_fd(), 8192, Access::ReadOnly),
+            Err(ShmError::Size {
+                actual: 4096,
+                expected: 8192
+            })
         ));
     }
 }

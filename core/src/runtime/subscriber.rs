@@ -62,6 +62,83 @@ pub struct SubscribeOptions {
     /// Reconnect automatically when the publisher vanishes (default `None`:
     /// report [`RecvError::Disconnected`]). See [`Reconnect`].
     pub reconnect: Option<Reconnect>,
+    /// Which publishers to accept, by the uid the kernel reports for the
+    /// connected socket (`SO_PEERCRED`, `docs/protocol.md` §2.1). Default
+    /// [`PublisherUids::SameUser`]: this process's uid or root. A refused
+    /// publisher is [`ConnectError::PublisherUid`]; the check runs before
+    /// HELLO, so nothing is sent to it.
+    pub publisher_uids: PublisherUids,
+}
+
+/// The publishers a subscriber accepts, by uid ([`SubscribeOptions::publisher_uids`]).
+/// Root (uid 0) is always accepted: it could read this process's memory anyway.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum PublisherUids {
+    /// This process's real uid, or root.
+    #[default]
+    SameUser,
+    /// These uids, or root.
+    Only(Vec<u32>),
+    /// Any publisher: the check is off (the socket's directory and mode are
+    /// then the only protection, `docs/protocol.md` §2.1).
+    Any,
+}
+
+impl PublisherUids {
+    /// Whether a publisher running as `uid` is accepted by a subscriber
+    /// running as `own` (both real uids).
+    pub fn allows(&self, uid: u32, own: u32) -> bool {
+        uid == 0
+            || match self {
+                PublisherUids::SameUser => uid == own,
+                PublisherUids::Only(list) => list.contains(&uid),
+                PublisherUids::Any => true,
+            }
+    }
+}
+
+impl core::fmt::Display for PublisherUids {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            PublisherUids::SameUser => write!(
+                f,
+                "same uid ({}) or root",
+                rustix::process::getuid().as_raw()
+            ),
+            PublisherUids::Only(l) => write!(f, "uids {l:?} or root"),
+            PublisherUids::Any => f.write_str("any uid"),
+        }
+    }
+}
+
+/// Why a connection to a publisher ended ([`Subscriber::end_reason`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// GOODBYE EndOfStream: the publisher's input ended; the stream is over.
+    EndOfStream,
+    /// GOODBYE with another reason (Shutdown, Normal...): the publisher
+    /// stopped on purpose before its input ended (e.g. SIGTERM).
+    Shutdown,
+    /// Socket EOF or reset without GOODBYE: the publisher died (crash,
+    /// SIGKILL) or stopped answering sensibly.
+    Vanished,
+    /// The publisher sent ERROR.
+    Refused,
+    /// The publisher broke the protocol (e.g. a bad re-WELCOME).
+    ProtocolError,
+}
+
+impl EndReason {
+    /// Whether automatic reconnection follows this end (§6 *Reconnection*):
+    /// [`EndReason::Shutdown`] and [`EndReason::Vanished`].
+    pub fn reconnects(self) -> bool {
+        matches!(self, EndReason::Shutdown | EndReason::Vanished)
+    }
+
+    /// Whether the publisher ended the stream cleanly (GOODBYE EndOfStream).
+    pub fn is_end_of_stream(self) -> bool {
+        self == EndReason::EndOfStream
+    }
 }
 
 impl SubscribeOptions {
@@ -75,6 +152,7 @@ impl SubscribeOptions {
             frames: true,
             packets: false,
             reconnect: None,
+            publisher_uids: PublisherUids::SameUser,
         }
     }
 }
@@ -125,6 +203,27 @@ pub enum ConnectError {
         path: PathBuf,
         /// OS error.
         source: std::io::Error,
+    },
+    /// The process listening on the key's socket runs as a uid this
+    /// subscriber does not accept ([`SubscribeOptions::publisher_uids`]): it
+    /// may be another user impersonating the publisher.
+    #[error("the publisher of {key:?} runs as uid {uid}, which this subscriber does not accept (it accepts {allowed}); to trust it, allow uid {uid} (cuframes-subscribe --publisher-uid {uid}, SubscribeOptions::publisher_uids)")]
+    PublisherUid {
+        /// Key.
+        key: String,
+        /// The publisher's uid (`SO_PEERCRED`).
+        uid: u32,
+        /// What was accepted.
+        allowed: PublisherUids,
+    },
+    /// The publisher's credentials could not be read (`SO_PEERCRED`), so its
+    /// uid could not be checked (fail closed).
+    #[error("cannot read the credentials of the publisher of {key:?} (SO_PEERCRED): {source}")]
+    PeerCred {
+        /// Key.
+        key: String,
+        /// OS error.
+        source: rustix::io::Errno,
     },
     /// The publisher refused the HELLO.
     #[error("publisher refused: {code:?}: {text}")]
@@ -228,17 +327,6 @@ pub(crate) struct Ring<B: Backend> {
     start_seq: u64,
 }
 
-/// Why a connection ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
-    /// EOF/reset, or GOODBYE other than EndOfStream: reconnect if enabled.
-    Vanished,
-    /// GOODBYE EndOfStream: the stream is over.
-    Finished,
-    /// ERROR or a protocol error: no reconnect.
-    Failed,
-}
-
 /// One connection to a publisher.
 struct Conn<B: Backend> {
     chan: Channel,
@@ -250,7 +338,7 @@ struct Conn<B: Backend> {
     /// Rings announced by re-WELCOMEs, read once `ring` is closed and drained.
     next: VecDeque<Arc<Ring<B>>>,
     packets: Option<PacketState>,
-    end: Option<End>,
+    end: Option<EndReason>,
     /// STREAM_CHANGED's generation while its WELCOME is awaited.
     changing: Option<u64>,
 }
@@ -427,11 +515,9 @@ fn import_welcome<B: Backend>(
         } else {
             None
         };
-        // SAFETY: `fd`/`handle` come from this publisher's WELCOME for its
-        // memory kind, which this backend accepts (checked above), for
-        // slots of `slot_size` bytes (validated against the region).
-        #[allow(unsafe_code)]
-        let imported = unsafe { backend.import(fd, handle, welcome.slot_size) }
+        // The backend validates what it is given (`Backend::import`).
+        let imported = backend
+            .import(fd, handle, welcome.slot_size)
             .map_err(|e| ConnectError::Import(Box::new(e)))?;
         slots.push(imported);
     }
@@ -633,15 +719,18 @@ impl<B: Backend> Subscriber<B> {
     /// delivered: reconnect, wait, or give up.
     fn recover(&self, deadline: Instant) -> Recovery {
         let end = self.conn.borrow().end;
+        let now = Instant::now();
+        let Some(end) = end else {
+            // Closed region, no GOODBYE or EOF yet: wait for the reason (a
+            // publisher closes its ring, then says GOODBYE, §5.6), so that
+            // `end_reason` can tell a clean end from a crash.
+            return Recovery::Wait(now + Duration::from_millis(10));
+        };
         let Some(rc) = self.opts.reconnect else {
             return Recovery::Disconnected;
         };
-        let now = Instant::now();
-        match end {
-            Some(End::Finished) | Some(End::Failed) => return Recovery::Disconnected,
-            // Closed region, no GOODBYE or EOF yet: wait for the reason.
-            None => return Recovery::Wait(now + Duration::from_millis(10)),
-            Some(End::Vanished) => {}
+        if !end.reconnects() {
+            return Recovery::Disconnected;
         }
         let mut r = self.retry.get().unwrap_or(Retry {
             since: now,
@@ -704,7 +793,11 @@ impl<B: Backend> Subscriber<B> {
                 Recovery::Reconnected
             }
             Err(e) => {
-                tracing::debug!(key = %self.key, "reconnect attempt failed: {e}");
+                if matches!(e, ConnectError::PublisherUid { .. }) {
+                    tracing::warn!(key = %self.key, "reconnect attempt refused: {e}");
+                } else {
+                    tracing::debug!(key = %self.key, "reconnect attempt failed: {e}");
+                }
                 r.next_try = Instant::now() + r.delay;
                 r.delay = (r.delay * 2).min(rc.max_delay);
                 self.retry.set(Some(r));
@@ -728,26 +821,26 @@ impl<B: Backend> Subscriber<B> {
                 Ok(None) => return Ok(()),
                 Err(_) => {
                     // EOF, reset or garbage: the publisher is gone for us.
-                    c.end = Some(End::Vanished);
+                    c.end = Some(EndReason::Vanished);
                     return Ok(());
                 }
             };
             let Ok(Some(d)) = decode(&raw) else {
-                c.end = Some(End::Vanished);
+                c.end = Some(EndReason::Vanished);
                 return Ok(());
             };
             let event = c.hs.handle(d.message);
             let result = match event {
                 Ok(SubscriberEvent::Goodbye(r)) => {
                     c.end = Some(if r == GoodbyeReason::EndOfStream {
-                        End::Finished
+                        EndReason::EndOfStream
                     } else {
-                        End::Vanished
+                        EndReason::Shutdown
                     });
                     Ok(())
                 }
                 Ok(SubscriberEvent::Rejected(_)) => {
-                    c.end = Some(End::Failed);
+                    c.end = Some(EndReason::Refused);
                     Ok(())
                 }
                 Ok(SubscriberEvent::StreamChanged(g)) => {
@@ -768,7 +861,7 @@ impl<B: Backend> Subscriber<B> {
                 Err(e) => Err(e.to_string()),
             };
             if let Err(e) = result {
-                c.end = Some(End::Failed);
+                c.end = Some(EndReason::ProtocolError);
                 c.chan.discard_fds();
                 return Err(RecvError::Protocol(e));
             }
@@ -829,6 +922,17 @@ impl<B: Backend> Subscriber<B> {
         self.conn.borrow().packets.as_ref().map(f)
     }
 
+    /// Why the current connection ended: `None` while it is up (also
+    /// after a successful automatic reconnection). Once
+    /// [`RecvError::Disconnected`] / [`PacketRecvError::Disconnected`] is
+    /// returned this says why: a clean end of stream, a deliberate shutdown,
+    /// a publisher that died, a refusal or a protocol error.
+    ///
+    /// [`PacketRecvError::Disconnected`]: super::PacketRecvError::Disconnected
+    pub fn end_reason(&self) -> Option<EndReason> {
+        self.conn.borrow().end
+    }
+
     /// Whether the publisher is known gone (socket EOF, GOODBYE, ERROR).
     pub(super) fn publisher_gone(&self) -> bool {
         self.conn.borrow().end.is_some()
@@ -865,13 +969,17 @@ fn open_conn<B: Backend>(
     mut attach: Attach<'_, B>,
     revoked: &Arc<Mutex<u64>>,
 ) -> Result<(Conn<B>, Peer, u64), ConnectError> {
-    let dir = opts.runtime_dir.clone().unwrap_or_else(dir::runtime_dir);
+    let dir = match &opts.runtime_dir {
+        Some(d) => d.clone(),
+        None => dir::default_dir()?,
+    };
     let path = dir::socket_path(&dir, key)?;
     let stream = UnixStream::connect(&path).map_err(|source| ConnectError::NoPublisher {
         key: key.to_owned(),
         path: path.clone(),
         source,
     })?;
+    check_publisher(&stream, key, &opts.publisher_uids)?;
     let _ = stream.set_nonblocking(true);
     let mut chan = Channel::new(stream);
 
@@ -995,6 +1103,35 @@ fn open_conn<B: Backend>(
     ))
 }
 
+/// The uid check of `docs/protocol.md` §2.1 on a connected socket: the
+/// publisher's uid (`SO_PEERCRED`, recorded by the kernel when it called
+/// `listen`) must be accepted by `allowed`; unreadable credentials fail
+/// closed unless anyone is accepted.
+fn check_publisher(
+    stream: &UnixStream,
+    key: &str,
+    allowed: &PublisherUids,
+) -> Result<(), ConnectError> {
+    if *allowed == PublisherUids::Any {
+        return Ok(());
+    }
+    let cred =
+        rustix::net::sockopt::socket_peercred(stream).map_err(|source| ConnectError::PeerCred {
+            key: key.to_owned(),
+            source,
+        })?;
+    let uid = cred.uid.as_raw();
+    if allowed.allows(uid, rustix::process::getuid().as_raw()) {
+        Ok(())
+    } else {
+        Err(ConnectError::PublisherUid {
+            key: key.to_owned(),
+            uid,
+            allowed: allowed.clone(),
+        })
+    }
+}
+
 impl<B: Backend> Drop for Subscriber<B> {
     fn drop(&mut self) {
         let c = self.conn.get_mut();
@@ -1028,10 +1165,23 @@ pub(crate) fn control_words(
 ///
 /// The guard holds the ring generation it came from (control region, lease
 /// row, imported slots, stream description), so it stays readable after the
-/// subscriber moved to a new ring or reconnected. Everything it hands out
-/// borrows from the guard, so no plane outlives it:
+/// subscriber moved to a new ring or reconnected.
 ///
-/// ```compile_fail
+/// **Torn data.** The slot's bytes live in the publisher's shared memory.
+/// While the lease is valid the publisher does not write them (§5.2); but a
+/// publisher revokes a lease held longer than its `lease_timeout` and may
+/// then rewrite the slot under the reader. Data read from a frame is
+/// therefore only known whole if [`Frame::is_valid`] (or the value of
+/// [`Frame::release`]) says so *after* the read; otherwise it may be torn
+/// (parts of two frames). Such data is still memory-safe to read (every
+/// byte value is valid, the mapping stays mapped) but must be discarded.
+///
+/// Everything the guard hands out borrows from the guard, so no plane
+/// outlives it (the lease): this fails to compile with E0597 (`frame` does
+/// not live long enough), while the same code using the plane inside the
+/// block compiles (the `no_run` example below):
+///
+/// ```compile_fail,E0597
 /// use cuframes_core::runtime::{SubscribeOptions, Subscriber};
 /// use cuframes_core::DeliveryMode;
 /// use std::time::Duration;
@@ -1042,6 +1192,21 @@ pub(crate) fn control_words(
 ///     frame.plane(0).unwrap().0 // error: `frame` does not live long enough
 /// };
 /// println!("{}", plane.len());
+/// ```
+///
+/// ```no_run
+/// use cuframes_core::runtime::{SubscribeOptions, Subscriber};
+/// use cuframes_core::DeliveryMode;
+/// use std::time::Duration;
+///
+/// let sub = Subscriber::connect_host("cam1", SubscribeOptions::new(DeliveryMode::NewestOnly)).unwrap();
+/// let len = {
+///     let frame = sub.next_frame(Duration::from_secs(1)).unwrap();
+///     let n = frame.plane(0).unwrap().0.len();
+///     // Only now is it known that the bytes were not rewritten meanwhile.
+///     frame.release().then_some(n)
+/// };
+/// println!("{len:?}");
 /// ```
 pub struct Frame<'a, B: Backend = HostBackend> {
     sub: &'a Subscriber<B>,
@@ -1088,12 +1253,14 @@ impl<B: Backend> Frame<'_, B> {
     }
 
     /// Whether the frame is still in its slot: `false` only after the publisher
-    /// revoked the lease (held past `lease_timeout`); data read since may be torn.
+    /// revoked the lease (held past `lease_timeout`); data read from the
+    /// frame before this call may then be torn (see [`Frame`]).
     pub fn is_valid(&self) -> bool {
         self.ring.leases.reader().still_valid(&self.lease)
     }
 
-    /// Releases now; returns [`Frame::is_valid`] as of the release.
+    /// Releases now; returns [`Frame::is_valid`] as of the release: `false`
+    /// means data read from the frame may be torn (see [`Frame`]).
     pub fn release(mut self) -> bool {
         self.done = true;
         self.sub.backend.before_release(self.memory());

@@ -3,13 +3,20 @@
 //! FFmpeg's framemd5 format; with `--record`, write the encoded packets of a
 //! publisher started with `--packets` to an MP4 or Matroska file without
 //! re-encoding.
+//!
+//! Exit status: 0 on a clean end (the publisher's GOODBYE EndOfStream,
+//! --max-frames / --max-packets reached, SIGINT / SIGTERM); 3 when the
+//! publisher went away before the end of its stream (died, or shut down)
+//! and no reconnection followed (--no-reconnect, or
+//! --reconnect-give-up-secs passed); 1 on any other error; 2 on bad
+//! arguments.
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use cuframes_core::packet::{AV_CODEC_ID_H264, AV_CODEC_ID_HEVC};
 use cuframes_core::runtime::{
-    Backend, ConnectError, Frame, HostBackend, Packet, PacketRecvError, Reconnect, RecvError,
-    SubscribeOptions, Subscriber,
+    Backend, ConnectError, EndReason, Frame, HostBackend, Packet, PacketRecvError, PublisherUids,
+    Reconnect, RecvError, SubscribeOptions, Subscriber,
 };
 use cuframes_core::{Codec, DeliveryMode, MemoryKind};
 use cuframes_cuda::{CudaBackend, CudaFrameExt};
@@ -39,9 +46,57 @@ enum BackendArg {
     Cuda,
 }
 
+/// One --publisher-uid value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PublisherUidArg {
+    Any,
+    Uid(u32),
+}
+
+fn parse_publisher_uid(s: &str) -> Result<PublisherUidArg, String> {
+    match s {
+        "any" => Ok(PublisherUidArg::Any),
+        _ => s
+            .parse()
+            .map(PublisherUidArg::Uid)
+            .map_err(|_| format!("{s:?} is neither a uid nor \"any\"")),
+    }
+}
+
+fn parse_secs_positive(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        // A year at most: Duration::from_secs_f64 must not overflow.
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 31_536_000.0 => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a number of seconds > 0 (at most a year)"
+        )),
+    }
+}
+
+fn parse_secs_interval(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..=31_536_000.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a number of seconds ≥ 0 (at most a year)"
+        )),
+    }
+}
+
 /// Receive frames of a cuframes stream (host memory or CUDA VRAM).
+///
+/// Exit status: 0 on a clean end (GOODBYE EndOfStream, --max-frames /
+/// --max-packets, SIGINT / SIGTERM); 3 when the publisher went away before
+/// the end of its stream and is not waited for (--no-reconnect,
+/// --reconnect-give-up-secs); 1 on other errors; 2 on bad arguments.
 #[derive(Debug, Parser)]
-#[command(version, long_about = None, args_override_self = true)]
+#[command(
+    version,
+    long_about = None,
+    args_override_self = true,
+    after_help = "Exit status: 0 on a clean end (the publisher's end of stream, --max-frames / \
+--max-packets, SIGINT / SIGTERM); 3 when the publisher went away before the end of its stream \
+and is not waited for (--no-reconnect, --reconnect-give-up-secs); 1 on other errors; 2 on bad arguments."
+)]
 struct Args {
     /// Stream key to connect to ([A-Za-z0-9_-]{1,63}).
     #[arg(long)]
@@ -78,13 +133,13 @@ struct Args {
     sleep_ms: u64,
     /// With --no-reconnect, give up when no frame arrives for this long;
     /// otherwise say so on stderr and keep waiting for the publisher.
-    #[arg(long, default_value_t = 10_000, value_name = "MS")]
+    #[arg(long, default_value_t = 10_000, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
     timeout_ms: u64,
     /// Keep retrying the connection this long while no publisher is up.
-    #[arg(long, default_value_t = 0, value_name = "MS")]
+    #[arg(long, default_value_t = 0, value_name = "MS", value_parser = clap::value_parser!(u64).range(0..=86_400_000))]
     wait_publisher_ms: u64,
     /// Seconds between periodic stats lines on stderr (0: only the summary).
-    #[arg(long, default_value_t = 0.0, value_name = "SECS")]
+    #[arg(long, default_value_t = 0.0, value_name = "SECS", value_parser = parse_secs_interval)]
     stats_interval: f64,
     /// CUDA: print how much VRAM importing the ring took beyond this
     /// process's CUDA context (free device memory before and after connecting).
@@ -94,17 +149,62 @@ struct Args {
     #[arg(long)]
     name: Option<String>,
     /// Do not reconnect when the publisher vanishes (crash, or stopped by a
-    /// signal); by default the tool reconnects with backoff (50 ms doubling
-    /// to 500 ms) and only a clean end of stream ends it.
+    /// signal): exit with status 3 instead. By default the tool reconnects
+    /// with backoff (50 ms doubling to 500 ms) and only a clean end of
+    /// stream ends it.
     #[arg(long)]
     no_reconnect: bool,
-    /// Give up reconnecting after this many seconds (default: never).
-    #[arg(long)]
+    /// Give up reconnecting after this many seconds (default: never); then
+    /// exit with status 3.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs_positive)]
     reconnect_give_up_secs: Option<f64>,
+    /// Accept a publisher running as this uid (SO_PEERCRED of the socket;
+    /// repeatable), or `any` to accept every publisher. Default: only this
+    /// user's own uid or root, so another user cannot impersonate the stream.
+    #[arg(long = "publisher-uid", value_name = "UID|any", value_parser = parse_publisher_uid)]
+    publisher_uids: Vec<PublisherUidArg>,
+    /// CUDA: accept publishers that share legacy CUDA IPC handles (--memory
+    /// legacy-ipc or --sync ipc-event). Such handles cannot be validated:
+    /// this trusts the publisher not to send forged ones (a forged handle
+    /// may map another process's GPU memory). VMM fds need no such trust.
+    #[arg(long)]
+    allow_legacy_ipc: bool,
     /// Runtime directory holding the sockets (default: $CUFRAMES_RUNTIME_DIR,
     /// /run/cuframes, $XDG_RUNTIME_DIR/cuframes, /tmp/cuframes-UID).
     #[arg(long)]
     runtime_dir: Option<PathBuf>,
+}
+
+/// The publisher went away before the end of its stream and is not waited
+/// for: exit status 3.
+#[derive(Debug)]
+struct PublisherGone(String);
+
+impl std::fmt::Display for PublisherGone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for PublisherGone {}
+
+/// What ended the stream, for the summary line and the exit status.
+fn ending<B: Backend>(sub: &Subscriber<B>, args: &Args) -> Result<&'static str> {
+    let gave_up = if args.no_reconnect {
+        ""
+    } else {
+        "; gave up reconnecting"
+    };
+    let why = match sub.end_reason() {
+        Some(EndReason::EndOfStream) => return Ok("publisher ended the stream"),
+        Some(EndReason::Shutdown) => "the publisher shut down before the end of its stream",
+        Some(EndReason::Vanished) | None => {
+            "the publisher vanished (its connection closed without GOODBYE: crashed or killed)"
+        }
+        Some(EndReason::Refused) => "the publisher sent ERROR and closed the connection",
+        Some(EndReason::ProtocolError) => "the publisher broke the protocol",
+    };
+    Err(PublisherGone(format!("{why}{gave_up}")).into())
 }
 
 fn main() {
@@ -115,8 +215,16 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     if let Err(e) = run(Args::parse()) {
-        eprintln!("cuframes-subscribe: error: {e:#}");
-        std::process::exit(1);
+        eprintln!(
+            "cuframes-subscribe: error: {}",
+            cuframes_nvdec::error_chain(e.as_ref())
+        );
+        let code = if e.downcast_ref::<PublisherGone>().is_some() {
+            3
+        } else {
+            1
+        };
+        std::process::exit(code);
     }
 }
 
@@ -129,6 +237,21 @@ fn connect<B: Backend>(args: &Args, backend: impl Fn() -> Result<B>) -> Result<S
         opts.name = n.clone();
     }
     opts.runtime_dir = args.runtime_dir.clone();
+    opts.publisher_uids = if args.publisher_uids.contains(&PublisherUidArg::Any) {
+        PublisherUids::Any
+    } else if args.publisher_uids.is_empty() {
+        PublisherUids::SameUser
+    } else {
+        PublisherUids::Only(
+            args.publisher_uids
+                .iter()
+                .filter_map(|u| match u {
+                    PublisherUidArg::Uid(n) => Some(*n),
+                    PublisherUidArg::Any => None,
+                })
+                .collect(),
+        )
+    };
     opts.frames = !args.packets_only;
     opts.packets = args.packets_only || args.record.is_some();
     if !args.no_reconnect {
@@ -293,28 +416,29 @@ impl PacketSink {
 }
 
 /// --packets-only: every packet until the publisher ends (or --max-packets).
+/// `Ok(Err(_))`: the publisher went away before the end of its stream.
 fn run_packets<B: Backend>(
     args: &Args,
     sub: &Subscriber<B>,
     sink: &mut PacketSink,
     stop: &AtomicBool,
-) -> Result<&'static str> {
+) -> Result<Result<&'static str, anyhow::Error>> {
     let timeout = Duration::from_millis(args.timeout_ms);
     let slice = timeout.min(Duration::from_millis(100));
     let mut last = Instant::now();
     loop {
-        if sink.done(args) {
-            return Ok("packet limit reached");
-        }
         if stop.load(Ordering::Relaxed) {
-            return Ok("stopped by signal");
+            return Ok(Ok("stopped by signal"));
+        }
+        if sink.done(args) {
+            return Ok(Ok("packet limit reached"));
         }
         match sub.next_packet(slice) {
             Ok(p) => {
                 last = Instant::now();
                 sink.take(&p, sub)?
             }
-            Err(PacketRecvError::Disconnected) => return Ok("publisher ended the stream"),
+            Err(PacketRecvError::Disconnected) => return Ok(ending(sub, args)),
             Err(PacketRecvError::Timeout(_)) if last.elapsed() < timeout => {}
             Err(PacketRecvError::Timeout(_)) if args.no_reconnect => {
                 bail!("no packet for {timeout:?} (is the publisher stalled?)")
@@ -348,7 +472,20 @@ fn run(args: Args) -> Result<()> {
 
 /// Connects with the CUDA backend; with --report-vram, measures the imports.
 fn connect_cuda(args: &Args) -> Result<Subscriber<CudaBackend>> {
-    let cuda = || CudaBackend::subscriber().context("--backend cuda");
+    let cuda = || {
+        let b = CudaBackend::subscriber().context("--backend cuda")?;
+        Ok(if args.allow_legacy_ipc {
+            // SAFETY: the operator passed --allow-legacy-ipc, whose help
+            // says it trusts the publisher's IPC handles (the `# Safety` of
+            // `allow_legacy_ipc`); the publisher's uid is still checked.
+            #[allow(unsafe_code)]
+            unsafe {
+                b.allow_legacy_ipc()
+            }
+        } else {
+            b
+        })
+    };
     if !args.report_vram {
         return connect(args, cuda);
     }
@@ -420,13 +557,24 @@ fn receive<B: Backend>(
         sub.backend().memory_kind(),
         std::process::id()
     );
+    // SIGINT / SIGTERM end the run cleanly: the framemd5 file and the
+    // recording are completed, the summary printed.
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("installing signal handlers")?;
+    }
     if args.packets_only {
         let Some(mut sink) = sink else {
             bail!("the publisher has no packet ring");
         };
         let end = run_packets(args, &sub, &mut sink, &stop)?;
-        eprintln!("{name}: {end}");
-        return sink.finish(&name, &sub);
+        match &end {
+            Ok(e) => eprintln!("{name}: {e}"),
+            Err(e) => eprintln!("{name}: {e}"),
+        }
+        sink.finish(&name, &sub)?;
+        return end.map(|_| ());
     }
     let mut md5 = args
         .framemd5
@@ -438,20 +586,20 @@ fn receive<B: Backend>(
     let mut last_stats = Instant::now();
     let mut latencies_ns: Vec<u64> = Vec::new();
     let mut torn = 0u64;
-    let mut end = "publisher ended the stream";
+    let end: Result<&'static str>;
     let mut reconnects = 0u64;
     let slice = timeout.min(Duration::from_millis(100));
     let mut last_frame = Instant::now();
     loop {
         if stop.load(Ordering::Relaxed) {
-            end = "stopped by signal";
+            end = Ok("stopped by signal");
             break;
         }
         if args
             .max_frames
             .is_some_and(|m| latencies_ns.len() as u64 + torn >= m)
         {
-            end = "frame limit reached";
+            end = Ok("frame limit reached");
             break;
         }
         if let Some(s) = sink.as_mut() {
@@ -459,7 +607,10 @@ fn receive<B: Backend>(
         }
         let frame = match sub.next_frame(slice) {
             Ok(f) => f,
-            Err(RecvError::Disconnected) => break,
+            Err(RecvError::Disconnected) => {
+                end = ending(&sub, args);
+                break;
+            }
             Err(RecvError::Timeout(_)) if last_frame.elapsed() < timeout => continue,
             Err(RecvError::Timeout(_)) if args.no_reconnect => {
                 bail!("no frame for {timeout:?} (is the publisher stalled?)")
@@ -527,7 +678,7 @@ fn receive<B: Backend>(
     }
     if let Some(mut s) = sink {
         // Packets still in the ring after the last frame.
-        if end == "publisher ended the stream" {
+        if sub.end_reason().is_some() {
             let deadline = Instant::now() + timeout;
             while s.drain(&sub, args)? && !s.done(args) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(1));
@@ -543,8 +694,12 @@ fn receive<B: Backend>(
             .get(((latencies_ns.len() as f64 - 1.0) * p).round() as usize)
             .map_or(0.0, |&n| n as f64 / 1000.0)
     };
+    let what = match &end {
+        Ok(e) => e.to_string(),
+        Err(e) => e.to_string(),
+    };
     eprintln!(
-        "{name}: {end}: received {} frames, dropped {}, revoked {}, {:.1} fps; publish-to-receive latency p50 {:.0} us, p99 {:.0} us, max {:.0} us",
+        "{name}: {what}: received {} frames, dropped {}, revoked {}, {:.1} fps; publish-to-receive latency p50 {:.0} us, p99 {:.0} us, max {:.0} us",
         latencies_ns.len(),
         st.dropped,
         torn,
@@ -553,5 +708,5 @@ fn receive<B: Backend>(
         pct(0.99),
         pct(1.0)
     );
-    Ok(())
+    end.map(|_| ())
 }

@@ -41,6 +41,9 @@
 //! | `wait_timeout_ms` | 2000 | `wait`: longest wait for a slot |
 //! | `lease_timeout_ms` | 5000 | revoke a lease held longer |
 //! | `max_subscribers` | 64 | most subscribers |
+//! | `socket_mode` | `"0660"` | the socket file's mode, octal (a string), `0000`..=`0777` |
+//! | `allow_uids` | `[]` | uids admitted (SO_PEERCRED); with `allow_gids` empty too: anyone who can open the socket; root always |
+//! | `allow_gids` | `[]` | (primary) gids admitted |
 //! | `packets` | false | also publish encoded packets |
 //! | `packet_ring_mib` | 8 | packet ring data area, 1..=2047 MiB |
 //! | `packet_slots` | 64 | packet slots, 1..=1024 |
@@ -205,6 +208,12 @@ pub struct StreamFields {
     pub lease_timeout_ms: Option<u64>,
     /// Most subscribers.
     pub max_subscribers: Option<usize>,
+    /// Socket file mode, octal digits (`"0660"`).
+    pub socket_mode: Option<String>,
+    /// Uids admitted (`docs/protocol.md` §2.1 access control).
+    pub allow_uids: Option<Vec<u32>>,
+    /// Primary gids admitted.
+    pub allow_gids: Option<Vec<u32>>,
     /// Publish packets too.
     pub packets: Option<bool>,
     /// Packet ring data area, MiB.
@@ -253,6 +262,9 @@ impl StreamFields {
             wait_timeout_ms,
             lease_timeout_ms,
             max_subscribers,
+            socket_mode,
+            allow_uids,
+            allow_gids,
             packets,
             packet_ring_mib,
             packet_slots,
@@ -341,6 +353,25 @@ impl ServiceConfig {
     }
 }
 
+/// A socket file mode in octal digits (`"660"`, `"0660"`, `"0o660"`): at
+/// most `0o777` (no setuid, setgid or sticky bits on a socket).
+///
+/// Errors: a text saying what is wrong.
+pub fn parse_socket_mode(s: &str) -> Result<u32, String> {
+    let digits = s.strip_prefix("0o").unwrap_or(s);
+    if digits.is_empty() || digits.len() > 4 || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b))
+    {
+        return Err("expected 3 or 4 octal digits, e.g. 0660".into());
+    }
+    let mode = u32::from_str_radix(digits, 8).map_err(|e| e.to_string())?;
+    if mode > 0o777 {
+        return Err(format!(
+            "{mode:04o} sets setuid/setgid/sticky bits; expected 0000..=0777"
+        ));
+    }
+    Ok(mode)
+}
+
 /// Validates one stream's fields (defaults already applied) into a spec.
 /// `runtime_dir` is the socket directory (`None`: the default search).
 pub fn stream_spec(
@@ -365,7 +396,14 @@ pub fn stream_spec(
             InputSpec::Url(u)
         }
         (None, Some(f)) => {
-            std::fs::File::open(&f).map_err(|e| bad(format!("file {}: {e}", f.display())))?;
+            // O_NONBLOCK: a FIFO without a writer must not block here
+            // (before the signal handlers exist); for files it is a no-op.
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+                .open(&f)
+                .map_err(|e| bad(format!("file {}: {e}", f.display())))?;
             InputSpec::File(f)
         }
     };
@@ -471,6 +509,12 @@ pub fn stream_spec(
     config.wait_timeout = Duration::from_millis(wait_timeout);
     config.lease_timeout = Duration::from_millis(lease_timeout);
     config.max_subscribers = max_subscribers as usize;
+    if let Some(m) = &s.socket_mode {
+        config.socket_mode =
+            parse_socket_mode(m).map_err(|w| bad(format!("socket_mode {m:?}: {w}")))?;
+    }
+    config.allowed_uids = s.allow_uids.clone().unwrap_or_default();
+    config.allowed_gids = s.allow_gids.clone().unwrap_or_default();
     config.runtime_dir = runtime_dir;
     Ok(StreamSpec {
         source: SourceSpec {
@@ -544,10 +588,17 @@ mod tests {
                 .map(str::to_owned)
                 .collect()
         }
-        let here = rows(include_str!("config.rs").lines().filter_map(|l| l.strip_prefix("//!")));
+        let here = rows(
+            include_str!("config.rs")
+                .lines()
+                .filter_map(|l| l.strip_prefix("//!")),
+        );
         let doc = rows(include_str!("../../../docs/cameras.md").lines());
         assert!(here.len() > 20, "the module docs' table: {here:?}");
-        assert_eq!(here, doc, "docs/cameras.md's field table differs from config.rs's");
+        assert_eq!(
+            here, doc,
+            "docs/cameras.md's field table differs from config.rs's"
+        );
     }
 
     #[test]

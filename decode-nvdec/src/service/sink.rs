@@ -193,6 +193,19 @@ impl<B: Backend + Send + Sync + 'static> FrameSink<B> {
         }
     }
 
+    /// The decoder refused a packet as corrupt (`why`): it is skipped and
+    /// counted (`StreamStats::corrupt_packets`), and the next frame carries
+    /// DISCONTINUITY (frames may be missing or concealed around it).
+    pub fn corrupt_packet(&mut self, why: &str) {
+        self.pending_discontinuity = true;
+        let n = {
+            let mut st = self.stats.lock();
+            st.corrupt_packets += 1;
+            st.corrupt_packets
+        };
+        tracing::warn!("skipping a corrupt packet ({why}); {n} so far");
+    }
+
     /// Frames published (or dropped for lack of a slot) so far.
     pub fn total(&self) -> u64 {
         self.total

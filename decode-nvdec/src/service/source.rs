@@ -3,7 +3,7 @@
 //! [`FrameSink`], with keyframe flags and timestamps.
 
 use super::sink::{FrameSink, Geometry, SinkError};
-use crate::demux::{redact_url, DemuxError, OpenError, RtspTransport, UrlOptions};
+use crate::demux::{redact_url, DemuxError, OpenError, RtspTransport, StopFlag, UrlOptions};
 use crate::nvdec::{NvdecDecoder, NvdecError};
 use crate::{
     AnnexB, AnnexBError, DecodeError, Decoded, Decoder, Demuxer, FrameClock, HostFrame,
@@ -15,6 +15,7 @@ use cuframes_cuda::{CudaBackend, CudaDevice, CudaError, CudaSlot, CudaStream, Ra
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Where a stream's video comes from.
@@ -106,6 +107,15 @@ pub enum SourceError {
 }
 
 impl SourceError {
+    /// Whether the error is only the stop flag interrupting a blocking call.
+    pub fn is_stop(&self) -> bool {
+        matches!(
+            self,
+            SourceError::Open(OpenError::Interrupted(_))
+                | SourceError::Demux(DemuxError::Interrupted(_))
+        )
+    }
+
     /// Whether reopening the input may help: everything but a failure of
     /// the publishing side.
     pub fn is_input_error(&self) -> bool {
@@ -241,6 +251,12 @@ impl SlotWrite for CudaBackend {
     }
 }
 
+/// Whether libavcodec's error says the data was invalid (a corrupt packet),
+/// rather than a failure of the decoder itself.
+fn is_invalid_data(e: &crate::ffmpeg::Error) -> bool {
+    matches!(e, crate::ffmpeg::Error::InvalidData)
+}
+
 /// Why [`MediaSource::pump`] returned without an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PumpEnd {
@@ -292,14 +308,25 @@ impl std::fmt::Debug for MediaSource {
 impl MediaSource {
     /// Opens `spec`'s input and starts its decoder; NVDEC decodes on `device`.
     ///
+    /// `stop` interrupts blocking opens and reads at once (a FIFO or device
+    /// without data, a camera that stopped sending): they then fail with
+    /// [`OpenError::Interrupted`] / [`DemuxError::Interrupted`] and
+    /// [`SourceError::is_stop`] says so.
+    ///
     /// Errors: the input cannot be opened or its codec is unsupported
     /// ([`SourceError::Open`]), the decoder cannot start.
-    pub fn open(spec: &SourceSpec, device: Option<&CudaDevice>) -> Result<Self, SourceError> {
+    pub fn open(
+        spec: &SourceSpec,
+        device: Option<&CudaDevice>,
+        stop: Option<&Arc<AtomicBool>>,
+    ) -> Result<Self, SourceError> {
+        let stop = stop.map(|s| StopFlag(Arc::clone(s)));
         let demux = match &spec.input {
-            InputSpec::File(p) => Demuxer::open(p)?,
+            InputSpec::File(p) => Demuxer::open_interruptible(p, stop)?,
             InputSpec::Url(u) => Demuxer::open_url(
                 u,
                 &UrlOptions {
+                    stop,
                     transport: spec.transport,
                     io_timeout: spec.io_timeout,
                 },
@@ -404,13 +431,27 @@ impl MediaSource {
         let Decode::Software(decoder) = &mut self.decode else {
             return Ok(false);
         };
-        let frame = match decoder.receive_frame()? {
+        let frame = match decoder.receive_frame() {
+            // With frame threading a corrupt packet's error surfaces here.
+            Err(DecodeError::Receive(e)) if is_invalid_data(&e) => {
+                sink.corrupt_packet(&e.to_string());
+                return Ok(true);
+            }
+            r => r?,
+        };
+        let frame = match frame {
             Decoded::Frame(f) => f,
             Decoded::NeedInput => {
                 match self.demux.read_packet()? {
                     Some(p) => {
                         sink.packet(&p);
-                        decoder.send_packet(&p)?
+                        match decoder.send_packet(&p) {
+                            Ok(()) => {}
+                            // One bad packet of a file must not end the
+                            // stream: skip it, count it, flag the next frame.
+                            Err(DecodeError::Send(e)) => sink.corrupt_packet(&e.to_string()),
+                            Err(e) => return Err(e.into()),
+                        }
                     }
                     None if !self.eof_sent => {
                         decoder.send_eof()?;
@@ -470,7 +511,12 @@ impl MediaSource {
         match self.demux.read_packet()? {
             Some(p) => {
                 sink.packet(&p);
-                n.annexb.convert(&p.data, &mut n.buf)?;
+                if let Err(e) = n.annexb.convert(&p.data, &mut n.buf) {
+                    // A malformed length prefix: skip the packet like a
+                    // corrupt one rather than ending the stream.
+                    sink.corrupt_packet(&e.to_string());
+                    return Ok(true);
+                }
                 // Raw streams may carry no pts: number them so keyframe
                 // flags still find their frame.
                 let pts = p.pts.unwrap_or_else(|| {

@@ -61,6 +61,9 @@ pub struct StreamStats {
     pub stream_changes: u64,
     /// Times a file input started over (`loop`).
     pub loops: u64,
+    /// Packets the decoder refused as corrupt: skipped with a warning, the
+    /// next frame flagged DISCONTINUITY.
+    pub corrupt_packets: u64,
     /// Current geometry, `(width, height)` in pixels, once known.
     pub size: Option<(u32, u32)>,
     /// The last error of the input or decoder, with when it happened.
@@ -86,6 +89,7 @@ impl StreamStats {
             reconnects: 0,
             stream_changes: 0,
             loops: 0,
+            corrupt_packets: 0,
             size: None,
             last_error: None,
             last_frame: None,
@@ -160,6 +164,12 @@ pub fn stats_line(now: &StreamStats, prev: Option<(&StreamStats, Instant)>) -> S
     }
     if now.stream_changes > 0 {
         line.push_str(&format!(", {} stream change(s)", now.stream_changes));
+    }
+    if now.corrupt_packets > 0 {
+        line.push_str(&format!(
+            ", {} corrupt packet(s) skipped",
+            now.corrupt_packets
+        ));
     }
     if now.packets > 0 || now.packets_skipped > 0 {
         line.push_str(&format!(

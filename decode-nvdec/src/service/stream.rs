@@ -10,6 +10,7 @@ use crate::nvdec::nvdec_available;
 use cuframes_core::runtime::{HostBackend, PublisherConfig};
 use cuframes_cuda::{CudaBackend, CudaConfig};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Which memory the ring lives in.
@@ -91,7 +92,10 @@ pub enum StreamOutcome {
 /// Runs `spec` until its input ends, it fails for good, or `stop` is set.
 /// Never panics on anything from the input; every failure is in the outcome
 /// and `stats.last_error`.
-pub fn run_stream(spec: &StreamSpec, stop: &AtomicBool, stats: &SharedStats) -> StreamOutcome {
+///
+/// `stop` also interrupts blocking reads of the input (a FIFO, a device, a
+/// camera that stopped sending), so a stop takes effect within milliseconds.
+pub fn run_stream(spec: &StreamSpec, stop: &Arc<AtomicBool>, stats: &SharedStats) -> StreamOutcome {
     let key = spec.key().to_owned();
     let cuda = match spec.backend {
         BackendChoice::Host => None,
@@ -164,7 +168,7 @@ fn drive<B: SlotWrite>(
     spec: &StreamSpec,
     source: &SourceSpec,
     backend: B,
-    stop: &AtomicBool,
+    stop: &Arc<AtomicBool>,
     stats: &SharedStats,
 ) -> StreamOutcome {
     let key = spec.key().to_owned();
@@ -194,7 +198,7 @@ fn drive<B: SlotWrite>(
             break Ok(PumpEnd::Stopped);
         }
         stats.set_state(StreamState::Connecting);
-        let result = MediaSource::open(source, device.as_ref()).and_then(|mut src| {
+        let result = MediaSource::open(source, device.as_ref(), Some(stop)).and_then(|mut src| {
             if opened_before {
                 sink.discontinuity();
                 stats.lock().reconnects += 1;
@@ -233,6 +237,8 @@ fn drive<B: SlotWrite>(
         });
         match result {
             Ok(end) => break Ok(end),
+            // The stop flag interrupted a blocking open or read.
+            Err(e) if e.is_stop() || stop.load(Ordering::Relaxed) => break Ok(PumpEnd::Stopped),
             Err(e) if live && e.is_input_error() => {
                 let delay = backoff.next_delay();
                 tracing::warn!(%key, input = %name, "{e}; reconnecting in {:.1} s (attempt {})",

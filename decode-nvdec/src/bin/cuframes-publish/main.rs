@@ -7,7 +7,8 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use cuframes_core::StreamKey;
 use cuframes_nvdec::service::config::{
-    stream_spec, BackendArg, DecoderArg, MemoryArg, PolicyArg, StreamFields, SyncArg, TransportArg,
+    parse_socket_mode, stream_spec, BackendArg, DecoderArg, MemoryArg, PolicyArg, StreamFields,
+    SyncArg, TransportArg,
 };
 use cuframes_nvdec::service::{stats_line, Service, ServiceConfig, StreamOutcome, StreamStats};
 use std::path::PathBuf;
@@ -105,6 +106,19 @@ struct Args {
     /// ring); larger ones are skipped with a warning.
     #[arg(long, value_name = "KIB", value_parser = clap::value_parser!(u32).range(1..))]
     max_packet_kib: Option<u32>,
+    /// The socket file's mode, octal (e.g. 0660: the owner and its group may
+    /// connect; 0600: the owner only). The runtime directory's own mode
+    /// also limits who reaches it.
+    #[arg(long, default_value = "0660", value_name = "OCTAL", value_parser = parse_socket_mode)]
+    socket_mode: u32,
+    /// Admit subscribers of this uid (SO_PEERCRED; repeatable). With no
+    /// --allow-uid and no --allow-gid, anyone who can open the socket is
+    /// admitted; root always is. Others get ERROR AccessDenied.
+    #[arg(long = "allow-uid", value_name = "UID")]
+    allow_uids: Vec<u32>,
+    /// Admit subscribers whose primary gid is this (repeatable).
+    #[arg(long = "allow-gid", value_name = "GID")]
+    allow_gids: Vec<u32>,
     /// Runtime directory for the sockets (default: $CUFRAMES_RUNTIME_DIR,
     /// /run/cuframes, $XDG_RUNTIME_DIR/cuframes, /tmp/cuframes-UID); with
     /// --config, the file's `runtime_dir` wins.
@@ -127,7 +141,10 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     if let Err(e) = run(Args::parse()) {
-        eprintln!("cuframes-publish: error: {e:#}");
+        eprintln!(
+            "cuframes-publish: error: {}",
+            cuframes_nvdec::error_chain(e.as_ref())
+        );
         std::process::exit(1);
     }
 }
@@ -154,6 +171,9 @@ fn from_flags(a: &Args) -> Result<ServiceConfig> {
         wait_timeout_ms: Some(a.wait_timeout_ms),
         lease_timeout_ms: Some(a.lease_timeout_ms),
         max_subscribers: None,
+        socket_mode: Some(format!("{:04o}", a.socket_mode)),
+        allow_uids: Some(a.allow_uids.clone()),
+        allow_gids: Some(a.allow_gids.clone()),
         packets: Some(a.packets),
         packet_ring_mib: Some(a.packet_ring_mib),
         packet_slots: Some(a.packet_slots),
@@ -225,6 +245,12 @@ fn run(args: Args) -> Result<()> {
             "cuframes-publish: {key}: {why}: {} frames published, {} dropped, {} revoked lease(s), {:.1} fps, {} reconnect(s), {} stream change(s)",
             st.frames, st.dropped, st.revoked_leases, st.frames as f64 / secs, st.reconnects, st.stream_changes
         );
+        if st.corrupt_packets > 0 {
+            eprintln!(
+                "cuframes-publish: {key}: {} corrupt packet(s) skipped",
+                st.corrupt_packets
+            );
+        }
         if st.packets > 0 || st.packets_skipped > 0 {
             eprintln!(
                 "cuframes-publish: {key}: {} packets published, {} skipped",
