@@ -226,11 +226,14 @@ if [ ! -f "$clip" ] || [ ! -f "$clip.framemd5" ]; then
 else
 frames=$(grep -vc '^#' "$clip.framemd5")   # 300
 keys=$(seq -f 's%02g' 0 31)
-# cameras.toml: 32 [[stream]]s of the 1080p clip, paced at its 30 fps, lossless.
+# cameras.toml: 32 [[stream]]s of the 1080p clip, paced at its 30 fps, lossless
+# (ring 16 and a 10 s wait: 32 subscribers copying and hashing 1080p on 16
+# cores have hiccups longer than 8 frames and the default 2 s; with ring 8
+# and 2 s, 3 of 32 lost 3-8 frames to lag and 7 fell to 27-28 fps).
 {
   echo "stats_interval = 1.0"
   for k in $keys; do
-    printf '\n[[stream]]\nkey = "%s"\nfile = '"'%s'"'\ndecoder = "nvdec"\nbackend = "cuda"\nrealtime = true\npolicy = "wait"\nwait_subscribers = 1\nring = 8\n' "$k" "$clip"
+    printf '\n[[stream]]\nkey = "%s"\nfile = '"'%s'"'\ndecoder = "nvdec"\nbackend = "cuda"\nrealtime = true\npolicy = "wait"\nwait_timeout_ms = 10000\nwait_subscribers = 1\nring = 16\n' "$k" "$clip"
   done
 } > "$dir/cameras.toml"
 v_idle=$(vram_used)

@@ -624,6 +624,18 @@ fn subscribe_exits_non_zero_when_its_publisher_dies_and_zero_on_a_clean_end() {
     );
     let _ = publ.wait_with_output();
 
+    // --no-reconnect: a publisher stopped by SIGTERM says GOODBYE shutdown:
+    // a clean end, exit 0.
+    let publ = live_publisher(&dir, "stopped");
+    let sub = subscriber(&dir, &["--key", "stopped"]).spawn().unwrap();
+    let_it_run();
+    signal(&publ, rustix::process::Signal::TERM);
+    let out = exit_within(sub, Duration::from_secs(5), "subscriber");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("GOODBYE shutdown"), "{err}");
+    finish(publ, "publisher");
+
     // A frame limit is a clean end.
     let publ = live_publisher(&dir, "limit");
     let out = exit_within(

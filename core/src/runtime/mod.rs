@@ -9,6 +9,7 @@ pub mod futex;
 pub mod host;
 mod leases;
 pub mod packets;
+mod peer;
 pub mod publisher;
 pub mod shm;
 pub mod subscriber;

@@ -1115,12 +1115,11 @@ fn check_publisher(
     if *allowed == PublisherUids::Any {
         return Ok(());
     }
-    let cred =
-        rustix::net::sockopt::socket_peercred(stream).map_err(|source| ConnectError::PeerCred {
-            key: key.to_owned(),
-            source,
-        })?;
-    let uid = cred.uid.as_raw();
+    let cred = super::peer::peer_cred(stream).map_err(|source| ConnectError::PeerCred {
+        key: key.to_owned(),
+        source,
+    })?;
+    let uid = cred.uid;
     if allowed.allows(uid, rustix::process::getuid().as_raw()) {
         Ok(())
     } else {

@@ -4,12 +4,12 @@
 //! publisher started with `--packets` to an MP4 or Matroska file without
 //! re-encoding.
 //!
-//! Exit status: 0 on a clean end (the publisher's GOODBYE EndOfStream,
-//! --max-frames / --max-packets reached, SIGINT / SIGTERM); 3 when the
-//! publisher went away before the end of its stream (died, or shut down)
-//! and no reconnection followed (--no-reconnect, or
-//! --reconnect-give-up-secs passed); 1 on any other error; 2 on bad
-//! arguments.
+//! Exit status: 0 on a clean end (the publisher's GOODBYE EndOfStream, or
+//! its GOODBYE shutdown under --no-reconnect; --max-frames / --max-packets
+//! reached; SIGINT / SIGTERM); 3 when the publisher died (its connection
+//! closed without GOODBYE) and no reconnection followed (--no-reconnect), or
+//! reconnecting gave up (--reconnect-give-up-secs); 1 on any other error; 2
+//! on bad arguments.
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
@@ -84,18 +84,20 @@ fn parse_secs_interval(s: &str) -> Result<f64, String> {
 
 /// Receive frames of a cuframes stream (host memory or CUDA VRAM).
 ///
-/// Exit status: 0 on a clean end (GOODBYE EndOfStream, --max-frames /
-/// --max-packets, SIGINT / SIGTERM); 3 when the publisher went away before
-/// the end of its stream and is not waited for (--no-reconnect,
-/// --reconnect-give-up-secs); 1 on other errors; 2 on bad arguments.
+/// Exit status: 0 on a clean end (GOODBYE end of stream, or GOODBYE
+/// shutdown under --no-reconnect; --max-frames / --max-packets; SIGINT /
+/// SIGTERM); 3 when the publisher died without GOODBYE and is not waited
+/// for (--no-reconnect), or reconnecting gave up; 1 on other errors; 2 on
+/// bad arguments.
 #[derive(Debug, Parser)]
 #[command(
     version,
     long_about = None,
     args_override_self = true,
-    after_help = "Exit status: 0 on a clean end (the publisher's end of stream, --max-frames / \
---max-packets, SIGINT / SIGTERM); 3 when the publisher went away before the end of its stream \
-and is not waited for (--no-reconnect, --reconnect-give-up-secs); 1 on other errors; 2 on bad arguments."
+    after_help = "Exit status: 0 on a clean end (the publisher's GOODBYE end of stream, or its \
+GOODBYE shutdown under --no-reconnect; --max-frames / --max-packets; SIGINT / SIGTERM); 3 when \
+the publisher died without GOODBYE and is not waited for (--no-reconnect), or reconnecting gave \
+up (--reconnect-give-up-secs); 1 on other errors; 2 on bad arguments."
 )]
 struct Args {
     /// Stream key to connect to ([A-Za-z0-9_-]{1,63}).
@@ -148,8 +150,9 @@ struct Args {
     /// Name shown in the publisher's log.
     #[arg(long)]
     name: Option<String>,
-    /// Do not reconnect when the publisher vanishes (crash, or stopped by a
-    /// signal): exit with status 3 instead. By default the tool reconnects
+    /// Do not reconnect when the publisher goes away: a crash (no GOODBYE)
+    /// exits with status 3, a publisher stopped by a signal (GOODBYE
+    /// shutdown) with 0. By default the tool reconnects
     /// with backoff (50 ms doubling to 500 ms) and only a clean end of
     /// stream ends it.
     #[arg(long)]
@@ -197,6 +200,11 @@ fn ending<B: Backend>(sub: &Subscriber<B>, args: &Args) -> Result<&'static str> 
     };
     let why = match sub.end_reason() {
         Some(EndReason::EndOfStream) => return Ok("publisher ended the stream"),
+        // A publisher stopped by a signal said GOODBYE: a clean end for a
+        // subscriber that was told not to wait for the next one.
+        Some(EndReason::Shutdown) if args.no_reconnect => {
+            return Ok("the publisher shut down (GOODBYE shutdown)")
+        }
         Some(EndReason::Shutdown) => "the publisher shut down before the end of its stream",
         Some(EndReason::Vanished) | None => {
             "the publisher vanished (its connection closed without GOODBYE: crashed or killed)"

@@ -388,8 +388,8 @@ fn admit<B: Backend>(
     conns: &[Conn],
 ) -> Conn {
     let _ = stream.set_nonblocking(true);
-    let cred = rustix::net::sockopt::socket_peercred(&stream).ok();
-    let pid = cred.map_or(0, |c| c.pid.as_raw_nonzero().get());
+    let cred = crate::runtime::peer::peer_cred(&stream).ok();
+    let pid = cred.map_or(0, |c| c.pid);
     let chan = Channel::new(stream);
     let mut hs = PublisherHandshake::new(PROTOCOL_VERSION);
     let cfg = &shared.config;
@@ -401,8 +401,7 @@ fn admit<B: Backend>(
         );
     }
     if let Some(c) = cred {
-        let uid = c.uid.as_raw();
-        let gid = c.gid.as_raw();
+        let (uid, gid) = (c.uid, c.gid);
         let open = cfg.allowed_uids.is_empty() && cfg.allowed_gids.is_empty();
         let listed = cfg.allowed_uids.contains(&uid) || cfg.allowed_gids.contains(&gid);
         if !(open || listed || uid == 0) {
