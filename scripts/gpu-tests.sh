@@ -51,8 +51,7 @@ done
 fi
 
 # --- 2. NVDEC publisher, 4 InOrder subscribers under Wait, MD5 vs FFmpeg
-if want 2; then
-# run_clip NAME CLIP EXTRA_PUBLISHER_ARGS [PREFIX for subscriber 0]
+# run_clip NAME CLIP EXTRA_PUBLISHER_ARGS [PREFIX for subscriber 0] (also used by 3)
 run_clip() {
   local name=$1 clip=$2 pubargs=$3 prefix0=${4:-}
   local dir=$OUT/$name
@@ -90,6 +89,8 @@ run_clip() {
   fi
   grep -h "decoder\|backend" "$dir/publisher.log" | head -1 >> "$dir/summary" || true
 }
+
+if want 2; then
 
 run_clip h264-vmm-fence sample-h264.mp4 "--backend cuda --decoder nvdec --memory vmm-fd --sync host-fence"
 run_clip hevc-vmm-fence sample-hevc.mkv "--backend cuda --decoder nvdec --memory vmm-fd --sync host-fence"
