@@ -799,6 +799,10 @@ fn bad_config_files_fail_with_one_clear_line_before_anything_starts() {
             .count();
         assert_eq!(socks, 0);
     }
+    // Per-stream flags beside --config are refused, not silently ignored.
+    let mut p = publish_config(&dir, &ok, &["--ring", "4"]);
+    assert!(!p.wait(Duration::from_secs(10)).success());
+    assert!(p.log().contains("cannot be used with"), "{}", p.log());
     // A missing config file, too.
     let mut c = Command::new(PUBLISH);
     c.args(["--config", "/no/such/cameras.toml"]);

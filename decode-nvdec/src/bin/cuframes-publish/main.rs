@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 #[command(version, long_about = None, args_override_self = true)]
 struct Args {
     /// Many streams from a TOML file (format: docs/cameras.md); the
-    /// per-stream flags below are then not allowed.
+    /// per-stream flags below are then refused (set them in the file);
+    /// --stats-interval and --runtime-dir still apply.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["input", "url", "key"])]
     config: Option<PathBuf>,
     /// Input file: MP4, Matroska, MPEG-TS or raw Annex B .h264/.h265 (H.264 or HEVC).
@@ -36,88 +37,88 @@ struct Args {
     #[arg(long, required_unless_present = "config")]
     key: Option<String>,
     /// --url: RTSP transport.
-    #[arg(long, value_enum, default_value = "auto")]
+    #[arg(conflicts_with = "config", long, value_enum, default_value = "auto")]
     transport: TransportArg,
     /// --url: a camera whose connection, or next packet, takes longer than this fails (stall detection).
-    #[arg(long, default_value_t = 5000, value_name = "MS", value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    #[arg(conflicts_with = "config", long, default_value_t = 5000, value_name = "MS", value_parser = clap::value_parser!(u64).range(100..=600_000))]
     io_timeout_ms: u64,
     /// --url: first delay before reconnecting (doubling up to --reconnect-max-ms).
-    #[arg(long, default_value_t = 1000, value_name = "MS", value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    #[arg(conflicts_with = "config", long, default_value_t = 1000, value_name = "MS", value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
     reconnect_initial_ms: u64,
     /// --url: longest delay between reconnect attempts.
-    #[arg(long, default_value_t = 30_000, value_name = "MS", value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    #[arg(conflicts_with = "config", long, default_value_t = 30_000, value_name = "MS", value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
     reconnect_max_ms: u64,
     /// Memory backend for the frame ring.
-    #[arg(long, value_enum, default_value = "auto")]
+    #[arg(conflicts_with = "config", long, value_enum, default_value = "auto")]
     backend: BackendArg,
     /// Decoder.
-    #[arg(long, value_enum, default_value = "auto")]
+    #[arg(conflicts_with = "config", long, value_enum, default_value = "auto")]
     decoder: DecoderArg,
     /// --backend cuda: how slots are shared.
-    #[arg(long, value_enum, default_value = "vmm-fd")]
+    #[arg(conflicts_with = "config", long, value_enum, default_value = "vmm-fd")]
     memory: MemoryArg,
     /// --backend cuda: how subscribers learn a frame is complete.
-    #[arg(long, value_enum, default_value = "host-fence")]
+    #[arg(conflicts_with = "config", long, value_enum, default_value = "host-fence")]
     sync: SyncArg,
     /// --backend cuda: CUDA device ordinal.
-    #[arg(long, default_value_t = 0)]
+    #[arg(conflicts_with = "config", long, default_value_t = 0)]
     device: u32,
     /// Frame slots in the ring.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(2..=64))]
+    #[arg(conflicts_with = "config", long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(2..=64))]
     ring: u32,
     /// What to do when no slot may be rewritten.
-    #[arg(long, value_enum, default_value = "drop-frame")]
+    #[arg(conflicts_with = "config", long, value_enum, default_value = "drop-frame")]
     policy: PolicyArg,
     /// --policy wait: longest wait for a slot before frames are overwritten or dropped.
-    #[arg(long, default_value_t = 2000, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    #[arg(conflicts_with = "config", long, default_value_t = 2000, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     wait_timeout_ms: u64,
     /// Revoke a lease a subscriber holds longer than this.
-    #[arg(long, default_value_t = 5000, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    #[arg(conflicts_with = "config", long, default_value_t = 5000, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     lease_timeout_ms: u64,
     /// Start again at the beginning at the end of the input (files).
-    #[arg(long = "loop")]
+    #[arg(conflicts_with = "config", long = "loop")]
     looping: bool,
     /// Pace frames by their timestamps (as a camera would) instead of as fast as possible.
-    #[arg(long)]
+    #[arg(conflicts_with = "config", long)]
     realtime: bool,
     /// Stop after publishing this many frames.
-    #[arg(long)]
+    #[arg(conflicts_with = "config", long)]
     max_frames: Option<u64>,
     /// Wait until this many subscribers are connected before the first frame.
-    #[arg(long, default_value_t = 0)]
+    #[arg(conflicts_with = "config", long, default_value_t = 0)]
     wait_subscribers: usize,
     /// Give up waiting for --wait-subscribers after this long (then publish anyway).
-    #[arg(long, default_value_t = 30_000, value_name = "MS")]
+    #[arg(conflicts_with = "config", long, default_value_t = 30_000, value_name = "MS")]
     wait_subscribers_timeout_ms: u64,
     /// Seconds between stats lines on stderr, one per stream (0: only the summary).
     #[arg(long, value_name = "SECS", value_parser = parse_interval)]
     stats_interval: Option<f64>,
     /// Also publish every demuxed packet (Annex B, parameter sets as
     /// extradata) in a packet ring, before decoding it, for recorders.
-    #[arg(long)]
+    #[arg(conflicts_with = "config", long)]
     packets: bool,
     /// --packets: bytes of the packet ring's data area, MiB.
-    #[arg(long, default_value_t = 8, value_name = "MIB", value_parser = clap::value_parser!(u32).range(1..=2047))]
+    #[arg(conflicts_with = "config", long, default_value_t = 8, value_name = "MIB", value_parser = clap::value_parser!(u32).range(1..=2047))]
     packet_ring_mib: u32,
     /// --packets: packet slots: how many packets a reader may lag.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(conflicts_with = "config", long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
     packet_slots: u32,
     /// --packets: largest packet published, KiB (default: a quarter of the
     /// ring); larger ones are skipped with a warning.
-    #[arg(long, value_name = "KIB", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(conflicts_with = "config", long, value_name = "KIB", value_parser = clap::value_parser!(u32).range(1..))]
     max_packet_kib: Option<u32>,
     /// The socket file's mode, octal (e.g. 0660: the owner and its group may
     /// connect; 0600: the owner only). The runtime directory's own mode
     /// also limits who reaches it.
-    #[arg(long, default_value = "0660", value_name = "OCTAL", value_parser = parse_socket_mode)]
+    #[arg(conflicts_with = "config", long, default_value = "0660", value_name = "OCTAL", value_parser = parse_socket_mode)]
     socket_mode: u32,
     /// Admit subscribers of this uid (SO_PEERCRED; repeatable). With no
     /// --allow-uid and no --allow-gid, anyone who can open the socket is
     /// admitted; root always is. Others get ERROR AccessDenied.
-    #[arg(long = "allow-uid", value_name = "UID")]
+    #[arg(conflicts_with = "config", long = "allow-uid", value_name = "UID")]
     allow_uids: Vec<u32>,
     /// Admit subscribers whose primary gid is this (repeatable).
-    #[arg(long = "allow-gid", value_name = "GID")]
+    #[arg(conflicts_with = "config", long = "allow-gid", value_name = "GID")]
     allow_gids: Vec<u32>,
     /// Runtime directory for the sockets (default: $CUFRAMES_RUNTIME_DIR,
     /// /run/cuframes, $XDG_RUNTIME_DIR/cuframes, /tmp/cuframes-UID); with
