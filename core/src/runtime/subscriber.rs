@@ -375,6 +375,8 @@ pub struct Subscriber<B: Backend = HostBackend> {
     /// The next frame carries `FLAG_DISCONTINUITY` (after a reconnect).
     announce_gap: Cell<bool>,
     retry: Cell<Option<Retry>>,
+    /// The last reconnect failure logged at WARN (each new kind once).
+    retry_warned: RefCell<String>,
     /// What the backend was attached with; later rings must match.
     peer: Peer,
     backend: B,
@@ -564,6 +566,7 @@ impl<B: Backend> Subscriber<B> {
             announce_change: Cell::new(false),
             announce_gap: Cell::new(false),
             retry: Cell::new(None),
+            retry_warned: RefCell::new(String::new()),
             peer,
             backend,
         })
@@ -793,10 +796,15 @@ impl<B: Backend> Subscriber<B> {
                 Recovery::Reconnected
             }
             Err(e) => {
-                if matches!(e, ConnectError::PublisherUid { .. }) {
-                    tracing::warn!(key = %self.key, "reconnect attempt refused: {e}");
-                } else {
-                    tracing::debug!(key = %self.key, "reconnect attempt failed: {e}");
+                // Nobody listening yet is what waiting looks like; anything
+                // else (another uid, memory kind or GPU, a refusal) would
+                // be retried silently forever: say it, once per kind.
+                let text = e.to_string();
+                if matches!(e, ConnectError::NoPublisher { .. }) {
+                    tracing::debug!(key = %self.key, "reconnect attempt failed: {text}");
+                } else if *self.retry_warned.borrow() != text {
+                    tracing::warn!(key = %self.key, "reconnect attempt refused, still retrying: {text}");
+                    *self.retry_warned.borrow_mut() = text;
                 }
                 r.next_try = Instant::now() + r.delay;
                 r.delay = (r.delay * 2).min(rc.max_delay);
