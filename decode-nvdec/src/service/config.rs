@@ -44,6 +44,8 @@
 //! | `socket_mode` | `"0660"` | the socket file's mode, octal (a string), `0000`..=`0777` |
 //! | `allow_uids` | `[]` | uids admitted (SO_PEERCRED); with `allow_gids` empty too: anyone who can open the socket; root always |
 //! | `allow_gids` | `[]` | (primary) gids admitted |
+//! | `handshake_timeout_ms` | 3000 | a connection without a HELLO answered this long is closed |
+//! | `max_lag_events` | none | `wait`: demote an InOrder subscriber that kept the publisher waiting `wait_timeout_ms` this many times |
 //! | `packets` | false | also publish encoded packets |
 //! | `packet_ring_mib` | 8 | packet ring data area, 1..=2047 MiB |
 //! | `packet_slots` | 64 | packet slots, 1..=1024 |
@@ -214,6 +216,10 @@ pub struct StreamFields {
     pub allow_uids: Option<Vec<u32>>,
     /// Primary gids admitted.
     pub allow_gids: Option<Vec<u32>>,
+    /// Handshake deadline, ms.
+    pub handshake_timeout_ms: Option<u64>,
+    /// `wait`: lag events before an InOrder subscriber is demoted.
+    pub max_lag_events: Option<u32>,
     /// Publish packets too.
     pub packets: Option<bool>,
     /// Packet ring data area, MiB.
@@ -265,6 +271,8 @@ impl StreamFields {
             socket_mode,
             allow_uids,
             allow_gids,
+            handshake_timeout_ms,
+            max_lag_events,
             packets,
             packet_ring_mib,
             packet_slots,
@@ -515,6 +523,16 @@ pub fn stream_spec(
     }
     config.allowed_uids = s.allow_uids.clone().unwrap_or_default();
     config.allowed_gids = s.allow_gids.clone().unwrap_or_default();
+    config.handshake_timeout = Duration::from_millis(range(
+        "handshake_timeout_ms",
+        s.handshake_timeout_ms.unwrap_or(3000),
+        10,
+        600_000,
+    )?);
+    config.max_lag_events = s
+        .max_lag_events
+        .map(|n| range("max_lag_events", n.into(), 1, 1_000_000).map(|v| v as u32))
+        .transpose()?;
     config.runtime_dir = runtime_dir;
     Ok(StreamSpec {
         source: SourceSpec {
@@ -618,6 +636,8 @@ mod tests {
             ring = 16
             transport = "udp"
             packets = true
+            handshake_timeout_ms = 500
+            max_lag_events = 3
             "#,
             None,
         )
@@ -630,6 +650,16 @@ mod tests {
         assert_eq!(c.streams[1].source.transport, RtspTransport::Udp);
         assert!(c.streams[0].packets.is_none());
         assert_eq!(c.streams[1].packets.unwrap().data_size, 8 << 20);
+        assert_eq!(
+            c.streams[0].config.handshake_timeout,
+            Duration::from_secs(3)
+        );
+        assert_eq!(c.streams[0].config.max_lag_events, None);
+        assert_eq!(
+            c.streams[1].config.handshake_timeout,
+            Duration::from_millis(500)
+        );
+        assert_eq!(c.streams[1].config.max_lag_events, Some(3));
     }
 
     #[test]
@@ -673,6 +703,10 @@ mod tests {
         one(
             "[[stream]]\nkey = \"a\"\nurl = \"rtsp://h/a\"\nring = 99\n",
             "ring 99 is outside 2..=64",
+        );
+        one(
+            "[[stream]]\nkey = \"a\"\nurl = \"rtsp://h/a\"\nmax_lag_events = 0\n",
+            "max_lag_events 0 is outside",
         );
         one(
             "[[stream]]\nkey = \"a\"\nurl = \"rtsp://h/a\"\ntransport = \"quic\"\n",

@@ -58,7 +58,12 @@ struct Args {
     #[arg(conflicts_with = "config", long, value_enum, default_value = "vmm-fd")]
     memory: MemoryArg,
     /// --backend cuda: how subscribers learn a frame is complete.
-    #[arg(conflicts_with = "config", long, value_enum, default_value = "host-fence")]
+    #[arg(
+        conflicts_with = "config",
+        long,
+        value_enum,
+        default_value = "host-fence"
+    )]
     sync: SyncArg,
     /// --backend cuda: CUDA device ordinal.
     #[arg(conflicts_with = "config", long, default_value_t = 0)]
@@ -67,7 +72,12 @@ struct Args {
     #[arg(conflicts_with = "config", long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(2..=64))]
     ring: u32,
     /// What to do when no slot may be rewritten.
-    #[arg(conflicts_with = "config", long, value_enum, default_value = "drop-frame")]
+    #[arg(
+        conflicts_with = "config",
+        long,
+        value_enum,
+        default_value = "drop-frame"
+    )]
     policy: PolicyArg,
     /// --policy wait: longest wait for a slot before frames are overwritten or dropped.
     #[arg(conflicts_with = "config", long, default_value_t = 2000, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
@@ -88,7 +98,12 @@ struct Args {
     #[arg(conflicts_with = "config", long, default_value_t = 0)]
     wait_subscribers: usize,
     /// Give up waiting for --wait-subscribers after this long (then publish anyway).
-    #[arg(conflicts_with = "config", long, default_value_t = 30_000, value_name = "MS")]
+    #[arg(
+        conflicts_with = "config",
+        long,
+        default_value_t = 30_000,
+        value_name = "MS"
+    )]
     wait_subscribers_timeout_ms: u64,
     /// Seconds between stats lines on stderr, one per stream (0: only the summary).
     #[arg(long, value_name = "SECS", value_parser = parse_interval)]
@@ -120,6 +135,15 @@ struct Args {
     /// Admit subscribers whose primary gid is this (repeatable).
     #[arg(conflicts_with = "config", long = "allow-gid", value_name = "GID")]
     allow_gids: Vec<u32>,
+    /// Close a connection that has not completed its handshake (HELLO
+    /// answered) within this long.
+    #[arg(conflicts_with = "config", long, default_value_t = 3000, value_name = "MS", value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    handshake_timeout_ms: u64,
+    /// --policy wait: demote an InOrder subscriber to losing frames (as
+    /// under drop-frame) once it has kept the publisher waiting
+    /// --wait-timeout-ms this many times (default: never).
+    #[arg(conflicts_with = "config", long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_lag_events: Option<u32>,
     /// Runtime directory for the sockets (default: $CUFRAMES_RUNTIME_DIR,
     /// /run/cuframes, $XDG_RUNTIME_DIR/cuframes, /tmp/cuframes-UID); with
     /// --config, the file's `runtime_dir` wins.
@@ -175,6 +199,8 @@ fn from_flags(a: &Args) -> Result<ServiceConfig> {
         socket_mode: Some(format!("{:04o}", a.socket_mode)),
         allow_uids: Some(a.allow_uids.clone()),
         allow_gids: Some(a.allow_gids.clone()),
+        handshake_timeout_ms: Some(a.handshake_timeout_ms),
+        max_lag_events: a.max_lag_events,
         packets: Some(a.packets),
         packet_ring_mib: Some(a.packet_ring_mib),
         packet_slots: Some(a.packet_slots),
