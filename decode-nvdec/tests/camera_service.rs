@@ -161,28 +161,15 @@ fn assert_matches_reference(dir: &Path, name: &str, reference: &[String]) {
     );
 }
 
-/// `(frame index in the source, hash)` of each frame line of a subscriber's
-/// framemd5 (the index starts over after a reconnect or loop).
-fn indexed_hashes(path: &Path) -> Vec<(usize, String)> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|l| {
-            let cols: Vec<&str> = l.split(',').map(str::trim).collect();
-            (cols[2].parse().unwrap(), cols[5].to_owned())
-        })
-        .collect()
-}
-
 /// Every frame `name` received is the reference frame of its source index,
 /// and it received `n` of them (a camera that dropped a slow reader and was
 /// reconnected starts over at index 0: still correct frames).
 fn assert_each_frame_correct(dir: &Path, name: &str, reference: &[String], n: usize) {
-    let got = indexed_hashes(&dir.join(format!("{name}.framemd5")));
+    let got = common::framemd5_file(&dir.join(format!("{name}.framemd5")));
     assert_eq!(got.len(), n, "{name}: frames received");
     for (i, h) in &got {
         assert_eq!(
-            reference.get(*i),
+            reference.get(*i as usize),
             Some(h),
             "{name}: frame {i} differs from FFmpeg's"
         );

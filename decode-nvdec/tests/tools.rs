@@ -24,17 +24,7 @@ fn runtime_dir(test: &str) -> PathBuf {
 const PUBLISH: &str = env!("CARGO_BIN_EXE_cuframes-publish");
 const SUBSCRIBE: &str = env!("CARGO_BIN_EXE_cuframes-subscribe");
 
-/// `(frame index, md5)` of each frame line of a framemd5 file.
-fn framemd5(path: &Path) -> Vec<(u64, String)> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|l| {
-            let cols: Vec<&str> = l.split(',').map(str::trim).collect();
-            (cols[2].parse().unwrap(), cols[5].to_owned())
-        })
-        .collect()
-}
+use common::framemd5_file as framemd5;
 
 fn publisher(dir: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(PUBLISH);

@@ -47,3 +47,16 @@ pub fn runtime_dir(suite: &str, test: &str) -> PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+/// `(frame index, md5)` of each frame line of a framemd5 file a subscriber
+/// wrote (column 3 is the frame's index in its source, column 6 its hash).
+pub fn framemd5_file(path: &std::path::Path) -> Vec<(u64, String)> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let cols: Vec<&str> = l.split(',').map(str::trim).collect();
+            (cols[2].parse().unwrap(), cols[5].to_owned())
+        })
+        .collect()
+}
