@@ -1,8 +1,9 @@
 //! Arbitrary bytes as the stream a subscriber reads after sending HELLO (or,
 //! per the first byte, before): every decodable message goes to
 //! `SubscriberHandshake::handle`. It must never panic, stay closed once
-//! Closed/Failed, accept a WELCOME only in AwaitWelcome and only if it
-//! passes W1–W3 (`docs/protocol.md` §6), and queue only encodable messages.
+//! Closed/Failed, accept a WELCOME only in AwaitWelcome (or, after
+//! STREAM_CHANGED, in AwaitRewelcome with the negotiated version) and only if
+//! it passes W1–W3 (`docs/protocol.md` §6), and queue only encodable messages.
 #![no_main]
 
 use cuframes_core::handshake::{SubscriberEvent, SubscriberHandshake, SubscriberState};
@@ -43,7 +44,13 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(s.state(), before);
         }
         if let Ok(SubscriberEvent::Welcomed(w)) = r {
-            assert_eq!(before, SubscriberState::AwaitWelcome);
+            // The first WELCOME, or the re-WELCOME after STREAM_CHANGED,
+            // which must keep the negotiated version.
+            match before {
+                SubscriberState::AwaitWelcome => {}
+                SubscriberState::AwaitRewelcome(v) => assert_eq!(w.version, v),
+                other => panic!("WELCOME accepted in {other:?}"),
+            }
             assert!(hello.version_min <= w.version && w.version <= hello.version_max);
             assert!((2..=64).contains(&w.slot_count));
             // W3: memory handle (0 for fd kinds, 64 for CudaLegacyIpc),
