@@ -129,8 +129,8 @@ struct Args {
     /// Stop after this many packets.
     #[arg(long)]
     max_packets: Option<u64>,
-    /// Sleep this long per frame while holding it (per packet with
-    /// --packets-only; simulates a slow consumer).
+    /// Sleep this long per frame while holding it, before reading (hashing)
+    /// it (per packet with --packets-only; simulates a slow consumer).
     #[arg(long, default_value_t = 0, value_name = "MS")]
     sleep_ms: u64,
     /// With --no-reconnect, give up when no frame arrives for this long;
@@ -655,10 +655,13 @@ fn receive<B: Backend>(
                 s.generation
             );
         }
-        let hashed = md5.as_ref().map(|_| hash(&frame)).transpose()?;
+        // Hold the frame first, then read it: a slot rewritten while the
+        // lease was held (or after a revocation) then shows in the hash,
+        // and the post-check below must catch every such frame.
         if args.sleep_ms > 0 {
             std::thread::sleep(Duration::from_millis(args.sleep_ms));
         }
+        let hashed = md5.as_ref().map(|_| hash(&frame)).transpose()?;
         // Post-check: a lease revoked mid-read means the bytes may be torn.
         if !frame.release() {
             torn += 1;
