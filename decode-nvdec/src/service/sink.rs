@@ -92,6 +92,10 @@ pub enum SinkError {
         #[source]
         source: ChangeError,
     },
+    /// An earlier attempt to start the publisher failed and used up the
+    /// backend; this sink cannot publish.
+    #[error("the publisher could not be started earlier; this stream cannot publish")]
+    NoBackend,
     /// Writing a frame into its slot failed (a GPU copy, a layout mismatch).
     #[error("writing a frame into its slot: {0}")]
     Write(String),
@@ -262,8 +266,10 @@ impl<B: Backend + Send + Sync + 'static> FrameSink<B> {
                 extradata: f.extradata().to_vec(),
             });
         }
+        // The backend is consumed by the first attempt: after a failed
+        // `Publisher::create` the sink cannot publish, and says so.
         let Some(backend) = self.backend.take() else {
-            return Ok(());
+            return Err(SinkError::NoBackend);
         };
         let free_before = self.settings.vram_free.as_ref().and_then(|f| f());
         let mut p =
@@ -350,7 +356,7 @@ impl<B: Backend + Send + Sync + 'static> FrameSink<B> {
             self.pace(pts_ns);
         }
         let Some(p) = self.publisher.as_mut() else {
-            return Ok(());
+            return Err(SinkError::NoBackend);
         };
         let mut flags = if keyframe { FLAG_KEY } else { 0 };
         if self.pending_discontinuity {
