@@ -378,7 +378,7 @@ pub fn all() -> Vec<Vector> {
         ),
         message(
             "stream_changed",
-            &["STREAM_CHANGED (§4.3), generation 2 (reserved: not sent by this implementation)."],
+            &["STREAM_CHANGED (§4.3), generation 2: a new ring follows in a WELCOME (§6)."],
             Message::StreamChanged(2),
         ),
         message(
