@@ -36,28 +36,7 @@ impl PlaneLayout {
     /// Returns the two planes and the total size in bytes, `None` if that
     /// size overflows `usize`.
     pub fn nv12(width: u32, height: u32) -> Option<([PlaneLayout; 2], usize)> {
-        let w = usize::try_from(width).ok()?;
-        let h = usize::try_from(height).ok()?;
-        let luma = w.checked_mul(h)?;
-        let chroma_row = w.div_ceil(2).checked_mul(2)?;
-        let chroma_rows = h.div_ceil(2);
-        let chroma = chroma_row.checked_mul(chroma_rows)?;
-        let total = luma.checked_add(chroma)?;
-        let planes = [
-            PlaneLayout {
-                offset: 0,
-                pitch: w,
-                row_bytes: w,
-                rows: h,
-            },
-            PlaneLayout {
-                offset: luma,
-                pitch: chroma_row,
-                row_bytes: chroma_row,
-                rows: chroma_rows,
-            },
-        ];
-        Some((planes, total))
+        Self::semi_planar_420(width, height, 1)
     }
 
     /// Tightly packed P010 planes of a `width` x `height` frame (pixels), as
@@ -70,11 +49,18 @@ impl PlaneLayout {
     /// Returns the two planes and the total size in bytes, `None` if that
     /// size overflows `usize`.
     pub fn p010(width: u32, height: u32) -> Option<([PlaneLayout; 2], usize)> {
+        Self::semi_planar_420(width, height, 2)
+    }
+
+    /// Packed 4:2:0 semi-planar layout (NV12 with 1-byte samples, P010 with
+    /// 2): Y rows of `width * bytes` at offset 0, then `ceil(height/2)`
+    /// CbCr rows of `2 * ceil(width/2) * bytes`; `None` on overflow.
+    fn semi_planar_420(width: u32, height: u32, bytes: usize) -> Option<([PlaneLayout; 2], usize)> {
         let w = usize::try_from(width).ok()?;
         let h = usize::try_from(height).ok()?;
-        let luma_row = w.checked_mul(2)?;
+        let luma_row = w.checked_mul(bytes)?;
         let luma = luma_row.checked_mul(h)?;
-        let chroma_row = w.div_ceil(2).checked_mul(4)?;
+        let chroma_row = w.div_ceil(2).checked_mul(2 * bytes)?;
         let chroma_rows = h.div_ceil(2);
         let chroma = chroma_row.checked_mul(chroma_rows)?;
         let total = luma.checked_add(chroma)?;

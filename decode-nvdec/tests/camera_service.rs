@@ -546,14 +546,10 @@ fn publish_flags(dir: &Path, log: &str, args: &[&str]) -> Proc {
 }
 
 fn cuframes_entries_in_dev_shm() -> Vec<String> {
-    std::fs::read_dir("/dev/shm")
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.contains("cuframes"))
-                .collect()
-        })
-        .unwrap_or_default()
+    common::dev_shm_listing()
+        .into_iter()
+        .filter(|n| n.contains("cuframes"))
+        .collect()
 }
 
 #[test]

@@ -68,17 +68,7 @@ fn finish(child: Child, what: &str) -> Output {
     out
 }
 
-fn shm_listing() -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir("/dev/shm")
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
+use common::dev_shm_listing as shm_listing;
 
 fn three_in_order_subscribers_match_ffmpeg(clip: &str, key: &str) {
     let dir = runtime_dir(key);

@@ -60,3 +60,16 @@ pub fn framemd5_file(path: &std::path::Path) -> Vec<(u64, String)> {
         })
         .collect()
 }
+
+/// The names in /dev/shm, sorted (tests check nothing is left behind).
+pub fn dev_shm_listing() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
