@@ -303,14 +303,16 @@ impl Backend for CudaBackend {
         })
     }
 
-    fn before_release(&self, _slot: &CudaImported) {
+    fn before_release(slot: &CudaImported) {
         // Synchronous release: the consumer's work on the frame must be done
         // before the publisher may rewrite the slot. Frames released with
-        // `release_after(stream)` skip this.
-        if let Ok(d) = self.dev() {
-            if let Err(e) = driver::ctx_synchronize() {
-                tracing::warn!(device = d.ordinal(), "cuCtxSynchronize before release: {e}");
-            }
+        // `release_after(stream)` skip this. `synchronize` makes the slot's
+        // context current first: an owned frame may be dropped on any thread.
+        if let Err(e) = slot.device.synchronize() {
+            tracing::warn!(
+                device = slot.device.ordinal(),
+                "cuCtxSynchronize before release: {e}"
+            );
         }
     }
 }

@@ -24,8 +24,10 @@
 
 use crate::driver::{self, RawStream};
 use crate::slot::plane_span;
+use crate::slot::CudaImported;
 use crate::{CudaBackend, CudaError};
-use cuframes_core::runtime::Frame;
+use cuframes_core::layout::StreamDesc;
+use cuframes_core::runtime::{Frame, OwnedFrame};
 
 /// One plane of a frame in device memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +42,8 @@ pub struct DevicePlane {
     pub rows: usize,
 }
 
-/// CUDA access to a leased [`Frame`] of a [`CudaBackend`] subscriber.
+/// CUDA access to a leased [`Frame`] or [`OwnedFrame`] of a [`CudaBackend`]
+/// subscriber.
 pub trait CudaFrameExt {
     /// Plane `i` (NV12 / P010: 0 = Y, 1 = interleaved CbCr) in device memory.
     fn device_plane(&self, i: usize) -> Result<DevicePlane, CudaError>;
@@ -61,45 +64,61 @@ pub trait CudaFrameExt {
     fn release_after(self, stream: RawStream) -> Result<(), CudaError>;
 }
 
-impl CudaFrameExt for Frame<'_, CudaBackend> {
-    fn device_plane(&self, i: usize) -> Result<DevicePlane, CudaError> {
-        let mem = self.memory();
-        let (off, pitch, row_bytes, rows) = plane_span(self.stream(), i, mem.size())?;
-        Ok(DevicePlane {
-            ptr: mem.device_ptr() + off,
-            pitch,
-            row_bytes,
-            rows,
-        })
-    }
-
-    fn wait_in(&self, stream: RawStream) -> Result<(), CudaError> {
-        self.memory().wait_in(stream)
-    }
-
-    fn copy_to_host(&self, out: &mut Vec<u8>) -> Result<(), CudaError> {
-        let mem = self.memory();
-        let desc = self.stream();
-        mem.wait_host()?;
-        out.clear();
-        for i in 0..2 {
-            let Ok((_, _, row, rows)) = plane_span(desc, i, mem.size()) else {
-                continue;
-            };
-            let at = out.len();
-            out.resize(at + row * rows, 0);
-            mem.copy_plane_to_host(desc, i, &mut out[at..])?;
+/// The trait's methods, the same for both guards.
+macro_rules! cuda_frame_methods {
+    () => {
+        fn device_plane(&self, i: usize) -> Result<DevicePlane, CudaError> {
+            device_plane(self.memory(), self.stream(), i)
         }
-        Ok(())
-    }
 
-    fn release_after(self, stream: RawStream) -> Result<(), CudaError> {
-        let device = self.memory().device.clone();
-        let pending = self.release_later();
-        device.make_current()?;
-        // On error the closure (and with it the pending release) is dropped,
-        // which releases at once: the lease is never leaked.
-        driver::launch_host_fn(stream, Box::new(move || drop(pending)))?;
-        Ok(())
+        fn wait_in(&self, stream: RawStream) -> Result<(), CudaError> {
+            self.memory().wait_in(stream)
+        }
+
+        fn copy_to_host(&self, out: &mut Vec<u8>) -> Result<(), CudaError> {
+            copy_to_host(self.memory(), self.stream(), out)
+        }
+
+        fn release_after(self, stream: RawStream) -> Result<(), CudaError> {
+            let device = self.memory().device.clone();
+            let pending = self.release_later();
+            device.make_current()?;
+            // On error the closure (and with it the pending release) is
+            // dropped, which releases at once: the lease is never leaked.
+            driver::launch_host_fn(stream, Box::new(move || drop(pending)))?;
+            Ok(())
+        }
+    };
+}
+
+impl CudaFrameExt for Frame<'_, CudaBackend> {
+    cuda_frame_methods!();
+}
+
+impl CudaFrameExt for OwnedFrame<CudaBackend> {
+    cuda_frame_methods!();
+}
+
+fn device_plane(mem: &CudaImported, desc: &StreamDesc, i: usize) -> Result<DevicePlane, CudaError> {
+    let (off, pitch, row_bytes, rows) = plane_span(desc, i, mem.size())?;
+    Ok(DevicePlane {
+        ptr: mem.device_ptr() + off,
+        pitch,
+        row_bytes,
+        rows,
+    })
+}
+
+fn copy_to_host(mem: &CudaImported, desc: &StreamDesc, out: &mut Vec<u8>) -> Result<(), CudaError> {
+    mem.wait_host()?;
+    out.clear();
+    for i in 0..2 {
+        let Ok((_, _, row, rows)) = plane_span(desc, i, mem.size()) else {
+            continue;
+        };
+        let at = out.len();
+        out.resize(at + row * rows, 0);
+        mem.copy_plane_to_host(desc, i, &mut out[at..])?;
     }
+    Ok(())
 }

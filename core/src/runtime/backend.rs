@@ -70,10 +70,19 @@ pub trait Backend {
         Ok(())
     }
 
-    /// Subscriber: called when a frame guard in `slot` is dropped or
-    /// released, before its lease is returned; a GPU backend waits here for
-    /// the consumer's work on the frame. Default: nothing to wait for.
-    fn before_release(&self, slot: &Self::Imported) {
+    /// Subscriber: called when a frame guard in `slot` (a [`Frame`] or an
+    /// [`OwnedFrame`], on whatever thread drops it) is dropped or released,
+    /// before its lease is returned; a GPU backend waits here for the
+    /// consumer's work on the frame. An associated function, not a method:
+    /// an `OwnedFrame` outlives its subscriber's borrow and carries only
+    /// the slot. Default: nothing to wait for.
+    ///
+    /// [`Frame`]: super::Frame
+    /// [`OwnedFrame`]: super::OwnedFrame
+    fn before_release(slot: &Self::Imported)
+    where
+        Self: Sized,
+    {
         let _ = slot;
     }
 

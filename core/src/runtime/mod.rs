@@ -5,6 +5,7 @@ pub mod backend;
 pub mod channel;
 pub mod clock;
 pub mod dir;
+mod frame;
 pub mod futex;
 pub mod host;
 mod leases;
@@ -15,14 +16,15 @@ pub mod shm;
 pub mod subscriber;
 
 pub use backend::{Backend, Peer, SlotExport};
+pub use frame::{Frame, OwnedFrame};
 pub use host::{HostBackend, HostError, HostImported, HostSlot};
 pub use leases::PendingRelease;
 pub use packets::{CodecParams, Packet, PacketRecvError, PacketStats};
 pub use publisher::{
     ChangeError, CreateError, LeaseClock, LeaseScan, PacketError, PacketRingConfig, PeerName,
-    PublishError, Published, Publisher, PublisherConfig, PublisherStats,
+    PublishError, Published, Publisher, PublisherConfig, PublisherStats, SlotGuard,
 };
 pub use subscriber::{
-    ConnectError, EndReason, Frame, PublisherUids, Reconnect, RecvError, SubscribeOptions,
-    Subscriber, SubscriberStats,
+    ConnectError, EndReason, PublisherUids, Reconnect, RecvError, SubscribeOptions, Subscriber,
+    SubscriberStats,
 };

@@ -17,9 +17,10 @@
 use super::backend::{Backend, Peer};
 use super::channel::{Channel, ChannelError};
 use super::dir::{self, DirError};
+use super::frame::Frame;
 use super::futex;
 use super::host::HostBackend;
-use super::leases::{LeaseState, PendingRelease, RowState};
+use super::leases::{LeaseState, RowState};
 use super::packets::PacketState;
 use super::shm::{self, Access, Mapping, ShmError};
 use crate::handshake::{HandshakeError, SubscriberEvent, SubscriberHandshake};
@@ -27,7 +28,7 @@ use crate::layout::{
     header, ControlLayout, LayoutError, StreamDesc, FLAG_DISCONTINUITY, LEASES_PER_ROW,
     LEASE_REGION_SIZE,
 };
-use crate::ring::{Acquire, ControlWords, Cursor, FrameMeta, Lease, LeaseWords};
+use crate::ring::{Acquire, ControlWords, Cursor, LeaseWords};
 use crate::wire::{
     decode, ErrorCode, GoodbyeReason, Hello, Name, Welcome, WireError, HELLO_WANTS_FRAMES,
     HELLO_WANTS_PACKETS, WELCOME_HAS_PACKETS,
@@ -320,9 +321,9 @@ pub struct SubscriberStats {
 /// lease row, the slots and their stream description. Frames hold an `Arc`
 /// of it, so it stays mapped while any of them lives.
 pub(crate) struct Ring<B: Backend> {
-    leases: Arc<LeaseState>,
-    stream: StreamDesc,
-    slots: Vec<B::Imported>,
+    pub(super) leases: Arc<LeaseState>,
+    pub(super) stream: StreamDesc,
+    pub(super) slots: Vec<B::Imported>,
     /// WELCOME's `start_seq`: frames of this ring are above it.
     start_seq: u64,
 }
@@ -647,14 +648,7 @@ impl<B: Backend> Subscriber<B> {
                     meta.flags |= FLAG_DISCONTINUITY;
                 }
                 let changed = self.announce_change.replace(false);
-                return Ok(Frame {
-                    sub: self,
-                    ring,
-                    lease,
-                    meta,
-                    changed,
-                    done: false,
-                });
+                return Ok(Frame::new(ring, lease, meta, changed));
             }
             if finished {
                 // A WELCOME or GOODBYE sent before the close is in the socket.
@@ -1166,183 +1160,4 @@ pub(crate) fn control_words(
     let wake = m.u32_at(header::WAKE_OFFSET).ok_or(too_small)?;
     let rel = m.u32_at(header::RELEASE_WAKE_OFFSET).ok_or(too_small)?;
     ControlWords::new(m.words(), wake, rel, layout).map_err(|_| too_small)
-}
-
-/// A leased frame; dropping it releases the lease.
-///
-/// The guard holds the ring generation it came from (control region, lease
-/// row, imported slots, stream description), so it stays readable after the
-/// subscriber moved to a new ring or reconnected.
-///
-/// **Torn data.** The slot's bytes live in the publisher's shared memory.
-/// While the lease is valid the publisher does not write them (§5.2); but a
-/// publisher revokes a lease held longer than its `lease_timeout` and may
-/// then rewrite the slot under the reader. Data read from a frame is
-/// therefore only known whole if [`Frame::is_valid`] (or the value of
-/// [`Frame::release`]) says so *after* the read; otherwise it may be torn
-/// (parts of two frames). Such data is still memory-safe to read (every
-/// byte value is valid, the mapping stays mapped) but must be discarded.
-///
-/// Everything the guard hands out borrows from the guard, so no plane
-/// outlives it (the lease): this fails to compile with E0597 (`frame` does
-/// not live long enough), while the same code using the plane inside the
-/// block compiles (the `no_run` example below):
-///
-/// ```compile_fail,E0597
-/// use cuframes_core::runtime::{SubscribeOptions, Subscriber};
-/// use cuframes_core::DeliveryMode;
-/// use std::time::Duration;
-///
-/// let sub = Subscriber::connect_host("cam1", SubscribeOptions::new(DeliveryMode::NewestOnly)).unwrap();
-/// let plane = {
-///     let frame = sub.next_frame(Duration::from_secs(1)).unwrap();
-///     frame.plane(0).unwrap().0 // error: `frame` does not live long enough
-/// };
-/// println!("{}", plane.len());
-/// ```
-///
-/// ```no_run
-/// use cuframes_core::runtime::{SubscribeOptions, Subscriber};
-/// use cuframes_core::DeliveryMode;
-/// use std::time::Duration;
-///
-/// let sub = Subscriber::connect_host("cam1", SubscribeOptions::new(DeliveryMode::NewestOnly)).unwrap();
-/// let len = {
-///     let frame = sub.next_frame(Duration::from_secs(1)).unwrap();
-///     let n = frame.plane(0).unwrap().0.len();
-///     // Only now is it known that the bytes were not rewritten meanwhile.
-///     frame.release().then_some(n)
-/// };
-/// println!("{len:?}");
-/// ```
-pub struct Frame<'a, B: Backend = HostBackend> {
-    sub: &'a Subscriber<B>,
-    ring: Arc<Ring<B>>,
-    lease: Lease,
-    meta: FrameMeta,
-    changed: bool,
-    /// Released already (by `release` or `release_later`).
-    done: bool,
-}
-
-impl<B: Backend> Frame<'_, B> {
-    /// Sequence number, timestamps, flags, source index. After a reconnect
-    /// the first frame's flags include `FLAG_DISCONTINUITY`.
-    pub fn meta(&self) -> &FrameMeta {
-        &self.meta
-    }
-
-    /// Frames skipped or lost between the previous frame and this one.
-    pub fn skipped(&self) -> u64 {
-        self.lease.skipped
-    }
-
-    /// Plane layout (and size, format) of this frame's ring.
-    pub fn stream(&self) -> &StreamDesc {
-        &self.ring.stream
-    }
-
-    /// Whether this is the first frame of a new stream description: the
-    /// first of a new ring generation (STREAM_CHANGED, `docs/protocol.md`
-    /// §6), or the first after a reconnect to a publisher whose description
-    /// differs. [`Frame::stream`] gives the new one.
-    pub fn stream_changed(&self) -> bool {
-        self.changed
-    }
-
-    /// The slot memory the frame lives in.
-    pub fn memory(&self) -> &B::Imported {
-        // The lease's slot index comes from this ring's own slot table scan.
-        match self.ring.slots.get(self.lease.slot as usize) {
-            Some(s) => s,
-            None => unreachable_slot(),
-        }
-    }
-
-    /// Whether the frame is still in its slot: `false` only after the publisher
-    /// revoked the lease (held past `lease_timeout`); data read from the
-    /// frame before this call may then be torn (see [`Frame`]).
-    pub fn is_valid(&self) -> bool {
-        self.ring.leases.reader().still_valid(&self.lease)
-    }
-
-    /// Releases now; returns [`Frame::is_valid`] as of the release: `false`
-    /// means data read from the frame may be torn (see [`Frame`]).
-    pub fn release(mut self) -> bool {
-        self.done = true;
-        self.sub.backend.before_release(self.memory());
-        self.ring.leases.release(&self.lease)
-    }
-}
-
-impl<B: Backend + 'static> Frame<'_, B>
-where
-    B::Imported: Send + Sync,
-{
-    /// Ends the guard but keeps the lease: the returned [`PendingRelease`]
-    /// returns it later, from any thread (e.g. a CUDA host callback once the
-    /// consumer's stream is done with the frame), and keeps the frame's ring
-    /// (its imported slots) alive until then. Skips the backend's
-    /// release-time synchronisation: the caller takes that on.
-    pub fn release_later(mut self) -> PendingRelease {
-        self.done = true;
-        PendingRelease {
-            state: Arc::clone(&self.ring.leases),
-            lease: self.lease,
-            done: false,
-            _ring: Arc::clone(&self.ring) as Arc<dyn Send + Sync>,
-        }
-    }
-}
-
-#[cold]
-fn unreachable_slot() -> ! {
-    // Leases are only made for slots of the ring they were acquired in.
-    core::panic!("lease names a slot outside its ring")
-}
-
-impl Frame<'_, HostBackend> {
-    /// Plane `i` (0: Y, 1: CbCr) as `(bytes from its first row, pitch)`,
-    /// borrowed from this guard. `None` for a plane the format does not have.
-    pub fn plane(&self, i: usize) -> Option<(&[u8], usize)> {
-        let s = self.stream();
-        let (row, rows) = s
-            .format()
-            .plane_extent(i as u32, s.width as u32, s.height as u32)?;
-        let start = *s.plane_offset.get(i)? as usize;
-        let pitch = *s.plane_pitch.get(i)? as usize;
-        let len = pitch * (rows as usize - 1) + row as usize;
-        self.memory()
-            .bytes()
-            .get(start..start + len)
-            .map(|b| (b, pitch))
-    }
-
-    /// Calls `f` with each row of each plane, without pitch padding: the
-    /// bytes of FFmpeg's packed rawvideo layout, in order.
-    pub fn for_each_row(&self, mut f: impl FnMut(&[u8])) {
-        let s = self.stream();
-        for i in 0..2 {
-            let Some((row, rows)) = s.format().plane_extent(i, s.width as u32, s.height as u32)
-            else {
-                continue;
-            };
-            let Some((bytes, pitch)) = self.plane(i as usize) else {
-                continue;
-            };
-            for r in 0..rows as usize {
-                f(&bytes[r * pitch..r * pitch + row as usize]);
-            }
-        }
-    }
-}
-
-impl<B: Backend> Drop for Frame<'_, B> {
-    fn drop(&mut self) {
-        if self.done {
-            return;
-        }
-        self.sub.backend.before_release(self.memory());
-        self.ring.leases.release(&self.lease);
-    }
 }

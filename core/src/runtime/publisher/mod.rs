@@ -507,7 +507,8 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
 
     /// Publishes one frame: claims a slot, calls `write(slot, stream)` to fill
     /// it (layout: [`Publisher::stream`]), then commits `meta` (its `seq` and
-    /// `publish_ns` are set here).
+    /// `publish_ns` are set here). The closure form of
+    /// [`Publisher::acquire`] + [`SlotGuard::commit`].
     ///
     /// Under `Wait` it blocks up to `wait_timeout` for a slot; afterwards, or
     /// under `DropFrame`, an unread frame is overwritten (InOrder subscribers
@@ -517,31 +518,38 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
         E: std::error::Error + 'static,
         F: FnOnce(&mut B::Slot, &StreamDesc) -> Result<(), E>,
     {
+        let Some(mut guard) = self.acquire() else {
+            return Ok(Published::Dropped);
+        };
+        let (slot, stream) = guard.parts();
+        write(slot, stream).map_err(PublishError::Write)?;
+        Ok(Published::Committed(guard.commit(meta)))
+    }
+
+    /// Claims a slot for the next frame, for callers that fill it across
+    /// calls (the C ABI's acquire / commit): write the frame into
+    /// [`SlotGuard::slot`] (layout: [`SlotGuard::stream`]), then
+    /// [`SlotGuard::commit`]; dropping the guard abandons the slot (no frame
+    /// is published, the slot is free again).
+    ///
+    /// Slot choice, blocking and dropping as in [`Publisher::publish`]:
+    /// `None` means the frame is dropped (every slot leased; counted in
+    /// [`PublisherStats::dropped`]).
+    pub fn acquire(&mut self) -> Option<SlotGuard<'_, B>> {
         if !self.retired.is_empty() {
             self.free_retired();
         }
-        let claim = match self.claim_slot() {
-            Some(c) => c,
+        match self.claim_slot() {
+            Some(claim) => Some(SlotGuard {
+                publisher: self,
+                claim: Some(claim),
+            }),
             None => {
                 self.ring.writer().count_drop();
                 self.stats.dropped += 1;
-                return Ok(Published::Dropped);
+                None
             }
-        };
-        let slot = &mut self.slots[claim.slot as usize];
-        if let Err(e) = write(slot, &self.stream) {
-            self.ring.writer().abandon(claim);
-            return Err(PublishError::Write(e));
         }
-        let meta = FrameMeta {
-            publish_ns: super::clock::monotonic_ns(),
-            generation: self.stream.generation,
-            ..meta
-        };
-        let seq = self.ring.writer().commit(claim, &meta);
-        futex::wake_all(self.ring.words().wake());
-        self.stats.published += 1;
-        Ok(Published::Committed(seq))
     }
 
     fn claim_slot(&mut self) -> Option<SlotClaim> {
@@ -608,6 +616,74 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
             }
         }
         alive
+    }
+}
+
+/// A claimed slot of a [`Publisher`] being filled ([`Publisher::acquire`]):
+/// while it lives no subscriber can lease the slot. [`SlotGuard::commit`]
+/// publishes the frame; dropping the guard abandons it (`docs/protocol.md`
+/// §5.1: the slot's sequence word goes back to what it was).
+pub struct SlotGuard<'p, B: Backend + Send + Sync + 'static> {
+    publisher: &'p mut Publisher<B>,
+    /// `None` once committed.
+    claim: Option<SlotClaim>,
+}
+
+impl<B: Backend + Send + Sync + 'static> SlotGuard<'_, B> {
+    /// The slot to write the frame into: [`HostSlot::bytes_mut`] for host
+    /// memory, a device pointer for GPU backends.
+    ///
+    /// [`HostSlot::bytes_mut`]: super::HostSlot::bytes_mut
+    pub fn slot(&mut self) -> &mut B::Slot {
+        self.parts().0
+    }
+
+    /// Layout of the frame to write: size, format, plane offsets and
+    /// pitches (bytes), the same as [`Publisher::stream`].
+    pub fn stream(&self) -> &StreamDesc {
+        &self.publisher.stream
+    }
+
+    /// Index of the claimed slot in the ring (0-based).
+    pub fn index(&self) -> u32 {
+        self.claim.as_ref().map_or(0, |c| c.slot)
+    }
+
+    fn parts(&mut self) -> (&mut B::Slot, &StreamDesc) {
+        let p = &mut *self.publisher;
+        let i = self.claim.as_ref().map_or(0, |c| c.slot) as usize;
+        match p.slots.get_mut(i) {
+            Some(slot) => (slot, &p.stream),
+            // Claims come from this ring's writer, which has one entry per slot.
+            None => unreachable_layout(),
+        }
+    }
+
+    /// Publishes the frame: commits `meta` (its `seq`, `publish_ns` and
+    /// `generation` are set here), wakes the subscribers, returns the
+    /// frame's sequence number.
+    pub fn commit(mut self, meta: FrameMeta) -> u64 {
+        let p = &mut *self.publisher;
+        let Some(claim) = self.claim.take() else {
+            return 0;
+        };
+        let meta = FrameMeta {
+            publish_ns: super::clock::monotonic_ns(),
+            generation: p.stream.generation,
+            ..meta
+        };
+        let seq = p.ring.writer().commit(claim, &meta);
+        futex::wake_all(p.ring.words().wake());
+        p.stats.published += 1;
+        seq
+    }
+}
+
+impl<B: Backend + Send + Sync + 'static> Drop for SlotGuard<'_, B> {
+    fn drop(&mut self) {
+        if let Some(claim) = self.claim.take() {
+            self.publisher.ring.writer().abandon(claim);
+        }
     }
 }
 
