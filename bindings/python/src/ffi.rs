@@ -52,7 +52,9 @@ pub fn host_view<'py, T: Element>(
     owner: Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyArray2<T>>> {
     let item = std::mem::size_of::<T>();
-    if spec.ptr as usize % std::mem::align_of::<T>() != 0 || spec.bits as usize != item * 8 {
+    if !(spec.ptr as usize).is_multiple_of(std::mem::align_of::<T>())
+        || spec.bits as usize != item * 8
+    {
         return Err(pyo3::exceptions::PyValueError::new_err(
             "plane is not aligned for its element type",
         ));

@@ -195,8 +195,9 @@ pub struct HeldLease {
     pub subscriber: u32,
     /// Sequence number of the leased frame.
     pub seq: u64,
-    /// Revoked after `lease_timeout`: the publisher ignores it and may
-    /// rewrite the slot.
+    /// No longer honoured: revoked after `lease_timeout`, or its frame is
+    /// gone from the slots (rewritten after the revocation). The publisher
+    /// ignores it; data read through it may be torn.
     pub revoked: bool,
 }
 
@@ -509,6 +510,7 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
     /// entry per occupied lease entry, in subscriber order. A lease ends
     /// when the subscriber clears its entry (frame released or dropped).
     pub fn leases(&self) -> Vec<HeldLease> {
+        let alive = self.alive_frames();
         let readers = self.shared.readers();
         let mut out = Vec::new();
         for r in readers.iter() {
@@ -520,7 +522,7 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
                     out.push(HeldLease {
                         subscriber: r.id,
                         seq,
-                        revoked: revoked == seq,
+                        revoked: revoked == seq || !alive.contains(&seq),
                     });
                 }
             }
