@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -66,8 +67,8 @@ def test_keyboard_interrupt_in_a_blocked_next(runtime_dir):
     child = textwrap.dedent(f"""
         import sys, cuframes
         sub = cuframes.Subscriber("sigint", runtime_dir={runtime_dir!r})
-        print("ready", flush=True)
         try:
+            print("ready", flush=True)
             sub.next()  # no timeout: blocks until a frame, which never comes
         except KeyboardInterrupt:
             print("interrupted", flush=True)
@@ -79,6 +80,7 @@ def test_keyboard_interrupt_in_a_blocked_next(runtime_dir):
     try:
         assert p.stdout.readline().strip() == "ready"
         assert pub.wait_for_subscribers(1, timeout=10)
+        time.sleep(0.5)  # let it block in next() (the result holds either way)
         os.kill(p.pid, signal.SIGINT)
         out, err = p.communicate(timeout=30)
     finally:

@@ -20,6 +20,7 @@ from ._errors import (
     WrongBackend,
 )
 from ._cuframes import (
+    DLPACK_VERSION,
     CodecParams,
     Frame,
     Packet,
@@ -30,6 +31,7 @@ from ._cuframes import (
 )
 
 __all__ = [
+    "DLPACK_VERSION",
     "Subscriber",
     "Frame",
     "Plane",
