@@ -572,9 +572,8 @@ impl Plane {
                     let v: i64 = s.extract()?;
                     match v {
                         -1 => None,
-                        0 => return Err(PyValueError::new_err(
-                            "stream 0 is ambiguous (DLPack): use 1 for the legacy default stream",
-                        )),
+                        // DLPack disallows 0 as ambiguous; taken as the
+                        // default stream, as CUDA itself does.
                         _ => Some(crate::stream::from_int(v)?),
                     }
                 }
