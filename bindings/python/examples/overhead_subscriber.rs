@@ -4,9 +4,9 @@
 //!
 //! Usage: `overhead_subscriber KEY RUNTIME_DIR FRAMES_PER_ROUND ROUNDS host|cuda`.
 //! Per round it reads a line from stdin (the publisher has committed
-//! FRAMES_PER_ROUND frames), then times each `next_frame` + touching plane 0
-//! + release over the backlog, and writes `done`. At the end it prints the
-//! per-frame times in ns, one per line, after a `times` line.
+//! FRAMES_PER_ROUND frames), then times each `next_frame`, touching plane 0
+//! and the release over the backlog, and writes `done`. At the end it prints
+//! the per-frame times in ns, one per line, after a `times` line.
 
 use cuframes_core::runtime::{Backend, HostBackend, SubscribeOptions, Subscriber};
 use cuframes_core::DeliveryMode;
