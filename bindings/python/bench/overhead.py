@@ -10,7 +10,8 @@ what a consumer pays per frame beyond its own work, without waiting for
 the publisher. Host: touching = reading one byte through the NumPy view
 (Python) / the plane slice (Rust). CUDA (--backend cuda, needs torch):
 Python variants `plane` (the Plane exporter only) and `torch`
-(torch.from_dlpack of plane 0); Rust: device_plane(0).
+(torch.from_dlpack of plane 0); Rust: device_plane(0). The Python variant
+`none` takes and releases frames without touching them.
 
   python3 bench/overhead.py --rust PATH [--backend host|cuda] [--rounds 50]
 
@@ -32,7 +33,9 @@ def child(args):
     import cuframes
     sub = cuframes.Subscriber(args.key, mode="in_order", runtime_dir=args.runtime_dir,
                               backend=args.backend, reconnect=False, timeout=5)
-    if args.touch == "torch":
+    if args.touch == "none":
+        touch = lambda f: 0  # noqa: E731
+    elif args.touch == "torch":
         import torch
         touch = lambda f: torch.from_dlpack(f.planes[0]).data_ptr()  # noqa: E731
     elif args.backend == "cuda":
@@ -66,10 +69,10 @@ def measure(cmd, pub, rounds, frame):
         p.stdin.flush()
         assert p.stdout.readline().strip() == "done"
     assert p.stdout.readline().strip() == "times"
-    times = sorted(int(x) / 1000 for x in p.stdout.read().split())
+    times = [int(x) / 1000 for x in p.stdout.read().split()]
     p.wait()
-    # The first round warms caches and page tables: left out.
-    times = sorted(times[FRAMES:]) if rounds > 1 else times
+    # The first round (imports, first mappings, warm-up) is left out.
+    times = sorted(times[FRAMES:] if rounds > 1 else times)
     q = lambda x: times[min(len(times) - 1, int(x * len(times)))]  # noqa: E731
     return "p50 %.1f us, p90 %.1f us, p99 %.1f us, mean %.1f us (%d frames)" % (
         q(0.5), q(0.9), q(0.99), statistics.fmean(times), len(times))
@@ -96,7 +99,7 @@ def main():
         frame = torch.randint(0, 255, (H + H // 2, W), dtype=torch.uint8, device="cuda")
     else:
         frame = np.random.default_rng(1).integers(0, 255, (H + H // 2, W), dtype=np.uint8)
-    runs = [("python", ["view" if args.backend == "host" else "plane"])]
+    runs = [("python", ["none", "view" if args.backend == "host" else "plane"])]
     if args.backend == "cuda":
         runs[0][1].append("torch")
     for lang, touches in runs + ([("rust", [None])] if args.rust else []):
