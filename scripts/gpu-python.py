@@ -15,8 +15,9 @@ pointing at the carried tools and clips. Prints PASS / FAIL lines and
    publisher's lease table (Publisher.leases(), a Python CUDA publisher in
    this process) as long as s has not finished, and is gone after; the same
    with a tensor still alive at release (deferred until it is freed).
-3. A torch producer (Publisher(backend="cuda") publishing CUDA tensors)
-   whose frames cuframes-subscribe --backend cuda --framemd5 verifies.
+3. A torch producer (Publisher(backend="cuda") publishing CUDA tensors, and
+   NumPy planes every other frame) whose frames cuframes-subscribe
+   --backend cuda --framemd5 verifies.
 4. __cuda_array_interface__ (cupy.asarray) and to_numpy() of a CUDA frame.
 """
 
@@ -164,10 +165,13 @@ def torch_producer():
         f = first
         while f is not None:
             with f:
-                t = torch.from_numpy(f.to_numpy()).cuda()
-                t = t + 0  # a kernel on the current stream produces the tensor
-                assert pub.publish(t, pts_ns=f.pts_ns,
-                                   stream=torch.cuda.current_stream()) == f.seq
+                if f.seq % 2:
+                    t = torch.from_numpy(f.to_numpy()).cuda()
+                    t = t + 0  # a kernel on the current stream produces the tensor
+                    assert pub.publish(t, pts_ns=f.pts_ns,
+                                       stream=torch.cuda.current_stream()) == f.seq
+                else:  # every other frame from host memory (host-to-device copies)
+                    assert pub.publish(f.planes, pts_ns=f.pts_ns) == f.seq
                 n += 1
             try:
                 f = sub.next()
@@ -179,7 +183,8 @@ def torch_producer():
            if line.strip() and not line.startswith("#")]
     assert got == reference(clip), f"{sum(a != b for a, b in zip(got, reference(clip)))} differ"
     src.communicate(timeout=60)
-    return f"{n} frames from CUDA tensors, verified by cuframes-subscribe --backend cuda"
+    return (f"{n} frames (odd: CUDA tensors, even: NumPy planes), verified by "
+            "cuframes-subscribe --backend cuda")
 
 
 def cai_and_copy():

@@ -383,22 +383,19 @@ impl Frame {
         let lease = self.lease()?;
         let bytes = lease
             .get()
-            .with(|o| -> PyResult<Vec<u8>> {
+            .with(|o| {
+                let mut v = Vec::new();
                 match o {
                     Owned::Host(f) => {
-                        let mut v = Vec::new();
                         f.for_each_row(|r| v.extend_from_slice(r));
                         Ok(v)
                     }
-                    Owned::Cuda(f) => {
-                        let mut v = Vec::new();
-                        f.copy_to_host(&mut v)
-                            .map_err(|e| errors::cuda_error(py, e))?;
-                        Ok(v)
-                    }
+                    Owned::Cuda(f) => f.copy_to_host(&mut v).map(|()| v),
                 }
             })
-            .ok_or_else(|| PyValueError::new_err("the frame has been released"))??;
+            .ok_or_else(|| PyValueError::new_err("the frame has been released"))?
+            // (The Python error is made after the lease's lock is dropped.)
+            .map_err(|e| errors::cuda_error(py, e))?;
         let d = &self.info.desc;
         let (Some(y), Some(c)) = (plane_shape(d, 0), plane_shape(d, 1)) else {
             return Err(PyValueError::new_err("unknown pixel format"));

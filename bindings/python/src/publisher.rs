@@ -356,7 +356,34 @@ impl Publisher {
             ..FrameMeta::default()
         };
         let is_cuda = matches!(self.inner()?, Any::Cuda(_));
-        let r = if is_cuda {
+        let first = if frame.is_instance_of::<PyTuple>() || frame.is_instance_of::<PyList>() {
+            frame.get_item(0)?
+        } else {
+            frame.clone()
+        };
+        let on_device = first.hasattr("__cuda_array_interface__")?;
+        let r = if is_cuda && !on_device {
+            // Host memory into VRAM slots: synchronous host-to-device copies.
+            let planes = self.host_planes(py, frame)?;
+            let srcs: Vec<&[u8]> = planes
+                .iter()
+                .map(|p| p.as_slice())
+                .collect::<Result<_, _>>()
+                .map_err(|e| PyValueError::new_err(e.to_string()))?;
+            let desc = self.desc;
+            let Any::Cuda(p) = self.inner()? else {
+                unreachable_backend()
+            };
+            p.publish(meta, |slot: &mut CudaSlot, _| -> Result<(), CudaError> {
+                for (i, src) in srcs.iter().enumerate() {
+                    slot.copy_plane_from_host(&desc, i, src, extent(&desc, i).1)?;
+                }
+                slot.fence(cuframes_cuda::RawStream::DEFAULT)
+            })
+            .map_err(|e| match e {
+                cuframes_core::runtime::PublishError::Write(e) => errors::cuda_error(py, e),
+            })?
+        } else if is_cuda {
             let (planes, cai_stream) = self.device_planes(frame)?;
             let s = match stream.filter(|s| !s.is_none()) {
                 Some(s) => stream::raw_stream(s)?,

@@ -325,7 +325,8 @@ class Publisher:
         CuPy), packed of shape (rows_y + rows_c, width) or a pair of
         planes, rows contiguous; copied device to device on ``stream``
         (default: the tensor's CAI stream, else the legacy default stream),
-        which is synchronised before the commit.
+        which is synchronised before the commit. A CUDA publisher also takes
+        host arrays as above (synchronous host-to-device copies).
         Raises TypeError (dtype), ValueError (shape), CudaError."""
     def wait_for_subscribers(self, n: int = 1, timeout: float = 10.0) -> bool:
         """Waits until ``n`` subscribers are connected (GIL released)."""
