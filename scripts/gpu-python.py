@@ -58,16 +58,27 @@ def reference(clip):
             if line.strip() and not line.startswith("#")]
 
 
+def log(name):
+    """A log file for a tool's stderr (a pipe could fill and block it)."""
+    return open(os.path.join(os.environ.get("OUT", RT), f"python-{name}.log"), "w")
+
+
+def tail(path, n=20):
+    with open(path) as f:
+        return "".join(f.readlines()[-n:])
+
+
 def publisher(clip, key, *extra):
     return subprocess.Popen(
         [os.path.join(BIN, "cuframes-publish"), "--runtime-dir", RT, "--input",
          os.path.join(MEDIA, clip), "--key", key, "--backend", "cuda", "--decoder", "nvdec",
          "--policy", "wait", "--wait-subscribers", "1", "--stats-interval", "0", *extra],
-        stderr=subprocess.PIPE, text=True)
+        stderr=log(key))
 
 
 def nvdec_frames(clip, key, extra=(), via="torch", legacy=False):
     pub = publisher(clip, key, *extra)
+    pub.stderr_log = os.path.join(os.environ.get("OUT", RT), f"python-{key}.log")
     sub = cuframes.Subscriber(key, mode="in_order", backend="cuda", runtime_dir=RT,
                               wait_publisher=20, reconnect=False, timeout=30,
                               allow_legacy_ipc=legacy)
@@ -93,8 +104,7 @@ def nvdec_frames(clip, key, extra=(), via="torch", legacy=False):
                 h.update(a.tobytes())
             got.append(h.hexdigest())
             n += 1
-    _, err = pub.communicate(timeout=60)
-    assert pub.returncode == 0, err
+    assert pub.wait(timeout=60) == 0, tail(pub.stderr_log)
     want = reference(clip)
     bad = sum(a != b for a, b in zip(got, want))
     assert len(got) == len(want) and bad == 0, f"{len(got)} frames, {bad} differ"
@@ -149,7 +159,7 @@ def torch_producer():
         [os.path.join(BIN, "cuframes-publish"), "--runtime-dir", RT, "--input",
          os.path.join(MEDIA, clip), "--key", "src", "--backend", "host", "--decoder",
          "software", "--policy", "wait", "--wait-subscribers", "1", "--stats-interval", "0"],
-        stderr=subprocess.PIPE, text=True)
+        stderr=log("torch-src"))
     sub = cuframes.Subscriber("src", mode="in_order", runtime_dir=RT, wait_publisher=20,
                               reconnect=False, timeout=30)
     out = os.path.join(RT, "torch.framemd5")
@@ -160,7 +170,7 @@ def torch_producer():
         rust = subprocess.Popen(
             [os.path.join(BIN, "cuframes-subscribe"), "--runtime-dir", RT, "--key", key,
              "--backend", "cuda", "--mode", "in-order", "--no-reconnect", "--framemd5", out],
-            stderr=subprocess.PIPE, text=True)
+            stderr=log("torch-sub"))
         assert pub.wait_for_subscribers(1, 20)
         f = first
         while f is not None:
@@ -177,12 +187,11 @@ def torch_producer():
                 f = sub.next()
             except cuframes.Disconnected:
                 f = None
-    _, err = rust.communicate(timeout=60)
-    assert rust.returncode == 0, err
+    assert rust.wait(timeout=60) == 0, "cuframes-subscribe failed (python-torch-sub.log)"
     got = [line.rsplit(",", 1)[1].strip() for line in open(out)
            if line.strip() and not line.startswith("#")]
     assert got == reference(clip), f"{sum(a != b for a, b in zip(got, reference(clip)))} differ"
-    src.communicate(timeout=60)
+    src.wait(timeout=60)
     return (f"{n} frames (odd: CUDA tensors, even: NumPy planes), verified by "
             "cuframes-subscribe --backend cuda")
 

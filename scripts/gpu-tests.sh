@@ -366,7 +366,7 @@ fi
 # benchmark (figures). Needs python3 with torch, cupy and numpy.
 if want 8; then
 py_log=$OUT/python.log
-PYTHONPATH="$PWD/python" BIN=$BIN MEDIA=$MEDIA python3 gpu-python.py > "$py_log" 2>&1
+PYTHONPATH="$PWD/python" BIN=$BIN MEDIA=$MEDIA OUT=$OUT python3 gpu-python.py > "$py_log" 2>&1
 grep -E '^(PASS|FAIL) ' "$py_log" | tee -a "$SUMMARY"
 FAILS=$((FAILS + $(grep -c '^FAIL ' "$py_log")))
 grep -q '^# python failures' "$py_log" || fail "python: gpu-python.py did not finish (see python.log)"
