@@ -122,6 +122,7 @@ def stream_release(deferred):
     f = sub.next()
     s = torch.cuda.Stream()
     a = torch.randn(8192, 8192, device="cuda", dtype=torch.float16)
+    s.wait_stream(torch.cuda.current_stream())  # `a` was made on the current stream
     with torch.cuda.stream(s):
         y = torch.from_dlpack(f.planes[0])
         acc = y[:64, :64].float().sum()  # reads the frame on s

@@ -178,20 +178,32 @@ fn tensor(spec: &PlaneSpec) -> DLTensor {
     }
 }
 
+/// Frees a holder and drops its owner with the GIL, as NumPy's and CuPy's
+/// deleters do (DLPack deleters may run on any thread, with or without the
+/// GIL): the lease returns now rather than at PyO3's next pool update. If
+/// the interpreter is gone, the owner is dropped as PyO3 does without it.
+fn free_holder<M>(h: Box<Holder<M>>) {
+    let mut h = h;
+    let owner = h.owner.take();
+    drop(h);
+    if let Some(o) = owner {
+        let _ = Python::try_attach(move |_py| drop(o));
+    }
+}
+
 unsafe extern "C" fn delete_legacy(m: *mut DLManagedTensor) {
     if !m.is_null() {
         // SAFETY: `m` came from `Box::into_raw` of a `Holder<DLManagedTensor>`
         // in `capsule` (the managed tensor is its first field, repr(C)), and
-        // DLPack calls the deleter exactly once. Dropping the owner without
-        // the GIL defers its decref to PyO3's pool.
-        drop(unsafe { Box::from_raw(m.cast::<Holder<DLManagedTensor>>()) });
+        // DLPack calls the deleter exactly once.
+        free_holder(unsafe { Box::from_raw(m.cast::<Holder<DLManagedTensor>>()) });
     }
 }
 
 unsafe extern "C" fn delete_versioned(m: *mut DLManagedTensorVersioned) {
     if !m.is_null() {
         // SAFETY: as in `delete_legacy`, for `Holder<DLManagedTensorVersioned>`.
-        drop(unsafe { Box::from_raw(m.cast::<Holder<DLManagedTensorVersioned>>()) });
+        free_holder(unsafe { Box::from_raw(m.cast::<Holder<DLManagedTensorVersioned>>()) });
     }
 }
 
