@@ -379,7 +379,7 @@ impl Subscriber {
     }
 
     /// Closes the connection. Frames still alive stay mapped (memory-safe)
-    /// but the publisher reclaims their leases: their `is_valid()` turns False.
+    /// but the publisher reclaims their leases and may rewrite their slots.
     fn close(&self, py: Python<'_>) {
         let s = self.inner.lock().unwrap_or_else(|p| p.into_inner()).take();
         py.detach(|| drop(s));

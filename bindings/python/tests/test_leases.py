@@ -2,6 +2,7 @@
 lease table (Publisher.leases(), read from the subscribers' lease rows)."""
 
 import gc
+import time
 
 import numpy as np
 import pytest
@@ -114,3 +115,26 @@ def test_too_many_leases(runtime_dir):
         sub.next(timeout=1)
     held.pop(0).release()
     assert sub.next(timeout=1).seq == 5
+
+
+def test_frames_outliving_a_closed_subscriber_stay_mapped_but_lose_their_lease(runtime_dir):
+    pub = cuframes.Publisher("closed", W, H, runtime_dir=runtime_dir, slots=2)
+    sub = cuframes.Subscriber("closed", runtime_dir=runtime_dir, reconnect=False, timeout=5)
+    assert pub.wait_for_subscribers(1, timeout=5)
+    pub.publish(packed(4))
+    f = sub.next()
+    y = f.planes[0]
+    sub.close()
+    with pytest.raises(ValueError, match="closed"):
+        sub.next()
+    # The publisher reclaims the lease at the socket's EOF, then reuses the slot.
+    deadline = time.monotonic() + 10
+    while pub.stats()["subscribers"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert pub.leases() == []
+    for i in range(4):
+        pub.publish(packed(20 + i))
+    assert not f.is_valid()
+    assert int(y[0, 0]) in (4, 20, 21, 22, 23)  # still mapped: readable, maybe rewritten
+    assert f.release() is False
+    pub.close()

@@ -100,7 +100,8 @@ class Subscriber:
         """The codec and parameter sets of the packet ring (``packets=True``)."""
     def close(self) -> None:
         """Closes the connection. Frames still alive stay mapped but the
-        publisher reclaims their leases (their ``is_valid()`` turns False)."""
+        publisher reclaims their leases and may rewrite their slots (their
+        ``is_valid()`` turns False once it does)."""
     def __enter__(self) -> "Subscriber": ...
     def __exit__(
         self,
