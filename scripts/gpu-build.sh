@@ -36,5 +36,14 @@ cp media/sample-h264.mp4 media/sample-hevc.mkv media/sample-h264.h264 media/samp
    media/sample-size-change.ts media/sample-1080p.mp4 \
    media/*.framemd5 gpu-carry/media/
 cp scripts/gpu-tests.sh scripts/gpu-bench.sh scripts/gpu-scale.sh scripts/torch_handoff.py gpu-carry/
+# The Python bindings (section 8 of gpu-tests.sh): the abi3 wheel, unpacked
+# into gpu-carry/python for PYTHONPATH (no pip needed there), its GPU checks,
+# and the overhead benchmark with its Rust counterpart. Needs maturin
+# (`pip install maturin`; MATURIN=path to pick one).
+"${MATURIN:-maturin}" build --release --locked -m bindings/python/Cargo.toml -o gpu-carry/wheels
+python3 -m zipfile -e gpu-carry/wheels/cuframes-*-abi3-*.whl gpu-carry/python
+cargo build --release --locked -p cuframes-python --example overhead_subscriber
+cp "$CARGO_TARGET_DIR"/release/examples/overhead_subscriber gpu-carry/bin/
+cp scripts/gpu-python.py bindings/python/bench/overhead.py gpu-carry/
 strip gpu-carry/bin/* gpu-carry/tests/* 2>/dev/null || true
 du -sh gpu-carry

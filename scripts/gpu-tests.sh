@@ -360,6 +360,22 @@ fi
 
 fi
 
+# --- 8. Python bindings (scripts/gpu-python.py): torch / CuPy DLPack of NVDEC
+# frames without a copy, MD5s, release(stream) after real work, a torch
+# producer verified by cuframes-subscribe; then the per-frame overhead
+# benchmark (figures). Needs python3 with torch, cupy and numpy.
+if want 8; then
+py_log=$OUT/python.log
+PYTHONPATH="$PWD/python" BIN=$BIN MEDIA=$MEDIA OUT=$OUT python3 gpu-python.py > "$py_log" 2>&1
+grep -E '^(PASS|FAIL) ' "$py_log" | tee -a "$SUMMARY"
+FAILS=$((FAILS + $(grep -c '^FAIL ' "$py_log")))
+grep -q '^# python failures' "$py_log" || fail "python: gpu-python.py did not finish (see python.log)"
+for b in host cuda; do
+  PYTHONPATH="$PWD/python" python3 overhead.py --backend "$b" --rust "$BIN/overhead_subscriber" \
+      --rounds 50 2>>"$OUT/overhead.log" | sed 's/^/figure: python overhead: /' | tee -a "$SUMMARY"
+done
+fi
+
 say "# failures: $FAILS"
 rm -rf "$RT"
 # One archive of every log, so that a run's evidence travels as one file.

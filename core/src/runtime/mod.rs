@@ -21,8 +21,8 @@ pub use host::{HostBackend, HostError, HostImported, HostSlot};
 pub use leases::PendingRelease;
 pub use packets::{CodecParams, Packet, PacketRecvError, PacketStats};
 pub use publisher::{
-    ChangeError, CreateError, LeaseClock, LeaseScan, PacketError, PacketRingConfig, PeerName,
-    PublishError, Published, Publisher, PublisherConfig, PublisherStats, SlotGuard,
+    ChangeError, CreateError, HeldLease, LeaseClock, LeaseScan, PacketError, PacketRingConfig,
+    PeerName, PublishError, Published, Publisher, PublisherConfig, PublisherStats, SlotGuard,
 };
 pub use subscriber::{
     ConnectError, EndReason, PublisherUids, Reconnect, RecvError, SubscribeOptions, Subscriber,

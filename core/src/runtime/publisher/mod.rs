@@ -187,6 +187,20 @@ pub struct PublisherStats {
     pub packets_published: u64,
 }
 
+/// One entry of the publisher's lease table: a frame a subscriber holds now,
+/// read from its lease row (`docs/protocol.md` §5.2). See [`Publisher::leases`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldLease {
+    /// The subscriber's id (its WELCOME `subscriber_id`).
+    pub subscriber: u32,
+    /// Sequence number of the leased frame.
+    pub seq: u64,
+    /// No longer honoured: revoked after `lease_timeout`, or its frame is
+    /// gone from the slots (rewritten after the revocation). The publisher
+    /// ignores it; data read through it may be torn.
+    pub revoked: bool,
+}
+
 /// One ring generation as the publisher shares it: the control region and
 /// the slot exports sent in WELCOME (`docs/protocol.md` §6: a stream change
 /// makes a new one).
@@ -490,6 +504,30 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
             subscribers: self.subscriber_count(),
             ..self.stats
         }
+    }
+
+    /// The leases subscribers hold now (their lease rows, §5.2): one
+    /// entry per occupied lease entry, in subscriber order. A lease ends
+    /// when the subscriber clears its entry (frame released or dropped).
+    pub fn leases(&self) -> Vec<HeldLease> {
+        let alive = self.alive_frames();
+        let readers = self.shared.readers();
+        let mut out = Vec::new();
+        for r in readers.iter() {
+            let Some(row) = r.words().map(|w| w.snapshot()) else {
+                continue;
+            };
+            for (&seq, &revoked) in row.leases.iter().zip(r.revoked.iter()) {
+                if seq != 0 {
+                    out.push(HeldLease {
+                        subscriber: r.id,
+                        seq,
+                        revoked: revoked == seq || !alive.contains(&seq),
+                    });
+                }
+            }
+        }
+        out
     }
 
     /// Blocks until at least `n` subscribers are connected or `timeout` passes;
