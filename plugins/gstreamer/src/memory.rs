@@ -19,6 +19,13 @@ pub struct Counters {
     /// Zero-copy buffers freed after the publisher had revoked their lease
     /// (held past its lease timeout): their bytes may have been rewritten.
     pub revoked: u64,
+    /// The subscriber's counters as of the last frame: frames skipped
+    /// (NewestOnly) or lost (InOrder gaps).
+    pub skipped: u64,
+    /// Reconnections to a restarted publisher.
+    pub reconnects: u64,
+    /// STREAM_CHANGED messages followed.
+    pub stream_changes: u64,
 }
 
 /// Shared counters.

@@ -186,3 +186,334 @@ fn src_frames_match_ffmpeg_and_wrap_the_slot() {
     assert_eq!(stats.get::<u64>("zero-copy").unwrap(), 100, "{stats}");
     assert_eq!(stats.get::<u64>("copied").unwrap(), 0, "{stats}");
 }
+
+/// A clip whose size changes mid-stream (640x360 then 320x240, pitches
+/// padded to 768 / 512 bytes) into an appsink that does not read
+/// `GstVideoMeta`: the caps are renegotiated at the change, and every frame
+/// is repacked to GStreamer's default layout, still bit-exact.
+#[test]
+fn src_renegotiates_on_stream_change_and_repacks_without_video_meta() {
+    let (frames, stats) = subscribe_clip("src_size_change", "sample-size-change.ts", false, &[]);
+    assert_reference(&frames, "sample-size-change.ts");
+    let width = |f: &Pulled| f.caps.structure(0).unwrap().get::<i32>("width").unwrap();
+    assert_eq!(width(&frames[0]), 640);
+    assert_eq!(width(&frames[49]), 640);
+    assert_eq!(width(&frames[50]), 320);
+    assert_eq!(width(&frames[99]), 320);
+    // Repacked: the bytes are in this process's heap, not a slot mapping.
+    assert!(frames.iter().all(|f| !f
+        .mapping
+        .as_deref()
+        .unwrap_or("")
+        .contains("memfd:cuframes-slot")));
+    assert_eq!(stats.get::<u64>("copied").unwrap(), 100, "{stats}");
+    assert_eq!(stats.get::<u64>("stream-changes").unwrap(), 1, "{stats}");
+}
+
+/// 10-bit HEVC as P010_10LE, zero-copy (its 1280-byte rows need no padding).
+#[test]
+fn src_p010_frames_match_ffmpeg() {
+    let (frames, stats) = subscribe_clip("src_p010", "sample-hevc10.mkv", false, &[]);
+    assert_reference(&frames, "sample-hevc10.mkv");
+    let caps = frames[0].caps.structure(0).unwrap();
+    assert_eq!(caps.get::<&str>("format").unwrap(), "P010_10LE");
+    assert_eq!(stats.get::<u64>("zero-copy").unwrap(), 30, "{stats}");
+}
+
+/// max-leased-buffers=0 copies every frame and returns its lease at once.
+#[test]
+fn src_copies_when_no_buffer_may_hold_a_lease() {
+    init();
+    let dir = runtime_dir("src_copy_all");
+    let input = media("sample-h264.mp4");
+    let publ = publisher(
+        &dir,
+        &[
+            "--input",
+            input.to_str().unwrap(),
+            "--key",
+            "copyall",
+            "--policy",
+            "wait",
+        ]
+        .into_iter()
+        .chain(["--wait-subscribers", "1"])
+        .collect::<Vec<_>>(),
+    );
+    let pipeline = launch(&format!(
+        "cuframessrc name=src key=copyall runtime-dir={} mode=in-order reconnect=false timeout=20000 max-leased-buffers=0 ! appsink name=sink sync=false",
+        dir.display()
+    ));
+    let appsink = appsink(&pipeline);
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let reference = framemd5_hashes("sample-h264.mp4.framemd5");
+    let mut held = Vec::new();
+    pull_until(&appsink, Duration::from_secs(60), |s| {
+        let caps = s.caps().unwrap();
+        let info = gst_video::VideoInfo::from_caps(caps).unwrap();
+        held.push(frame_md5(s.buffer().unwrap(), &info));
+        true
+    });
+    check_bus(&pipeline);
+    let stats = pipeline
+        .by_name("src")
+        .unwrap()
+        .property::<gst::Structure>("stats");
+    pipeline.set_state(gst::State::Null).unwrap();
+    finish(publ, "cuframes-publish");
+    assert_eq!(held, reference);
+    assert_eq!(stats.get::<u64>("copied").unwrap(), 100, "{stats}");
+    assert_eq!(stats.get::<u64>("zero-copy").unwrap(), 0, "{stats}");
+}
+
+fn launch(desc: &str) -> gst::Pipeline {
+    gst::parse::launch(desc)
+        .unwrap_or_else(|e| panic!("{desc}: {e}"))
+        .downcast::<gst::Pipeline>()
+        .unwrap()
+}
+
+fn appsink(p: &gst::Pipeline) -> gst_app::AppSink {
+    p.by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap()
+}
+
+/// Runs `p` to EOS (or fails on an error or after 60 s), then stops it.
+fn run_to_eos(p: &gst::Pipeline) {
+    p.set_state(gst::State::Playing).unwrap();
+    let bus = p.bus().unwrap();
+    let msg = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(60),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .expect("no EOS within 60 s");
+    if let gst::MessageView::Error(e) = msg.view() {
+        panic!("{}: {:?}", e.error(), e.debug());
+    }
+    p.set_state(gst::State::Null).unwrap();
+}
+
+/// The per-frame MD5s of a file of back-to-back raw frames of `frame` bytes.
+fn chunk_md5s(path: &std::path::Path, frame: usize) -> Vec<String> {
+    let data = std::fs::read(path).unwrap();
+    assert_eq!(
+        data.len() % frame,
+        0,
+        "{} is not whole frames",
+        path.display()
+    );
+    data.chunks(frame).map(md5_hex).collect()
+}
+
+/// `videotestsrc ! cuframessink` is a publisher: `cuframes-subscribe
+/// --framemd5` receives exactly the frames the same pipeline writes to a
+/// file, for NV12 1280x720 and for P010_10LE 320x240 (rows padded in the
+/// slot: 640 bytes to a 768-byte pitch).
+#[test]
+fn sink_publishes_what_filesink_writes() {
+    init();
+    for (n, (format, w, h, bytes)) in [
+        ("NV12", 1280, 720, 1280 * 720 * 3 / 2),
+        ("P010_10LE", 320, 240, 320 * 240 * 3),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let dir = runtime_dir(&format!("sink{n}"));
+        let key = format!("sink{n}");
+        let src = format!(
+            "videotestsrc num-buffers=100 pattern=ball ! video/x-raw,format={format},width={w},height={h},framerate=25/1"
+        );
+        let out = dir.join("sub.framemd5");
+        let sub = std::process::Command::new(tool("cuframes-subscribe"))
+            .args(["--runtime-dir", dir.to_str().unwrap(), "--key", &key])
+            .args([
+                "--mode",
+                "in-order",
+                "--no-reconnect",
+                "--wait-publisher-ms",
+                "20000",
+            ])
+            .args(["--framemd5", out.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        run_to_eos(&launch(&format!(
+            "{src} ! cuframessink key={key} runtime-dir={} policy=wait wait-subscribers=1 sync=false",
+            dir.display()
+        )));
+        finish(sub, "cuframes-subscribe");
+        let raw = dir.join("frames.raw");
+        run_to_eos(&launch(&format!(
+            "{src} ! filesink location={}",
+            raw.display()
+        )));
+        let want = chunk_md5s(&raw, bytes);
+        let got: Vec<String> = std::fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .map(|l| l.rsplit(',').next().unwrap().trim().to_owned())
+            .collect();
+        assert_eq!(want.len(), 100);
+        assert_eq!(got, want, "{format}");
+    }
+}
+
+/// The publisher is killed (SIGKILL) and started again: with
+/// reconnect=true the source keeps producing frames of the new publisher,
+/// the first of them flagged DISCONT, with no error on the bus.
+#[test]
+fn src_resumes_after_the_publisher_restarts() {
+    init();
+    let dir = runtime_dir("src_reconnect");
+    let input = media("sample-h264.mp4");
+    let args = [
+        "--input",
+        input.to_str().unwrap(),
+        "--key",
+        "restart",
+        "--loop",
+        "--realtime",
+    ];
+    let mut first = publisher(&dir, &args);
+    let pipeline = launch(&format!(
+        "cuframessrc name=src key=restart runtime-dir={} reconnect=true timeout=20000 ! appsink name=sink sync=false",
+        dir.display()
+    ));
+    let appsink = appsink(&pipeline);
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let reference = framemd5_hashes("sample-h264.mp4.framemd5");
+    let md5 = |s: &gst::Sample| {
+        let info = gst_video::VideoInfo::from_caps(s.caps().unwrap()).unwrap();
+        frame_md5(s.buffer().unwrap(), &info)
+    };
+    let mut before = 0;
+    pull_until(&appsink, Duration::from_secs(30), |s| {
+        assert!(reference.contains(&md5(s)));
+        before += 1;
+        before < 10
+    });
+    assert_eq!(before, 10, "frames from the first publisher");
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // Frames already pulled into appsink's queue may still come; the
+    // restart's first frame is the one flagged DISCONT.
+    let mut second = publisher(&dir, &args);
+    let (mut after, mut resumed) = (0, false);
+    pull_until(&appsink, Duration::from_secs(30), |s| {
+        assert!(
+            reference.contains(&md5(s)),
+            "a frame that is no frame of the clip"
+        );
+        if s.buffer()
+            .unwrap()
+            .flags()
+            .contains(gst::BufferFlags::DISCONT)
+        {
+            resumed = true;
+        }
+        if resumed {
+            after += 1;
+        }
+        after < 10
+    });
+    check_bus(&pipeline);
+    let stats = pipeline
+        .by_name("src")
+        .unwrap()
+        .property::<gst::Structure>("stats");
+    pipeline.set_state(gst::State::Null).unwrap();
+    second.kill().unwrap();
+    second.wait().unwrap();
+    assert!(resumed, "no DISCONT buffer after the restart");
+    assert_eq!(after, 10, "frames after the restart");
+    assert!(stats.get::<u64>("reconnects").unwrap() >= 1, "{stats}");
+}
+
+/// One line of an `ffmpeg -c copy -f framemd5` listing: (size, md5).
+fn packet_lines(text: &str) -> Vec<(usize, String)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let c: Vec<&str> = l.split(',').map(str::trim).collect();
+            (c[4].parse().unwrap(), c[5].to_owned())
+        })
+        .collect()
+}
+
+fn ffmpeg(args: &[&str]) -> String {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin"])
+        .args(args)
+        .output()
+        .expect("ffmpeg (.ci/setup-debian installs it)");
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `cuframespacketsrc ! h264parse ! mp4mux` (and HEVC into Matroska)
+/// records the publisher's packets: `ffmpeg -c copy -f framemd5` of the
+/// recording equals the source's for every packet after the first, the
+/// first carries the parameter sets in band in front of the source's
+/// keyframe, and the recording decodes to exactly FFmpeg's reference frames.
+#[test]
+fn packet_src_records_the_source_packets() {
+    init();
+    for (clip, parse, mux, ext) in [
+        ("sample-h264.mp4", "h264parse", "mp4mux", "mp4"),
+        ("sample-hevc.mkv", "h265parse", "matroskamux", "mkv"),
+    ] {
+        let key = ext;
+        let dir = runtime_dir(&format!("packets_{ext}"));
+        let input = media(clip);
+        let publ = publisher(
+            &dir,
+            &[
+                "--input",
+                input.to_str().unwrap(),
+                "--key",
+                key,
+                "--packets",
+            ]
+            .into_iter()
+            .chain(["--policy", "wait", "--wait-subscribers", "1"])
+            .collect::<Vec<_>>(),
+        );
+        let rec = dir.join(format!("rec.{ext}"));
+        run_to_eos(&launch(&format!(
+            "cuframespacketsrc key={key} runtime-dir={} reconnect=false timeout=20000 ! {parse} ! {mux} ! filesink location={}",
+            dir.display(),
+            rec.display()
+        )));
+        finish(publ, "cuframes-publish");
+        let rec = rec.to_str().unwrap();
+        let got = packet_lines(&ffmpeg(&["-i", rec, "-c", "copy", "-f", "framemd5", "-"]));
+        let want = packet_lines(
+            &std::fs::read_to_string(media(&format!("{clip}.packets.framemd5"))).unwrap(),
+        );
+        assert_eq!(got.len(), want.len(), "{clip}: packet count");
+        assert_eq!(got[1..], want[1..], "{clip}: packets after the first");
+        assert!(
+            got[0].0 > want[0].0,
+            "{clip}: first packet without its parameter sets"
+        );
+        let frames: Vec<String> = ffmpeg(&["-i", rec, "-pix_fmt", "nv12", "-f", "framemd5", "-"])
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .map(|l| l.rsplit(',').next().unwrap().trim().to_owned())
+            .collect();
+        assert_eq!(
+            frames,
+            framemd5_hashes(&format!("{clip}.framemd5")),
+            "{clip}: decoded frames"
+        );
+    }
+}

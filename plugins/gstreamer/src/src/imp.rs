@@ -352,20 +352,16 @@ impl PushSrcImpl for CuframesSrc {
 
 impl CuframesSrc {
     fn stats(&self) -> gst::Structure {
+        // Not from the subscriber: the streaming thread holds it while it waits.
         let c = *lock(&self.counters);
-        let sub = self.streaming.try_lock().ok().and_then(|st| match &st.sub {
-            Some(Sub::Host(s)) => Some(s.stats()),
-            Some(Sub::Cuda(s)) => Some(s.stats()),
-            None => None,
-        });
         gst::Structure::builder("cuframessrc-stats")
             .field("buffers", c.buffers)
             .field("zero-copy", c.zero_copy)
             .field("copied", c.copied)
             .field("revoked", c.revoked)
-            .field("skipped", sub.map_or(0, |s| s.dropped))
-            .field("reconnects", sub.map_or(0, |s| s.reconnects))
-            .field("stream-changes", sub.map_or(0, |s| s.stream_changes))
+            .field("skipped", c.skipped)
+            .field("reconnects", c.reconnects)
+            .field("stream-changes", c.stream_changes)
             .build()
     }
 
@@ -445,7 +441,18 @@ impl CuframesSrc {
                 },
             };
             match got {
-                Ok(r) => return Ok(r),
+                Ok(r) => {
+                    let s = match sub {
+                        Sub::Host(s) => s.stats(),
+                        Sub::Cuda(s) => s.stats(),
+                    };
+                    memory::count(&self.counters, |c| {
+                        c.skipped = s.dropped;
+                        c.reconnects = s.reconnects;
+                        c.stream_changes = s.stream_changes;
+                    });
+                    return Ok(r);
+                }
                 Err(RecvError::Timeout(_)) => continue,
                 Err(RecvError::TooManyLeases) => {
                     // Only if buffers outlived max-leased-buffers' count
