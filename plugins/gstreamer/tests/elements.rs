@@ -517,3 +517,53 @@ fn packet_src_records_the_source_packets() {
         );
     }
 }
+
+/// A downstream element that holds a zero-copy buffer past the publisher's
+/// lease timeout (100 ms here) does not stall the publisher: the lease is
+/// revoked, frames keep coming (copied while three buffers are held: the
+/// lease limit), and the source counts the revoked buffer when it is freed.
+#[test]
+fn src_buffer_held_past_the_lease_timeout_is_revoked() {
+    init();
+    let dir = runtime_dir("src_revoke");
+    let input = media("sample-h264.mp4");
+    let publ = publisher(
+        &dir,
+        &[
+            "--input",
+            input.to_str().unwrap(),
+            "--key",
+            "revoke",
+            "--realtime",
+        ]
+        .into_iter()
+        .chain(["--lease-timeout-ms", "100"])
+        .collect::<Vec<_>>(),
+    );
+    let pipeline = launch(&format!(
+        "cuframessrc name=src key=revoke runtime-dir={} reconnect=false timeout=20000 ! appsink name=sink sync=false",
+        dir.display()
+    ));
+    let appsink = appsink(&pipeline);
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut held = Vec::new();
+    let mut n = 0;
+    // Hold the first three buffers while 50 more frames (2 s of the
+    // realtime source) pass, then free them.
+    pull_until(&appsink, Duration::from_secs(30), |s| {
+        n += 1;
+        if held.len() < 3 {
+            held.push(s.clone());
+        }
+        n < 53
+    });
+    assert_eq!(n, 53, "frames kept coming while buffers were held");
+    drop(held);
+    let src = pipeline.by_name("src").unwrap();
+    let stats = src.property::<gst::Structure>("stats");
+    check_bus(&pipeline);
+    pipeline.set_state(gst::State::Null).unwrap();
+    finish(publ, "cuframes-publish");
+    assert!(stats.get::<u64>("revoked").unwrap() >= 1, "{stats}");
+    assert!(stats.get::<u64>("copied").unwrap() >= 1, "{stats}");
+}
