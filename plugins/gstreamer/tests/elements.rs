@@ -111,8 +111,11 @@ fn subscribe_clip(
     ];
     args.extend_from_slice(extra);
     let publ = publisher(&dir, &args);
+    // max-buffers=1: appsink queues one sample while the test holds
+    // another, so no more than max-leased-buffers (3) are ever alive and
+    // every frame can go out zero-copy (a longer queue makes copies).
     let pipeline = gst::parse::launch(&format!(
-        "cuframessrc name=src key={key} runtime-dir={} mode=in-order reconnect=false timeout=20000 ! appsink name=sink sync=false",
+        "cuframessrc name=src key={key} runtime-dir={} mode=in-order reconnect=false timeout=20000 ! appsink name=sink sync=false max-buffers=1",
         dir.display()
     ))
     .unwrap()
@@ -341,10 +344,17 @@ fn sink_publishes_what_filesink_writes() {
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        run_to_eos(&launch(&format!(
-            "{src} ! cuframessink key={key} runtime-dir={} policy=wait wait-subscribers=1 sync=false",
+        let publishing = launch(&format!(
+            "{src} ! cuframessink name=pub key={key} runtime-dir={} policy=wait wait-subscribers=1 sync=false",
             dir.display()
-        )));
+        ));
+        run_to_eos(&publishing);
+        let stats = publishing
+            .by_name("pub")
+            .unwrap()
+            .property::<gst::Structure>("stats");
+        assert_eq!(stats.get::<u64>("published").unwrap(), 100, "{stats}");
+        assert_eq!(stats.get::<u64>("dropped").unwrap(), 0, "{stats}");
         finish(sub, "cuframes-subscribe");
         let raw = dir.join("frames.raw");
         run_to_eos(&launch(&format!(

@@ -5,7 +5,7 @@
 use crate::conv;
 use cuframes_core::layout::{StreamDesc, FLAG_DISCONTINUITY, FLAG_KEY};
 use cuframes_core::ring::FrameMeta;
-use cuframes_core::runtime::{HostBackend, Publisher, PublisherConfig};
+use cuframes_core::runtime::{HostBackend, Publisher, PublisherConfig, PublisherStats};
 use cuframes_core::PublishPolicy;
 use cuframes_cuda::{CudaBackend, CudaConfig, CudaError, RawStream};
 use gst::glib;
@@ -112,7 +112,7 @@ impl AnyPublisher {
         }
     }
 
-    fn stats(&self) -> cuframes_core::runtime::PublisherStats {
+    fn stats(&self) -> PublisherStats {
         match self {
             AnyPublisher::Host(p) => p.stats(),
             AnyPublisher::Cuda(p) => p.stats(),
@@ -147,6 +147,9 @@ enum WriteError {
 pub struct CuframesSink {
     settings: Mutex<Settings>,
     state: Mutex<State>,
+    /// The publisher's counters after the last frame (the streaming thread
+    /// holds `state` while it waits for a slot or for subscribers).
+    stats: Mutex<PublisherStats>,
     flushing: AtomicBool,
 }
 
@@ -257,16 +260,12 @@ impl ObjectImpl for CuframesSink {
             "cuda-device" => s.cuda_device.to_value(),
             "wait-subscribers" => s.wait_subscribers.to_value(),
             "stats" => {
-                let st = self.state.try_lock().ok();
-                let p = st
-                    .as_ref()
-                    .and_then(|s| s.publisher.as_ref())
-                    .map(|p| p.stats());
+                let p = *lock(&self.stats);
                 gst::Structure::builder("cuframessink-stats")
-                    .field("published", p.map_or(0, |p| p.published))
-                    .field("dropped", p.map_or(0, |p| p.dropped))
-                    .field("subscribers", p.map_or(0, |p| p.subscribers as u64))
-                    .field("revoked-leases", p.map_or(0, |p| p.revoked_leases))
+                    .field("published", p.published)
+                    .field("dropped", p.dropped)
+                    .field("subscribers", p.subscribers as u64)
+                    .field("revoked-leases", p.revoked_leases)
                     .build()
                     .to_value()
             }
@@ -319,6 +318,7 @@ impl BaseSinkImpl for CuframesSink {
             ));
         }
         *lock(&self.state) = State::default();
+        *lock(&self.stats) = PublisherStats::default();
         Ok(())
     }
 
@@ -446,6 +446,9 @@ impl BaseSinkImpl for CuframesSink {
             },
             None => return Err(gst::FlowError::NotNegotiated),
         };
+        if let Some(p) = st.publisher.as_ref() {
+            *lock(&self.stats) = p.stats();
+        }
         match written {
             Ok(Some(seq)) => gst::trace!(CAT, imp = self, "published seq {seq}"),
             Ok(None) => gst::debug!(CAT, imp = self, "frame dropped: every slot leased"),
@@ -461,6 +464,7 @@ impl BaseSinkImpl for CuframesSink {
         if let gst::EventView::Eos(_) = event.view() {
             // GOODBYE end of stream: subscribers drain the ring, then end.
             if let Some(p) = lock(&self.state).publisher.take() {
+                *lock(&self.stats) = p.stats();
                 p.finish();
             }
         }
