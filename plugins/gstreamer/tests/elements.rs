@@ -473,7 +473,8 @@ fn ffmpeg(args: &[&str]) -> String {
 /// records the publisher's packets: `ffmpeg -c copy -f framemd5` of the
 /// recording equals the source's for every packet after the first, the
 /// first carries the parameter sets in band in front of the source's
-/// keyframe, and the recording decodes to exactly FFmpeg's reference frames.
+/// keyframe, only the source's keyframes are keyframes in the recording, and
+/// the recording decodes to exactly FFmpeg's reference frames.
 #[test]
 fn packet_src_records_the_source_packets() {
     init();
@@ -515,6 +516,27 @@ fn packet_src_records_the_source_packets() {
             got[0].0 > want[0].0,
             "{clip}: first packet without its parameter sets"
         );
+        // Keyframes stay keyframes (DELTA_UNIT on the others): the clips'
+        // IDRs are frames 0, 25, 50, 75.
+        let probe = std::process::Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-select_streams",
+                "v",
+                "-show_entries",
+                "packet=flags",
+            ])
+            .args(["-of", "csv=p=0", rec])
+            .output()
+            .unwrap();
+        let keys: Vec<usize> = String::from_utf8_lossy(&probe.stdout)
+            .lines()
+            .enumerate()
+            .filter(|(_, f)| f.starts_with('K'))
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(keys, [0, 25, 50, 75], "{clip}: keyframes of the recording");
         let frames: Vec<String> = ffmpeg(&["-i", rec, "-pix_fmt", "nv12", "-f", "framemd5", "-"])
             .lines()
             .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
@@ -576,4 +598,81 @@ fn src_buffer_held_past_the_lease_timeout_is_revoked() {
     finish(publ, "cuframes-publish");
     assert!(stats.get::<u64>("revoked").unwrap() >= 1, "{stats}");
     assert!(stats.get::<u64>("copied").unwrap() >= 1, "{stats}");
+}
+
+/// New caps of another size on `cuframessink` make a new ring and
+/// STREAM_CHANGED: `cuframes-subscribe` follows it and receives every frame
+/// of both sizes, bit-exact.
+#[test]
+fn sink_follows_caps_changes_with_a_new_ring() {
+    init();
+    let dir = runtime_dir("sink_change");
+    let out = dir.join("sub.framemd5");
+    let sub = std::process::Command::new(tool("cuframes-subscribe"))
+        .args(["--runtime-dir", dir.to_str().unwrap(), "--key", "change"])
+        .args([
+            "--mode",
+            "in-order",
+            "--no-reconnect",
+            "--wait-publisher-ms",
+            "20000",
+        ])
+        .args(["--framemd5", out.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pipeline = launch(&format!(
+        "appsrc name=src format=time ! cuframessink name=pub key=change runtime-dir={} policy=wait wait-subscribers=1 sync=false",
+        dir.display()
+    ));
+    let src = pipeline
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut want = Vec::new();
+    let mut n = 0u64;
+    for (w, h) in [(320usize, 240usize), (160, 120)] {
+        let caps = gst_video::VideoInfo::builder(gst_video::VideoFormat::Nv12, w as u32, h as u32)
+            .fps(gst::Fraction::new(25, 1))
+            .build()
+            .unwrap()
+            .to_caps()
+            .unwrap();
+        src.set_caps(Some(&caps));
+        for _ in 0..5 {
+            // Packed NV12 (width a multiple of 4: GStreamer's default strides).
+            let data: Vec<u8> = (0..w * h * 3 / 2)
+                .map(|i| (i as u64 * 7 + n * 13) as u8)
+                .collect();
+            want.push(md5_hex(&data));
+            let mut b = gst::Buffer::from_mut_slice(data);
+            b.get_mut()
+                .unwrap()
+                .set_pts(gst::ClockTime::from_mseconds(40 * n));
+            src.push_buffer(b).unwrap();
+            n += 1;
+        }
+    }
+    src.end_of_stream().unwrap();
+    let bus = pipeline.bus().unwrap();
+    let msg = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(60),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .expect("no EOS within 60 s");
+    if let gst::MessageView::Error(e) = msg.view() {
+        panic!("{}: {:?}", e.error(), e.debug());
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    finish(sub, "cuframes-subscribe");
+    let got: Vec<String> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| l.rsplit(',').next().unwrap().trim().to_owned())
+        .collect();
+    assert_eq!(got, want);
 }
