@@ -4,7 +4,7 @@
 
 use crate::trust;
 use cuframes_core::runtime::{
-    ConnectError, EndReason, HostBackend, Reconnect, SubscribeOptions, Subscriber,
+    ConnectError, EndReason, HostBackend, PublisherUids, Reconnect, SubscribeOptions, Subscriber,
 };
 use cuframes_core::{DeliveryMode, MemoryKind};
 use cuframes_cuda::{CudaBackend, CudaError};
@@ -118,6 +118,16 @@ pub struct OpenSpec {
     pub allow_legacy_ipc: bool,
 }
 
+/// The subscriber's publisher-uid rule of a `publisher-uids` property value:
+/// empty = this process's uid or root (the default).
+pub fn publisher_uids(uids: &[u32]) -> PublisherUids {
+    if uids.is_empty() {
+        PublisherUids::SameUser
+    } else {
+        PublisherUids::Only(uids.to_vec())
+    }
+}
+
 impl OpenSpec {
     /// Options for an element named `name`.
     pub fn new(
@@ -194,6 +204,31 @@ impl OpenSpec {
             }
         }
     }
+}
+
+/// A `GstValueArray` property of uids / gids (`"<1000, 1001>"` on the
+/// gst-launch command line).
+pub fn id_list_spec(name: &str, nick: &str, blurb: &str) -> glib::ParamSpec {
+    gst::ParamSpecArray::builder(name)
+        .element_spec(&glib::ParamSpecUInt::builder("id").build())
+        .nick(nick)
+        .blurb(blurb)
+        .mutable_ready()
+        .build()
+}
+
+/// The uids / gids of an id-list property value (elements that are not
+/// `guint` are ignored).
+pub fn id_list(value: &glib::Value) -> Vec<u32> {
+    value
+        .get::<gst::Array>()
+        .map(|a| a.iter().filter_map(|v| v.get::<u32>().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// The property value of an id list.
+pub fn id_list_value(ids: &[u32]) -> glib::Value {
+    gst::Array::new(ids.iter().copied()).to_value()
 }
 
 /// Sleeps `d` in steps of at most 10 ms; `false` (early) once `flushing` is set.

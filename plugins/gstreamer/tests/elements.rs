@@ -21,6 +21,7 @@ fn gst_inspect_documents_every_element() {
                 "reconnect",
                 "backend",
                 "allow-legacy-ipc",
+                "publisher-uids",
                 "runtime-dir",
                 "timeout",
                 "max-leased-buffers",
@@ -39,6 +40,9 @@ fn gst_inspect_documents_every_element() {
                 "backend",
                 "cuda-device",
                 "wait-subscribers",
+                "socket-mode",
+                "allow-uids",
+                "allow-gids",
                 "stats",
             ][..],
         ),
@@ -51,6 +55,7 @@ fn gst_inspect_documents_every_element() {
                 "timeout",
                 "backend",
                 "allow-legacy-ipc",
+                "publisher-uids",
             ][..],
         ),
     ] {
@@ -622,7 +627,7 @@ fn sink_follows_caps_changes_with_a_new_ring() {
         .spawn()
         .unwrap();
     let pipeline = launch(&format!(
-        "appsrc name=src format=time ! cuframessink name=pub key=change runtime-dir={} policy=wait wait-subscribers=1 sync=false",
+        "appsrc name=src format=time ! cuframessink name=pub key=change runtime-dir={} policy=wait wait-subscribers=1 sync=false socket-mode=384",
         dir.display()
     ));
     let src = pipeline
@@ -655,6 +660,17 @@ fn sink_follows_caps_changes_with_a_new_ring() {
             n += 1;
         }
     }
+    // socket-mode=384 (0600) reached the publisher's socket.
+    use std::os::unix::fs::PermissionsExt;
+    let sock = dir.join("change.sock");
+    // The sink makes its publisher when the first caps reach its streaming
+    // thread (appsrc queues what it is pushed).
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    while !sock.exists() && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mode = std::fs::metadata(&sock).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{}", sock.display());
     src.end_of_stream().unwrap();
     let bus = pipeline.bus().unwrap();
     let msg = bus

@@ -32,6 +32,7 @@ struct Settings {
     timeout_ms: u32,
     backend: BackendChoice,
     allow_legacy_ipc: bool,
+    publisher_uids: Vec<u32>,
 }
 
 impl Default for Settings {
@@ -43,6 +44,7 @@ impl Default for Settings {
             timeout_ms: 0,
             backend: BackendChoice::Auto,
             allow_legacy_ipc: false,
+            publisher_uids: Vec::new(),
         }
     }
 }
@@ -106,6 +108,11 @@ impl ObjectImpl for CuframesPacketSrc {
                     .default_value(true)
                     .mutable_ready()
                     .build(),
+                common::id_list_spec(
+                    "publisher-uids",
+                    "Publisher uids",
+                    "Uids of publishers to accept besides root (SO_PEERCRED, checked before anything is sent), e.g. <1000, 1001>; empty (default): this process's uid or root",
+                ),
                 glib::ParamSpecString::builder("runtime-dir")
                     .nick("Runtime directory")
                     .blurb("Directory of the publishers' sockets (default: $CUFRAMES_RUNTIME_DIR, else /run/cuframes, else $XDG_RUNTIME_DIR/cuframes, else /tmp/cuframes-<uid>)")
@@ -142,6 +149,7 @@ impl ObjectImpl for CuframesPacketSrc {
             "timeout" => s.timeout_ms = value.get().unwrap_or(0),
             "backend" => s.backend = value.get().unwrap_or_default(),
             "allow-legacy-ipc" => s.allow_legacy_ipc = value.get().unwrap_or(false),
+            "publisher-uids" => s.publisher_uids = common::id_list(value),
             other => gst::warning!(CAT, imp = self, "unknown property {other}"),
         }
     }
@@ -155,6 +163,7 @@ impl ObjectImpl for CuframesPacketSrc {
             "timeout" => s.timeout_ms.to_value(),
             "backend" => s.backend.to_value(),
             "allow-legacy-ipc" => s.allow_legacy_ipc.to_value(),
+            "publisher-uids" => common::id_list_value(&s.publisher_uids),
             _ => glib::Value::from_type(pspec.value_type()),
         }
     }
@@ -362,6 +371,7 @@ impl CuframesPacketSrc {
                 spec.opts.packets = true;
                 spec.backend = set.backend;
                 spec.allow_legacy_ipc = set.allow_legacy_ipc;
+                spec.opts.publisher_uids = common::publisher_uids(&set.publisher_uids);
                 match spec.open_waiting(true, &self.flushing, deadline()) {
                     Ok(Some(s)) => st.sub = Some(s),
                     Ok(None) => return Err(gst::FlowError::Flushing),

@@ -74,6 +74,9 @@ struct Settings {
     backend: SinkBackend,
     cuda_device: u32,
     wait_subscribers: u32,
+    socket_mode: u32,
+    allow_uids: Vec<u32>,
+    allow_gids: Vec<u32>,
 }
 
 impl Default for Settings {
@@ -88,6 +91,9 @@ impl Default for Settings {
             backend: SinkBackend::Host,
             cuda_device: 0,
             wait_subscribers: 0,
+            socket_mode: 0o660,
+            allow_uids: Vec::new(),
+            allow_gids: Vec::new(),
         }
     }
 }
@@ -221,6 +227,23 @@ impl ObjectImpl for CuframesSink {
                     .default_value(0)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt::builder("socket-mode")
+                    .nick("Socket mode")
+                    .blurb("File mode of the socket, e.g. 432 (= 0660, the default): who may open it")
+                    .maximum(0o777)
+                    .default_value(0o660)
+                    .mutable_ready()
+                    .build(),
+                crate::common::id_list_spec(
+                    "allow-uids",
+                    "Allowed uids",
+                    "Subscribers accepted by uid (SO_PEERCRED), e.g. <1000, 1001>; with allow-gids also empty (default): anyone who can open the socket. Root always",
+                ),
+                crate::common::id_list_spec(
+                    "allow-gids",
+                    "Allowed gids",
+                    "Subscribers accepted by gid (SO_PEERCRED), e.g. <44>; see allow-uids",
+                ),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
                     .blurb("Publisher counters: published, dropped (no free slot), subscribers, revoked-leases")
@@ -243,6 +266,9 @@ impl ObjectImpl for CuframesSink {
             "backend" => s.backend = value.get().unwrap_or_default(),
             "cuda-device" => s.cuda_device = value.get().unwrap_or(0),
             "wait-subscribers" => s.wait_subscribers = value.get().unwrap_or(0),
+            "socket-mode" => s.socket_mode = value.get().unwrap_or(0o660),
+            "allow-uids" => s.allow_uids = crate::common::id_list(value),
+            "allow-gids" => s.allow_gids = crate::common::id_list(value),
             other => gst::warning!(CAT, imp = self, "unknown property {other}"),
         }
     }
@@ -259,6 +285,9 @@ impl ObjectImpl for CuframesSink {
             "backend" => s.backend.to_value(),
             "cuda-device" => s.cuda_device.to_value(),
             "wait-subscribers" => s.wait_subscribers.to_value(),
+            "socket-mode" => s.socket_mode.to_value(),
+            "allow-uids" => crate::common::id_list_value(&s.allow_uids),
+            "allow-gids" => crate::common::id_list_value(&s.allow_gids),
             "stats" => {
                 let p = *lock(&self.stats);
                 gst::Structure::builder("cuframessink-stats")
@@ -492,6 +521,9 @@ impl CuframesSink {
         };
         cfg.wait_timeout = Duration::from_millis(u64::from(set.wait_timeout_ms));
         cfg.lease_timeout = Duration::from_millis(u64::from(set.lease_timeout_ms.max(1)));
+        cfg.socket_mode = set.socket_mode;
+        cfg.allowed_uids = set.allow_uids.clone();
+        cfg.allowed_gids = set.allow_gids.clone();
         cfg.runtime_dir = set
             .runtime_dir
             .as_deref()

@@ -41,6 +41,7 @@ struct Settings {
     reconnect: bool,
     backend: BackendChoice,
     allow_legacy_ipc: bool,
+    publisher_uids: Vec<u32>,
     runtime_dir: Option<String>,
     timeout_ms: u32,
     max_leased: u32,
@@ -54,6 +55,7 @@ impl Default for Settings {
             reconnect: true,
             backend: BackendChoice::Auto,
             allow_legacy_ipc: false,
+            publisher_uids: Vec::new(),
             runtime_dir: None,
             timeout_ms: 0,
             max_leased: MAX_LEASED,
@@ -159,6 +161,11 @@ impl ObjectImpl for CuframesSrc {
                     .default_value(false)
                     .mutable_ready()
                     .build(),
+                common::id_list_spec(
+                    "publisher-uids",
+                    "Publisher uids",
+                    "Uids of publishers to accept besides root (SO_PEERCRED, checked before anything is sent), e.g. <1000, 1001>; empty (default): this process's uid or root",
+                ),
                 glib::ParamSpecString::builder("runtime-dir")
                     .nick("Runtime directory")
                     .blurb("Directory of the publishers' sockets (default: $CUFRAMES_RUNTIME_DIR, else /run/cuframes, else $XDG_RUNTIME_DIR/cuframes, else /tmp/cuframes-<uid>)")
@@ -196,6 +203,7 @@ impl ObjectImpl for CuframesSrc {
             "reconnect" => s.reconnect = value.get().unwrap_or(true),
             "backend" => s.backend = value.get().unwrap_or_default(),
             "allow-legacy-ipc" => s.allow_legacy_ipc = value.get().unwrap_or(false),
+            "publisher-uids" => s.publisher_uids = common::id_list(value),
             "runtime-dir" => s.runtime_dir = value.get().unwrap_or(None),
             "timeout" => s.timeout_ms = value.get().unwrap_or(0),
             "max-leased-buffers" => s.max_leased = value.get().unwrap_or(MAX_LEASED),
@@ -211,6 +219,7 @@ impl ObjectImpl for CuframesSrc {
             "reconnect" => s.reconnect.to_value(),
             "backend" => s.backend.to_value(),
             "allow-legacy-ipc" => s.allow_legacy_ipc.to_value(),
+            "publisher-uids" => common::id_list_value(&s.publisher_uids),
             "runtime-dir" => s.runtime_dir.to_value(),
             "timeout" => s.timeout_ms.to_value(),
             "max-leased-buffers" => s.max_leased.to_value(),
@@ -393,6 +402,7 @@ impl CuframesSrc {
                 );
                 spec.backend = set.backend;
                 spec.allow_legacy_ipc = set.allow_legacy_ipc;
+                spec.opts.publisher_uids = common::publisher_uids(&set.publisher_uids);
                 match spec.open_waiting(true, &self.flushing, deadline()) {
                     Ok(Some(s)) => {
                         gst::info!(CAT, imp = self, "subscribed to {:?}", set.key);
