@@ -1,0 +1,243 @@
+//! Type mapping between cuframes and GStreamer, in one place: pixel formats,
+//! caps and video info from a stream description and back, colour codes,
+//! and the live sources' timestamp mapping.
+
+use cuframes_core::layout::StreamDesc;
+use cuframes_core::{Codec, PixelFormat};
+
+/// The GStreamer format of a cuframes pixel format (`P010` is
+/// `P010_10LE`: 16-bit little-endian words, value in the high 10 bits, as
+/// in cuframes). `None` for a format GStreamer cannot carry.
+pub fn video_format(f: PixelFormat) -> Option<gst_video::VideoFormat> {
+    match f {
+        PixelFormat::Nv12 => Some(gst_video::VideoFormat::Nv12),
+        PixelFormat::P010 => Some(gst_video::VideoFormat::P01010le),
+        PixelFormat::Unknown(_) => None,
+    }
+}
+
+/// The cuframes pixel format of a GStreamer format (NV12, P010_10LE only).
+pub fn pixel_format(f: gst_video::VideoFormat) -> Option<PixelFormat> {
+    match f {
+        gst_video::VideoFormat::Nv12 => Some(PixelFormat::Nv12),
+        gst_video::VideoFormat::P01010le => Some(PixelFormat::P010),
+        _ => None,
+    }
+}
+
+/// A stream description GStreamer cannot represent.
+#[derive(Debug, thiserror::Error)]
+pub enum CapsError {
+    /// The pixel format has no GStreamer equivalent.
+    #[error("pixel format {0:?} has no GStreamer video format")]
+    Format(PixelFormat),
+    /// The video info could not be built (e.g. a size GStreamer refuses).
+    #[error("video info for {width}x{height}: {source}")]
+    Info {
+        /// Width, pixels.
+        width: u64,
+        /// Height, pixels.
+        height: u64,
+        /// GStreamer's reason.
+        source: gst::glib::BoolError,
+    },
+}
+
+/// The frame rate of a description (`0/1` when unknown, as GStreamer writes
+/// a variable or unknown rate).
+pub fn framerate(s: &StreamDesc) -> gst::Fraction {
+    match (i32::try_from(s.fps_num), i32::try_from(s.fps_den)) {
+        (Ok(n), Ok(d)) if n > 0 && d > 0 => gst::Fraction::new(n, d),
+        _ => gst::Fraction::new(0, 1),
+    }
+}
+
+/// The colorimetry of the description's H.273 codes (`StreamDesc::colour`:
+/// `matrix | primaries << 8 | transfer << 16 | range << 24`), `None` when
+/// every field is unknown (0).
+pub fn colorimetry(colour: u64) -> Option<gst_video::VideoColorimetry> {
+    if colour == 0 {
+        return None;
+    }
+    let byte = |shift: u32| ((colour >> shift) & 0xff) as u32;
+    let range = match byte(24) {
+        1 => gst_video::VideoColorRange::Range16_235,
+        2 => gst_video::VideoColorRange::Range0_255,
+        _ => gst_video::VideoColorRange::Unknown,
+    };
+    Some(gst_video::VideoColorimetry::new(
+        range,
+        gst_video::VideoColorMatrix::from_iso(byte(0)),
+        gst_video::VideoTransferFunction::from_iso(byte(16)),
+        gst_video::VideoColorPrimaries::from_iso(byte(8)),
+    ))
+}
+
+/// `StreamDesc::colour` of a GStreamer colorimetry (inverse of [`colorimetry`]).
+pub fn colour_code(c: &gst_video::VideoColorimetry) -> u64 {
+    let range = match c.range() {
+        gst_video::VideoColorRange::Range16_235 => 1u64,
+        gst_video::VideoColorRange::Range0_255 => 2,
+        _ => 0,
+    };
+    let matrix = u64::from(c.matrix().to_iso() & 0xff);
+    let primaries = u64::from(c.primaries().to_iso() & 0xff);
+    let transfer = u64::from(c.transfer().to_iso() & 0xff);
+    matrix | primaries << 8 | transfer << 16 | range << 24
+}
+
+/// The packed (GStreamer default strides) video info of frames of `s`:
+/// format, size, frame rate, colorimetry.
+pub fn video_info(s: &StreamDesc) -> Result<gst_video::VideoInfo, CapsError> {
+    let format = video_format(s.format()).ok_or(CapsError::Format(s.format()))?;
+    let info_err = |source| CapsError::Info {
+        width: s.width,
+        height: s.height,
+        source,
+    };
+    let (w, h) = (
+        u32::try_from(s.width).unwrap_or(u32::MAX),
+        u32::try_from(s.height).unwrap_or(u32::MAX),
+    );
+    let b = gst_video::VideoInfo::builder(format, w, h).fps(framerate(s));
+    match colorimetry(s.colour) {
+        Some(c) => b.colorimetry(&c).build(),
+        None => b.build(),
+    }
+    .map_err(info_err)
+}
+
+/// Whether a slot of `s` has GStreamer's default layout for `info` (plane
+/// offsets and pitches equal its offsets and strides), so a buffer over the
+/// slot needs no `GstVideoMeta` to be read correctly.
+pub fn is_default_layout(s: &StreamDesc, info: &gst_video::VideoInfo) -> bool {
+    s.frame_size == info.size() as u64
+        && (0..2).all(|i| {
+            info.offset().get(i).map(|&o| o as u64) == Some(s.plane_offset[i])
+                && info.stride().get(i).map(|&p| p as u64) == Some(s.plane_pitch[i])
+        })
+}
+
+/// The `video/x-h264` or `video/x-h265` caps of a packet ring's codec
+/// (FFmpeg `AVCodecID` 27 / 173): Annex B access units.
+pub fn packet_caps(codec_id: u32) -> Option<gst::Caps> {
+    let media = match codec_id {
+        27 => "video/x-h264",
+        173 => "video/x-h265",
+        _ => return None,
+    };
+    Some(
+        gst::Caps::builder(media)
+            .field("stream-format", "byte-stream")
+            .field("alignment", "au")
+            .build(),
+    )
+}
+
+/// The stream description a sink publishes for `info`: the publisher's
+/// packed layout (pitches rounded up to 256 bytes), frame rate and colour;
+/// the codec is unknown (raw video has none).
+pub fn stream_desc(info: &gst_video::VideoInfo) -> Result<StreamDesc, SinkFormatError> {
+    let format = pixel_format(info.format()).ok_or(SinkFormatError::Format(info.format()))?;
+    let mut d = StreamDesc::packed(info.width(), info.height(), format, Codec::Unknown(0))?;
+    let fps = info.fps();
+    if fps.numer() > 0 && fps.denom() > 0 {
+        d.fps_num = fps.numer() as u64;
+        d.fps_den = fps.denom() as u64;
+    }
+    d.colour = colour_code(&info.colorimetry());
+    Ok(d)
+}
+
+/// Caps a sink cannot publish.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkFormatError {
+    /// Only NV12 and P010_10LE are published.
+    #[error("format {0:?} is not NV12 or P010_10LE")]
+    Format(gst_video::VideoFormat),
+    /// The size is outside cuframes' limits.
+    #[error(transparent)]
+    Stream(#[from] cuframes_core::layout::StreamError),
+}
+
+/// Maps a source's timestamps (ns, `pts_ns` of frames or packets) to
+/// running time for a live source: the first frame — and the first after a
+/// discontinuity, a stream change or a timestamp going backwards (a
+/// publisher that looped or restarted) — is stamped with the running time
+/// at which it arrived; later ones keep their distance from it in source
+/// time. So buffers are spaced as the source spaced them, and the clock
+/// only sets where the stream starts.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TimeMap {
+    /// `(source ns, running time ns)` of the anchor frame.
+    anchor: Option<(i64, u64)>,
+    /// Source time of the previous frame.
+    last: Option<i64>,
+}
+
+impl TimeMap {
+    /// Forgets the anchor: the next [`TimeMap::map`] sets a new one.
+    pub fn reset(&mut self) {
+        *self = TimeMap::default();
+    }
+
+    /// Running time (ns) of a frame with source time `ts` (ns) arriving at
+    /// running time `now` (ns); `None` source time maps to `now` and sets
+    /// a new anchor at the next timed frame.
+    pub fn map(&mut self, ts: Option<i64>, now: u64) -> u64 {
+        let Some(ts) = ts else {
+            self.reset();
+            return now;
+        };
+        if self.last.is_some_and(|l| ts < l) {
+            self.anchor = None;
+        }
+        self.last = Some(ts);
+        let (t0, r0) = *self.anchor.get_or_insert((ts, now));
+        let d = ts.saturating_sub(t0);
+        if d >= 0 {
+            r0.saturating_add(d as u64)
+        } else {
+            r0.saturating_sub(d.unsigned_abs())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_map_keeps_source_spacing_and_reanchors_backwards() {
+        let mut m = TimeMap::default();
+        assert_eq!(m.map(Some(1_000), 50_000), 50_000);
+        assert_eq!(m.map(Some(41_000), 99_999), 90_000);
+        // Looped: time goes backwards, re-anchored at the arrival time.
+        assert_eq!(m.map(Some(0), 200_000), 200_000);
+        assert_eq!(m.map(Some(40_000), 200_001), 240_000);
+        // Untimed frames take the arrival time.
+        assert_eq!(m.map(None, 300_000), 300_000);
+        assert_eq!(m.map(Some(5), 310_000), 310_000);
+    }
+
+    #[test]
+    fn default_layout_only_when_pitches_match() {
+        gst::init().unwrap();
+        let s = StreamDesc::packed(1280, 720, PixelFormat::Nv12, Codec::H264).unwrap();
+        assert!(is_default_layout(&s, &video_info(&s).unwrap()));
+        // 640 bytes per row are padded to 768 by the publisher.
+        let s = StreamDesc::packed(640, 360, PixelFormat::Nv12, Codec::H264).unwrap();
+        assert!(!is_default_layout(&s, &video_info(&s).unwrap()));
+    }
+
+    #[test]
+    fn colour_codes_round_trip() {
+        gst::init().unwrap();
+        // BT.709 matrix 1, primaries 1, transfer 1, limited range.
+        let code = 1 | 1 << 8 | 1 << 16 | 1 << 24;
+        let c = colorimetry(code).unwrap();
+        assert_eq!(c.matrix(), gst_video::VideoColorMatrix::Bt709);
+        assert_eq!(colour_code(&c), code);
+        assert!(colorimetry(0).is_none());
+    }
+}
