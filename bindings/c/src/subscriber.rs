@@ -199,7 +199,7 @@ fn connect_with<B: Backend>(
             Err(ConnectError::NoPublisher { .. }) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(20));
             }
-            r => return r.map_err(Error::from),
+            r => return r.map_err(|e| no_ring(cfg, e)),
         }
     }
 }
@@ -219,6 +219,25 @@ fn cuda_backend(cfg: &SubscribeConfig) -> Result<CudaBackend, Error> {
     } else {
         b
     })
+}
+
+/// A packets-only HELLO to a publisher without a packet ring is refused
+/// with ERROR Unsupported (`docs/protocol.md` §6, §9.6): that is
+/// `CUFRAMES_ERR_NO_PACKET_RING`, as when frames are wanted too.
+fn no_ring(cfg: &SubscribeConfig, e: ConnectError) -> Error {
+    let packets_only = cfg.opts.packets && !cfg.opts.frames;
+    let refused = matches!(
+        e,
+        ConnectError::Rejected {
+            code: cuframes_core::wire::ErrorCode::Unsupported,
+            ..
+        }
+    );
+    let mut err = Error::from(e);
+    if packets_only && refused {
+        err.code = CUFRAMES_ERR_NO_PACKET_RING;
+    }
+    err
 }
 
 /// Whether connecting with host memory failed because the publisher shares VRAM.
@@ -249,7 +268,7 @@ impl SubscriberObj {
                         Err(ConnectError::NoPublisher { .. }) if Instant::now() < deadline => {
                             std::thread::sleep(Duration::from_millis(20));
                         }
-                        Err(e) => return Err(e.into()),
+                        Err(e) => return Err(no_ring(cfg, e)),
                     }
                 }
             }

@@ -61,6 +61,19 @@ pub(crate) fn value<T>(fallback: T, f: impl FnOnce() -> Result<T, Error>) -> T {
     }
 }
 
+/// Runs `f` for a function returning a count or a code (≥ 0) or a
+/// negative error: the error's code, with the message stored.
+pub(crate) fn count(f: impl FnOnce() -> Result<c_int, Error>) -> c_int {
+    let r = catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| Err(panic_error(p)));
+    match r {
+        Ok(v) => v,
+        Err(e) => {
+            set_last(&e);
+            e.code as c_int
+        }
+    }
+}
+
 /// The registry id a handle pointer carries.
 pub(crate) fn id<T>(p: *const T) -> u64 {
     p as usize as u64

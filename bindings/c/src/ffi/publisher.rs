@@ -1,7 +1,7 @@
 //! Publisher functions.
 
 use super::{
-    call, get, handle, id, path, read_sized, slice, string, value, write_out, write_sized,
+    call, count, get, handle, id, path, read_sized, slice, string, write_out, write_sized,
     SizePrefixed,
 };
 use crate::error::*;
@@ -312,7 +312,7 @@ pub unsafe extern "C" fn cuframes_publisher_set_codec_extradata(
 pub extern "C" fn cuframes_publisher_subscriber_count(
     publisher: *mut cuframes_publisher_t,
 ) -> c_int {
-    value(CUFRAMES_ERR_INVALID_HANDLE as c_int, || {
+    count(|| {
         let n = get::<PublisherObj, _>(publisher)?.subscriber_count()?;
         Ok(n.min(c_int::MAX as usize) as c_int)
     })

@@ -1,7 +1,7 @@
 //! Subscriber, frame and packet functions.
 
 use super::{
-    call, get, handle, id, path, read_sized, slice, string, value, write_out, write_sized,
+    call, count, get, handle, id, path, read_sized, slice, string, value, write_out, write_sized,
     SizePrefixed,
 };
 use crate::error::*;
@@ -265,9 +265,7 @@ pub unsafe extern "C" fn cuframes_subscriber_get_stats(
 /// Thread-safety: as `cuframes_subscriber_next`.
 #[no_mangle]
 pub extern "C" fn cuframes_subscriber_end_reason(sub: *mut cuframes_subscriber_t) -> c_int {
-    value(CUFRAMES_ERR_INVALID_HANDLE as c_int, || {
-        Ok(get::<SubscriberObj, _>(sub)?.end_reason() as c_int)
-    })
+    count(|| Ok(get::<SubscriberObj, _>(sub)?.end_reason() as c_int))
 }
 
 // ---- frames ---------------------------------------------------------------
@@ -501,9 +499,7 @@ pub extern "C" fn cuframes_frame_cuda_ptr(frame: *const cuframes_frame_t) -> *mu
 /// since may be torn), or `CUFRAMES_ERR_INVALID_HANDLE`.
 #[no_mangle]
 pub extern "C" fn cuframes_frame_is_valid(frame: *const cuframes_frame_t) -> c_int {
-    value(CUFRAMES_ERR_INVALID_HANDLE as c_int, || {
-        Ok(c_int::from(get::<FrameObj, _>(frame)?.is_valid()?))
-    })
+    count(|| Ok(c_int::from(get::<FrameObj, _>(frame)?.is_valid()?)))
 }
 
 // ---- packets --------------------------------------------------------------
