@@ -224,3 +224,82 @@ pub(crate) unsafe fn write_sized<T: SizePrefixed>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{cuframes_error, CUFRAMES_ERR_INVALID_ARG};
+    use std::ffi::CStr;
+
+    fn last() -> String {
+        // SAFETY: `cuframes_last_error` returns a NUL-terminated string that
+        // stays valid until the next failing call on this thread.
+        unsafe { CStr::from_ptr(crate::ffi::common::cuframes_last_error()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[test]
+    fn a_panic_becomes_internal_error_with_its_message() {
+        let rc = call(|| panic!("planted"));
+        assert_eq!(rc, cuframes_error::CUFRAMES_ERR_INTERNAL as c_int);
+        assert!(last().contains("panic: planted"), "{}", last());
+        assert_eq!(value(7u32, || panic!("again")), 7);
+        assert!(last().contains("panic: again"));
+    }
+
+    #[test]
+    fn errors_set_the_last_error_and_success_keeps_it() {
+        let rc = call(|| Err(Error::arg("the thing is NULL")));
+        assert_eq!(rc, CUFRAMES_ERR_INVALID_ARG as c_int);
+        assert_eq!(last(), "the thing is NULL");
+        assert_eq!(call(|| Ok(())), 0);
+        assert_eq!(last(), "the thing is NULL");
+        // Each thread has its own.
+        let other = std::thread::spawn(last).join().unwrap();
+        assert_eq!(other, "");
+    }
+
+    #[test]
+    fn size_prefixed_structs_keep_defaults_past_the_callers_size() {
+        use crate::types::cuframes_frame_meta_t;
+        #[repr(C)]
+        #[derive(Clone, Copy)]
+        struct Old {
+            struct_size: usize,
+            pts_ns: i64,
+        }
+        let old = Old {
+            struct_size: std::mem::size_of::<Old>(),
+            pts_ns: 42,
+        };
+        let defaults = crate::publisher::default_frame_meta();
+        // SAFETY: `Old` is a prefix of `cuframes_frame_meta_t` with its
+        // first `struct_size` bytes readable, as the contract requires.
+        let got = unsafe {
+            read_sized(
+                &old as *const Old as *const cuframes_frame_meta_t,
+                defaults,
+                std::mem::size_of::<Old>(),
+                "meta",
+            )
+        }
+        .unwrap();
+        assert_eq!((got.pts_ns, got.flags, got.source_index), (42, 0, -1));
+        assert_eq!(got.struct_size, std::mem::size_of::<Old>());
+        let small = Old {
+            struct_size: 4,
+            pts_ns: 0,
+        };
+        // SAFETY: as above.
+        let e = unsafe {
+            read_sized(
+                &small as *const Old as *const cuframes_frame_meta_t,
+                defaults,
+                std::mem::size_of::<Old>(),
+                "meta",
+            )
+        };
+        assert_eq!(e.unwrap_err().code, CUFRAMES_ERR_INVALID_ARG);
+    }
+}

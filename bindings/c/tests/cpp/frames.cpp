@@ -1,6 +1,7 @@
 // C++ test of cuframes.hpp: receives every frame of a stream (InOrder, host
 // memory) through cuframes::Subscriber, writes "source_index size md5" per
-// frame to OUT, then checks the wrapper's error handling and its Publisher
+// frame to OUT (every tenth frame released on another thread), then checks
+// the wrapper's error handling and its Publisher
 // in this process (RAII release, abandon, exceptions with the C codes).
 //
 // usage: frames_cpp KEY RUNTIME_DIR OUT
@@ -11,6 +12,7 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <thread>
 
 extern "C" {
 #include "../c/md5.h"
@@ -68,10 +70,14 @@ int main(int argc, char **argv) {
         char hex[33];
         md5_final_hex(&md5, hex);
         uint64_t index = f->source_index();
-        if (n % 2 == 0) {
+        if (n % 10 == 5) {
+            // Frames are not tied to the receiving thread: release on another.
+            std::thread([fr = std::move(*f)]() mutable { CHECK(fr.release()); }).join();
+            CHECK(!*f);
+        } else if (n % 2 == 0) {
             CHECK(f->release()); // explicit, not revoked
             CHECK(!*f);
-        } // odd frames: released by ~Frame
+        } // other odd frames: released by ~Frame
         out << index << " " << size << " " << hex << "\n";
         n++;
     }
