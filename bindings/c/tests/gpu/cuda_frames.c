@@ -86,8 +86,10 @@ int main(int argc, char **argv) {
         if (ctx == NULL) {
             /* The frame lives on the publisher's GPU: its primary context. */
             int ordinal = -1;
-            CU(cuPointerGetAttribute(&ordinal, CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL,
-                                     (CUdeviceptr)info.planes[0].device_ptr));
+            /* (Device 0 if the driver cannot tell: a one-GPU machine.) */
+            if (cuPointerGetAttribute(&ordinal, CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL,
+                                      (CUdeviceptr)info.planes[0].device_ptr) != CUDA_SUCCESS)
+                ordinal = 0;
             CUdevice dev;
             CU(cuDeviceGet(&dev, ordinal));
             CU(cuDevicePrimaryCtxRetain(&ctx, dev));

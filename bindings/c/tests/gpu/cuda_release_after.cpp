@@ -69,8 +69,10 @@ int main(int argc, char **argv) {
         cuframes_frame_info_t info = f->info();
         if (!ctx) {
             int ordinal = -1;
-            CU(cuPointerGetAttribute(&ordinal, CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL,
-                                     static_cast<CUdeviceptr>(info.planes[0].device_ptr)));
+            // (Device 0 if the driver cannot tell: a one-GPU machine.)
+            if (cuPointerGetAttribute(&ordinal, CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL,
+                                      static_cast<CUdeviceptr>(info.planes[0].device_ptr)) != CUDA_SUCCESS)
+                ordinal = 0;
             CUdevice dev;
             CU(cuDeviceGet(&dev, ordinal));
             CU(cuDevicePrimaryCtxRetain(&ctx, dev));
