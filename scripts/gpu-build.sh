@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the executables carried to the GPU machine (docs/gpu.md): the tools
-# and the GPU test binaries, release mode, FFmpeg linked statically from a
+# Builds the executables carried to the GPU machine (docs/gpu.md): the tools,
+# the GPU test binaries, and libcuframes with the sources of the C / C++ GPU
+# tests (compiled there), release mode, FFmpeg linked statically from a
 # minimal build (FFMPEG_DIR, made by scripts/ffmpeg-static.sh), so they run
 # where no FFmpeg libraries are installed. Output: gpu-carry/ (git-ignored).
 set -euo pipefail
@@ -12,6 +13,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target/gpu}"
 
 cargo build --release --locked -p cuframes-nvdec --features static-ffmpeg --bins
 cargo build --release --locked -p cuframes-cuda --bins
+# libcuframes (the C ABI) for gpu-tests.sh section capi, which compiles C /
+# C++ consumers against it on the GPU machine.
+cargo build --release --locked -p cuframes-capi
 tests_json=$(cargo test --release --locked -p cuframes-cuda -p cuframes-nvdec --features cuframes-nvdec/static-ffmpeg --no-run --message-format=json 2>/dev/null)
 
 rm -rf gpu-carry && mkdir -p gpu-carry/bin gpu-carry/tests gpu-carry/media
@@ -35,6 +39,12 @@ for line in sys.stdin:
 cp media/sample-h264.mp4 media/sample-hevc.mkv media/sample-h264.h264 media/sample-hevc10.mkv \
    media/sample-size-change.ts media/sample-1080p.mp4 \
    media/*.framemd5 gpu-carry/media/
+mkdir -p gpu-carry/capi/lib gpu-carry/capi/include/cuframes gpu-carry/capi/src
+cp "$CARGO_TARGET_DIR"/release/libcuframes.so gpu-carry/capi/lib/
+strip --strip-debug gpu-carry/capi/lib/libcuframes.so
+cp bindings/c/include/cuframes/cuframes.h bindings/c/include/cuframes/cuframes.hpp gpu-carry/capi/include/cuframes/
+cp bindings/c/tests/gpu/cuda_frames.c bindings/c/tests/gpu/cuda_release_after.cpp bindings/c/tests/c/md5.h \
+   gpu-carry/capi/src/
 cp scripts/gpu-tests.sh scripts/gpu-bench.sh scripts/gpu-scale.sh scripts/torch_handoff.py gpu-carry/
 # The Python bindings (section 8 of gpu-tests.sh): the abi3 wheel, unpacked
 # into gpu-carry/python for PYTHONPATH (no pip needed there), its GPU checks,

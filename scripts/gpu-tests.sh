@@ -376,6 +376,61 @@ for b in host cuda; do
 done
 fi
 
+# --- 9. C and C++ consumers of CUDA frames through libcuframes
+# (docs/c-api.md), compiled here with this machine's gcc / g++ against the
+# carried library and headers (capi/) and CUDA's <cuda.h> ($CUDA_INC,
+# default /usr/local/cuda/include); NVDEC publishers sharing VMM fds and
+# legacy IPC handles, host-fence and IPC-event sync. cuda_frames.c copies
+# each frame with cuMemcpy2D and releases synchronously;
+# cuda_release_after.cpp copies with cuMemcpy2DAsync on its own stream and
+# returns each lease with Frame::release_after. Every frame's MD5 must equal
+# FFmpeg's. ONLY=9 runs just this section.
+if want 9; then
+CAPI=$PWD/capi
+CUDA_INC=${CUDA_INC:-/usr/local/cuda/include}
+dir=$OUT/capi; mkdir -p "$dir"
+capi_cc() { # COMPILER STD SRC OUT
+  "$1" -std="$2" -O2 -Wall -Wextra -I"$CAPI/include" -I"$CAPI/src" -I"$CUDA_INC" "$3" -o "$4" \
+      -L"$CAPI/lib" -lcuframes -Wl,-rpath,"$CAPI/lib" -L/usr/local/cuda/lib64/stubs -lcuda -pthread
+}
+# capi_run NAME CLIP PUBLISHER_ARGS PROGRAM [legacy]
+capi_run() {
+  local name=$1 clip=$2 pubargs=$3 prog=$4 legacy=${5:-}
+  timeout 120 "$BIN/cuframes-publish" --input "$MEDIA/$clip" --key "$name" --policy wait \
+      --wait-subscribers 1 --stats-interval 0 $pubargs > "$dir/$name.publisher.log" 2>&1 &
+  local pub=$! ok=1
+  timeout 120 "$dir/$prog" "$name" "$dir/$name.txt" $legacy > "$dir/$name.log" 2>&1 || ok=0
+  wait "$pub" || ok=0
+  local n bad want
+  want=$(grep -vc '^#' "$MEDIA/$clip.framemd5")
+  read -r n bad < <(awk -F', *' 'NR==FNR { if ($0 !~ /^#/) ref[$3+0]=$6; next }
+      { n++; split($0, c, " "); if (ref[c[1]+0] != c[3]) bad++ } END { printf "%d %d\n", n, bad+0 }' \
+      "$MEDIA/$clip.framemd5" "$dir/$name.txt" 2>/dev/null || echo "0 0")
+  { [ "$n" -eq "$want" ] && [ "$bad" -eq 0 ]; } || ok=0
+  if [ $ok = 1 ]; then pass "$name: $prog $n/$want frames equal FFmpeg's ($pubargs)"; else
+    fail "$name: $prog $n/$want frames, $bad differ ($pubargs; see capi/$name.log)"
+    tail -n 3 "$dir/$name.log" "$dir/$name.publisher.log" | sed 's/^/    /' | tee -a "$SUMMARY"
+  fi
+}
+if [ ! -f "$CUDA_INC/cuda.h" ]; then
+  fail "capi: no $CUDA_INC/cuda.h (set CUDA_INC to CUDA's include directory)"
+elif ! capi_cc gcc c11 "$CAPI/src/cuda_frames.c" "$dir/cuda_frames" > "$dir/build.log" 2>&1 ||
+     ! capi_cc g++ c++17 "$CAPI/src/cuda_release_after.cpp" "$dir/cuda_release_after" >> "$dir/build.log" 2>&1; then
+  fail "capi: building the C / C++ consumers (see capi/build.log)"
+  tail -n 5 "$dir/build.log" | sed 's/^/    /' | tee -a "$SUMMARY"
+else
+  pass "capi: built with $(gcc --version | head -1) and $(g++ --version | head -1) against $(ls "$CAPI/lib")"
+  nv="--backend cuda --decoder nvdec"
+  capi_run capi-c-h264-vmm sample-h264.mp4 "$nv --memory vmm-fd --sync host-fence" cuda_frames
+  capi_run capi-c-h264-legacy sample-h264.mp4 "$nv --memory legacy-ipc --sync host-fence" cuda_frames legacy
+  capi_run capi-c-hevc-vmm-event sample-hevc.mkv "$nv --memory vmm-fd --sync ipc-event" cuda_frames legacy
+  capi_run capi-c-hevc10-p010 sample-hevc10.mkv "$nv --memory vmm-fd" cuda_frames
+  capi_run capi-cpp-hevc-vmm sample-hevc.mkv "$nv --memory vmm-fd --sync host-fence" cuda_release_after
+  capi_run capi-cpp-h264-legacy sample-h264.mp4 "$nv --memory legacy-ipc --sync host-fence" cuda_release_after legacy
+  capi_run capi-cpp-h264-legacy-event sample-h264.mp4 "$nv --memory legacy-ipc --sync ipc-event" cuda_release_after legacy
+fi
+fi
+
 say "# failures: $FAILS"
 rm -rf "$RT"
 # One archive of every log, so that a run's evidence travels as one file.
