@@ -1491,6 +1491,30 @@ void *cuframes_frame_cuda_ptr(const cuframes_frame_t *frame);
 int cuframes_frame_is_valid(const cuframes_frame_t *frame);
 
 /**
+ * Copies the frame into `dst` in FFmpeg's packed rawvideo layout (the
+ * planes in order, each row without its pitch padding: for NV12 `w × h`
+ * luma bytes then `w × ⌈h/2⌉` interleaved CbCr bytes, twice that for
+ * P010) and writes the byte count to `*written` (if not NULL). Host
+ * frames are copied row by row; CUDA frames with `cuMemcpy2D` to host
+ * once the publisher's writes are complete. Call it before releasing the
+ * frame, and check the release's result: a revoked lease means the copy
+ * may be torn.
+ *
+ * Returns `CUFRAMES_OK`; `CUFRAMES_ERR_INVALID_ARG` (NULL `dst`, or
+ * `dst_size` below the frame's packed size: nothing written);
+ * `CUFRAMES_ERR_CUDA`; `CUFRAMES_ERR_INVALID_HANDLE`.
+ * Thread-safety: any thread, while the frame is not being released.
+ *
+ * # Safety
+ * `dst` is NULL or valid for writes of `dst_size` bytes; `written` is
+ * NULL or writable.
+ */
+int cuframes_frame_copy_to_host(const cuframes_frame_t *frame,
+                                void *dst,
+                                size_t dst_size,
+                                size_t *written);
+
+/**
  * Returns the next encoded packet in `*pkt_out` (a subscriber created with
  * `CUFRAMES_SUBSCRIBE_PACKETS`). The first packet is the publisher's last
  * keyframe (late join). A reader that falls behind the ring loses packets

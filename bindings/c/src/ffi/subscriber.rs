@@ -506,6 +506,48 @@ pub extern "C" fn cuframes_frame_is_valid(frame: *const cuframes_frame_t) -> c_i
     })
 }
 
+/// Copies the frame into `dst` in FFmpeg's packed rawvideo layout (the
+/// planes in order, each row without its pitch padding: for NV12 `w × h`
+/// luma bytes then `w × ⌈h/2⌉` interleaved CbCr bytes, twice that for
+/// P010) and writes the byte count to `*written` (if not NULL). Host
+/// frames are copied row by row; CUDA frames with `cuMemcpy2D` to host
+/// once the publisher's writes are complete. Call it before releasing the
+/// frame, and check the release's result: a revoked lease means the copy
+/// may be torn.
+///
+/// Returns `CUFRAMES_OK`; `CUFRAMES_ERR_INVALID_ARG` (NULL `dst`, or
+/// `dst_size` below the frame's packed size: nothing written);
+/// `CUFRAMES_ERR_CUDA`; `CUFRAMES_ERR_INVALID_HANDLE`.
+/// Thread-safety: any thread, while the frame is not being released.
+///
+/// # Safety
+/// `dst` is NULL or valid for writes of `dst_size` bytes; `written` is
+/// NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn cuframes_frame_copy_to_host(
+    frame: *const cuframes_frame_t,
+    dst: *mut c_void,
+    dst_size: usize,
+    written: *mut usize,
+) -> c_int {
+    call(|| {
+        let f = get::<FrameObj, _>(frame)?;
+        if dst.is_null() {
+            return Err(Error::new(CUFRAMES_ERR_INVALID_ARG, "dst is NULL"));
+        }
+        // SAFETY: non-NULL and valid for writes of `dst_size` bytes by the
+        // caller's contract; u8 has no alignment or validity requirement;
+        // the slice lives only during this call.
+        let out = unsafe { std::slice::from_raw_parts_mut(dst.cast::<u8>(), dst_size) };
+        let n = f.copy_to_host(out)?;
+        if !written.is_null() {
+            // SAFETY: non-NULL and writable by the caller's contract.
+            unsafe { written.write(n) };
+        }
+        Ok(())
+    })
+}
+
 // ---- packets --------------------------------------------------------------
 
 /// Returns the next encoded packet in `*pkt_out` (a subscriber created with
