@@ -672,6 +672,23 @@ impl FrameObj {
         }
     }
 
+    /// Runs `f` on the frame if it lives in CUDA memory;
+    /// `CUFRAMES_ERR_UNSUPPORTED` for a host frame.
+    pub fn with_cuda<R>(
+        &self,
+        f: impl FnOnce(&OwnedFrame<CudaBackend>) -> Result<R, Error>,
+    ) -> Result<R, Error> {
+        let slot = self.frame.lock().unwrap_or_else(|p| p.into_inner());
+        match &*slot {
+            Some(AnyFrame::Cuda(frame)) => f(frame),
+            Some(AnyFrame::Host(_)) => Err(Error::new(
+                CUFRAMES_ERR_UNSUPPORTED,
+                "the frame is in host memory, not CUDA memory",
+            )),
+            None => Err(Error::handle("frame")),
+        }
+    }
+
     /// Whether the lease is still valid (not revoked).
     pub fn is_valid(&self) -> Result<bool, Error> {
         let slot = self.frame.lock().unwrap_or_else(|p| p.into_inner());

@@ -1515,6 +1515,45 @@ int cuframes_frame_copy_to_host(const cuframes_frame_t *frame,
                                 size_t *written);
 
 /**
+ * The CUDA device ordinal a CUDA frame lives on (≥ 0; its slots are
+ * mapped in that device's primary context), or `CUFRAMES_ERR_UNSUPPORTED`
+ * for a host frame, `CUFRAMES_ERR_INVALID_HANDLE`.
+ * Thread-safety: any thread, while the frame is not being released.
+ */
+int cuframes_frame_cuda_device(const cuframes_frame_t *frame);
+
+/**
+ * Queues device-to-device copies of the frame's planes into your own
+ * device memory (e.g. an FFmpeg CUDA frame pool), on `cu_stream`
+ * (`cuMemcpy2DAsync`), ordered after the publisher's writes. Plane `i`
+ * goes to `dst_planes[i]` with pitch `dst_pitches[i]` (bytes); `plane_count`
+ * must equal the frame's. The destination must be memory of the frame's
+ * device usable in its primary context (`cuframes_frame_cuda_device`;
+ * FFmpeg: `AV_CUDA_USE_PRIMARY_CONTEXT`). Keep the lease until the copies
+ * are done: `cuframes_subscriber_release` (which synchronises the
+ * context) or `cuframes_subscriber_release_after(…, cu_stream)`.
+ *
+ * Returns `CUFRAMES_OK`; `CUFRAMES_ERR_UNSUPPORTED` (a host frame: use
+ * the plane pointers or `cuframes_frame_copy_to_host`);
+ * `CUFRAMES_ERR_INVALID_ARG` (NULL arrays, a wrong `plane_count`, a pitch
+ * below a plane's row bytes); `CUFRAMES_ERR_CUDA`;
+ * `CUFRAMES_ERR_INVALID_HANDLE`. Thread-safety: any thread, while the
+ * frame is not being released.
+ *
+ * # Safety
+ * `dst_planes` and `dst_pitches` are NULL or hold `plane_count` entries;
+ * each `dst_planes[i]` addresses at least `dst_pitches[i] × (rows − 1) +
+ * row bytes` bytes of device memory the caller may overwrite; `cu_stream`
+ * is NULL (the legacy default stream) or a live `CUstream` of this
+ * process.
+ */
+int cuframes_frame_copy_to_device(const cuframes_frame_t *frame,
+                                  const uint64_t *dst_planes,
+                                  const size_t *dst_pitches,
+                                  uint32_t plane_count,
+                                  void *cu_stream);
+
+/**
  * Returns the next encoded packet in `*pkt_out` (a subscriber created with
  * `CUFRAMES_SUBSCRIBE_PACKETS`). The first packet is the publisher's last
  * keyframe (late join). A reader that falls behind the ring loses packets
