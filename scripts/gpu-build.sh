@@ -55,5 +55,19 @@ python3 -m zipfile -e gpu-carry/wheels/cuframes-*-abi3-*.whl gpu-carry/python
 cargo build --release --locked -p cuframes-python --example overhead_subscriber
 cp "$CARGO_TARGET_DIR"/release/examples/overhead_subscriber gpu-carry/bin/
 cp scripts/gpu-python.py bindings/python/bench/overhead.py gpu-carry/
+# The patched FFmpeg with CUDA (scripts/gpu-ffmpeg.sh): built by
+# `plugins/ffmpeg/build.sh --cuda` into target/ffmpeg-cuframes-cuda, carried
+# with its libcuframes; skipped (with a note) when not built.
+ffcuda=${FFMPEG_CUFRAMES_CUDA:-$PWD/target/ffmpeg-cuframes-cuda/prefix}
+if [ -x "$ffcuda/bin/ffmpeg" ]; then
+  mkdir -p gpu-carry/ffmpeg/bin gpu-carry/ffmpeg/lib
+  cp "$ffcuda/bin/ffmpeg" gpu-carry/ffmpeg/bin/
+  cp -P "$ffcuda"/lib/libcuframes.so* gpu-carry/ffmpeg/lib/
+  strip gpu-carry/ffmpeg/bin/ffmpeg
+  strip --strip-debug gpu-carry/ffmpeg/lib/libcuframes.so.*.*.*
+  cp scripts/gpu-ffmpeg.sh gpu-carry/
+else
+  echo "note: no $ffcuda/bin/ffmpeg (plugins/ffmpeg/build.sh --cuda): gpu-ffmpeg.sh not carried"
+fi
 strip gpu-carry/bin/* gpu-carry/tests/* 2>/dev/null || true
 du -sh gpu-carry

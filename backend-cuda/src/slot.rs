@@ -216,6 +216,51 @@ impl CudaImported {
         Ok(())
     }
 
+    /// The device the slot lives on (and whose primary context maps it).
+    pub fn device(&self) -> &CudaDevice {
+        &self.device
+    }
+
+    /// Queues a device-to-device copy of plane `plane` of a frame laid out
+    /// by `desc` to `dst` (pitch `dst_pitch` bytes) on `stream`
+    /// (`cuMemcpy2DAsync`), ordered after the publisher's writes
+    /// ([`CudaImported::wait_in`]). Returns the plane's `(row bytes, rows)`.
+    /// The lease must last until the copy is done: release the frame with
+    /// `release_after(stream)` or after synchronising `stream`.
+    ///
+    /// # Safety
+    /// `dst` is a device address, valid in this device's primary context,
+    /// of at least `dst_pitch × (rows − 1) + row bytes` bytes that the
+    /// caller may overwrite, and `dst_pitch` ≥ the plane's row bytes.
+    #[allow(unsafe_code)]
+    pub unsafe fn copy_plane_to_device(
+        &self,
+        desc: &StreamDesc,
+        plane: usize,
+        dst: u64,
+        dst_pitch: usize,
+        stream: RawStream,
+    ) -> Result<(usize, usize), CudaError> {
+        let (off, pitch, row, rows) = plane_span(desc, plane, self.size)?;
+        if dst_pitch < row {
+            return Err(CudaError::Layout(
+                "destination pitch below the plane's bytes per row",
+            ));
+        }
+        self.wait_in(stream)?;
+        self.device.make_current()?;
+        driver::copy_2d_to_device(
+            Mem::Device(self.device_ptr() + off),
+            pitch,
+            dst,
+            dst_pitch,
+            row,
+            rows,
+            stream,
+        )?;
+        Ok((row, rows))
+    }
+
     /// Copies plane `plane` of a frame laid out by `desc` to `dst`, packed
     /// (pitch = row bytes), after [`CudaImported::wait_host`]. Returns the
     /// bytes written.

@@ -643,6 +643,71 @@ impl FrameObj {
         }
     }
 
+    /// Bytes of the frame in FFmpeg's packed layout (planes in order, rows
+    /// without pitch padding).
+    pub fn packed_size(&self) -> usize {
+        let n = (self.info.plane_count as usize).min(CUFRAMES_MAX_PLANES);
+        self.info.planes[..n]
+            .iter()
+            .map(|p| p.row_bytes * p.rows)
+            .sum()
+    }
+
+    /// Copies the frame into `dst` in FFmpeg's packed layout and returns the
+    /// bytes written ([`FrameObj::packed_size`]): host frames row by row, CUDA
+    /// frames with `cuMemcpy2D` to host after the publisher's writes are
+    /// complete. `CUFRAMES_ERR_INVALID_ARG` if `dst` is too small.
+    pub fn copy_to_host(&self, dst: &mut [u8]) -> Result<usize, Error> {
+        let need = self.packed_size();
+        if dst.len() < need {
+            return Err(Error::new(
+                CUFRAMES_ERR_INVALID_ARG,
+                format!("a buffer of {} bytes; the frame needs {need}", dst.len()),
+            ));
+        }
+        let slot = self.frame.lock().unwrap_or_else(|p| p.into_inner());
+        match &*slot {
+            Some(AnyFrame::Host(f)) => {
+                let mut at = 0;
+                f.for_each_row(|row| {
+                    dst[at..at + row.len()].copy_from_slice(row);
+                    at += row.len();
+                });
+                Ok(at)
+            }
+            Some(AnyFrame::Cuda(f)) => {
+                let mem = f.memory();
+                mem.wait_host()?;
+                let mut at = 0;
+                for i in 0..(self.info.plane_count as usize).min(CUFRAMES_MAX_PLANES) {
+                    let p = self.info.planes[i];
+                    let n = p.row_bytes * p.rows;
+                    mem.copy_plane_to_host(f.stream(), i, &mut dst[at..at + n])?;
+                    at += n;
+                }
+                Ok(at)
+            }
+            None => Err(Error::handle("frame")),
+        }
+    }
+
+    /// Runs `f` on the frame if it lives in CUDA memory;
+    /// `CUFRAMES_ERR_UNSUPPORTED` for a host frame.
+    pub fn with_cuda<R>(
+        &self,
+        f: impl FnOnce(&OwnedFrame<CudaBackend>) -> Result<R, Error>,
+    ) -> Result<R, Error> {
+        let slot = self.frame.lock().unwrap_or_else(|p| p.into_inner());
+        match &*slot {
+            Some(AnyFrame::Cuda(frame)) => f(frame),
+            Some(AnyFrame::Host(_)) => Err(Error::new(
+                CUFRAMES_ERR_UNSUPPORTED,
+                "the frame is in host memory, not CUDA memory",
+            )),
+            None => Err(Error::handle("frame")),
+        }
+    }
+
     /// Whether the lease is still valid (not revoked).
     pub fn is_valid(&self) -> Result<bool, Error> {
         let slot = self.frame.lock().unwrap_or_else(|p| p.into_inner());

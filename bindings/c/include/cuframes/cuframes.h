@@ -1491,6 +1491,69 @@ void *cuframes_frame_cuda_ptr(const cuframes_frame_t *frame);
 int cuframes_frame_is_valid(const cuframes_frame_t *frame);
 
 /**
+ * Copies the frame into `dst` in FFmpeg's packed rawvideo layout (the
+ * planes in order, each row without its pitch padding: for NV12 `w × h`
+ * luma bytes then `w × ⌈h/2⌉` interleaved CbCr bytes, twice that for
+ * P010) and writes the byte count to `*written` (if not NULL). Host
+ * frames are copied row by row; CUDA frames with `cuMemcpy2D` to host
+ * once the publisher's writes are complete. Call it before releasing the
+ * frame, and check the release's result: a revoked lease means the copy
+ * may be torn.
+ *
+ * Returns `CUFRAMES_OK`; `CUFRAMES_ERR_INVALID_ARG` (NULL `dst`, or
+ * `dst_size` below the frame's packed size: nothing written);
+ * `CUFRAMES_ERR_CUDA`; `CUFRAMES_ERR_INVALID_HANDLE`.
+ * Thread-safety: any thread, while the frame is not being released.
+ *
+ * # Safety
+ * `dst` is NULL or valid for writes of `dst_size` bytes; `written` is
+ * NULL or writable.
+ */
+int cuframes_frame_copy_to_host(const cuframes_frame_t *frame,
+                                void *dst,
+                                size_t dst_size,
+                                size_t *written);
+
+/**
+ * The CUDA device ordinal a CUDA frame lives on (≥ 0; its slots are
+ * mapped in that device's primary context), or `CUFRAMES_ERR_UNSUPPORTED`
+ * for a host frame, `CUFRAMES_ERR_INVALID_HANDLE`.
+ * Thread-safety: any thread, while the frame is not being released.
+ */
+int cuframes_frame_cuda_device(const cuframes_frame_t *frame);
+
+/**
+ * Queues device-to-device copies of the frame's planes into your own
+ * device memory (e.g. an FFmpeg CUDA frame pool), on `cu_stream`
+ * (`cuMemcpy2DAsync`), ordered after the publisher's writes. Plane `i`
+ * goes to `dst_planes[i]` with pitch `dst_pitches[i]` (bytes); `plane_count`
+ * must equal the frame's. The destination must be memory of the frame's
+ * device usable in its primary context (`cuframes_frame_cuda_device`;
+ * FFmpeg: `AV_CUDA_USE_PRIMARY_CONTEXT`). Keep the lease until the copies
+ * are done: `cuframes_subscriber_release` (which synchronises the
+ * context) or `cuframes_subscriber_release_after(…, cu_stream)`.
+ *
+ * Returns `CUFRAMES_OK`; `CUFRAMES_ERR_UNSUPPORTED` (a host frame: use
+ * the plane pointers or `cuframes_frame_copy_to_host`);
+ * `CUFRAMES_ERR_INVALID_ARG` (NULL arrays, a wrong `plane_count`, a pitch
+ * below a plane's row bytes); `CUFRAMES_ERR_CUDA`;
+ * `CUFRAMES_ERR_INVALID_HANDLE`. Thread-safety: any thread, while the
+ * frame is not being released.
+ *
+ * # Safety
+ * `dst_planes` and `dst_pitches` are NULL or hold `plane_count` entries;
+ * each `dst_planes[i]` addresses at least `dst_pitches[i] × (rows − 1) +
+ * row bytes` bytes of device memory the caller may overwrite; `cu_stream`
+ * is NULL (the legacy default stream) or a live `CUstream` of this
+ * process.
+ */
+int cuframes_frame_copy_to_device(const cuframes_frame_t *frame,
+                                  const uint64_t *dst_planes,
+                                  const size_t *dst_pitches,
+                                  uint32_t plane_count,
+                                  void *cu_stream);
+
+/**
  * Returns the next encoded packet in `*pkt_out` (a subscriber created with
  * `CUFRAMES_SUBSCRIBE_PACKETS`). The first packet is the publisher's last
  * keyframe (late join). A reader that falls behind the ring loses packets

@@ -502,6 +502,117 @@ pub extern "C" fn cuframes_frame_is_valid(frame: *const cuframes_frame_t) -> c_i
     count(|| Ok(c_int::from(get::<FrameObj, _>(frame)?.is_valid()?)))
 }
 
+/// Copies the frame into `dst` in FFmpeg's packed rawvideo layout (the
+/// planes in order, each row without its pitch padding: for NV12 `w × h`
+/// luma bytes then `w × ⌈h/2⌉` interleaved CbCr bytes, twice that for
+/// P010) and writes the byte count to `*written` (if not NULL). Host
+/// frames are copied row by row; CUDA frames with `cuMemcpy2D` to host
+/// once the publisher's writes are complete. Call it before releasing the
+/// frame, and check the release's result: a revoked lease means the copy
+/// may be torn.
+///
+/// Returns `CUFRAMES_OK`; `CUFRAMES_ERR_INVALID_ARG` (NULL `dst`, or
+/// `dst_size` below the frame's packed size: nothing written);
+/// `CUFRAMES_ERR_CUDA`; `CUFRAMES_ERR_INVALID_HANDLE`.
+/// Thread-safety: any thread, while the frame is not being released.
+///
+/// # Safety
+/// `dst` is NULL or valid for writes of `dst_size` bytes; `written` is
+/// NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn cuframes_frame_copy_to_host(
+    frame: *const cuframes_frame_t,
+    dst: *mut c_void,
+    dst_size: usize,
+    written: *mut usize,
+) -> c_int {
+    call(|| {
+        let f = get::<FrameObj, _>(frame)?;
+        if dst.is_null() {
+            return Err(Error::new(CUFRAMES_ERR_INVALID_ARG, "dst is NULL"));
+        }
+        // SAFETY: non-NULL and valid for writes of `dst_size` bytes by the
+        // caller's contract; u8 has no alignment or validity requirement;
+        // the slice lives only during this call.
+        let out = unsafe { std::slice::from_raw_parts_mut(dst.cast::<u8>(), dst_size) };
+        let n = f.copy_to_host(out)?;
+        if !written.is_null() {
+            // SAFETY: non-NULL and writable by the caller's contract.
+            unsafe { written.write(n) };
+        }
+        Ok(())
+    })
+}
+
+/// The CUDA device ordinal a CUDA frame lives on (≥ 0; its slots are
+/// mapped in that device's primary context), or `CUFRAMES_ERR_UNSUPPORTED`
+/// for a host frame, `CUFRAMES_ERR_INVALID_HANDLE`.
+/// Thread-safety: any thread, while the frame is not being released.
+#[no_mangle]
+pub extern "C" fn cuframes_frame_cuda_device(frame: *const cuframes_frame_t) -> c_int {
+    value(CUFRAMES_ERR_INVALID_HANDLE as c_int, || {
+        let f = get::<FrameObj, _>(frame)?;
+        f.with_cuda(|cf| Ok(cf.memory().device().ordinal() as c_int))
+    })
+}
+
+/// Queues device-to-device copies of the frame's planes into your own
+/// device memory (e.g. an FFmpeg CUDA frame pool), on `cu_stream`
+/// (`cuMemcpy2DAsync`), ordered after the publisher's writes. Plane `i`
+/// goes to `dst_planes[i]` with pitch `dst_pitches[i]` (bytes); `plane_count`
+/// must equal the frame's. The destination must be memory of the frame's
+/// device usable in its primary context (`cuframes_frame_cuda_device`;
+/// FFmpeg: `AV_CUDA_USE_PRIMARY_CONTEXT`). Keep the lease until the copies
+/// are done: `cuframes_subscriber_release` (which synchronises the
+/// context) or `cuframes_subscriber_release_after(…, cu_stream)`.
+///
+/// Returns `CUFRAMES_OK`; `CUFRAMES_ERR_UNSUPPORTED` (a host frame: use
+/// the plane pointers or `cuframes_frame_copy_to_host`);
+/// `CUFRAMES_ERR_INVALID_ARG` (NULL arrays, a wrong `plane_count`, a pitch
+/// below a plane's row bytes); `CUFRAMES_ERR_CUDA`;
+/// `CUFRAMES_ERR_INVALID_HANDLE`. Thread-safety: any thread, while the
+/// frame is not being released.
+///
+/// # Safety
+/// `dst_planes` and `dst_pitches` are NULL or hold `plane_count` entries;
+/// each `dst_planes[i]` addresses at least `dst_pitches[i] × (rows − 1) +
+/// row bytes` bytes of device memory the caller may overwrite; `cu_stream`
+/// is NULL (the legacy default stream) or a live `CUstream` of this
+/// process.
+#[no_mangle]
+pub unsafe extern "C" fn cuframes_frame_copy_to_device(
+    frame: *const cuframes_frame_t,
+    dst_planes: *const u64,
+    dst_pitches: *const usize,
+    plane_count: u32,
+    cu_stream: *mut c_void,
+) -> c_int {
+    call(|| {
+        let f = get::<FrameObj, _>(frame)?;
+        if plane_count != f.info.plane_count {
+            return Err(Error::new(
+                CUFRAMES_ERR_INVALID_ARG,
+                format!("plane_count {plane_count}; the frame has {}", f.info.plane_count),
+            ));
+        }
+        // SAFETY: NULL (refused inside) or `plane_count` readable entries
+        // by the caller's contract.
+        let ptrs = unsafe { slice(dst_planes, plane_count as usize, "dst_planes")? };
+        // SAFETY: as above.
+        let pitches = unsafe { slice(dst_pitches, plane_count as usize, "dst_pitches")? };
+        let stream = RawStream::from_raw(cu_stream.cast());
+        f.with_cuda(|cf| {
+            for (i, (&dst, &pitch)) in ptrs.iter().zip(pitches).enumerate() {
+                // SAFETY: `dst` addresses writable device memory of at least
+                // the plane's extent at `pitch` (the caller's contract);
+                // `pitch` below the row bytes is refused inside.
+                unsafe { cf.memory().copy_plane_to_device(cf.stream(), i, dst, pitch, stream)? };
+            }
+            Ok(())
+        })
+    })
+}
+
 // ---- packets --------------------------------------------------------------
 
 /// Returns the next encoded packet in `*pkt_out` (a subscriber created with
