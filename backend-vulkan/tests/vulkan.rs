@@ -2,7 +2,8 @@
 //! exists (lavapipe in CI, NVIDIA on the GPU machine): slots exported as
 //! opaque fds, imported by a subscriber through the real socket handshake,
 //! frames read back bit-exact. Without a Vulkan device each test prints a
-//! `SKIP:` line and returns (CI installs lavapipe, so they run there).
+//! `SKIP:` line and returns, unless `CUFRAMES_REQUIRE_VULKAN=1` (set by
+//! `.ci/vulkan`, where lavapipe is installed), which makes that a failure.
 
 use cuframes_core::layout::StreamDesc;
 use cuframes_core::ring::FrameMeta;
@@ -31,6 +32,9 @@ fn dir(test: &str) -> Dir {
 fn publisher_backend(test: &str) -> Option<VulkanBackend> {
     match VulkanBackend::publisher(VulkanConfig::default()) {
         Ok(b) => Some(b),
+        Err(e) if std::env::var_os("CUFRAMES_REQUIRE_VULKAN").is_some_and(|v| v == "1") => {
+            panic!("{test}: CUFRAMES_REQUIRE_VULKAN=1 but no usable Vulkan device ({e})")
+        }
         Err(e) => {
             eprintln!("SKIP: {test}: no usable Vulkan device ({e})");
             println!("SKIP: {test}: no usable Vulkan device ({e})");

@@ -21,6 +21,7 @@ use cuframes_core::runtime::{
 use cuframes_core::{Codec, DeliveryMode, MemoryKind};
 use cuframes_cuda::{CudaBackend, CudaFrameExt};
 use cuframes_nvdec::{RecordStream, Recorder};
+use cuframes_vulkan::{VulkanBackend, VulkanFrameExt};
 use md5::{Digest, Md5};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -42,8 +43,12 @@ enum BackendArg {
     Auto,
     /// Host memory (memfd) only.
     Host,
-    /// CUDA memory only (VMM fds or legacy IPC handles, on the publisher's GPU).
+    /// CUDA memory only (VMM fds or legacy IPC handles, on the publisher's
+    /// GPU; Vulkan publishers' opaque fds through cuImportExternalMemory).
     Cuda,
+    /// Vulkan memory (experimental): Vulkan publishers' opaque fds, or CUDA
+    /// VMM publishers' fds, imported on the device of the publisher's UUID.
+    Vulkan,
 }
 
 /// One --publisher-uid value.
@@ -82,7 +87,7 @@ fn parse_secs_interval(s: &str) -> Result<f64, String> {
     }
 }
 
-/// Receive frames of a cuframes stream (host memory or CUDA VRAM).
+/// Receive frames of a cuframes stream (host memory, CUDA VRAM or Vulkan memory).
 ///
 /// Exit status: 0 on a clean end (GOODBYE end of stream, or GOODBYE
 /// shutdown under --no-reconnect; --max-frames / --max-packets; SIGINT /
@@ -111,7 +116,7 @@ struct Args {
     mode: Mode,
     /// Write the MD5 of each received frame (packed NV12/P010 rows, as
     /// `ffmpeg -f framemd5 -pix_fmt nv12`) to this file; `-` for stdout.
-    /// CUDA frames are copied to host memory for it.
+    /// CUDA and Vulkan frames are copied to host memory for it.
     #[arg(long, value_name = "FILE")]
     framemd5: Option<PathBuf>,
     /// Stop after this many frames.
@@ -470,9 +475,13 @@ fn run(args: Args) -> Result<()> {
     match args.backend {
         BackendArg::Host => receive(&args, connect(&args, || Ok(HostBackend))?, host_md5),
         BackendArg::Cuda => receive(&args, connect_cuda(&args)?, cuda_md5()),
+        BackendArg::Vulkan => receive(&args, connect_vulkan(&args)?, vulkan_md5()),
         BackendArg::Auto => match connect(&args, || Ok(HostBackend)) {
             Ok(sub) => receive(&args, sub, host_md5),
             Err(e) if is_cuda_publisher(&e) => receive(&args, connect_cuda(&args)?, cuda_md5()),
+            Err(e) if publisher_kind(&e) == Some(MemoryKind::VulkanOpaqueFd) => {
+                receive(&args, connect_vulkan(&args)?, vulkan_md5())
+            }
             Err(e) => Err(e),
         },
     }
@@ -511,6 +520,44 @@ fn connect_cuda(args: &Args) -> Result<Subscriber<CudaBackend>> {
         after >> 20
     );
     Ok(sub)
+}
+
+/// Connects with the Vulkan backend (the device of the publisher's UUID).
+fn connect_vulkan(args: &Args) -> Result<Subscriber<VulkanBackend>> {
+    let sub = connect(args, || {
+        VulkanBackend::subscriber().context("--backend vulkan")
+    })?;
+    if let Some(d) = sub.backend().device() {
+        let i = d.info();
+        eprintln!(
+            "{}: Vulkan device {} ({}, {})",
+            args.name.as_deref().unwrap_or("subscriber"),
+            i.name,
+            i.device_type,
+            cuframes_vulkan::uuid_string(&i.device_uuid)
+        );
+    }
+    Ok(sub)
+}
+
+/// The memory kind of a publisher a connection was refused for.
+fn publisher_kind(e: &anyhow::Error) -> Option<MemoryKind> {
+    match e.downcast_ref::<ConnectError>() {
+        Some(ConnectError::MemoryKind { theirs, .. }) => Some(*theirs),
+        _ => None,
+    }
+}
+
+/// MD5 of a Vulkan frame: copied to host through a staging buffer.
+fn vulkan_md5() -> impl FnMut(&Frame<'_, VulkanBackend>) -> Result<(String, usize)> {
+    let mut buf = Vec::new();
+    move |f| {
+        f.copy_to_host(&mut buf)
+            .context("copying a frame to host memory")?;
+        let mut h = Md5::new();
+        h.update(&buf);
+        Ok((hex(h), buf.len()))
+    }
 }
 
 /// Whether connecting with host memory failed because the publisher shares VRAM.

@@ -32,10 +32,11 @@
 //! | `io_timeout_ms` | 5000 | a URL whose open or next packet takes longer fails (stall detection) |
 //! | `reconnect_initial_ms`, `reconnect_max_ms` | 1000, 30000 | backoff between reconnects (doubling, capped) |
 //! | `decoder` | `auto` | `auto`, `software`, `nvdec` |
-//! | `backend` | `auto` | `auto`, `host`, `cuda` |
+//! | `backend` | `auto` | `auto`, `host`, `cuda`, `vulkan` (software decode uploaded into Vulkan memory) |
 //! | `memory` | `vmm-fd` | CUDA: `vmm-fd`, `legacy-ipc` |
 //! | `sync` | `host-fence` | CUDA: `host-fence`, `ipc-event` |
 //! | `device` | 0 | CUDA device ordinal |
+//! | `vulkan_device` | the most capable | Vulkan: physical device index (`vkEnumeratePhysicalDevices` order) |
 //! | `ring` | 8 | frame slots, 2..=64 |
 //! | `policy` | `drop-frame` | `drop-frame`, `wait` |
 //! | `wait_timeout_ms` | 2000 | `wait`: longest wait for a slot |
@@ -69,6 +70,7 @@ use crate::demux::{redact_url, RtspTransport};
 use cuframes_core::runtime::PublisherConfig;
 use cuframes_core::{PublishPolicy, StreamKey};
 use cuframes_cuda::{CudaConfig, CudaMemory, CudaSync};
+use cuframes_vulkan::{DeviceSelect, VulkanConfig};
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -140,6 +142,9 @@ pub enum BackendArg {
     Host,
     /// CUDA device memory (VRAM).
     Cuda,
+    /// Vulkan device memory exported as opaque fds (experimental; software
+    /// decode uploaded; docs/vulkan.md).
+    Vulkan,
 }
 
 /// How CUDA slots are shared.
@@ -200,6 +205,8 @@ pub struct StreamFields {
     pub sync: Option<SyncArg>,
     /// CUDA device ordinal.
     pub device: Option<u32>,
+    /// Vulkan physical device index (default: the most capable device).
+    pub vulkan_device: Option<u32>,
     /// Frame slots.
     pub ring: Option<u32>,
     /// Publish policy.
@@ -263,6 +270,7 @@ impl StreamFields {
             memory,
             sync,
             device,
+            vulkan_device,
             ring,
             policy,
             wait_timeout_ms,
@@ -474,13 +482,20 @@ pub fn stream_spec(
         BackendArg::Auto => BackendChoice::Auto(cuda),
         BackendArg::Host => BackendChoice::Host,
         BackendArg::Cuda => BackendChoice::Cuda(cuda),
+        BackendArg::Vulkan => BackendChoice::Vulkan(VulkanConfig {
+            device: s
+                .vulkan_device
+                .map_or(DeviceSelect::Best, DeviceSelect::Index),
+        }),
     };
     let decoder = match s.decoder.unwrap_or(DecoderArg::Auto) {
         DecoderArg::Auto => DecoderChoice::Auto,
         DecoderArg::Software => DecoderChoice::Software,
         DecoderArg::Nvdec => DecoderChoice::Nvdec,
     };
-    if decoder == DecoderChoice::Nvdec && backend == BackendChoice::Host {
+    if decoder == DecoderChoice::Nvdec
+        && matches!(backend, BackendChoice::Host | BackendChoice::Vulkan(_))
+    {
         return Err(bad(
             "decoder \"nvdec\" needs backend \"cuda\" or \"auto\"".into()
         ));
