@@ -26,7 +26,7 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
         name = m["target"]["name"]
         # Only the targets that hold GPU tests (#[ignore]d in CI).
-        if name not in ("gpu", "nvdec"):
+        if name not in ("gpu", "nvdec", "vulkan_interop"):
             continue
         dst = "gpu-carry/tests/" + name
         shutil.copy(m["executable"], dst)
@@ -35,6 +35,11 @@ for line in sys.stdin:
 cp media/sample-h264.mp4 media/sample-hevc.mkv media/sample-h264.h264 media/sample-hevc10.mkv \
    media/sample-size-change.ts media/sample-1080p.mp4 \
    media/*.framemd5 gpu-carry/media/
+# The Vulkan loader (Debian's libvulkan1, no dependencies beyond libc), for a
+# GPU machine without one: gpu-tests.sh uses it only when ldconfig finds none.
+mkdir -p gpu-carry/lib
+cp -L /usr/lib/x86_64-linux-gnu/libvulkan.so.1 gpu-carry/lib/ 2>/dev/null \
+  || echo "note: no libvulkan.so.1 here to carry (apt-get install libvulkan1)"
 cp scripts/gpu-tests.sh scripts/gpu-bench.sh scripts/gpu-scale.sh scripts/torch_handoff.py gpu-carry/
 strip gpu-carry/bin/* gpu-carry/tests/* 2>/dev/null || true
 du -sh gpu-carry
