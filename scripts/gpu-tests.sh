@@ -59,7 +59,7 @@ done
 fi
 
 # --- 2. NVDEC publisher, 4 InOrder subscribers under Wait, MD5 vs FFmpeg
-# run_clip NAME CLIP EXTRA_PUBLISHER_ARGS [PREFIX for subscriber 0] (also used by 3 and 8;
+# run_clip NAME CLIP EXTRA_PUBLISHER_ARGS [PREFIX for subscriber 0] (also used by 3 and 9;
 # SUB_BACKEND=vulkan makes the subscribers Vulkan ones)
 run_clip() {
   local name=$1 clip=$2 pubargs=$3 prefix0=${4:-}
@@ -369,11 +369,11 @@ fi
 
 fi
 
-# --- 8. Vulkan (docs/vulkan.md): the NVIDIA Vulkan device of the CUDA UUID;
+# --- 9. Vulkan (docs/vulkan.md): the NVIDIA Vulkan device of the CUDA UUID;
 # Vulkan->Vulkan, NVDEC/CUDA->Vulkan and Vulkan->CUDA, 4 InOrder subscribers
 # each, MD5 vs FFmpeg; VRAM per Vulkan subscriber. (The in-process interop
 # tests, tests/vulkan_interop, run in section 1.)
-if want 8; then
+if want 9; then
 say "  Vulkan loader: ${VK_LOADER_NOTE:-the system loader}; ICDs: $(ls /usr/share/vulkan/icd.d /etc/vulkan/icd.d 2>/dev/null | tr '\n' ' ')"
 SUB_BACKEND=vulkan run_clip vk-h264-to-vulkan sample-h264.mp4 "--backend vulkan"
 SUB_BACKEND=vulkan run_clip vk-hevc10-to-vulkan sample-hevc10.mkv "--backend vulkan"
