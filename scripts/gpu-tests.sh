@@ -370,13 +370,16 @@ fi
 fi
 
 # --- 9. Vulkan (docs/vulkan.md): the NVIDIA Vulkan device of the CUDA UUID;
-# Vulkan->Vulkan, NVDEC/CUDA->Vulkan and Vulkan->CUDA, 4 InOrder subscribers
+# Vulkan->Vulkan (host fence and timeline semaphores), NVDEC/CUDA->Vulkan and
+# Vulkan->CUDA, 4 InOrder subscribers
 # each, MD5 vs FFmpeg; VRAM per Vulkan subscriber. (The in-process interop
 # tests, tests/vulkan_interop, run in section 1.)
 if want 9; then
 say "  Vulkan loader: ${VK_LOADER_NOTE:-the system loader}; ICDs: $(ls /usr/share/vulkan/icd.d /etc/vulkan/icd.d 2>/dev/null | tr '\n' ' ')"
 SUB_BACKEND=vulkan run_clip vk-h264-to-vulkan sample-h264.mp4 "--backend vulkan"
 SUB_BACKEND=vulkan run_clip vk-hevc10-to-vulkan sample-hevc10.mkv "--backend vulkan"
+SUB_BACKEND=vulkan run_clip vk-timeline-h264-to-vulkan sample-h264.mp4 "--backend vulkan --sync timeline"
+SUB_BACKEND=vulkan run_clip vk-timeline-size-change-to-vulkan sample-size-change.ts "--backend vulkan --sync timeline"
 SUB_BACKEND=vulkan run_clip nvdec-vmm-h264-to-vulkan sample-h264.mp4 "--backend cuda --decoder nvdec --memory vmm-fd --sync host-fence"
 SUB_BACKEND=vulkan run_clip nvdec-vmm-hevc-to-vulkan sample-hevc.mkv "--backend cuda --decoder nvdec --memory vmm-fd --sync host-fence"
 SUB_BACKEND=cuda run_clip vk-h264-to-cuda sample-h264.mp4 "--backend vulkan"

@@ -207,7 +207,10 @@ impl Backend for CudaBackend {
         };
         self.config.sync = match peer.sync_kind {
             SyncKind::IpcEvent => CudaSync::IpcEvent,
-            _ => CudaSync::HostFence,
+            SyncKind::HostFence => CudaSync::HostFence,
+            // A frame must never be read before its writes are known to be
+            // done: sync kinds CUDA cannot wait on are refused.
+            _ => return Err(CudaError::Kind(peer.memory_kind)),
         };
         let d = CudaDevice::by_uuid(&peer.gpu_uuid)?;
         self.config.device = d.ordinal();
@@ -251,7 +254,11 @@ impl Backend for CudaBackend {
         if let Some(e) = &slot.event {
             handle.extend_from_slice(&e.ipc_handle()?);
         }
-        Ok(SlotExport { fd, handle })
+        Ok(SlotExport {
+            fd,
+            handle,
+            sync_fd: None,
+        })
     }
 
     /// VMM fds are imported as the driver validates them; legacy IPC

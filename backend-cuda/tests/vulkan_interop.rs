@@ -13,7 +13,7 @@ use cuframes_core::runtime::{
 };
 use cuframes_core::{Codec, DeliveryMode, MemoryKind, PixelFormat, PublishPolicy};
 use cuframes_cuda::{driver_present, CudaBackend, CudaConfig, CudaDevice, CudaFrameExt, RawStream};
-use cuframes_vulkan::{DeviceSelect, VulkanBackend, VulkanConfig, VulkanFrameExt};
+use cuframes_vulkan::{DeviceSelect, VulkanBackend, VulkanConfig, VulkanFrameExt, VulkanSync};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -41,11 +41,16 @@ fn pattern(n: u64, w: usize, h: usize) -> Vec<u8> {
         .collect()
 }
 
-fn vulkan_on(cuda: &CudaDevice) -> VulkanBackend {
+fn vulkan_with(cuda: &CudaDevice, sync: VulkanSync) -> VulkanBackend {
     VulkanBackend::publisher(VulkanConfig {
         device: DeviceSelect::Uuid(cuda.uuid()),
+        sync,
     })
     .expect("a Vulkan device with the CUDA device's UUID (NVIDIA ICD)")
+}
+
+fn vulkan_on(cuda: &CudaDevice) -> VulkanBackend {
+    vulkan_with(cuda, VulkanSync::HostFence)
 }
 
 fn opts(d: &std::path::Path) -> SubscribeOptions {
@@ -203,5 +208,44 @@ fn vulkan_to_vulkan_on_the_gpu() {
             Err(e) => format!("refused ({e})"),
         }
     );
+    p.finish();
+}
+
+/// `VulkanTimeline`: per-slot timeline semaphores exported as opaque fds;
+/// the publisher commits once the upload is submitted and the subscriber
+/// waits for the slot's semaphore to reach the frame's `seq`.
+#[test]
+#[ignore = "needs an NVIDIA GPU with its Vulkan driver: run by scripts/gpu-tests.sh"]
+fn vulkan_timeline_semaphores_order_frames_across_processes() {
+    let cuda = need_gpu();
+    let d = dir("vktl");
+    let desc = StreamDesc::packed(W as u32, H as u32, PixelFormat::Nv12, Codec::H264).unwrap();
+    let backend = vulkan_with(&cuda, VulkanSync::Timeline);
+    assert_eq!(backend.sync_kind(), cuframes_core::SyncKind::VulkanTimeline);
+    let mut p = Publisher::create(backend, config("vktl", &d), desc).unwrap();
+    let sub = Subscriber::connect("vktl", VulkanBackend::subscriber().unwrap(), opts(&d)).unwrap();
+    assert_eq!(
+        sub.backend().sync_kind(),
+        cuframes_core::SyncKind::VulkanTimeline
+    );
+    let mut buf = Vec::new();
+    let frames = 60;
+    for n in 0..frames {
+        let frame = pattern(n, W, H);
+        let (y, uv) = frame.split_at(W * H);
+        p.publish(FrameMeta::default(), |slot, s| {
+            slot.write_from_host(s, &[(y, W), (uv, W)])
+        })
+        .unwrap();
+        let f = sub.next_frame(Duration::from_secs(5)).unwrap();
+        let (_, value) = f.wait_semaphore().expect("a timeline semaphore per slot");
+        assert_eq!(value, f.meta().seq);
+        f.copy_to_host(&mut buf).unwrap();
+        assert!(buf == frame, "frame {n} differs");
+    }
+    // A CUDA subscriber cannot wait on Vulkan semaphores: refused.
+    let e = Subscriber::connect("vktl", CudaBackend::subscriber().unwrap(), opts(&d));
+    assert!(e.is_err(), "a CUDA subscriber must refuse VulkanTimeline");
+    println!("figure: Vulkan timeline semaphores: {frames} frames of 1280x720 NV12 bit-exact");
     p.finish();
 }

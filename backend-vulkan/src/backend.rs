@@ -6,7 +6,7 @@
 //! waited) before it commits the frame.
 
 use crate::slot::{VulkanImported, VulkanSlot};
-use crate::vk::{DeviceSelect, Gpu, ImportAs, SharedBuffer};
+use crate::vk::{DeviceSelect, Gpu, ImportAs, Semaphore, SharedBuffer};
 use crate::{VulkanDevice, VulkanError};
 use cuframes_core::runtime::{Backend, Peer, SlotExport};
 use cuframes_core::{MemoryKind, SyncKind};
@@ -14,13 +14,33 @@ use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{FileType, SealFlags};
 use std::sync::Arc;
 
+/// How subscribers learn that a frame's writes are done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VulkanSync {
+    /// The publisher waits for its upload (a fence) before committing.
+    #[default]
+    HostFence,
+    /// Per-slot timeline semaphores exported as opaque fds: the publisher
+    /// commits as soon as the upload is submitted, which signals the slot's
+    /// semaphore to the frame's `seq`; subscribers wait for that value.
+    /// Needs `VK_KHR_external_semaphore_fd` (NVIDIA; not lavapipe) and at
+    /// most 32 slots (WELCOME carries two fds per slot, 72 at most).
+    Timeline,
+}
+
 /// Vulkan backend settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct VulkanConfig {
     /// Publisher: which device holds the slots. Subscribers open the device
     /// whose UUID the publisher announces instead.
     pub device: DeviceSelect,
+    /// Publisher: the sync kind. Subscribers follow the publisher's.
+    pub sync: VulkanSync,
 }
+
+/// Most slots of a `VulkanTimeline` ring: 1 + 2 × 32 + 1 fds in WELCOME,
+/// within the 72 a receiver sizes for (`docs/protocol.md` §4.1).
+pub const MAX_TIMELINE_SLOTS: u32 = 32;
 
 /// The Vulkan backend: publishers allocate slots as exportable device
 /// memory, subscribers import them on the device of the same UUID.
@@ -33,6 +53,8 @@ pub struct VulkanBackend {
     gpu: Option<Arc<Gpu>>,
     /// Subscriber: the publisher's memory kind (decides how to import).
     peer_kind: MemoryKind,
+    /// The sync kind: the publisher's choice, a subscriber's peer's.
+    sync: SyncKind,
 }
 
 impl VulkanBackend {
@@ -42,9 +64,21 @@ impl VulkanBackend {
     /// panic), [`VulkanError::NoDevice`] when no device has
     /// `VK_KHR_external_memory_fd`, Vulkan call failures.
     pub fn publisher(config: VulkanConfig) -> Result<Self, VulkanError> {
+        let gpu = Gpu::open(config.device)?;
+        let sync = match config.sync {
+            VulkanSync::HostFence => SyncKind::HostFence,
+            VulkanSync::Timeline if gpu.info().timeline_fd => SyncKind::VulkanTimeline,
+            VulkanSync::Timeline => {
+                return Err(VulkanError::NoDevice(format!(
+                "{} has no timeline semaphores exportable as fds (VK_KHR_external_semaphore_fd)",
+                gpu.info().name
+            )))
+            }
+        };
         Ok(VulkanBackend {
-            gpu: Some(Gpu::open(config.device)?),
+            gpu: Some(gpu),
             peer_kind: MemoryKind::VulkanOpaqueFd,
+            sync,
         })
     }
 
@@ -57,6 +91,7 @@ impl VulkanBackend {
         Ok(VulkanBackend {
             gpu: None,
             peer_kind: MemoryKind::VulkanOpaqueFd,
+            sync: SyncKind::HostFence,
         })
     }
 
@@ -131,7 +166,7 @@ impl Backend for VulkanBackend {
     }
 
     fn sync_kind(&self) -> SyncKind {
-        SyncKind::HostFence
+        self.sync
     }
 
     fn gpu_uuid(&self) -> [u8; 16] {
@@ -146,28 +181,56 @@ impl Backend for VulkanBackend {
         if !self.accepts(peer.memory_kind) {
             return Err(VulkanError::Kind(peer.memory_kind));
         }
-        if peer.sync_kind != SyncKind::HostFence {
-            return Err(VulkanError::Sync(peer.sync_kind));
+        match (peer.memory_kind, peer.sync_kind) {
+            (_, SyncKind::HostFence) | (MemoryKind::VulkanOpaqueFd, SyncKind::VulkanTimeline) => {}
+            (_, s) => return Err(VulkanError::Sync(s)),
+        }
+        let gpu = Gpu::open(DeviceSelect::Uuid(peer.gpu_uuid))?;
+        if peer.sync_kind == SyncKind::VulkanTimeline && !gpu.info().timeline_fd {
+            return Err(VulkanError::NoDevice(format!(
+                "the publisher uses timeline semaphores; {} cannot import them",
+                gpu.info().name
+            )));
         }
         self.peer_kind = peer.memory_kind;
-        self.gpu = Some(Gpu::open(DeviceSelect::Uuid(peer.gpu_uuid))?);
+        self.sync = peer.sync_kind;
+        self.gpu = Some(gpu);
         Ok(())
     }
 
-    fn allocate(&self, _index: u32, size: u64) -> Result<VulkanSlot, VulkanError> {
+    fn allocate(&self, index: u32, size: u64) -> Result<VulkanSlot, VulkanError> {
         let alloc = Self::allocation_size(MemoryKind::VulkanOpaqueFd, size)?;
+        let gpu = self.gpu()?;
+        let sem = match self.sync {
+            SyncKind::VulkanTimeline if index >= MAX_TIMELINE_SLOTS => {
+                return Err(VulkanError::Layout(
+                    "at most 32 slots with timeline semaphores (two fds per slot in WELCOME)",
+                ))
+            }
+            SyncKind::VulkanTimeline => Some(Semaphore::exportable(gpu)?),
+            _ => None,
+        };
         Ok(VulkanSlot {
-            buf: SharedBuffer::exportable(self.gpu()?, alloc)?,
+            buf: SharedBuffer::exportable(gpu, alloc)?,
+            sem,
+            next_value: 0,
+            signaled: 0,
         })
     }
 
     fn export(&self, slot: &VulkanSlot) -> Result<SlotExport, VulkanError> {
         let fd = slot.buf.export_fd()?;
         seal_exported(fd.as_fd())?;
+        let sync_fd = slot.sem.as_ref().map(Semaphore::export_fd).transpose()?;
         Ok(SlotExport {
             fd: Some(fd),
             handle: Vec::new(),
+            sync_fd,
         })
+    }
+
+    fn claimed(slot: &mut VulkanSlot, seq: u64) {
+        slot.next_value = seq;
     }
 
     /// Imports a slot fd after checking what can be checked without
@@ -179,6 +242,18 @@ impl Backend for VulkanBackend {
     fn import(
         &self,
         fd: Option<OwnedFd>,
+        handle: &[u8],
+        size: u64,
+    ) -> Result<VulkanImported, VulkanError> {
+        self.import_slot(fd, None, handle, size)
+    }
+
+    /// [`Backend::import`], and under `VulkanTimeline` the slot's timeline
+    /// semaphore from `sync_fd` (required; the driver checks it is one).
+    fn import_slot(
+        &self,
+        fd: Option<OwnedFd>,
+        sync_fd: Option<OwnedFd>,
         handle: &[u8],
         size: u64,
     ) -> Result<VulkanImported, VulkanError> {
@@ -194,8 +269,16 @@ impl Backend for VulkanBackend {
             MemoryKind::CudaVmmFd => ImportAs::Plain,
             k => return Err(VulkanError::Kind(k)),
         };
+        let sem = match self.sync {
+            SyncKind::VulkanTimeline => {
+                let sfd = sync_fd.ok_or(VulkanError::MissingFd)?;
+                Some(Semaphore::import(gpu, sfd)?)
+            }
+            _ => None,
+        };
         Ok(VulkanImported {
             buf: SharedBuffer::import(gpu, fd, alloc, how)?,
+            sem,
         })
     }
 
@@ -252,6 +335,7 @@ mod tests {
         let mut b = VulkanBackend {
             gpu: None,
             peer_kind: MemoryKind::VulkanOpaqueFd,
+            sync: SyncKind::HostFence,
         };
         assert!(matches!(
             b.import(Some(memfd(2 << 20, true)), &[], 100),
@@ -262,6 +346,7 @@ mod tests {
             (MemoryKind::CudaLegacyIpc, SyncKind::HostFence),
             (MemoryKind::VulkanOpaqueFd, SyncKind::IpcEvent),
             (MemoryKind::CudaVmmFd, SyncKind::IpcEvent),
+            (MemoryKind::CudaVmmFd, SyncKind::VulkanTimeline),
         ] {
             let e = b
                 .attach(&Peer {

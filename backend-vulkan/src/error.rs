@@ -61,6 +61,15 @@ pub enum VulkanError {
     /// A plane does not fit its slot, or the stream has no such plane.
     #[error("frame layout: {0}")]
     Layout(&'static str),
+    /// The publisher's timeline semaphore did not reach the frame's value
+    /// in time.
+    #[error("the publisher's timeline semaphore is at {reached}, frame {value} not done in time")]
+    SyncTimeout {
+        /// The value waited for (the frame's `seq`).
+        value: u64,
+        /// The value it had.
+        reached: u64,
+    },
     /// A host buffer given to a copy is too short.
     #[error("host buffer of {len} bytes, {need} needed")]
     HostBuffer {

@@ -6,9 +6,13 @@
 //!   [`MemoryKind::gpu_allocation_size`] bytes, exported with
 //!   `VK_KHR_external_memory_fd` as an opaque fd (sent with SCM_RIGHTS) and
 //!   imported by subscribers on the device of the same `deviceUUID`.
-//! - Sync kind `HostFence`: the publisher waits for its upload (a fence)
-//!   before it commits the frame; subscribers read committed frames without
-//!   waiting on anything.
+//! - Sync kind `HostFence` (default): the publisher waits for its upload (a
+//!   fence) before it commits the frame; subscribers read committed frames
+//!   without waiting on anything. Sync kind `VulkanTimeline`
+//!   ([`VulkanSync::Timeline`], where `VK_KHR_external_semaphore_fd`
+//!   exists): per-slot timeline semaphores exported as opaque fds; the
+//!   publisher commits once its upload is submitted, and subscribers wait
+//!   for the slot's semaphore to reach the frame's `seq`.
 //! - Across APIs: a Vulkan subscriber imports the frames of a CUDA
 //!   (`CudaVmmFd`) publisher; `cuframes-cuda` imports the frames of a Vulkan
 //!   publisher (`cuImportExternalMemory`). NVIDIA's `deviceUUID` is the CUDA
@@ -31,7 +35,7 @@ mod slot;
 mod vk;
 
 pub use ash;
-pub use backend::{VulkanBackend, VulkanConfig};
+pub use backend::{VulkanBackend, VulkanConfig, VulkanSync, MAX_TIMELINE_SLOTS};
 pub use error::{uuid_string, VulkanError};
 pub use frame::VulkanFrameExt;
 pub use loader::{probe, Probe, ProbeError};

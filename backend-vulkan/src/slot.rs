@@ -2,7 +2,7 @@
 //! imports, each a linear `VkBuffer` holding the frame's planes at the
 //! stream's offsets and pitches (`docs/protocol.md` §3.3).
 
-use crate::vk::SharedBuffer;
+use crate::vk::{Semaphore, SharedBuffer};
 use crate::{VulkanDevice, VulkanError};
 use ash::vk;
 use cuframes_core::layout::StreamDesc;
@@ -70,6 +70,12 @@ pub(crate) fn buffer_plane(
 #[derive(Debug)]
 pub struct VulkanSlot {
     pub(crate) buf: SharedBuffer,
+    /// `VulkanTimeline`: the slot's exported timeline semaphore.
+    pub(crate) sem: Option<Semaphore>,
+    /// The `seq` the claimed frame will be committed as (`Backend::claimed`).
+    pub(crate) next_value: u64,
+    /// The highest value an upload into this slot signals.
+    pub(crate) signaled: u64,
 }
 
 impl VulkanSlot {
@@ -90,9 +96,12 @@ impl VulkanSlot {
 
     /// Uploads a frame from host memory: `planes[i]` is plane `i`'s first
     /// row and its pitch in bytes; each is copied to the plane's offset and
-    /// pitch of `desc` through a staging buffer, and the copy is waited
-    /// for before this returns (the `HostFence` rule: the frame is complete
-    /// in device memory when it is committed).
+    /// pitch of `desc` through a staging buffer. Under `HostFence` the copy
+    /// is waited for before this returns (the frame is complete in device
+    /// memory when it is committed); under `VulkanTimeline` it returns once
+    /// the copy is submitted, which signals the slot's semaphore to the
+    /// frame's `seq` when done (a value already signalled, after an
+    /// abandoned frame, makes it wait instead).
     ///
     /// Errors: a plane that does not fit the slot or is shorter than its
     /// rows ([`VulkanError::Layout`], [`VulkanError::HostBuffer`]), Vulkan
@@ -105,7 +114,12 @@ impl VulkanSlot {
         let size = self.buf.size();
         let len = desc.frame_size;
         let gpu = self.buf.gpu().clone();
-        gpu.upload(&self.buf, len, |dst| {
+        let signal = match &self.sem {
+            Some(sem) if self.next_value > self.signaled => Some((sem, self.next_value)),
+            _ => None,
+        };
+        let value = signal.map(|(_, v)| v);
+        let fill = |dst: &mut [u8]| {
             for (i, (src, src_pitch)) in planes.iter().enumerate() {
                 let (off, pitch, row, rows) = plane_span(desc, i, size)?;
                 let (off, pitch, row, rows) =
@@ -129,21 +143,33 @@ impl VulkanSlot {
                 }
             }
             Ok(())
-        })
+        };
+        gpu.upload(&self.buf, len, fill, signal)?;
+        if let Some(v) = value {
+            self.signaled = v;
+        }
+        Ok(())
     }
 
     /// Copies the frame in this slot to `out` as FFmpeg's packed rawvideo
     /// layout (planes in order, rows without pitch padding).
     pub fn copy_to_host(&self, desc: &StreamDesc, out: &mut Vec<u8>) -> Result<(), VulkanError> {
+        self.buf.gpu().wait_idle()?;
         copy_to_host(&self.buf, desc, out)
     }
 }
+
+/// How long [`VulkanImported::copy_to_host`] waits for a publisher's
+/// timeline semaphore.
+const SYNC_WAIT_NS: u64 = 10_000_000_000;
 
 /// A subscriber's import of one slot: a `VkBuffer` over the publisher's
 /// memory, on the device whose UUID the publisher announced.
 #[derive(Debug)]
 pub struct VulkanImported {
     pub(crate) buf: SharedBuffer,
+    /// `VulkanTimeline`: the slot's timeline semaphore, imported.
+    pub(crate) sem: Option<Semaphore>,
 }
 
 impl VulkanImported {
@@ -169,10 +195,40 @@ impl VulkanImported {
         VulkanDevice(self.buf.gpu().clone())
     }
 
-    /// Copies the frame laid out by `desc` to `out` as FFmpeg's packed
+    /// `VulkanTimeline`: the slot's timeline semaphore, which reaches a
+    /// frame's `seq` when the publisher's writes of that frame are done.
+    /// Waiting on it in a queue submission trusts the publisher to signal
+    /// it (a publisher that never does stalls that queue);
+    /// [`VulkanImported::wait_host`] is the bounded alternative.
+    pub fn semaphore(&self) -> Option<vk::Semaphore> {
+        self.sem.as_ref().map(Semaphore::raw)
+    }
+
+    /// Blocks until the publisher's writes of frame `seq` are done
+    /// (`vkWaitSemaphores`; at once under `HostFence`), at most `timeout_ns`.
+    ///
+    /// Errors: [`VulkanError::SyncTimeout`].
+    pub fn wait_host(&self, seq: u64, timeout_ns: u64) -> Result<(), VulkanError> {
+        match &self.sem {
+            Some(s) if !s.wait(seq, timeout_ns)? => Err(VulkanError::SyncTimeout {
+                value: seq,
+                reached: s.value().unwrap_or(0),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Copies frame `seq` laid out by `desc` to `out` as FFmpeg's packed
     /// rawvideo layout (planes in order, rows without pitch padding), through
-    /// a staging buffer (`vkCmdCopyBuffer`, waited for).
-    pub fn copy_to_host(&self, desc: &StreamDesc, out: &mut Vec<u8>) -> Result<(), VulkanError> {
+    /// a staging buffer (`vkCmdCopyBuffer`, waited for), after
+    /// [`VulkanImported::wait_host`] (10 s at most).
+    pub fn copy_to_host(
+        &self,
+        desc: &StreamDesc,
+        seq: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<(), VulkanError> {
+        self.wait_host(seq, SYNC_WAIT_NS)?;
         copy_to_host(&self.buf, desc, out)
     }
 }

@@ -20,6 +20,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 pub(crate) const HANDLE: vk::ExternalMemoryHandleTypeFlags =
     vk::ExternalMemoryHandleTypeFlags::OPAQUE_FD;
 
+/// The external semaphore handle type of this backend.
+const SEM_HANDLE: vk::ExternalSemaphoreHandleTypeFlags =
+    vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_FD;
+
 /// Usage of every shared slot buffer, the same on both sides (a dedicated
 /// import must use a buffer made like the exporter's).
 const SLOT_USAGE: vk::BufferUsageFlags = vk::BufferUsageFlags::from_raw(
@@ -51,6 +55,11 @@ pub struct DeviceInfo {
     pub external_memory_fd: bool,
     /// `VK_KHR_external_semaphore_fd` (lavapipe lacks it).
     pub external_semaphore_fd: bool,
+    /// Timeline semaphores (Vulkan 1.2 `timelineSemaphore`) that export and
+    /// import as opaque fds: the `VulkanTimeline` sync kind. Known once the
+    /// device is opened ([`crate::VulkanDevice::info`]); `false` in
+    /// [`devices`].
+    pub timeline_fd: bool,
 }
 
 /// Which physical device to open.
@@ -91,6 +100,9 @@ struct Exec {
     cmd: vk::CommandBuffer,
     fence: vk::Fence,
     staging: Option<Staging>,
+    /// A submission not waited for yet (a `VulkanTimeline` upload): waited
+    /// for before the command buffer or the staging buffer is used again.
+    in_flight: bool,
 }
 
 // SAFETY: `Exec` holds Vulkan handles (plain integers or driver pointers
@@ -107,6 +119,8 @@ pub(crate) struct Gpu {
     pdev: vk::PhysicalDevice,
     device: ash::Device,
     mem_fd: ash::khr::external_memory_fd::Device,
+    /// `VK_KHR_external_semaphore_fd`, where the device has it.
+    sem_fd: Option<ash::khr::external_semaphore_fd::Device>,
     family: u32,
     mem_props: vk::PhysicalDeviceMemoryProperties,
     exec: Mutex<Exec>,
@@ -195,6 +209,7 @@ fn describe(
             api_version: p.api_version,
             external_memory_fd: has(ash::khr::external_memory_fd::NAME),
             external_semaphore_fd: has(ash::khr::external_semaphore_fd::NAME),
+            timeline_fd: false,
         },
         family,
     ))
@@ -286,15 +301,51 @@ impl Gpu {
         let queues = [vk::DeviceQueueCreateInfo::default()
             .queue_family_index(family)
             .queue_priorities(&prio)];
-        let create = vk::DeviceCreateInfo::default()
+        // Timeline semaphores exportable as opaque fds: the feature, the
+        // extension, and the external semaphore properties must all agree.
+        let timeline_fd =
+            info.external_semaphore_fd && info.api_version >= vk::API_VERSION_1_2 && {
+                let mut tl = vk::PhysicalDeviceTimelineSemaphoreFeatures::default();
+                let mut f2 = vk::PhysicalDeviceFeatures2::default().push_next(&mut tl);
+                // SAFETY: `pdev` came from `instance`; one valid chained struct.
+                unsafe { instance.get_physical_device_features2(pdev, &mut f2) };
+                let mut ty = vk::SemaphoreTypeCreateInfo::default()
+                    .semaphore_type(vk::SemaphoreType::TIMELINE);
+                let q = vk::PhysicalDeviceExternalSemaphoreInfo::default()
+                    .handle_type(SEM_HANDLE)
+                    .push_next(&mut ty);
+                let mut out = vk::ExternalSemaphoreProperties::default();
+                // SAFETY: valid in/out structs; core 1.1.
+                unsafe {
+                    instance.get_physical_device_external_semaphore_properties(pdev, &q, &mut out)
+                };
+                tl.timeline_semaphore == vk::TRUE
+                    && out.external_semaphore_features.contains(
+                        vk::ExternalSemaphoreFeatureFlags::EXPORTABLE
+                            | vk::ExternalSemaphoreFeatureFlags::IMPORTABLE,
+                    )
+            };
+        let mut tl_on =
+            vk::PhysicalDeviceTimelineSemaphoreFeatures::default().timeline_semaphore(true);
+        let mut create = vk::DeviceCreateInfo::default()
             .queue_create_infos(&queues)
             .enabled_extension_names(&exts);
+        if timeline_fd {
+            create = create.push_next(&mut tl_on);
+        }
+        let info = DeviceInfo {
+            timeline_fd,
+            ..info
+        };
         // SAFETY: `pdev` came from `instance`; `create` and the arrays it
         // points to (queues, priorities, extension names: 'static C
         // strings) live for the call; the extensions are offered (checked).
         let device = unsafe { instance.create_device(pdev, &create, None) }
             .map_err(VulkanError::call("vkCreateDevice"))?;
         let mem_fd = ash::khr::external_memory_fd::Device::new(&instance, &device);
+        let sem_fd = info
+            .external_semaphore_fd
+            .then(|| ash::khr::external_semaphore_fd::Device::new(&instance, &device));
         // SAFETY: `pdev` came from `instance`.
         let mem_props = unsafe { instance.get_physical_device_memory_properties(pdev) };
         let dedicated_only = {
@@ -332,6 +383,7 @@ impl Gpu {
             pdev,
             device,
             mem_fd,
+            sem_fd,
             family,
             mem_props,
             exec: Mutex::new(exec),
@@ -456,19 +508,50 @@ impl Gpu {
     /// Records `copies` (source, destination, regions), submits them and
     /// waits for them; a barrier makes the writes visible to later work
     /// and to the host.
+    /// Waits for a submission left in flight (see [`Exec::in_flight`]).
+    fn settle(&self, ex: &mut Exec) -> Result<(), VulkanError> {
+        if !ex.in_flight {
+            return Ok(());
+        }
+        let d = &self.device;
+        // SAFETY: the fence belongs to this device and was submitted with
+        // the in-flight work; the exec lock is held by the caller.
+        let waited = unsafe { d.wait_for_fences(&[ex.fence], true, FENCE_TIMEOUT_NS) }
+            .map_err(VulkanError::call("vkWaitForFences"));
+        if waited.is_err() {
+            // SAFETY: the queue is externally synchronised by the lock.
+            let _ = unsafe { d.queue_wait_idle(ex.queue) };
+        }
+        // SAFETY: the fence is not pending any more (waited above).
+        unsafe { d.reset_fences(&[ex.fence]) }.map_err(VulkanError::call("vkResetFences"))?;
+        ex.in_flight = false;
+        waited
+    }
+
+    /// Records `copies` (source, destination, regions), submits them —
+    /// signalling timeline semaphore `signal` to its value when done, if
+    /// given — and waits for them unless `signal` is given (then the
+    /// submission stays in flight until the next use of the queue); a
+    /// barrier makes the writes visible to later work and to the host.
     fn run_copies(
         &self,
-        ex: &Exec,
+        ex: &mut Exec,
         copies: &[(vk::Buffer, vk::Buffer, vk::BufferCopy)],
+        signal: Option<(vk::Semaphore, u64)>,
     ) -> Result<(), VulkanError> {
+        self.settle(ex)?;
         let d = &self.device;
         let begin = vk::CommandBufferBeginInfo::default()
             .flags(vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT);
         // SAFETY: the command buffer, fence and queue belong to this device
         // and are used only under the exec lock (held by the caller); the
-        // previous submission was waited for, so the buffer is not pending.
-        // Every buffer in `copies` is live: the callers borrow their owners
-        // for the whole call, and regions are bounds-checked by them.
+        // previous submission was waited for (`settle`), so the buffer is
+        // not pending. Every buffer in `copies` is live: the callers borrow
+        // their owners for the whole call (an in-flight upload's
+        // destination slot is waited for before it is destroyed: `Drop`
+        // waits for the queue), and regions are bounds-checked by them. A
+        // signalled semaphore is a live timeline semaphore whose value is
+        // below `signal.1` (the caller's rule).
         unsafe {
             d.reset_command_buffer(ex.cmd, vk::CommandBufferResetFlags::empty())
                 .map_err(VulkanError::call("vkResetCommandBuffer"))?;
@@ -492,9 +575,22 @@ impl Gpu {
             d.end_command_buffer(ex.cmd)
                 .map_err(VulkanError::call("vkEndCommandBuffer"))?;
             let cmds = [ex.cmd];
-            let submit = vk::SubmitInfo::default().command_buffers(&cmds);
+            let sems: Vec<vk::Semaphore> = signal.iter().map(|s| s.0).collect();
+            let values: Vec<u64> = signal.iter().map(|s| s.1).collect();
+            let mut tl =
+                vk::TimelineSemaphoreSubmitInfo::default().signal_semaphore_values(&values);
+            let mut submit = vk::SubmitInfo::default()
+                .command_buffers(&cmds)
+                .signal_semaphores(&sems);
+            if signal.is_some() {
+                submit = submit.push_next(&mut tl);
+            }
             d.queue_submit(ex.queue, std::slice::from_ref(&submit), ex.fence)
                 .map_err(VulkanError::call("vkQueueSubmit"))?;
+            if signal.is_some() {
+                ex.in_flight = true;
+                return Ok(());
+            }
             let waited = d
                 .wait_for_fences(&[ex.fence], true, FENCE_TIMEOUT_NS)
                 .map_err(VulkanError::call("vkWaitForFences"));
@@ -517,11 +613,14 @@ impl Gpu {
         dst: &SharedBuffer,
         len: u64,
         fill: impl FnOnce(&mut [u8]) -> Result<(), VulkanError>,
+        signal: Option<(&Semaphore, u64)>,
     ) -> Result<(), VulkanError> {
         if len > dst.size {
             return Err(VulkanError::Layout("frame larger than its slot"));
         }
         let mut ex = self.exec();
+        // The staging buffer may still be read by an upload in flight.
+        self.settle(&mut ex)?;
         let s = self.staging(&mut ex, len)?;
         let (sbuf, sptr) = (s.buffer, s.ptr);
         {
@@ -533,14 +632,15 @@ impl Gpu {
             fill(bytes)?;
         }
         if len == 0 {
-            return Ok(());
+            return Err(VulkanError::Layout("empty frame"));
         }
         let region = vk::BufferCopy {
             src_offset: 0,
             dst_offset: 0,
             size: len,
         };
-        self.run_copies(&ex, &[(sbuf, dst.buffer, region)])
+        let signal = signal.map(|(sem, v)| (sem.sem, v));
+        self.run_copies(&mut ex, &[(sbuf, dst.buffer, region)], signal)
     }
 
     /// Subscriber: copies `len` bytes at offset 0 of `src` to host staging
@@ -555,6 +655,7 @@ impl Gpu {
             return Err(VulkanError::Layout("frame larger than its slot"));
         }
         let mut ex = self.exec();
+        self.settle(&mut ex)?;
         let s = self.staging(&mut ex, len)?;
         let (sbuf, sptr) = (s.buffer, s.ptr);
         if len > 0 {
@@ -563,7 +664,7 @@ impl Gpu {
                 dst_offset: 0,
                 size: len,
             };
-            self.run_copies(&ex, &[(src.buffer, sbuf, region)])?;
+            self.run_copies(&mut ex, &[(src.buffer, sbuf, region)], None)?;
         }
         // SAFETY: as in `upload`: `len` mapped coherent bytes, the copy
         // into them completed (fence waited), the lock held.
@@ -573,7 +674,8 @@ impl Gpu {
 
     /// `vkQueueWaitIdle`: work submitted on this backend's queue is done.
     pub(crate) fn wait_idle(&self) -> Result<(), VulkanError> {
-        let ex = self.exec();
+        let mut ex = self.exec();
+        self.settle(&mut ex)?;
         // SAFETY: the queue is externally synchronised by the exec lock.
         unsafe { self.device.queue_wait_idle(ex.queue) }
             .map_err(VulkanError::call("vkQueueWaitIdle"))
@@ -681,6 +783,7 @@ impl Exec {
             cmd,
             fence,
             staging: None,
+            in_flight: false,
         })
     }
 }
@@ -903,5 +1006,132 @@ impl Drop for SharedBuffer {
             self.gpu.device.destroy_buffer(self.buffer, None);
             self.gpu.device.free_memory(self.memory, None);
         }
+    }
+}
+
+/// A timeline semaphore exported or imported as an opaque fd
+/// (`VulkanTimeline` sync); destroyed on drop.
+pub(crate) struct Semaphore {
+    gpu: Arc<Gpu>,
+    sem: vk::Semaphore,
+}
+
+impl std::fmt::Debug for Semaphore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Semaphore").field("sem", &self.sem).finish()
+    }
+}
+
+impl Semaphore {
+    fn create(gpu: &Arc<Gpu>, export: bool) -> Result<Self, VulkanError> {
+        if !gpu.info.timeline_fd {
+            return Err(VulkanError::NoDevice(format!(
+                "{} has no timeline semaphores exportable as fds (VK_KHR_external_semaphore_fd)",
+                gpu.info.name
+            )));
+        }
+        let mut ty = vk::SemaphoreTypeCreateInfo::default()
+            .semaphore_type(vk::SemaphoreType::TIMELINE)
+            .initial_value(0);
+        let mut ex = vk::ExportSemaphoreCreateInfo::default().handle_types(SEM_HANDLE);
+        let mut info = vk::SemaphoreCreateInfo::default().push_next(&mut ty);
+        if export {
+            info = info.push_next(&mut ex);
+        }
+        // SAFETY: a valid create info whose chain lives for the call; the
+        // timeline feature is enabled (`timeline_fd`).
+        let sem = unsafe { gpu.device.create_semaphore(&info, None) }
+            .map_err(VulkanError::call("vkCreateSemaphore"))?;
+        Ok(Semaphore {
+            gpu: Arc::clone(gpu),
+            sem,
+        })
+    }
+
+    /// A timeline semaphore (initial value 0) exportable as an opaque fd.
+    pub(crate) fn exportable(gpu: &Arc<Gpu>) -> Result<Self, VulkanError> {
+        Self::create(gpu, true)
+    }
+
+    /// Imports `fd` (a peer's timeline semaphore) into a new semaphore.
+    /// Vulkan owns the fd on success; on failure it is leaked (as
+    /// [`SharedBuffer::import`] does).
+    pub(crate) fn import(gpu: &Arc<Gpu>, fd: OwnedFd) -> Result<Self, VulkanError> {
+        let me = Self::create(gpu, false)?;
+        let ext = gpu.sem_fd.as_ref().ok_or(VulkanError::NoDevice(
+            "no VK_KHR_external_semaphore_fd".into(),
+        ))?;
+        let info = vk::ImportSemaphoreFdInfoKHR::default()
+            .semaphore(me.sem)
+            .handle_type(SEM_HANDLE)
+            .fd(fd.into_raw_fd());
+        // SAFETY: a live semaphore of the timeline type, not in use; the fd
+        // is ours to give (released from its OwnedFd); the driver checks
+        // that it is an opaque semaphore fd of a compatible semaphore.
+        unsafe { ext.import_semaphore_fd(&info) }
+            .map_err(VulkanError::call("vkImportSemaphoreFdKHR"))?;
+        Ok(me)
+    }
+
+    /// `vkGetSemaphoreFdKHR`: a new opaque fd for the semaphore.
+    pub(crate) fn export_fd(&self) -> Result<OwnedFd, VulkanError> {
+        let ext = self.gpu.sem_fd.as_ref().ok_or(VulkanError::NoDevice(
+            "no VK_KHR_external_semaphore_fd".into(),
+        ))?;
+        let info = vk::SemaphoreGetFdInfoKHR::default()
+            .semaphore(self.sem)
+            .handle_type(SEM_HANDLE);
+        // SAFETY: the semaphore is live and was created exportable as
+        // this handle type (`exportable`).
+        let fd = unsafe { ext.get_semaphore_fd(&info) }
+            .map_err(VulkanError::call("vkGetSemaphoreFdKHR"))?;
+        if fd < 0 {
+            return Err(VulkanError::Call {
+                call: "vkGetSemaphoreFdKHR",
+                result: vk::Result::ERROR_INVALID_EXTERNAL_HANDLE,
+            });
+        }
+        // SAFETY: the driver returned a new fd that nothing else owns.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    /// `vkGetSemaphoreCounterValue`.
+    pub(crate) fn value(&self) -> Result<u64, VulkanError> {
+        // SAFETY: a live timeline semaphore.
+        unsafe { self.gpu.device.get_semaphore_counter_value(self.sem) }
+            .map_err(VulkanError::call("vkGetSemaphoreCounterValue"))
+    }
+
+    /// `vkWaitSemaphores` for `value`, at most `timeout_ns`: whether it
+    /// was reached.
+    pub(crate) fn wait(&self, value: u64, timeout_ns: u64) -> Result<bool, VulkanError> {
+        let sems = [self.sem];
+        let values = [value];
+        let info = vk::SemaphoreWaitInfo::default()
+            .semaphores(&sems)
+            .values(&values);
+        // SAFETY: a live timeline semaphore; the arrays live for the call.
+        match unsafe { self.gpu.device.wait_semaphores(&info, timeout_ns) } {
+            Ok(()) => Ok(true),
+            Err(vk::Result::TIMEOUT) => Ok(false),
+            Err(e) => Err(VulkanError::Call {
+                call: "vkWaitSemaphores",
+                result: e,
+            }),
+        }
+    }
+
+    pub(crate) fn raw(&self) -> vk::Semaphore {
+        self.sem
+    }
+}
+
+impl Drop for Semaphore {
+    fn drop(&mut self) {
+        // Pending signals of this crate are waited for first.
+        let _ = self.gpu.wait_idle();
+        // SAFETY: made on this device; no pending submission uses it
+        // (waited above).
+        unsafe { self.gpu.device.destroy_semaphore(self.sem, None) };
     }
 }

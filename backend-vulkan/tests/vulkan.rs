@@ -9,7 +9,7 @@ use cuframes_core::layout::StreamDesc;
 use cuframes_core::ring::FrameMeta;
 use cuframes_core::runtime::{Backend, Publisher, PublisherConfig, SubscribeOptions, Subscriber};
 use cuframes_core::{Codec, DeliveryMode, MemoryKind, PixelFormat, PublishPolicy};
-use cuframes_vulkan::{VulkanBackend, VulkanConfig, VulkanFrameExt};
+use cuframes_vulkan::{VulkanBackend, VulkanConfig, VulkanFrameExt, VulkanSync};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -158,5 +158,61 @@ fn imports_are_checked_against_the_protocol_size() {
     match sub.import(Some(m), &[], 1000) {
         Ok(_) => eprintln!("note: the driver accepts a sealed memfd as an opaque fd"),
         Err(e) => eprintln!("a foreign memfd is refused: {e}"),
+    }
+}
+
+/// `VulkanTimeline` where the device exports timeline semaphores (NVIDIA);
+/// elsewhere (lavapipe has no `VK_KHR_external_semaphore_fd`) the
+/// publisher must refuse it with a clear error, and the test says SKIP.
+#[test]
+fn timeline_semaphores_where_the_device_has_them() {
+    let test = "timeline_semaphores_where_the_device_has_them";
+    let Some(probe) = publisher_backend(test) else {
+        return;
+    };
+    let info = probe.device().unwrap().info().clone();
+    drop(probe);
+    let config = VulkanConfig {
+        sync: VulkanSync::Timeline,
+        ..VulkanConfig::default()
+    };
+    if !info.timeline_fd {
+        let e = VulkanBackend::publisher(config).unwrap_err();
+        assert!(
+            e.to_string().contains("VK_KHR_external_semaphore_fd"),
+            "{e}"
+        );
+        println!(
+            "SKIP: {test}: {} has no exportable timeline semaphores ({e})",
+            info.name
+        );
+        eprintln!(
+            "SKIP: {test}: {} has no exportable timeline semaphores ({e})",
+            info.name
+        );
+        return;
+    }
+    let d = dir("timeline");
+    let (w, h) = (64usize, 32usize);
+    let mut cfg = PublisherConfig::new("vk-timeline");
+    cfg.runtime_dir = Some(d.0.clone());
+    cfg.slots = 3;
+    let stream = StreamDesc::packed(w as u32, h as u32, PixelFormat::Nv12, Codec::H264).unwrap();
+    let mut p = Publisher::create(VulkanBackend::publisher(config).unwrap(), cfg, stream).unwrap();
+    let mut o = SubscribeOptions::new(DeliveryMode::InOrder);
+    o.runtime_dir = Some(d.0.clone());
+    let sub = Subscriber::connect("vk-timeline", VulkanBackend::subscriber().unwrap(), o).unwrap();
+    let mut out = Vec::new();
+    for n in 0..8u8 {
+        let frame = pattern(w, h, n);
+        let (y, uv) = frame.split_at(w * h);
+        p.publish(FrameMeta::default(), |s, desc| {
+            s.write_from_host(desc, &[(y, w), (uv, w)])
+        })
+        .unwrap();
+        let f = sub.next_frame(Duration::from_secs(5)).unwrap();
+        assert_eq!(f.wait_semaphore().map(|(_, v)| v), Some(f.meta().seq));
+        f.copy_to_host(&mut out).unwrap();
+        assert!(out == frame, "frame {n}");
     }
 }

@@ -96,6 +96,11 @@ pub enum SyncKind {
     HostFence,
     /// Per-slot interprocess CUDA events; the subscriber waits on its stream.
     IpcEvent,
+    /// Per-slot Vulkan timeline semaphores exported as opaque fds (one more
+    /// fd per slot in WELCOME); the publisher signals a slot's semaphore to
+    /// the frame's `seq` when its writes are done, and the subscriber waits
+    /// for that value before reading (`docs/protocol.md` §3.6).
+    VulkanTimeline,
     /// A code this implementation does not know.
     Unknown(u32),
 }
@@ -106,7 +111,17 @@ impl SyncKind {
         match self {
             SyncKind::HostFence => 1,
             SyncKind::IpcEvent => 2,
+            SyncKind::VulkanTimeline => 3,
             SyncKind::Unknown(c) => c,
+        }
+    }
+
+    /// Fds per slot this sync kind adds to WELCOME, after the slot's memory
+    /// fd (`docs/protocol.md` §4.3): 1 for `VulkanTimeline`, else 0.
+    pub const fn fds_per_slot(self) -> u32 {
+        match self {
+            SyncKind::VulkanTimeline => 1,
+            _ => 0,
         }
     }
 
@@ -115,6 +130,7 @@ impl SyncKind {
         match code {
             1 => SyncKind::HostFence,
             2 => SyncKind::IpcEvent,
+            3 => SyncKind::VulkanTimeline,
             c => SyncKind::Unknown(c),
         }
     }

@@ -286,7 +286,8 @@ impl SlotWrite for VulkanBackend {
             Some(d) => {
                 let i = d.info();
                 format!(
-                    "vulkan VulkanOpaqueFd/HostFence on {} ({}, {})",
+                    "vulkan VulkanOpaqueFd/{:?} on {} ({}, {})",
+                    self.sync_kind(),
                     i.name,
                     i.device_type,
                     cuframes_vulkan::uuid_string(&i.device_uuid)

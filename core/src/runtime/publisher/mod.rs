@@ -540,10 +540,16 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
             self.free_retired();
         }
         match self.claim_slot() {
-            Some(claim) => Some(SlotGuard {
-                publisher: self,
-                claim: Some(claim),
-            }),
+            Some(claim) => {
+                let seq = self.ring.writer().next_seq();
+                if let Some(slot) = self.slots.get_mut(claim.slot as usize) {
+                    B::claimed(slot, seq);
+                }
+                Some(SlotGuard {
+                    publisher: self,
+                    claim: Some(claim),
+                })
+            }
             None => {
                 self.ring.writer().count_drop();
                 self.stats.dropped += 1;

@@ -57,7 +57,8 @@ struct Args {
     /// --backend cuda: how slots are shared.
     #[arg(conflicts_with = "config", long, value_enum, default_value = "vmm-fd")]
     memory: MemoryArg,
-    /// --backend cuda: how subscribers learn a frame is complete.
+    /// --backend cuda / vulkan: how subscribers learn a frame is complete
+    /// (vulkan: host-fence or timeline).
     #[arg(
         conflicts_with = "config",
         long,
