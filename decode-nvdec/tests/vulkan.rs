@@ -39,7 +39,6 @@ fn vulkan_or_skip(test: &str) -> bool {
     if std::env::var_os("CUFRAMES_REQUIRE_VULKAN").is_some_and(|v| v == "1") {
         panic!("{test}: CUFRAMES_REQUIRE_VULKAN=1 but {why}");
     }
-    eprintln!("SKIP: {test}: {why}");
     println!("SKIP: {test}: {why}");
     false
 }
