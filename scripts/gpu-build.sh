@@ -11,12 +11,15 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target/gpu}"
 [ -f "$FFMPEG_DIR/lib/libavcodec.a" ] || { echo "no static FFmpeg in $FFMPEG_DIR: run scripts/ffmpeg-static.sh" >&2; exit 1; }
 
 cargo build --release --locked -p cuframes-nvdec --features static-ffmpeg --bins
-cargo build --release --locked -p cuframes-cuda --bins
+cargo build --release --locked -p cuframes-cuda --bins --example cuda_to_vulkan
+cargo build --release --locked -p cuframes-vulkan --example nv12_to_png
 tests_json=$(cargo test --release --locked -p cuframes-cuda -p cuframes-nvdec --features cuframes-nvdec/static-ffmpeg --no-run --message-format=json 2>/dev/null)
 
 rm -rf gpu-carry && mkdir -p gpu-carry/bin gpu-carry/tests gpu-carry/media
 cp "$CARGO_TARGET_DIR"/release/cuframes-publish "$CARGO_TARGET_DIR"/release/cuframes-subscribe \
-   "$CARGO_TARGET_DIR"/release/cuframes-gpu-bench gpu-carry/bin/
+   "$CARGO_TARGET_DIR"/release/cuframes-gpu-bench "$CARGO_TARGET_DIR"/release/examples/cuda_to_vulkan \
+   "$CARGO_TARGET_DIR"/release/examples/nv12_to_png \
+   gpu-carry/bin/
 # Test executables: name each by its target (crate-test) without the hash.
 echo "$tests_json" | python3 -c '
 import json, sys, shutil

@@ -390,6 +390,22 @@ else
   fail "the Vulkan publisher did not pick the NVIDIA device: $(grep -h 'backend' "$OUT/vk-h264-to-vulkan/publisher.log" | head -1)"
 fi
 grep -h "Vulkan device" "$OUT/nvdec-vmm-h264-to-vulkan/sub0.log" | head -1 | sed 's/^/  CUDA->Vulkan subscriber: /' | tee -a "$SUMMARY"
+# The compute-shader consumer reading shared frames in place on the GPU:
+# an NVDEC (CUDA VMM) publisher and a Vulkan timeline-semaphore publisher,
+# each converted by examples/nv12_to_png and checked against the CPU.
+for pubargs in "--backend cuda --decoder nvdec" "--backend vulkan --sync timeline"; do
+  dir=$OUT/vk-example-$(echo "$pubargs" | tr -c 'a-z0-9\n' '-' | tr -s '-'); mkdir -p "$dir"
+  "$BIN/cuframes-publish" --input "$MEDIA/sample-h264.mp4" --key vkex $pubargs --loop --realtime \
+      --stats-interval 0 > "$dir/publisher.log" 2>&1 &
+  pub=$!
+  for _ in $(seq 100); do [ -S "$RT/vkex.sock" ] && break; sleep 0.1; done
+  if "$BIN/nv12_to_png" vkex "$dir/frame.png" --check > "$dir/example.log" 2>&1; then
+    pass "compute shader on shared frames ($pubargs): $(tr '\n' ' ' < "$dir/example.log")"
+  else
+    fail "compute shader on shared frames ($pubargs): $(tail -n 2 "$dir/example.log" | tr '\n' ' ')"
+  fi
+  kill -INT "$pub"; wait "$pub"
+done
 # VRAM per Vulkan subscriber: a Vulkan publisher (8 slots of 1280x720 NV12,
 # 2 MiB each), then 4 Vulkan subscribers one at a time.
 dir=$OUT/vk-vram; mkdir -p "$dir"
