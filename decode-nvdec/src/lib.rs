@@ -20,7 +20,9 @@
 //! - [`annexb`]: length-prefixed MP4/Matroska samples and `avcC`/`hvcC`
 //!   records to Annex B, as the packet ring carries them;
 //! - [`record`]: [`Recorder`] writes received packets to MP4 or Matroska
-//!   without re-encoding.
+//!   without re-encoding;
+//! - [`rawvideo`]: [`RawVideoWriter`] writes received frames as packed raw
+//!   video (NV12 / P010 / yuv420p) for stock FFmpeg's `-f rawvideo`.
 //!
 //! - [`nvdec`]: [`nvdec::NvdecDecoder`], NVIDIA's hardware decoder through
 //!   `libnvcuvid.so.1` loaded at run time, producing NV12 / P010 surfaces in
@@ -42,6 +44,7 @@ pub mod decoder;
 pub mod demux;
 pub mod frame;
 pub mod nvdec;
+pub mod rawvideo;
 pub mod record;
 pub mod service;
 pub mod software;
@@ -59,6 +62,7 @@ pub use demux::{
     UrlOptions,
 };
 pub use frame::{HostFrame, PlaneLayout};
+pub use rawvideo::{RawFormat, RawVideoError, RawVideoWriter};
 pub use record::{RecordError, RecordStream, Recorder};
 pub use software::SoftwareDecoder;
 pub use time::{rescale_to_ns, FrameClock};

@@ -328,6 +328,11 @@ pub(crate) struct Ring<B: Backend> {
     start_seq: u64,
 }
 
+/// How often an empty poll (`next_frame` with a short timeout) reads the
+/// control socket while the ring is open. A publisher that died without
+/// closing its ring is noticed this much later at most.
+const SOCKET_POLL_EVERY: Duration = Duration::from_millis(1);
+
 /// One connection to a publisher.
 struct Conn<B: Backend> {
     chan: Channel,
@@ -375,6 +380,9 @@ pub struct Subscriber<B: Backend = HostBackend> {
     announce_change: Cell<bool>,
     /// The next frame carries `FLAG_DISCONTINUITY` (after a reconnect).
     announce_gap: Cell<bool>,
+    /// When the control socket was last read while the ring was open
+    /// (polling reads it at most every [`SOCKET_POLL_EVERY`]).
+    socket_read_at: Cell<Instant>,
     retry: Cell<Option<Retry>>,
     /// The last reconnect failure logged at WARN (each new kind once).
     retry_warned: RefCell<String>,
@@ -570,6 +578,7 @@ impl<B: Backend> Subscriber<B> {
             revoked,
             announce_change: Cell::new(false),
             announce_gap: Cell::new(false),
+            socket_read_at: Cell::new(Instant::now()),
             retry: Cell::new(None),
             retry_warned: RefCell::new(String::new()),
             peer,
@@ -677,8 +686,20 @@ impl<B: Backend> Subscriber<B> {
                     }
                 }
             }
-            self.service_socket()?;
-            let now = Instant::now();
+            // The ring is open and empty. Everything the socket can bring
+            // that matters now (GOODBYE, STREAM_CHANGED, EOF) is followed or
+            // preceded by the ring's close, seen above without a syscall, so
+            // a polling caller (`timeout` zero) reads the socket at most
+            // every SOCKET_POLL_EVERY: an empty poll is a few loads, not a
+            // `recvmsg`.
+            let mut now = Instant::now();
+            if now.saturating_duration_since(self.socket_read_at.get()) >= SOCKET_POLL_EVERY
+                || timeout > SOCKET_POLL_EVERY
+            {
+                self.service_socket()?;
+                self.socket_read_at.set(now);
+                now = Instant::now();
+            }
             if now >= deadline {
                 return Err(RecvError::Timeout(timeout));
             }

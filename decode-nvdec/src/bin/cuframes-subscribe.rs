@@ -2,11 +2,12 @@
 //! drops and publish-to-receive latency, optionally write each frame's MD5 in
 //! FFmpeg's framemd5 format; with `--record`, write the encoded packets of a
 //! publisher started with `--packets` to an MP4 or Matroska file without
-//! re-encoding.
+//! re-encoding; with `--rawvideo`, write the frames as packed raw video for
+//! stock FFmpeg (`-f rawvideo`, the options printed on stderr).
 //!
 //! Exit status: 0 on a clean end (the publisher's GOODBYE EndOfStream, or
 //! its GOODBYE shutdown under --no-reconnect; --max-frames / --max-packets
-//! reached; SIGINT / SIGTERM); 3 when the publisher died (its connection
+//! reached; SIGINT / SIGTERM; the --rawvideo reader closing its pipe); 3 when the publisher died (its connection
 //! closed without GOODBYE) and no reconnection followed (--no-reconnect), or
 //! reconnecting gave up (--reconnect-give-up-secs); 1 on any other error; 2
 //! on bad arguments.
@@ -20,7 +21,8 @@ use cuframes_core::runtime::{
 };
 use cuframes_core::{Codec, DeliveryMode, MemoryKind};
 use cuframes_cuda::{CudaBackend, CudaFrameExt};
-use cuframes_nvdec::{RecordStream, Recorder};
+use cuframes_nvdec::rawvideo::Geometry;
+use cuframes_nvdec::{RawFormat, RawVideoError, RawVideoWriter, RecordStream, Recorder};
 use cuframes_vulkan::{VulkanBackend, VulkanFrameExt};
 use md5::{Digest, Md5};
 use std::io::Write;
@@ -100,7 +102,8 @@ fn parse_secs_interval(s: &str) -> Result<f64, String> {
     long_about = None,
     args_override_self = true,
     after_help = "Exit status: 0 on a clean end (the publisher's GOODBYE end of stream, or its \
-GOODBYE shutdown under --no-reconnect; --max-frames / --max-packets; SIGINT / SIGTERM); 3 when \
+GOODBYE shutdown under --no-reconnect; --max-frames / --max-packets; SIGINT / SIGTERM; the \
+--rawvideo reader closing its pipe); 3 when \
 the publisher died without GOODBYE and is not waited for (--no-reconnect), or reconnecting gave \
 up (--reconnect-give-up-secs); 1 on other errors; 2 on bad arguments."
 )]
@@ -119,6 +122,18 @@ struct Args {
     /// CUDA and Vulkan frames are copied to host memory for it.
     #[arg(long, value_name = "FILE")]
     framemd5: Option<PathBuf>,
+    /// Write the frames as packed raw video to this file; `-` for stdout
+    /// (a pipe into stock FFmpeg). The matching FFmpeg input options are
+    /// printed on stderr at the first frame, e.g. `-f rawvideo -pix_fmt
+    /// nv12 -video_size 1280x720 -framerate 30/1`. A stream change ends the
+    /// run (raw video has one geometry); a reader that closes the pipe ends
+    /// it cleanly.
+    #[arg(long, value_name = "FILE")]
+    rawvideo: Option<PathBuf>,
+    /// Pixel format of --rawvideo: as published (nv12 / p010le) or yuv420p
+    /// (NV12 de-interleaved losslessly; P010 converted by libswscale).
+    #[arg(long, value_enum, default_value = "published", requires = "rawvideo")]
+    rawvideo_format: RawFormatArg,
     /// Stop after this many frames.
     #[arg(long)]
     max_frames: Option<u64>,
@@ -181,6 +196,15 @@ struct Args {
     /// /run/cuframes, $XDG_RUNTIME_DIR/cuframes, /tmp/cuframes-UID).
     #[arg(long)]
     runtime_dir: Option<PathBuf>,
+}
+
+/// `--rawvideo-format`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RawFormatArg {
+    /// NV12 or P010 (p010le), as the publisher shares them.
+    Published,
+    /// Planar 8-bit 4:2:0.
+    Yuv420p,
 }
 
 /// The publisher went away before the end of its stream and is not waited
@@ -327,15 +351,86 @@ fn hex(h: Md5) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// MD5 over a host frame's rows without pitch padding.
-fn host_md5(f: &Frame<'_>) -> Result<(String, usize)> {
-    let mut h = Md5::new();
-    let mut size = 0;
-    f.for_each_row(|row| {
-        h.update(row);
-        size += row.len();
-    });
-    Ok((hex(h), size))
+/// A host frame's rows without pitch padding (FFmpeg's packed layout).
+fn host_packed(f: &Frame<'_>, out: &mut Vec<u8>) -> Result<()> {
+    out.clear();
+    f.for_each_row(|row| out.extend_from_slice(row));
+    Ok(())
+}
+
+/// --rawvideo: the writer, opened at the first frame (its geometry).
+struct RawOutput {
+    path: PathBuf,
+    format: RawFormat,
+    writer: Option<RawVideoWriter<Box<dyn Write>>>,
+}
+
+impl RawOutput {
+    fn new(path: &Path, format: RawFormatArg) -> Self {
+        RawOutput {
+            path: path.to_path_buf(),
+            format: match format {
+                RawFormatArg::Published => RawFormat::Published,
+                RawFormatArg::Yuv420p => RawFormat::Yuv420p,
+            },
+            writer: None,
+        }
+    }
+
+    /// Writes one packed frame; `false` once the reader closed the pipe.
+    fn write(
+        &mut self,
+        name: &str,
+        g: Geometry,
+        packed: &[u8],
+        stream: cuframes_core::layout::StreamDesc,
+    ) -> Result<bool> {
+        if self.writer.is_none() {
+            let out: Box<dyn Write> = if self.path.as_os_str() == "-" {
+                Box::new(std::io::BufWriter::new(std::io::stdout().lock()))
+            } else {
+                Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(&self.path)
+                        .with_context(|| format!("creating {}", self.path.display()))?,
+                ))
+            };
+            let w = RawVideoWriter::new(out, g, self.format)?;
+            let fps = (stream.fps_num > 0 && stream.fps_den > 0)
+                .then_some((stream.fps_num, stream.fps_den));
+            eprintln!(
+                "{name}: raw video to {}: read it with ffmpeg {} -i {}",
+                self.path.display(),
+                w.ffmpeg_input_args(fps),
+                if self.path.as_os_str() == "-" {
+                    "pipe:".to_string()
+                } else {
+                    self.path.display().to_string()
+                }
+            );
+            self.writer = Some(w);
+        }
+        let Some(w) = self.writer.as_mut() else {
+            return Ok(false);
+        };
+        match w.write_frame(g, packed) {
+            Ok(()) => Ok(true),
+            Err(RawVideoError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn finish(self, name: &str) -> Result<()> {
+        if let Some(w) = self.writer {
+            let n = w.frames();
+            match w.finish() {
+                Ok(_) => {}
+                Err(RawVideoError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                Err(e) => return Err(e.into()),
+            }
+            eprintln!("{name}: wrote {n} raw video frames");
+        }
+        Ok(())
+    }
 }
 
 /// The packet side: an optional recording and counters.
@@ -473,14 +568,14 @@ fn run_packets<B: Backend>(
 
 fn run(args: Args) -> Result<()> {
     match args.backend {
-        BackendArg::Host => receive(&args, connect(&args, || Ok(HostBackend))?, host_md5),
-        BackendArg::Cuda => receive(&args, connect_cuda(&args)?, cuda_md5()),
-        BackendArg::Vulkan => receive(&args, connect_vulkan(&args)?, vulkan_md5()),
+        BackendArg::Host => receive(&args, connect(&args, || Ok(HostBackend))?, host_packed),
+        BackendArg::Cuda => receive(&args, connect_cuda(&args)?, cuda_packed),
+        BackendArg::Vulkan => receive(&args, connect_vulkan(&args)?, vulkan_packed),
         BackendArg::Auto => match connect(&args, || Ok(HostBackend)) {
-            Ok(sub) => receive(&args, sub, host_md5),
-            Err(e) if is_cuda_publisher(&e) => receive(&args, connect_cuda(&args)?, cuda_md5()),
+            Ok(sub) => receive(&args, sub, host_packed),
+            Err(e) if is_cuda_publisher(&e) => receive(&args, connect_cuda(&args)?, cuda_packed),
             Err(e) if publisher_kind(&e) == Some(MemoryKind::VulkanOpaqueFd) => {
-                receive(&args, connect_vulkan(&args)?, vulkan_md5())
+                receive(&args, connect_vulkan(&args)?, vulkan_packed)
             }
             Err(e) => Err(e),
         },
@@ -548,16 +643,11 @@ fn publisher_kind(e: &anyhow::Error) -> Option<MemoryKind> {
     }
 }
 
-/// MD5 of a Vulkan frame: copied to host through a staging buffer.
-fn vulkan_md5() -> impl FnMut(&Frame<'_, VulkanBackend>) -> Result<(String, usize)> {
-    let mut buf = Vec::new();
-    move |f| {
-        f.copy_to_host(&mut buf)
-            .context("copying a frame to host memory")?;
-        let mut h = Md5::new();
-        h.update(&buf);
-        Ok((hex(h), buf.len()))
-    }
+/// A Vulkan frame's packed bytes: copied to host through a staging buffer
+/// (after the publisher's timeline semaphore, if any).
+fn vulkan_packed(f: &Frame<'_, VulkanBackend>, out: &mut Vec<u8>) -> Result<()> {
+    f.copy_to_host(out)
+        .context("copying a frame to host memory")
 }
 
 /// Whether connecting with host memory failed because the publisher shares VRAM.
@@ -572,29 +662,17 @@ fn is_cuda_publisher(e: &anyhow::Error) -> bool {
 }
 
 /// MD5 of a CUDA frame: copied to host (after the publisher's event, if any).
-fn cuda_md5() -> impl FnMut(&Frame<'_, CudaBackend>) -> Result<(String, usize)> {
-    let mut buf = Vec::new();
-    move |f| {
-        f.copy_to_host(&mut buf)
-            .context("copying a frame to host memory")?;
-        let mut h = Md5::new();
-        h.update(&buf);
-        Ok((hex(h), buf.len()))
-    }
+/// A CUDA frame copied to host memory in FFmpeg's packed layout.
+fn cuda_packed(f: &Frame<'_, CudaBackend>, out: &mut Vec<u8>) -> Result<()> {
+    f.copy_to_host(out)
+        .context("copying a frame to host memory")
 }
 
 fn receive<B: Backend>(
     args: &Args,
     sub: Subscriber<B>,
-    mut hash: impl FnMut(&Frame<'_, B>) -> Result<(String, usize)>,
+    read: impl Fn(&Frame<'_, B>, &mut Vec<u8>) -> Result<()>,
 ) -> Result<()> {
-    // SIGINT / SIGTERM end the run cleanly: the framemd5 file and the
-    // recording are completed, the summary printed.
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))
-            .context("installing signal handlers")?;
-    }
     let mut sink = PacketSink::create(args, &sub)?;
     let name = args
         .name
@@ -636,6 +714,11 @@ fn receive<B: Backend>(
         .as_ref()
         .map(|p| Md5Writer::create(p, &sub))
         .transpose()?;
+    let mut raw = args
+        .rawvideo
+        .as_ref()
+        .map(|p| RawOutput::new(p, args.rawvideo_format));
+    let mut packed = Vec::new();
     let timeout = Duration::from_millis(args.timeout_ms);
     let started = Instant::now();
     let mut last_stats = Instant::now();
@@ -708,15 +791,38 @@ fn receive<B: Backend>(
         if args.sleep_ms > 0 {
             std::thread::sleep(Duration::from_millis(args.sleep_ms));
         }
-        let hashed = md5.as_ref().map(|_| hash(&frame)).transpose()?;
+        let reading = md5.is_some() || raw.is_some();
+        if reading {
+            read(&frame, &mut packed)?;
+        }
+        let geometry = {
+            let s = frame.stream();
+            Geometry {
+                width: s.width as u32,
+                height: s.height as u32,
+                format: s.format(),
+            }
+        };
         // Post-check: a lease revoked mid-read means the bytes may be torn.
         if !frame.release() {
             torn += 1;
             continue;
         }
         latencies_ns.push(now.saturating_sub(meta.publish_ns));
-        if let (Some(w), Some((hash, size))) = (md5.as_mut(), hashed) {
-            w.frame(meta.source_index, size, &hash)?;
+        if let Some(w) = md5.as_mut() {
+            let mut h = Md5::new();
+            h.update(&packed);
+            w.frame(meta.source_index, packed.len(), &hex(h))?;
+        }
+        if let Some(r) = raw.as_mut() {
+            match r.write(&name, geometry, &packed, sub.stream()) {
+                Ok(true) => {}
+                Ok(false) => {
+                    end = Ok("the raw video reader closed its input");
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
         }
         if args.stats_interval > 0.0 && last_stats.elapsed().as_secs_f64() >= args.stats_interval {
             last_stats = Instant::now();
@@ -733,6 +839,9 @@ fn receive<B: Backend>(
     }
     if let Some(mut w) = md5 {
         w.out.flush()?;
+    }
+    if let Some(r) = raw {
+        r.finish(&name)?;
     }
     if let Some(mut s) = sink {
         // Packets still in the ring after the last frame.
