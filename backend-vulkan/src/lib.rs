@@ -57,6 +57,8 @@ impl VulkanDevice {
     /// queue locked for the closure's duration (this backend submits its own
     /// copies on the same queue). Work that reads a frame must be submitted
     /// here: releasing the frame waits for this queue (`vkQueueWaitIdle`).
+    /// Do not drop a frame or call `copy_to_host` inside `f`: both take the
+    /// same lock, which is not reentrant (a deadlock).
     pub fn with_queue<R>(&self, f: impl FnOnce(QueueAccess<'_>) -> R) -> R {
         self.0.with_queue(f)
     }

@@ -242,10 +242,13 @@ impl Gpu {
     /// Opens the device `select` names.
     pub(crate) fn open(select: DeviceSelect) -> Result<Arc<Gpu>, VulkanError> {
         let (entry, instance) = load()?;
-        match Self::open_on(entry, instance.clone(), select) {
+        // `entry` (the loaded library) outlives the instance in both paths:
+        // a clone goes into the `Gpu`, this one lives to the end of `open`.
+        match Self::open_on(entry.clone(), instance.clone(), select) {
             Ok(g) => Ok(g),
             Err(e) => {
-                // SAFETY: nothing made from the instance survived the failed open.
+                // SAFETY: nothing made from the instance survived the failed
+                // open; the loader it was made with is still loaded (`entry`).
                 unsafe { instance.destroy_instance(None) };
                 Err(e)
             }

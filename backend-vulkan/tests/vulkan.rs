@@ -211,3 +211,13 @@ fn timeline_semaphores_where_the_device_has_them() {
         assert!(out == frame, "frame {n}");
     }
 }
+
+#[test]
+fn frames_and_slots_cross_threads() {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    fn send<T: Send + 'static>() {}
+    send_sync::<cuframes_core::runtime::OwnedFrame<VulkanBackend>>();
+    send_sync::<VulkanBackend>();
+    send::<cuframes_vulkan::VulkanSlot>();
+    send_sync::<cuframes_vulkan::VulkanDevice>();
+}
