@@ -288,6 +288,14 @@ impl Gpu {
                 .ok_or_else(|| VulkanError::NoSuchUuid(crate::uuid_string(&u)))?,
         };
         let (pdev, info, family) = chosen.clone();
+        if info.api_version < vk::API_VERSION_1_1 {
+            return Err(VulkanError::NoDevice(format!(
+                "{} offers Vulkan {}.{}, 1.1 is needed",
+                info.name,
+                vk::api_version_major(info.api_version),
+                vk::api_version_minor(info.api_version)
+            )));
+        }
         if !info.external_memory_fd {
             return Err(VulkanError::NoDevice(format!(
                 "{} lacks VK_KHR_external_memory_fd",
