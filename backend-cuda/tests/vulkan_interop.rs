@@ -249,3 +249,59 @@ fn vulkan_timeline_semaphores_order_frames_across_processes() {
     println!("figure: Vulkan timeline semaphores: {frames} frames of 1280x720 NV12 bit-exact");
     p.finish();
 }
+
+/// VRAM a Vulkan subscriber's imports take beyond its device: 8 slots of
+/// 1080p NV12 (4 MiB allocations) exported by a Vulkan publisher and by a
+/// CUDA VMM publisher, imported by a Vulkan subscriber whose device is
+/// already open; free VRAM (`cuMemGetInfo`, device-wide) before and after
+/// the imports. Importing must not copy the slots.
+#[test]
+#[ignore = "needs an NVIDIA GPU with its Vulkan driver: run by scripts/gpu-tests.sh"]
+fn vulkan_imports_take_no_vram_beyond_the_device() {
+    let cuda = need_gpu();
+    let desc = StreamDesc::packed(1920, 1080, PixelFormat::Nv12, Codec::H264).unwrap();
+    let size = desc.frame_size;
+    for kind in [MemoryKind::VulkanOpaqueFd, MemoryKind::CudaVmmFd] {
+        // The publishers and their slots live to the end of each round.
+        let (exports, uuid, _keep): (Vec<_>, [u8; 16], Box<dyn std::any::Any>) = match kind {
+            MemoryKind::VulkanOpaqueFd => {
+                let p = vulkan_on(&cuda);
+                let slots: Vec<_> = (0..8).map(|i| p.allocate(i, size).unwrap()).collect();
+                let e = slots.iter().map(|s| p.export(s).unwrap()).collect();
+                let uuid = p.gpu_uuid();
+                (e, uuid, Box::new((p, slots)))
+            }
+            _ => {
+                let p = CudaBackend::publisher(CudaConfig::default()).unwrap();
+                let slots: Vec<_> = (0..8).map(|i| p.allocate(i, size).unwrap()).collect();
+                let e = slots.iter().map(|s| p.export(s).unwrap()).collect();
+                let uuid = p.gpu_uuid();
+                (e, uuid, Box::new((p, slots)))
+            }
+        };
+        let mut sub = VulkanBackend::subscriber().unwrap();
+        sub.attach(&cuframes_core::runtime::Peer {
+            memory_kind: kind,
+            sync_kind: cuframes_core::SyncKind::HostFence,
+            gpu_uuid: uuid,
+            slot_size: size,
+            slot_count: 8,
+        })
+        .unwrap();
+        let before = cuda.memory_info().unwrap().free;
+        let imported: Vec<_> = exports
+            .into_iter()
+            .map(|e| sub.import(e.fd, &e.handle, size).unwrap())
+            .collect();
+        let after = cuda.memory_info().unwrap().free;
+        let mib = before.saturating_sub(after) as f64 / 1048576.0;
+        println!(
+            "figure: a Vulkan subscriber importing 8 {kind:?} slots of 1920x1080 NV12 ({} MiB each) took {mib:.2} MiB of VRAM beyond its device",
+            imported[0].size() >> 20
+        );
+        assert!(
+            mib < 8.0,
+            "imports took {mib:.2} MiB: copies of the 32 MiB ring?"
+        );
+    }
+}

@@ -22,6 +22,50 @@ static CLAIMS: Mutex<Vec<u64>> = Mutex::new(Vec::new());
 
 struct FdSync;
 
+/// Announces `VulkanTimeline` but exports no sync fds.
+struct Forgetful;
+
+impl Backend for Forgetful {
+    type Slot = HostSlot;
+    type Imported = HostImported;
+    type Error = HostError;
+
+    fn memory_kind(&self) -> MemoryKind {
+        MemoryKind::HostMemfd
+    }
+
+    fn sync_kind(&self) -> SyncKind {
+        SyncKind::VulkanTimeline
+    }
+
+    fn allocate(&self, index: u32, size: u64) -> Result<HostSlot, HostError> {
+        HostBackend.allocate(index, size)
+    }
+
+    fn export(&self, slot: &HostSlot) -> Result<SlotExport, HostError> {
+        HostBackend.export(slot)
+    }
+
+    fn import(&self, fd: Option<OwnedFd>, h: &[u8], size: u64) -> Result<HostImported, HostError> {
+        HostBackend.import(fd, h, size)
+    }
+}
+
+#[test]
+fn a_backend_whose_exports_break_its_sync_kind_cannot_publish() {
+    let dir = std::env::temp_dir().join(format!("cuframes-syncfd2-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cfg = PublisherConfig::new("forgetful");
+    cfg.runtime_dir = Some(dir.clone());
+    let stream = StreamDesc::packed(64, 32, PixelFormat::Nv12, Codec::H264).unwrap();
+    let e = Publisher::create(Forgetful, cfg, stream)
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("lacks a sync fd"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 struct Slot {
     host: HostSlot,
     index: u32,
