@@ -2,8 +2,10 @@
 //! (`docs/protocol.md` §3.6, `docs/vulkan.md`).
 //!
 //! Per slot, WELCOME carries one opaque fd (SCM_RIGHTS) and no handle
-//! bytes. Sync is `HostFence`: the publisher's upload is complete (fence
-//! waited) before it commits the frame.
+//! bytes, then under `VulkanTimeline` the slot's timeline semaphore fd.
+//! `HostFence`: the publisher's upload is complete (fence waited) before it
+//! commits the frame; `VulkanTimeline`: the upload signals the slot's
+//! semaphore to the frame's `seq`, and subscribers wait for that value.
 
 use crate::slot::{VulkanImported, VulkanSlot};
 use crate::vk::{DeviceSelect, Gpu, ImportAs, Semaphore, SharedBuffer};
