@@ -33,6 +33,19 @@ done
 say "$(timeout 120 python3 torch_handoff.py --frames 2000 2>&1 | tail -1)"
 fi
 
+# 1b. CUDA -> Vulkan hand-off next to CUDA -> CUDA (docs/vulkan.md): a CUDA
+# VMM-fd publisher, a consumer process copying each frame device-to-device
+# on its own queue (Vulkan: the VMM fd imported as an opaque fd). The
+# Vulkan loader: the system's, or the one gpu-build.sh carried in lib/.
+if [ -z "${SKIP_VULKAN:-}" ]; then
+if ! ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1 ' && [ -f "$PWD/lib/libvulkan.so.1" ]; then
+  export LD_LIBRARY_PATH=$PWD/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+fi
+for consumer in cuda vulkan; do
+  say "$(timeout 120 "$BIN/cuda_to_vulkan" --consumer "$consumer" --frames 2000 2>&1 | tail -1)"
+done
+fi
+
 # 2. one NVDEC decode feeding N subscribers vs N independent decodes.
 # Frames delivered per second, and per NVDEC-second: delivered frames /
 # (mean decoder utilisation from `nvidia-smi dmon -s u` x wall time).

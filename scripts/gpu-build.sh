@@ -12,7 +12,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target/gpu}"
 [ -f "$FFMPEG_DIR/lib/libavcodec.a" ] || { echo "no static FFmpeg in $FFMPEG_DIR: run scripts/ffmpeg-static.sh" >&2; exit 1; }
 
 cargo build --release --locked -p cuframes-nvdec --features static-ffmpeg --bins
-cargo build --release --locked -p cuframes-cuda --bins
+cargo build --release --locked -p cuframes-cuda --bins --example cuda_to_vulkan
+cargo build --release --locked -p cuframes-vulkan --example nv12_to_png
 # libcuframes (the C ABI) for gpu-tests.sh section capi, which compiles C /
 # C++ consumers against it on the GPU machine.
 cargo build --release --locked -p cuframes-capi
@@ -20,7 +21,9 @@ tests_json=$(cargo test --release --locked -p cuframes-cuda -p cuframes-nvdec --
 
 rm -rf gpu-carry && mkdir -p gpu-carry/bin gpu-carry/tests gpu-carry/media
 cp "$CARGO_TARGET_DIR"/release/cuframes-publish "$CARGO_TARGET_DIR"/release/cuframes-subscribe \
-   "$CARGO_TARGET_DIR"/release/cuframes-gpu-bench gpu-carry/bin/
+   "$CARGO_TARGET_DIR"/release/cuframes-gpu-bench "$CARGO_TARGET_DIR"/release/examples/cuda_to_vulkan \
+   "$CARGO_TARGET_DIR"/release/examples/nv12_to_png \
+   gpu-carry/bin/
 # Test executables: name each by its target (crate-test) without the hash.
 echo "$tests_json" | python3 -c '
 import json, sys, shutil
@@ -30,7 +33,7 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
         name = m["target"]["name"]
         # Only the targets that hold GPU tests (#[ignore]d in CI).
-        if name not in ("gpu", "nvdec"):
+        if name not in ("gpu", "nvdec", "vulkan_interop"):
             continue
         dst = "gpu-carry/tests/" + name
         shutil.copy(m["executable"], dst)
@@ -45,6 +48,11 @@ strip --strip-debug gpu-carry/capi/lib/libcuframes.so
 cp bindings/c/include/cuframes/cuframes.h bindings/c/include/cuframes/cuframes.hpp gpu-carry/capi/include/cuframes/
 cp bindings/c/tests/gpu/cuda_frames.c bindings/c/tests/gpu/cuda_release_after.cpp bindings/c/tests/c/md5.h \
    gpu-carry/capi/src/
+# The Vulkan loader (Debian's libvulkan1, no dependencies beyond libc), for a
+# GPU machine without one: gpu-tests.sh uses it only when ldconfig finds none.
+mkdir -p gpu-carry/lib
+cp -L /usr/lib/x86_64-linux-gnu/libvulkan.so.1 gpu-carry/lib/ 2>/dev/null \
+  || echo "note: no libvulkan.so.1 here to carry (apt-get install libvulkan1)"
 cp scripts/gpu-tests.sh scripts/gpu-bench.sh scripts/gpu-scale.sh scripts/torch_handoff.py gpu-carry/
 # The Python bindings (section 8 of gpu-tests.sh): the abi3 wheel, unpacked
 # into gpu-carry/python for PYTHONPATH (no pip needed there), its GPU checks,

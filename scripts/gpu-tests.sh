@@ -21,6 +21,14 @@ pass() { say "PASS $*"; }
 fail() { say "FAIL $*"; FAILS=$((FAILS + 1)); }
 vram_used() { nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1; }
 
+# The Vulkan backend dlopens libvulkan.so.1 (the loader); where the machine
+# has none, use the one scripts/gpu-build.sh carried in lib/ (NVIDIA's ICD,
+# installed with the driver, is what it loads).
+if ! ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1 ' && [ -f "$PWD/lib/libvulkan.so.1" ]; then
+  export LD_LIBRARY_PATH=$PWD/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  VK_LOADER_NOTE="carried lib/libvulkan.so.1"
+fi
+
 say "# cuframes GPU test plan, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 say "# $(nvidia-smi --query-gpu=name,uuid,driver_version,memory.total --format=csv,noheader | head -1)"
 say "# $(uname -r), $(nproc) cores"
@@ -51,7 +59,8 @@ done
 fi
 
 # --- 2. NVDEC publisher, 4 InOrder subscribers under Wait, MD5 vs FFmpeg
-# run_clip NAME CLIP EXTRA_PUBLISHER_ARGS [PREFIX for subscriber 0] (also used by 3)
+# run_clip NAME CLIP EXTRA_PUBLISHER_ARGS [PREFIX for subscriber 0] (also used by 3 and 9;
+# SUB_BACKEND=vulkan makes the subscribers Vulkan ones)
 run_clip() {
   local name=$1 clip=$2 pubargs=$3 prefix0=${4:-}
   local dir=$OUT/$name
@@ -66,7 +75,7 @@ run_clip() {
     # --allow-legacy-ipc: the legacy-ipc / ipc-event runs share IPC handles,
     # which a subscriber imports only when told to trust its publisher
     # (this script's own); VMM-fd runs do not need it.
-    timeout 120 $pre "$BIN/cuframes-subscribe" --key "$name" --mode in-order --backend cuda \
+    timeout 120 $pre "$BIN/cuframes-subscribe" --key "$name" --mode in-order --backend "${SUB_BACKEND:-cuda}" \
         --allow-legacy-ipc \
         --framemd5 "$dir/sub$i.framemd5" --wait-publisher-ms 20000 --name "sub$i" \
         --runtime-dir "$RT" > "$dir/sub$i.log" 2>&1 &
@@ -429,6 +438,64 @@ else
   capi_run capi-cpp-h264-legacy sample-h264.mp4 "$nv --memory legacy-ipc --sync host-fence" cuda_release_after legacy
   capi_run capi-cpp-h264-legacy-event sample-h264.mp4 "$nv --memory legacy-ipc --sync ipc-event" cuda_release_after legacy
 fi
+fi
+
+# --- 10. Vulkan (docs/vulkan.md): the NVIDIA Vulkan device of the CUDA UUID;
+# Vulkan->Vulkan (host fence and timeline semaphores), NVDEC/CUDA->Vulkan and
+# Vulkan->CUDA, 4 InOrder subscribers
+# each, MD5 vs FFmpeg; VRAM per Vulkan subscriber. (The in-process interop
+# tests, tests/vulkan_interop, run in section 1.)
+if want 10; then
+say "  Vulkan loader: ${VK_LOADER_NOTE:-the system loader}; ICDs: $(ls /usr/share/vulkan/icd.d /etc/vulkan/icd.d 2>/dev/null | tr '\n' ' ')"
+SUB_BACKEND=vulkan run_clip vk-h264-to-vulkan sample-h264.mp4 "--backend vulkan"
+SUB_BACKEND=vulkan run_clip vk-hevc10-to-vulkan sample-hevc10.mkv "--backend vulkan"
+SUB_BACKEND=vulkan run_clip vk-timeline-h264-to-vulkan sample-h264.mp4 "--backend vulkan --sync timeline"
+SUB_BACKEND=vulkan run_clip vk-timeline-size-change-to-vulkan sample-size-change.ts "--backend vulkan --sync timeline"
+SUB_BACKEND=vulkan run_clip nvdec-vmm-h264-to-vulkan sample-h264.mp4 "--backend cuda --decoder nvdec --memory vmm-fd --sync host-fence"
+SUB_BACKEND=vulkan run_clip nvdec-vmm-hevc-to-vulkan sample-hevc.mkv "--backend cuda --decoder nvdec --memory vmm-fd --sync host-fence"
+SUB_BACKEND=cuda run_clip vk-h264-to-cuda sample-h264.mp4 "--backend vulkan"
+SUB_BACKEND=cuda run_clip vk-size-change-to-cuda sample-size-change.ts "--backend vulkan"
+if grep -q "backend vulkan VulkanOpaqueFd/HostFence on NVIDIA" "$OUT/vk-h264-to-vulkan/publisher.log"; then
+  pass "Vulkan publisher on the NVIDIA device: $(grep -o 'backend vulkan [^"]*' "$OUT/vk-h264-to-vulkan/publisher.log" | head -1)"
+else
+  fail "the Vulkan publisher did not pick the NVIDIA device: $(grep -h 'backend' "$OUT/vk-h264-to-vulkan/publisher.log" | head -1)"
+fi
+grep -h "Vulkan device" "$OUT/nvdec-vmm-h264-to-vulkan/sub0.log" | head -1 | sed 's/^/  CUDA->Vulkan subscriber: /' | tee -a "$SUMMARY"
+# The compute-shader consumer reading shared frames in place on the GPU:
+# an NVDEC (CUDA VMM) publisher and a Vulkan timeline-semaphore publisher,
+# each converted by examples/nv12_to_png and checked against the CPU.
+for pubargs in "--backend cuda --decoder nvdec" "--backend vulkan --sync timeline"; do
+  dir=$OUT/vk-example-$(echo "$pubargs" | tr -c 'a-z0-9\n' '-' | tr -s '-'); mkdir -p "$dir"
+  "$BIN/cuframes-publish" --input "$MEDIA/sample-h264.mp4" --key vkex $pubargs --loop --realtime \
+      --stats-interval 0 > "$dir/publisher.log" 2>&1 &
+  pub=$!
+  for _ in $(seq 100); do [ -S "$RT/vkex.sock" ] && break; sleep 0.1; done
+  if "$BIN/nv12_to_png" vkex "$dir/frame.png" --check > "$dir/example.log" 2>&1; then
+    pass "compute shader on shared frames ($pubargs): $(tr '\n' ' ' < "$dir/example.log")"
+  else
+    fail "compute shader on shared frames ($pubargs): $(tail -n 2 "$dir/example.log" | tr '\n' ' ')"
+  fi
+  kill -INT "$pub"; wait "$pub"
+done
+# VRAM per Vulkan subscriber: a Vulkan publisher (8 slots of 1280x720 NV12,
+# 2 MiB each), then 4 Vulkan subscribers one at a time.
+dir=$OUT/vk-vram; mkdir -p "$dir"
+v0=$(vram_used)
+"$BIN/cuframes-publish" --input "$MEDIA/sample-h264.mp4" --key vkvram --backend vulkan \
+    --loop --realtime --ring 8 --stats-interval 0 > "$dir/publisher.log" 2>&1 &
+pub=$!
+sleep 4; v1=$(vram_used)
+subs=(); vs=""
+for i in 1 2 3 4; do
+  "$BIN/cuframes-subscribe" --key vkvram --mode newest-only --backend vulkan --timeout-ms 60000 \
+      --name "vk$i" > "$dir/sub$i.log" 2>&1 &
+  subs+=($!)
+  sleep 3; vs+=" $(vram_used)"
+done
+for p in "${subs[@]}"; do kill -TERM "$p"; done
+for p in "${subs[@]}"; do wait "$p"; done
+kill -INT "$pub"; wait "$pub"
+say "figure: Vulkan VRAM used (MiB): idle $v0, + Vulkan publisher (device, 8-slot ring) $v1, + 1..4 Vulkan subscribers:$vs"
 fi
 
 say "# failures: $FAILS"

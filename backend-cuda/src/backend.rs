@@ -5,7 +5,7 @@
 //! with `IpcEvent`, the 64-byte `CUipcEventHandle`; `CudaLegacyIpc` sends
 //! the 64-byte `CUipcMemHandle`, then the event handle with `IpcEvent`.
 
-use crate::driver::{self, DeviceAlloc, Event, IpcMem, VmmHandle, VmmMapping};
+use crate::driver::{self, DeviceAlloc, Event, ExternalMem, IpcMem, VmmHandle, VmmMapping};
 use crate::slot::{Imported, Owned};
 use crate::{CudaDevice, CudaError, CudaImported, CudaSlot};
 use cuframes_core::runtime::{Backend, Peer, SlotExport};
@@ -59,6 +59,9 @@ pub struct CudaBackend {
     /// Subscriber: legacy IPC handles may be imported
     /// ([`CudaBackend::allow_legacy_ipc`]).
     legacy_ipc: bool,
+    /// Subscriber: the publisher is a Vulkan one (`VulkanOpaqueFd`): its
+    /// fds are imported with `cuImportExternalMemory`.
+    vulkan_peer: bool,
 }
 
 impl CudaBackend {
@@ -72,6 +75,7 @@ impl CudaBackend {
             config,
             device: Some(device),
             legacy_ipc: false,
+            vulkan_peer: false,
         })
     }
 
@@ -93,6 +97,7 @@ impl CudaBackend {
             config: CudaConfig::default(),
             device: None,
             legacy_ipc: false,
+            vulkan_peer: false,
         })
     }
 
@@ -155,6 +160,9 @@ impl Backend for CudaBackend {
     type Error = CudaError;
 
     fn memory_kind(&self) -> MemoryKind {
+        if self.vulkan_peer {
+            return MemoryKind::VulkanOpaqueFd;
+        }
         match self.config.memory {
             CudaMemory::VmmFd => MemoryKind::CudaVmmFd,
             CudaMemory::LegacyIpc => MemoryKind::CudaLegacyIpc,
@@ -173,7 +181,10 @@ impl Backend for CudaBackend {
     }
 
     fn accepts(&self, kind: MemoryKind) -> bool {
-        matches!(kind, MemoryKind::CudaVmmFd | MemoryKind::CudaLegacyIpc)
+        matches!(
+            kind,
+            MemoryKind::CudaVmmFd | MemoryKind::CudaLegacyIpc | MemoryKind::VulkanOpaqueFd
+        )
     }
 
     fn attach(&mut self, peer: &Peer) -> Result<(), CudaError> {
@@ -185,14 +196,21 @@ impl Backend for CudaBackend {
                 sync: peer.sync_kind,
             });
         }
+        self.vulkan_peer = peer.memory_kind == MemoryKind::VulkanOpaqueFd;
+        if self.vulkan_peer && peer.sync_kind != SyncKind::HostFence {
+            return Err(CudaError::Kind(peer.memory_kind));
+        }
         self.config.memory = match peer.memory_kind {
-            MemoryKind::CudaVmmFd => CudaMemory::VmmFd,
+            MemoryKind::CudaVmmFd | MemoryKind::VulkanOpaqueFd => CudaMemory::VmmFd,
             MemoryKind::CudaLegacyIpc => CudaMemory::LegacyIpc,
             k => return Err(CudaError::Kind(k)),
         };
         self.config.sync = match peer.sync_kind {
             SyncKind::IpcEvent => CudaSync::IpcEvent,
-            _ => CudaSync::HostFence,
+            SyncKind::HostFence => CudaSync::HostFence,
+            // A frame must never be read before its writes are known to be
+            // done: sync kinds CUDA cannot wait on are refused.
+            _ => return Err(CudaError::Kind(peer.memory_kind)),
         };
         let d = CudaDevice::by_uuid(&peer.gpu_uuid)?;
         self.config.device = d.ordinal();
@@ -236,7 +254,11 @@ impl Backend for CudaBackend {
         if let Some(e) = &slot.event {
             handle.extend_from_slice(&e.ipc_handle()?);
         }
-        Ok(SlotExport { fd, handle })
+        Ok(SlotExport {
+            fd,
+            handle,
+            sync_fd: None,
+        })
     }
 
     /// VMM fds are imported as the driver validates them; legacy IPC
@@ -270,6 +292,16 @@ impl Backend for CudaBackend {
             h
         };
         let (mem, size, read_only, ev_at) = match self.config.memory {
+            // A Vulkan publisher: one dedicated allocation of the protocol's
+            // size per slot (§3.6); the driver validates the fd and size.
+            CudaMemory::VmmFd if self.vulkan_peer => {
+                let fd = fd.ok_or(CudaError::MissingFd)?;
+                let size = MemoryKind::VulkanOpaqueFd
+                    .gpu_allocation_size(size)
+                    .ok_or(CudaError::Layout("slot size overflows its allocation"))?;
+                let m = ExternalMem::import_opaque_fd(fd, size, true)?;
+                (Imported::External(m), size, false, 0)
+            }
             CudaMemory::VmmFd => {
                 let fd = fd.ok_or(CudaError::MissingFd)?;
                 let size = self.vmm_size(dev, size)?;
@@ -327,6 +359,7 @@ mod tests {
             config: CudaConfig::default(),
             device: None,
             legacy_ipc,
+            vulkan_peer: false,
         }
     }
 
@@ -365,6 +398,36 @@ mod tests {
         let fd = rustix::fs::memfd_create("x", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
         let e = b.import(Some(fd), &[0; 64], 4096).unwrap_err();
         assert!(matches!(e, CudaError::LegacyIpcNotAllowed { .. }), "{e}");
+    }
+
+    #[test]
+    fn vulkan_publishers_are_imported_with_host_fence_only() {
+        let b = unattached(false);
+        assert!(b.accepts(MemoryKind::VulkanOpaqueFd));
+        // HostFence: past every kind check, failing only on the device.
+        let mut b = unattached(false);
+        let e = b
+            .attach(&peer(MemoryKind::VulkanOpaqueFd, SyncKind::HostFence))
+            .unwrap_err();
+        assert!(
+            !matches!(
+                e,
+                CudaError::Kind(_) | CudaError::LegacyIpcNotAllowed { .. }
+            ),
+            "{e}"
+        );
+        assert_eq!(b.memory_kind(), MemoryKind::VulkanOpaqueFd);
+        // Vulkan has no CUDA events: IpcEvent is refused even with the opt-in.
+        // SAFETY: nothing is imported by this test.
+        #[allow(unsafe_code)]
+        let mut b = unsafe { unattached(false).allow_legacy_ipc() };
+        let e = b
+            .attach(&peer(MemoryKind::VulkanOpaqueFd, SyncKind::IpcEvent))
+            .unwrap_err();
+        assert!(
+            matches!(e, CudaError::Kind(MemoryKind::VulkanOpaqueFd)),
+            "{e}"
+        );
     }
 
     #[test]

@@ -330,6 +330,90 @@ impl Drop for VmmMapping {
     }
 }
 
+/// Memory of another API (a Vulkan opaque fd) imported with
+/// `cuImportExternalMemory` and mapped whole as one buffer
+/// (`cuExternalMemoryGetMappedBuffer`); unmapped (`cuMemFree`) and destroyed
+/// (`cuDestroyExternalMemory`) on drop.
+#[derive(Debug)]
+pub(crate) struct ExternalMem {
+    ext: cu::CUexternalMemory,
+    ptr: u64,
+}
+
+// SAFETY: an external-memory handle and its device pointer are driver
+// objects usable from any thread with the owning context current.
+unsafe impl Send for ExternalMem {}
+// SAFETY: see `Send`; `&ExternalMem` only reads the handle and pointer.
+unsafe impl Sync for ExternalMem {}
+
+impl ExternalMem {
+    /// Imports `fd`, an opaque fd of an allocation of `size` bytes
+    /// (`CU_EXTERNAL_MEMORY_HANDLE_TYPE_OPAQUE_FD`, `dedicated`: a Vulkan
+    /// dedicated allocation), and maps all `size` bytes. The driver owns the
+    /// fd on success; on failure it is leaked rather than closed, as the
+    /// Vulkan backend does (never risk closing a number reused meanwhile).
+    pub(crate) fn import_opaque_fd(
+        fd: OwnedFd,
+        size: u64,
+        dedicated: bool,
+    ) -> Result<Self, DriverError> {
+        let raw = rustix::fd::IntoRawFd::into_raw_fd(fd);
+        let desc = cu::CUDA_EXTERNAL_MEMORY_HANDLE_DESC {
+            type_: cu::CUexternalMemoryHandleType::CU_EXTERNAL_MEMORY_HANDLE_TYPE_OPAQUE_FD,
+            handle: cu::CUDA_EXTERNAL_MEMORY_HANDLE_DESC_st__bindgen_ty_1 { fd: raw },
+            size,
+            flags: if dedicated {
+                cu::CUDA_EXTERNAL_MEMORY_DEDICATED
+            } else {
+                0
+            },
+            reserved: [0; 16],
+        };
+        let mut ext = std::ptr::null_mut();
+        // SAFETY: valid out pointer and a filled-in descriptor naming an fd
+        // we own (released from its OwnedFd above, handed to the driver);
+        // the driver checks that the fd is an exportable allocation of
+        // `size` bytes.
+        check("cuImportExternalMemory", unsafe {
+            cu::cuImportExternalMemory(&mut ext, &desc)
+        })?;
+        let mut me = ExternalMem { ext, ptr: 0 };
+        let buf = cu::CUDA_EXTERNAL_MEMORY_BUFFER_DESC {
+            offset: 0,
+            size,
+            flags: 0,
+            reserved: [0; 16],
+        };
+        let mut ptr = 0;
+        // SAFETY: valid out pointer; `ext` is the live import above and the
+        // range is its whole size. On failure `me`'s drop destroys the
+        // import (its `ptr` is 0: nothing to free).
+        check("cuExternalMemoryGetMappedBuffer", unsafe {
+            cu::cuExternalMemoryGetMappedBuffer(&mut ptr, me.ext, &buf)
+        })?;
+        me.ptr = ptr;
+        Ok(me)
+    }
+
+    pub(crate) fn ptr(&self) -> u64 {
+        self.ptr
+    }
+}
+
+impl Drop for ExternalMem {
+    fn drop(&mut self) {
+        // SAFETY: frees the mapping and destroys the import made in
+        // `import_opaque_fd` (the mapping first, as the driver requires);
+        // no device pointer into it outlives the owner.
+        unsafe {
+            if self.ptr != 0 {
+                let _ = cu::cuMemFree_v2(self.ptr);
+            }
+            let _ = cu::cuDestroyExternalMemory(self.ext);
+        }
+    }
+}
+
 /// `cuMemAlloc_v2` memory, freed on drop; shareable with legacy IPC.
 #[derive(Debug)]
 pub(crate) struct DeviceAlloc(u64);

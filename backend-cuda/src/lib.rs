@@ -10,6 +10,11 @@
 //!   copy before committing) and [`CudaSync::IpcEvent`] (per-slot
 //!   interprocess events the subscriber waits on in its own stream).
 //! - Subscribers find their device by the publisher's GPU UUID.
+//! - A subscriber also imports the frames of a Vulkan publisher
+//!   (`VulkanOpaqueFd`, `cuframes-vulkan`): each slot's opaque fd with
+//!   `cuImportExternalMemory` as a dedicated allocation of the protocol's
+//!   size (`docs/protocol.md` §3.6), mapped with
+//!   `cuExternalMemoryGetMappedBuffer`; `HostFence` sync only.
 //! - Frames reach consumers through [`CudaFrameExt`]: device pointers and
 //!   pitches, `wait_in(stream)`, `release_after(stream)`.
 //!

@@ -1,7 +1,9 @@
 //! Slot memory: the publisher's writable slots and the subscriber's imports
 //! (`docs/protocol.md` §3.6: CUDA memory kinds).
 
-use crate::driver::{self, DeviceAlloc, Event, IpcMem, Mem, RawStream, VmmHandle, VmmMapping};
+use crate::driver::{
+    self, DeviceAlloc, Event, ExternalMem, IpcMem, Mem, RawStream, VmmHandle, VmmMapping,
+};
 use crate::{CudaDevice, CudaError};
 use cuframes_core::layout::StreamDesc;
 
@@ -158,8 +160,13 @@ impl Drop for CudaSlot {
 
 #[derive(Debug)]
 pub(crate) enum Imported {
-    Vmm { map: VmmMapping, _handle: VmmHandle },
+    Vmm {
+        map: VmmMapping,
+        _handle: VmmHandle,
+    },
     Legacy(IpcMem),
+    /// A Vulkan publisher's opaque fd (`cuImportExternalMemory`).
+    External(ExternalMem),
 }
 
 /// A subscriber's import of one slot: device memory of the publisher's GPU,
@@ -179,6 +186,7 @@ impl CudaImported {
         match &self.mem {
             Imported::Vmm { map, .. } => map.ptr(),
             Imported::Legacy(m) => m.ptr(),
+            Imported::External(m) => m.ptr(),
         }
     }
 

@@ -26,6 +26,7 @@ use cuframes_core::wire::{
 };
 use cuframes_core::{Codec, MemoryKind, PixelFormat, SyncKind, Version, PROTOCOL_VERSION};
 use cuframes_cuda::{CudaBackend, CudaSlot, RawStream};
+use cuframes_vulkan::{VulkanBackend, VulkanSlot};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -185,6 +186,9 @@ pub enum HarnessError {
     /// The CUDA backend failed (no driver, no GPU, allocation).
     #[error("CUDA: {0}")]
     Cuda(#[from] cuframes_cuda::CudaError),
+    /// The Vulkan backend failed (no loader, no device, allocation).
+    #[error("Vulkan: {0}")]
+    Vulkan(#[from] cuframes_vulkan::VulkanError),
 }
 
 /// Where the harness keeps its slots.
@@ -196,6 +200,10 @@ pub enum HarnessMemory {
     /// VRAM of CUDA device 0 through `cuframes-cuda` (`CudaVmmFd` or
     /// `CudaLegacyIpc`, `HostFence` or `IpcEvent`, as configured).
     Cuda(cuframes_cuda::CudaConfig),
+    /// Vulkan device memory through `cuframes-vulkan` (`VulkanOpaqueFd`,
+    /// `HostFence` or `VulkanTimeline`, as configured), on the most capable
+    /// device (lavapipe where there is no GPU).
+    Vulkan(cuframes_vulkan::VulkanConfig),
 }
 
 /// The slot allocations.
@@ -207,6 +215,11 @@ enum Slots {
         exports: Vec<SlotExport>,
         handles: Vec<u8>,
         handle_len: u32,
+    },
+    Vulkan {
+        backend: VulkanBackend,
+        slots: Vec<VulkanSlot>,
+        exports: Vec<SlotExport>,
     },
 }
 
@@ -240,6 +253,21 @@ impl Slots {
                     handle_len,
                 })
             }
+            HarnessMemory::Vulkan(cfg) => {
+                let backend = VulkanBackend::publisher(cfg)?;
+                let mut slots = Vec::new();
+                let mut exports = Vec::new();
+                for i in 0..n {
+                    let s = backend.allocate(i, slot_size)?;
+                    exports.push(backend.export(&s)?);
+                    slots.push(s);
+                }
+                Ok(Slots::Vulkan {
+                    backend,
+                    slots,
+                    exports,
+                })
+            }
         }
     }
 
@@ -251,12 +279,17 @@ impl Slots {
                 backend.sync_kind(),
                 backend.gpu_uuid(),
             ),
+            Slots::Vulkan { backend, .. } => (
+                backend.memory_kind(),
+                backend.sync_kind(),
+                backend.gpu_uuid(),
+            ),
         }
     }
 
     fn handles(&self) -> (u32, &[u8]) {
         match self {
-            Slots::Host(_) => (0, &[]),
+            Slots::Host(_) | Slots::Vulkan { .. } => (0, &[]),
             Slots::Cuda {
                 handles,
                 handle_len,
@@ -268,9 +301,11 @@ impl Slots {
     fn fds(&self) -> Vec<BorrowedFd<'_>> {
         match self {
             Slots::Host(v) => v.iter().map(|(f, _)| f.as_fd()).collect(),
-            Slots::Cuda { exports, .. } => exports
+            Slots::Cuda { exports, .. } | Slots::Vulkan { exports, .. } => exports
                 .iter()
-                .filter_map(|e| e.fd.as_ref().map(|f| f.as_fd()))
+                .flat_map(|e| [e.fd.as_ref(), e.sync_fd.as_ref()])
+                .flatten()
+                .map(|f| f.as_fd())
                 .collect(),
         }
     }
@@ -298,6 +333,20 @@ impl Slots {
                     slot.copy_plane_from_host(stream, p, &frame[off..], pitch)?;
                 }
                 slot.fence(RawStream::DEFAULT)?;
+            }
+            Slots::Vulkan { slots, .. } => {
+                let slot = slots.get_mut(i as usize).ok_or(HarnessError::Geometry)?;
+                let mut frame = vec![(seq % 251) as u8; n];
+                frame[..8].copy_from_slice(&seq.to_le_bytes());
+                let planes: Vec<(&[u8], usize)> = (0..2)
+                    .map(|p| {
+                        let off = stream.plane_offset[p] as usize;
+                        (&frame[off..], stream.plane_pitch[p] as usize)
+                    })
+                    .collect();
+                // `VulkanTimeline`: the value to signal is the frame's seq.
+                <VulkanBackend as Backend>::claimed(slot, seq);
+                slot.write_from_host(stream, &planes)?;
             }
         }
         Ok(())

@@ -500,6 +500,7 @@ pub fn run_only(
             c.memory,
             c.sync
         ),
+        HarnessMemory::Vulkan(c) => format!("{} (Vulkan memory, {:?})", t.describe(), c.sync),
     };
     let mut r = Report::new("check-subscriber", &subject);
     let t = &Target { t, memory };

@@ -345,6 +345,22 @@ pub fn all() -> Vec<Vector> {
         handles: &handles,
         packet_region_size: 0,
     };
+    // The Vulkan kind (§3.6): an fd per slot, no handle bytes; the GPU is
+    // named by the control header's gpu_uuid, not WELCOME.
+    let welcome_vulkan = Welcome {
+        version: PROTOCOL_VERSION,
+        subscriber_id: 3,
+        memory_kind: MemoryKind::VulkanOpaqueFd,
+        sync_kind: SyncKind::HostFence,
+        slot_count: 4,
+        flags: 0,
+        control_size: 4096,
+        slot_size: 1_382_400,
+        start_seq: 9,
+        handle_len: 0,
+        handles: &[],
+        packet_region_size: 0,
+    };
     vec![
         message(
             "hello",
@@ -360,6 +376,11 @@ pub fn all() -> Vec<Vector> {
             "welcome_handles",
             &["WELCOME (§4.3) of the CudaLegacyIpc kind with IpcEvent: 2 slots, 128-byte handles (a CUipcMemHandle then a CUipcEventHandle per slot; bytes 00..ff), start_seq 41; 1 fd."],
             Message::Welcome(welcome_ipc),
+        ),
+        message(
+            "welcome_vulkan",
+            &["WELCOME (§4.3) of the VulkanOpaqueFd kind (4) with HostFence: 4 slots of 1280x720 NV12 (slot_size 1382400, each a 2 MiB dedicated allocation, §3.6), start_seq 9; sent with 5 fds (control region, then one opaque fd per slot)."],
+            Message::Welcome(welcome_vulkan),
         ),
         message(
             "error",

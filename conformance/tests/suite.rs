@@ -401,6 +401,26 @@ fn library_subscriber_passes_check_subscriber_on_cuda() {
     }
 }
 
+/// check-subscriber serving Vulkan memory (opaque fds, `HostFence`): our
+/// library subscriber with the Vulkan backend passes. Runs wherever a
+/// Vulkan device exists (lavapipe in CI); prints SKIP where none does,
+/// unless `CUFRAMES_REQUIRE_VULKAN=1` (`.ci/vulkan`) makes that a failure.
+#[test]
+fn library_subscriber_passes_check_subscriber_on_vulkan() {
+    use cuframes_vulkan::{VulkanBackend, VulkanConfig};
+    let _g = serial();
+    if let Err(e) = VulkanBackend::publisher(VulkanConfig::default()) {
+        if std::env::var_os("CUFRAMES_REQUIRE_VULKAN").is_some_and(|v| v == "1") {
+            panic!("CUFRAMES_REQUIRE_VULKAN=1 but no usable Vulkan device: {e}");
+        }
+        println!("SKIP: check-subscriber --memory vulkan: no usable Vulkan device ({e})");
+        return;
+    }
+    let m = HarnessMemory::Vulkan(VulkanConfig::default());
+    let r = subscriber_check::run(&subject("good-vulkan", "in-order"), &dir("sub-vk"), m);
+    assert_all_pass(&r);
+}
+
 fn broken_publisher_fast(test: &str, faults: Faults, ids: &'static [&'static str]) -> Report {
     let d = dir(test);
     let mut cfg = HarnessConfig::new(test, &d);

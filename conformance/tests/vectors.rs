@@ -53,6 +53,7 @@ fn message_files_decode_to_their_kind_and_re_encode() {
         ("hello", MessageType::Hello),
         ("welcome", MessageType::Welcome),
         ("welcome_handles", MessageType::Welcome),
+        ("welcome_vulkan", MessageType::Welcome),
         ("error", MessageType::Error),
         ("ping", MessageType::Ping),
         ("pong", MessageType::Pong),

@@ -1,5 +1,9 @@
 //! Memory and sync kinds named in the header and WELCOME (`docs/protocol.md` §3.6).
 
+/// Alignment of the device allocation behind each slot of the GPU fd kinds
+/// (`CudaVmmFd`, `VulkanOpaqueFd`): 2 MiB ([`MemoryKind::gpu_allocation_size`]).
+pub const GPU_ALLOCATION_ALIGN: u64 = 2 << 20;
+
 /// Where the frame allocations live and how their handles travel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MemoryKind {
@@ -46,6 +50,27 @@ impl MemoryKind {
         )
     }
 
+    /// Bytes of the device allocation behind each slot of `slot_size`
+    /// bytes under a GPU fd kind (`docs/protocol.md` §3.6): `slot_size`
+    /// (at least 1) rounded up to [`GPU_ALLOCATION_ALIGN`]. Exporter and
+    /// importer must agree on it without asking each other: a Vulkan
+    /// opaque-fd import of any other size is undefined behaviour, and CUDA
+    /// needs the size to import. `CudaVmmFd` rounds to the device's VMM
+    /// granularity, which is this value on NVIDIA GPUs (2 MiB). `None` for
+    /// the other kinds and on overflow.
+    pub const fn gpu_allocation_size(self, slot_size: u64) -> Option<u64> {
+        match self {
+            MemoryKind::CudaVmmFd | MemoryKind::VulkanOpaqueFd => {
+                let s = if slot_size == 0 { 1 } else { slot_size };
+                match s.checked_add(GPU_ALLOCATION_ALIGN - 1) {
+                    Some(n) => Some(n / GPU_ALLOCATION_ALIGN * GPU_ALLOCATION_ALIGN),
+                    None => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
     /// Bytes of each slot's handle in WELCOME with sync kind `sync`
     /// (`docs/protocol.md` §3.6, W3): the memory handle (none for fd kinds, a
     /// 64-byte `CUipcMemHandle` for `CudaLegacyIpc`), then a 64-byte
@@ -71,6 +96,11 @@ pub enum SyncKind {
     HostFence,
     /// Per-slot interprocess CUDA events; the subscriber waits on its stream.
     IpcEvent,
+    /// Per-slot Vulkan timeline semaphores exported as opaque fds (one more
+    /// fd per slot in WELCOME); the publisher signals a slot's semaphore to
+    /// the frame's `seq` when its writes are done, and the subscriber waits
+    /// for that value before reading (`docs/protocol.md` §3.6).
+    VulkanTimeline,
     /// A code this implementation does not know.
     Unknown(u32),
 }
@@ -81,7 +111,17 @@ impl SyncKind {
         match self {
             SyncKind::HostFence => 1,
             SyncKind::IpcEvent => 2,
+            SyncKind::VulkanTimeline => 3,
             SyncKind::Unknown(c) => c,
+        }
+    }
+
+    /// Fds per slot this sync kind adds to WELCOME, after the slot's memory
+    /// fd (`docs/protocol.md` §4.3): 1 for `VulkanTimeline`, else 0.
+    pub const fn fds_per_slot(self) -> u32 {
+        match self {
+            SyncKind::VulkanTimeline => 1,
+            _ => 0,
         }
     }
 
@@ -90,6 +130,7 @@ impl SyncKind {
         match code {
             1 => SyncKind::HostFence,
             2 => SyncKind::IpcEvent,
+            3 => SyncKind::VulkanTimeline,
             c => SyncKind::Unknown(c),
         }
     }
@@ -137,4 +178,28 @@ pub enum PublishPolicy {
     /// live InOrder subscriber: lossless delivery for InOrder subscribers that
     /// keep up within the timeout.
     Wait,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gpu_allocations_round_up_to_2_mib() {
+        let k = MemoryKind::VulkanOpaqueFd;
+        assert_eq!(k.gpu_allocation_size(0), Some(2 << 20));
+        assert_eq!(k.gpu_allocation_size(1), Some(2 << 20));
+        assert_eq!(k.gpu_allocation_size(2 << 20), Some(2 << 20));
+        // 1280x720 NV12.
+        assert_eq!(k.gpu_allocation_size(1_382_400), Some(2 << 20));
+        // 3840x2160 NV12: 12,441,600 bytes, 6 granules.
+        assert_eq!(k.gpu_allocation_size(12_441_600), Some(12 << 20));
+        assert_eq!(
+            MemoryKind::CudaVmmFd.gpu_allocation_size(3 << 20),
+            Some(4 << 20)
+        );
+        assert_eq!(k.gpu_allocation_size(u64::MAX), None);
+        assert_eq!(MemoryKind::HostMemfd.gpu_allocation_size(4096), None);
+        assert_eq!(MemoryKind::CudaLegacyIpc.gpu_allocation_size(4096), None);
+    }
 }

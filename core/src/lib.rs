@@ -57,7 +57,7 @@ pub mod runtime;
 
 pub use format::{Codec, PixelFormat};
 pub use key::{KeyError, StreamKey};
-pub use kinds::{DeliveryMode, MemoryKind, PublishPolicy, SyncKind};
+pub use kinds::{DeliveryMode, MemoryKind, PublishPolicy, SyncKind, GPU_ALLOCATION_ALIGN};
 pub use version::{Version, PROTOCOL_VERSION};
 
 /// The README's examples, compiled as doctests so they stay true.

@@ -6,6 +6,8 @@
 //!   each frame 3 ms, then releasing it; exits 0 when the publisher ends
 //!   its stream (GOODBYE EndOfStream), 1 when it goes away otherwise;
 //! - `good-cuda`: the same with the CUDA backend (the publisher's GPU);
+//! - `good-vulkan`: the same with the Vulkan backend (the device of the
+//!   publisher's UUID), copying each frame to host memory while holding it;
 //! - `never-release`: the library subscriber, keeping every frame it gets;
 //! - `scribble`: a hand-written subscriber that writes a reserved word of its
 //!   lease row after its first frame;
@@ -45,6 +47,7 @@ fn main() -> ExitCode {
     let r = match a[0].as_str() {
         "good" => library(&a[1], dir, mode, false),
         "good-cuda" => cuda(&a[1], dir, mode),
+        "good-vulkan" => vulkan(&a[1], dir, mode),
         "never-release" => library(&a[1], dir, mode, true),
         "scribble" => raw(&a[1], dir, mode, true, true),
         "ignore-version" => raw(&a[1], dir, mode, false, false),
@@ -108,6 +111,30 @@ fn cuda(key: &str, dir: PathBuf, mode: DeliveryMode) -> Result<(), String> {
     while Instant::now() < end {
         match sub.next_frame(Duration::from_millis(100)) {
             Ok(f) => {
+                std::thread::sleep(HOLD);
+                f.release();
+            }
+            Err(RecvError::Disconnected) => return clean_end(&sub),
+            Err(RecvError::Timeout(_)) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Err("gave up after 20 s".into())
+}
+
+fn vulkan(key: &str, dir: PathBuf, mode: DeliveryMode) -> Result<(), String> {
+    use cuframes_vulkan::VulkanFrameExt;
+    let mut opts = SubscribeOptions::new(mode);
+    opts.runtime_dir = Some(dir);
+    opts.name = "conformance-subject-vulkan".into();
+    let backend = cuframes_vulkan::VulkanBackend::subscriber().map_err(|e| e.to_string())?;
+    let sub = Subscriber::connect(key, backend, opts).map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    let end = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < end {
+        match sub.next_frame(Duration::from_millis(100)) {
+            Ok(f) => {
+                f.copy_to_host(&mut buf).map_err(|e| e.to_string())?;
                 std::thread::sleep(HOLD);
                 f.release();
             }

@@ -9,6 +9,7 @@ use cuframes_conformance::publisher_check::{self, PublisherTarget};
 use cuframes_conformance::subscriber_check::{self, SubscriberTarget};
 use cuframes_conformance::{all_cases, Report};
 use cuframes_cuda::{CudaConfig, CudaMemory, CudaSync};
+use cuframes_vulkan::{VulkanConfig, VulkanSync};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -43,6 +44,12 @@ enum MemoryArg {
     CudaLegacyIpc,
     /// CUDA VMM fds with per-slot IPC events (`CudaVmmFd`, `IpcEvent`).
     CudaVmmEvent,
+    /// Vulkan device memory as opaque fds (`VulkanOpaqueFd`, `HostFence`),
+    /// on the most capable Vulkan device (lavapipe without a GPU).
+    Vulkan,
+    /// Vulkan memory with per-slot timeline semaphores (`VulkanOpaqueFd`,
+    /// `VulkanTimeline`; needs VK_KHR_external_semaphore_fd: NVIDIA).
+    VulkanTimeline,
 }
 
 impl MemoryArg {
@@ -59,6 +66,11 @@ impl MemoryArg {
             MemoryArg::CudaVmm => cuda(CudaMemory::VmmFd, CudaSync::HostFence),
             MemoryArg::CudaLegacyIpc => cuda(CudaMemory::LegacyIpc, CudaSync::HostFence),
             MemoryArg::CudaVmmEvent => cuda(CudaMemory::VmmFd, CudaSync::IpcEvent),
+            MemoryArg::Vulkan => HarnessMemory::Vulkan(VulkanConfig::default()),
+            MemoryArg::VulkanTimeline => HarnessMemory::Vulkan(VulkanConfig {
+                sync: VulkanSync::Timeline,
+                ..VulkanConfig::default()
+            }),
         }
     }
 }
@@ -242,6 +254,12 @@ fn main() -> ExitCode {
                 // Fail early and clearly rather than in every case.
                 if let Err(e) = cuframes_cuda::CudaBackend::publisher(c) {
                     eprintln!("cuframes-conformance: --memory cuda: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+            if let HarnessMemory::Vulkan(c) = memory {
+                if let Err(e) = cuframes_vulkan::VulkanBackend::publisher(c) {
+                    eprintln!("cuframes-conformance: --memory vulkan: {e}");
                     return ExitCode::from(2);
                 }
             }

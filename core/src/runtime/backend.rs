@@ -15,6 +15,10 @@ pub struct SlotExport {
     /// Bytes sent in WELCOME (handle memory kinds, e.g. a 64-byte
     /// `CUipcMemHandle`); empty for fd kinds.
     pub handle: Vec<u8>,
+    /// The slot's sync fd, sent right after its memory fd, for sync kinds
+    /// with [`SyncKind::fds_per_slot`] 1 (`VulkanTimeline`: the slot's
+    /// timeline semaphore); `None` otherwise.
+    pub sync_fd: Option<OwnedFd>,
 }
 
 /// What a subscriber learns of the publisher before it imports any slot
@@ -86,6 +90,17 @@ pub trait Backend {
         let _ = slot;
     }
 
+    /// Publisher: `slot` was claimed for the frame that will be committed
+    /// as `seq` (if it is committed): a backend whose sync signals a value
+    /// per frame (`VulkanTimeline`) signals `seq` when the frame's writes
+    /// are done. Called before the writer gets the slot. Default: nothing.
+    fn claimed(slot: &mut Self::Slot, seq: u64)
+    where
+        Self: Sized,
+    {
+        let _ = (slot, seq);
+    }
+
     /// Publisher: allocates slot `index` of `size` bytes.
     fn allocate(&self, index: u32, size: u64) -> Result<Self::Slot, Self::Error>;
 
@@ -112,4 +127,22 @@ pub trait Backend {
         handle: &[u8],
         size: u64,
     ) -> Result<Self::Imported, Self::Error>;
+
+    /// Subscriber: imports one slot with its sync fd (sync kinds with
+    /// [`SyncKind::fds_per_slot`] 1); what [`Subscriber::connect`] calls.
+    /// The same validation duty as [`Backend::import`]. Default: the sync
+    /// fd is closed and the slot imported with [`Backend::import`] — right
+    /// for backends whose [`Backend::attach`] refuses such sync kinds.
+    ///
+    /// [`Subscriber::connect`]: super::Subscriber::connect
+    fn import_slot(
+        &self,
+        fd: Option<OwnedFd>,
+        sync_fd: Option<OwnedFd>,
+        handle: &[u8],
+        size: u64,
+    ) -> Result<Self::Imported, Self::Error> {
+        drop(sync_fd);
+        self.import(fd, handle, size)
+    }
 }

@@ -76,6 +76,7 @@ impl Backend for HostBackend {
         Ok(SlotExport {
             fd: Some(fd),
             handle: Vec::new(),
+            sync_fd: None,
         })
     }
 

@@ -446,7 +446,7 @@ fn import_welcome<B: Backend>(
     }
     let n_fds =
         1 + if frames && welcome.memory_kind.uses_fds() {
-            welcome.slot_count as usize
+            welcome.slot_count as usize * (1 + welcome.sync_kind.fds_per_slot() as usize)
         } else {
             0
         } + usize::from(has_packets);
@@ -521,14 +521,18 @@ fn import_welcome<B: Backend>(
     for i in 0..welcome.slot_count as usize * usize::from(frames) {
         let hl = welcome.handle_len as usize;
         let handle = welcome.handles.get(i * hl..(i + 1) * hl).unwrap_or(&[]);
-        let fd = if welcome.memory_kind.uses_fds() {
-            fds.next()
+        let (fd, sync_fd) = if welcome.memory_kind.uses_fds() {
+            let fd = fds.next();
+            let sync = (welcome.sync_kind.fds_per_slot() == 1)
+                .then(|| fds.next())
+                .flatten();
+            (fd, sync)
         } else {
-            None
+            (None, None)
         };
         // The backend validates what it is given (`Backend::import`).
         let imported = backend
-            .import(fd, handle, welcome.slot_size)
+            .import_slot(fd, sync_fd, handle, welcome.slot_size)
             .map_err(|e| ConnectError::Import(Box::new(e)))?;
         slots.push(imported);
     }

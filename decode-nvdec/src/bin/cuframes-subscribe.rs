@@ -23,6 +23,7 @@ use cuframes_core::{Codec, DeliveryMode, MemoryKind};
 use cuframes_cuda::{CudaBackend, CudaFrameExt};
 use cuframes_nvdec::rawvideo::Geometry;
 use cuframes_nvdec::{RawFormat, RawVideoError, RawVideoWriter, RecordStream, Recorder};
+use cuframes_vulkan::{VulkanBackend, VulkanFrameExt};
 use md5::{Digest, Md5};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -44,8 +45,12 @@ enum BackendArg {
     Auto,
     /// Host memory (memfd) only.
     Host,
-    /// CUDA memory only (VMM fds or legacy IPC handles, on the publisher's GPU).
+    /// CUDA memory only (VMM fds or legacy IPC handles, on the publisher's
+    /// GPU; Vulkan publishers' opaque fds through cuImportExternalMemory).
     Cuda,
+    /// Vulkan memory (experimental): Vulkan publishers' opaque fds, or CUDA
+    /// VMM publishers' fds, imported on the device of the publisher's UUID.
+    Vulkan,
 }
 
 /// One --publisher-uid value.
@@ -84,7 +89,7 @@ fn parse_secs_interval(s: &str) -> Result<f64, String> {
     }
 }
 
-/// Receive frames of a cuframes stream (host memory or CUDA VRAM).
+/// Receive frames of a cuframes stream (host memory, CUDA VRAM or Vulkan memory).
 ///
 /// Exit status: 0 on a clean end (GOODBYE end of stream, or GOODBYE
 /// shutdown under --no-reconnect; --max-frames / --max-packets; SIGINT /
@@ -114,7 +119,7 @@ struct Args {
     mode: Mode,
     /// Write the MD5 of each received frame (packed NV12/P010 rows, as
     /// `ffmpeg -f framemd5 -pix_fmt nv12`) to this file; `-` for stdout.
-    /// CUDA frames are copied to host memory for it.
+    /// CUDA and Vulkan frames are copied to host memory for it.
     #[arg(long, value_name = "FILE")]
     framemd5: Option<PathBuf>,
     /// Write the frames as packed raw video to this file; `-` for stdout
@@ -565,9 +570,13 @@ fn run(args: Args) -> Result<()> {
     match args.backend {
         BackendArg::Host => receive(&args, connect(&args, || Ok(HostBackend))?, host_packed),
         BackendArg::Cuda => receive(&args, connect_cuda(&args)?, cuda_packed),
+        BackendArg::Vulkan => receive(&args, connect_vulkan(&args)?, vulkan_packed),
         BackendArg::Auto => match connect(&args, || Ok(HostBackend)) {
             Ok(sub) => receive(&args, sub, host_packed),
             Err(e) if is_cuda_publisher(&e) => receive(&args, connect_cuda(&args)?, cuda_packed),
+            Err(e) if publisher_kind(&e) == Some(MemoryKind::VulkanOpaqueFd) => {
+                receive(&args, connect_vulkan(&args)?, vulkan_packed)
+            }
             Err(e) => Err(e),
         },
     }
@@ -606,6 +615,39 @@ fn connect_cuda(args: &Args) -> Result<Subscriber<CudaBackend>> {
         after >> 20
     );
     Ok(sub)
+}
+
+/// Connects with the Vulkan backend (the device of the publisher's UUID).
+fn connect_vulkan(args: &Args) -> Result<Subscriber<VulkanBackend>> {
+    let sub = connect(args, || {
+        VulkanBackend::subscriber().context("--backend vulkan")
+    })?;
+    if let Some(d) = sub.backend().device() {
+        let i = d.info();
+        eprintln!(
+            "{}: Vulkan device {} ({}, {})",
+            args.name.as_deref().unwrap_or("subscriber"),
+            i.name,
+            i.device_type,
+            cuframes_vulkan::uuid_string(&i.device_uuid)
+        );
+    }
+    Ok(sub)
+}
+
+/// The memory kind of a publisher a connection was refused for.
+fn publisher_kind(e: &anyhow::Error) -> Option<MemoryKind> {
+    match e.downcast_ref::<ConnectError>() {
+        Some(ConnectError::MemoryKind { theirs, .. }) => Some(*theirs),
+        _ => None,
+    }
+}
+
+/// A Vulkan frame's packed bytes: copied to host through a staging buffer
+/// (after the publisher's timeline semaphore, if any).
+fn vulkan_packed(f: &Frame<'_, VulkanBackend>, out: &mut Vec<u8>) -> Result<()> {
+    f.copy_to_host(out)
+        .context("copying a frame to host memory")
 }
 
 /// Whether connecting with host memory failed because the publisher shares VRAM.

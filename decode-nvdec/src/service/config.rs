@@ -32,10 +32,11 @@
 //! | `io_timeout_ms` | 5000 | a URL whose open or next packet takes longer fails (stall detection) |
 //! | `reconnect_initial_ms`, `reconnect_max_ms` | 1000, 30000 | backoff between reconnects (doubling, capped) |
 //! | `decoder` | `auto` | `auto`, `software`, `nvdec` |
-//! | `backend` | `auto` | `auto`, `host`, `cuda` |
+//! | `backend` | `auto` | `auto`, `host`, `cuda`, `vulkan` (software decode uploaded into Vulkan memory) |
 //! | `memory` | `vmm-fd` | CUDA: `vmm-fd`, `legacy-ipc` |
-//! | `sync` | `host-fence` | CUDA: `host-fence`, `ipc-event` |
+//! | `sync` | `host-fence` | CUDA: `host-fence`, `ipc-event`; Vulkan: `host-fence`, `timeline` |
 //! | `device` | 0 | CUDA device ordinal |
+//! | `vulkan_device` | the most capable | Vulkan: physical device index (`vkEnumeratePhysicalDevices` order) |
 //! | `ring` | 8 | frame slots, 2..=64 |
 //! | `policy` | `drop-frame` | `drop-frame`, `wait` |
 //! | `wait_timeout_ms` | 2000 | `wait`: longest wait for a slot |
@@ -69,6 +70,7 @@ use crate::demux::{redact_url, RtspTransport};
 use cuframes_core::runtime::PublisherConfig;
 use cuframes_core::{PublishPolicy, StreamKey};
 use cuframes_cuda::{CudaConfig, CudaMemory, CudaSync};
+use cuframes_vulkan::{DeviceSelect, VulkanConfig, VulkanSync};
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -140,6 +142,9 @@ pub enum BackendArg {
     Host,
     /// CUDA device memory (VRAM).
     Cuda,
+    /// Vulkan device memory exported as opaque fds (experimental; software
+    /// decode uploaded; docs/vulkan.md).
+    Vulkan,
 }
 
 /// How CUDA slots are shared.
@@ -160,6 +165,9 @@ pub enum SyncArg {
     HostFence,
     /// Publish at once; subscribers wait on a per-slot interprocess CUDA event.
     IpcEvent,
+    /// --backend vulkan: publish once the upload is submitted; subscribers
+    /// wait on per-slot timeline semaphores (VK_KHR_external_semaphore_fd).
+    Timeline,
 }
 
 /// What to do when no slot may be rewritten.
@@ -200,6 +208,8 @@ pub struct StreamFields {
     pub sync: Option<SyncArg>,
     /// CUDA device ordinal.
     pub device: Option<u32>,
+    /// Vulkan physical device index (default: the most capable device).
+    pub vulkan_device: Option<u32>,
     /// Frame slots.
     pub ring: Option<u32>,
     /// Publish policy.
@@ -263,6 +273,7 @@ impl StreamFields {
             memory,
             sync,
             device,
+            vulkan_device,
             ring,
             policy,
             wait_timeout_ms,
@@ -467,20 +478,41 @@ pub fn stream_spec(
         sync: match s.sync.unwrap_or(SyncArg::HostFence) {
             SyncArg::HostFence => CudaSync::HostFence,
             SyncArg::IpcEvent => CudaSync::IpcEvent,
+            // Checked below: only the Vulkan backend has it.
+            SyncArg::Timeline => CudaSync::HostFence,
         },
         device: s.device.unwrap_or(0),
     };
-    let backend = match s.backend.unwrap_or(BackendArg::Auto) {
-        BackendArg::Auto => BackendChoice::Auto(cuda),
-        BackendArg::Host => BackendChoice::Host,
-        BackendArg::Cuda => BackendChoice::Cuda(cuda),
-    };
+    let backend =
+        match s.backend.unwrap_or(BackendArg::Auto) {
+            BackendArg::Auto => BackendChoice::Auto(cuda),
+            BackendArg::Host => BackendChoice::Host,
+            BackendArg::Cuda => BackendChoice::Cuda(cuda),
+            BackendArg::Vulkan => BackendChoice::Vulkan(VulkanConfig {
+                device: s
+                    .vulkan_device
+                    .map_or(DeviceSelect::Best, DeviceSelect::Index),
+                sync: match s.sync {
+                    Some(SyncArg::Timeline) => VulkanSync::Timeline,
+                    Some(SyncArg::IpcEvent) => return Err(bad(
+                        "sync \"ipc-event\" needs backend \"cuda\" (vulkan: host-fence, timeline)"
+                            .into(),
+                    )),
+                    _ => VulkanSync::HostFence,
+                },
+            }),
+        };
+    if s.sync == Some(SyncArg::Timeline) && !matches!(backend, BackendChoice::Vulkan(_)) {
+        return Err(bad("sync \"timeline\" needs backend \"vulkan\"".into()));
+    }
     let decoder = match s.decoder.unwrap_or(DecoderArg::Auto) {
         DecoderArg::Auto => DecoderChoice::Auto,
         DecoderArg::Software => DecoderChoice::Software,
         DecoderArg::Nvdec => DecoderChoice::Nvdec,
     };
-    if decoder == DecoderChoice::Nvdec && backend == BackendChoice::Host {
+    if decoder == DecoderChoice::Nvdec
+        && matches!(backend, BackendChoice::Host | BackendChoice::Vulkan(_))
+    {
         return Err(bad(
             "decoder \"nvdec\" needs backend \"cuda\" or \"auto\"".into()
         ));
@@ -680,6 +712,18 @@ mod tests {
         one(
             "[[stream]]\nkey = \"a\"\nurl = \"rtsp:/h/a\"\n",
             "not a URL",
+        );
+        one(
+            "[[stream]]\nkey = \"a\"\nurl = \"rtsp://h/a\"\nbackend = \"cuda\"\nsync = \"timeline\"\n",
+            "sync \"timeline\" needs backend \"vulkan\"",
+        );
+        one(
+            "[[stream]]\nkey = \"a\"\nurl = \"rtsp://h/a\"\nbackend = \"vulkan\"\nsync = \"ipc-event\"\n",
+            "sync \"ipc-event\" needs backend \"cuda\"",
+        );
+        one(
+            "[[stream]]\nkey = \"a\"\nurl = \"rtsp://h/a\"\nbackend = \"vulkan\"\ndecoder = \"nvdec\"\n",
+            "decoder \"nvdec\" needs backend",
         );
         one(
             "[[stream]]\nkey = \"a\"\nurl = \"gopher://h/a\"\n",

@@ -12,6 +12,7 @@ use crate::{
 use cuframes_core::layout::StreamDesc;
 use cuframes_core::runtime::{Backend, HostBackend, HostSlot};
 use cuframes_cuda::{CudaBackend, CudaDevice, CudaError, CudaSlot, CudaStream, RawStream};
+use cuframes_vulkan::{VulkanBackend, VulkanError, VulkanSlot};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -132,7 +133,10 @@ pub enum WriteError {
     /// A CUDA copy failed.
     #[error(transparent)]
     Cuda(#[from] CudaError),
-    /// A device frame (NVDEC) cannot go into a host slot.
+    /// A Vulkan upload failed.
+    #[error(transparent)]
+    Vulkan(#[from] VulkanError),
+    /// A device frame (NVDEC) cannot go into a host or Vulkan slot.
     #[error("device frames need the CUDA backend")]
     NotDevice,
 }
@@ -247,6 +251,49 @@ impl SlotWrite for CudaBackend {
                 cuframes_cuda::uuid_string(&d.uuid())
             ),
             None => format!("cuda {:?}/{:?}", c.memory, c.sync),
+        }
+    }
+}
+
+impl SlotWrite for VulkanBackend {
+    fn write_host(
+        slot: &mut VulkanSlot,
+        frame: &HostFrame,
+        desc: &StreamDesc,
+    ) -> Result<(), WriteError> {
+        let mut planes = [(&[][..], 0usize); 2];
+        for (i, p) in frame.planes.iter().enumerate() {
+            planes[i] = (
+                frame.data.get(p.offset..).ok_or(WriteError::Layout)?,
+                p.pitch,
+            );
+        }
+        // Uploaded through staging memory and waited for (HostFence).
+        Ok(slot.write_from_host(desc, &planes)?)
+    }
+
+    fn write_device(
+        _: &mut VulkanSlot,
+        _: [Option<(u64, usize)>; 2],
+        _: &StreamDesc,
+        _: RawStream,
+    ) -> Result<(), WriteError> {
+        Err(WriteError::NotDevice)
+    }
+
+    fn describe(&self) -> String {
+        match self.device() {
+            Some(d) => {
+                let i = d.info();
+                format!(
+                    "vulkan VulkanOpaqueFd/{:?} on {} ({}, {})",
+                    self.sync_kind(),
+                    i.name,
+                    i.device_type,
+                    cuframes_vulkan::uuid_string(&i.device_uuid)
+                )
+            }
+            None => "vulkan".into(),
         }
     }
 }

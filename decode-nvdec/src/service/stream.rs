@@ -9,6 +9,7 @@ use super::stats::{SharedStats, StreamState};
 use crate::nvdec::nvdec_available;
 use cuframes_core::runtime::{HostBackend, PublisherConfig};
 use cuframes_cuda::{CudaBackend, CudaConfig};
+use cuframes_vulkan::{VulkanBackend, VulkanConfig};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +23,9 @@ pub enum BackendChoice {
     Host,
     /// CUDA device memory with these settings; failing to open the GPU fails the stream.
     Cuda(CudaConfig),
+    /// Vulkan device memory (opaque fds), filled by the software decoder;
+    /// failing to open the device fails the stream.
+    Vulkan(VulkanConfig),
 }
 
 /// Which decoder runs.
@@ -97,8 +101,23 @@ pub enum StreamOutcome {
 /// camera that stopped sending), so a stop takes effect within milliseconds.
 pub fn run_stream(spec: &StreamSpec, stop: &Arc<AtomicBool>, stats: &SharedStats) -> StreamOutcome {
     let key = spec.key().to_owned();
+    if let BackendChoice::Vulkan(c) = spec.backend {
+        if spec.decoder == DecoderChoice::Nvdec {
+            return fail(
+                stats,
+                &key,
+                "the NVDEC decoder needs the CUDA backend".into(),
+            );
+        }
+        let mut source = spec.source.clone();
+        source.decoder = DecoderKind::Software;
+        return match VulkanBackend::publisher(c) {
+            Ok(b) => drive(spec, &source, b, stop, stats),
+            Err(e) => fail(stats, &key, format!("cannot open the Vulkan device: {e}")),
+        };
+    }
     let cuda = match spec.backend {
-        BackendChoice::Host => None,
+        BackendChoice::Host | BackendChoice::Vulkan(_) => None,
         BackendChoice::Cuda(c) => match CudaBackend::publisher(c) {
             Ok(b) => Some(b),
             Err(e) => return fail(stats, &key, format!("cannot open the GPU: {e}")),

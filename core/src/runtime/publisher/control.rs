@@ -610,7 +610,8 @@ fn welcome_for<'r, B: Backend>(
     }
 }
 
-/// The fds of a WELCOME for `ring`: control region, slots (frames), packet region.
+/// The fds of a WELCOME for `ring`: control region, slots (frames: each
+/// slot's memory fd, then its sync fd if the sync kind has one), packet region.
 fn welcome_fds<'r>(
     ring: &'r RingShared,
     frames: bool,
@@ -621,7 +622,9 @@ fn welcome_fds<'r>(
         fds.extend(
             ring.exports
                 .iter()
-                .filter_map(|e| e.fd.as_ref().map(|f| f.as_fd())),
+                .flat_map(|e| [e.fd.as_ref(), e.sync_fd.as_ref()])
+                .flatten()
+                .map(|f| f.as_fd()),
         );
     }
     if let Some(p) = packets {

@@ -320,9 +320,22 @@ fn allocate_ring<B: Backend>(
 ) -> Result<(Vec<B::Slot>, Vec<SlotExport>), BackendError> {
     let mut slots = Vec::with_capacity(n as usize);
     let mut exports = Vec::with_capacity(n as usize);
+    // WELCOME carries a sync fd per slot exactly when the sync kind says so
+    // (§4.3); a backend that breaks that would desynchronise every fd after.
+    let sync_fds = backend.memory_kind().uses_fds() && backend.sync_kind().fds_per_slot() == 1;
     for i in 0..n {
         let s = backend.allocate(i, size).map_err(Box::new)?;
-        exports.push(backend.export(&s).map_err(Box::new)?);
+        let e = backend.export(&s).map_err(Box::new)?;
+        if e.sync_fd.is_some() != sync_fds {
+            return Err(format!(
+                "slot {i}: the backend's export {} a sync fd, its sync kind {:?} {}",
+                if e.sync_fd.is_some() { "has" } else { "lacks" },
+                backend.sync_kind(),
+                if sync_fds { "needs one" } else { "has none" }
+            )
+            .into());
+        }
+        exports.push(e);
         slots.push(s);
     }
     Ok((slots, exports))
@@ -578,10 +591,16 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
             self.free_retired();
         }
         match self.claim_slot() {
-            Some(claim) => Some(SlotGuard {
-                publisher: self,
-                claim: Some(claim),
-            }),
+            Some(claim) => {
+                let seq = self.ring.writer().next_seq();
+                if let Some(slot) = self.slots.get_mut(claim.slot as usize) {
+                    B::claimed(slot, seq);
+                }
+                Some(SlotGuard {
+                    publisher: self,
+                    claim: Some(claim),
+                })
+            }
             None => {
                 self.ring.writer().count_drop();
                 self.stats.dropped += 1;

@@ -57,7 +57,8 @@ struct Args {
     /// --backend cuda: how slots are shared.
     #[arg(conflicts_with = "config", long, value_enum, default_value = "vmm-fd")]
     memory: MemoryArg,
-    /// --backend cuda: how subscribers learn a frame is complete.
+    /// --backend cuda / vulkan: how subscribers learn a frame is complete
+    /// (vulkan: host-fence or timeline).
     #[arg(
         conflicts_with = "config",
         long,
@@ -68,6 +69,11 @@ struct Args {
     /// --backend cuda: CUDA device ordinal.
     #[arg(conflicts_with = "config", long, default_value_t = 0)]
     device: u32,
+    /// --backend vulkan: Vulkan physical device index (default: the most
+    /// capable device: a discrete GPU before an integrated one, before a
+    /// CPU implementation such as lavapipe).
+    #[arg(conflicts_with = "config", long)]
+    vulkan_device: Option<u32>,
     /// Frame slots in the ring.
     #[arg(conflicts_with = "config", long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(2..=64))]
     ring: u32,
@@ -191,6 +197,7 @@ fn from_flags(a: &Args) -> Result<ServiceConfig> {
         memory: Some(a.memory),
         sync: Some(a.sync),
         device: Some(a.device),
+        vulkan_device: a.vulkan_device,
         ring: Some(a.ring),
         policy: Some(a.policy),
         wait_timeout_ms: Some(a.wait_timeout_ms),
