@@ -8,6 +8,8 @@ mkdir -p "$OUT"
 BIN=$PWD/bin
 MEDIA=$PWD/media
 export CUFRAMES_RUNTIME_DIR=$(mktemp -d /tmp/cuframes-bench.XXXX)
+RT=$CUFRAMES_RUNTIME_DIR
+. ./vulkan-icd.sh
 R=$OUT/bench.txt
 : > "$R"
 say() { echo "$*" | tee -a "$R"; }

@@ -53,13 +53,16 @@ cp bindings/c/tests/gpu/cuda_frames.c bindings/c/tests/gpu/cuda_release_after.cp
 mkdir -p gpu-carry/lib
 cp -L /usr/lib/x86_64-linux-gnu/libvulkan.so.1 gpu-carry/lib/ 2>/dev/null \
   || echo "note: no libvulkan.so.1 here to carry (apt-get install libvulkan1)"
-cp scripts/gpu-tests.sh scripts/gpu-bench.sh scripts/gpu-scale.sh scripts/torch_handoff.py gpu-carry/
+cp scripts/gpu-tests.sh scripts/gpu-bench.sh scripts/vulkan-icd.sh scripts/gpu-scale.sh scripts/torch_handoff.py gpu-carry/
 # The Python bindings (section 8 of gpu-tests.sh): the abi3 wheel, unpacked
 # into gpu-carry/python for PYTHONPATH (no pip needed there), its GPU checks,
 # and the overhead benchmark with its Rust counterpart. Needs maturin
 # (`pip install maturin`; MATURIN=path to pick one).
 "${MATURIN:-maturin}" build --release --locked -m bindings/python/Cargo.toml -o gpu-carry/wheels
 python3 -m zipfile -e gpu-carry/wheels/cuframes-*-abi3-*.whl gpu-carry/python
+# The unpacked wheel is what runs there; the wheel itself would only use up the carry.
+rm -rf gpu-carry/wheels
+find gpu-carry/python -name '*.so' -exec strip --strip-debug {} +
 cargo build --release --locked -p cuframes-python --example overhead_subscriber
 cp "$CARGO_TARGET_DIR"/release/examples/overhead_subscriber gpu-carry/bin/
 cp scripts/gpu-python.py bindings/python/bench/overhead.py gpu-carry/

@@ -131,6 +131,11 @@ def stream_release(deferred):
             a = a / a.abs().max()
     if not deferred:
         del y
+    # The work queued so far; the lease must outlive it. (s.query() itself is
+    # False until the release's host callback has returned too, which runs
+    # after this work: poll the event, not the stream.)
+    work_done = torch.cuda.Event()
+    work_done.record(s)
     t0 = time.monotonic()
     valid = f.release(stream=s)
     took = time.monotonic() - t0
@@ -139,7 +144,7 @@ def stream_release(deferred):
     if deferred:
         assert pub.leases() == [(sub.id, seq, False)]
         del y  # the last view: the release is queued on s now
-    while not s.query():
+    while not work_done.query():
         assert pub.leases() == [(sub.id, seq, False)], "lease returned before the stream's work"
         held_while_busy += 1
     assert held_while_busy > 0, "the stream finished before it could be observed: more work"

@@ -29,6 +29,7 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1 ' && [ -f "$PWD/lib/lib
   VK_LOADER_NOTE="carried lib/libvulkan.so.1"
 fi
 
+. ./vulkan-icd.sh
 say "# cuframes GPU test plan, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 say "# $(nvidia-smi --query-gpu=name,uuid,driver_version,memory.total --format=csv,noheader | head -1)"
 say "# $(uname -r), $(nproc) cores"

@@ -89,6 +89,14 @@ impl CudaDevice {
         &self.inner.name
     }
 
+    /// The device's primary context (`CUcontext`), for handing to another
+    /// CUDA library that works in it (FFmpeg's `AVCUDADeviceContext.cuda_ctx`).
+    /// Valid while this `CudaDevice` (or a clone) lives; using it is up to
+    /// that library.
+    pub fn raw_context(&self) -> *mut std::ffi::c_void {
+        self.inner.ctx.raw().cast()
+    }
+
     /// Makes the primary context current on the calling thread
     /// (`cuCtxSetCurrent`).
     pub fn make_current(&self) -> Result<(), CudaError> {

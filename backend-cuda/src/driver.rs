@@ -132,6 +132,10 @@ impl PrimaryContext {
     pub(crate) fn device(&self) -> cu::CUdevice {
         self.dev
     }
+
+    pub(crate) fn raw(&self) -> cu::CUcontext {
+        self.ctx
+    }
 }
 
 impl Drop for PrimaryContext {

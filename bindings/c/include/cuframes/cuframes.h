@@ -1523,6 +1523,16 @@ int cuframes_frame_copy_to_host(const cuframes_frame_t *frame,
 int cuframes_frame_cuda_device(const cuframes_frame_t *frame);
 
 /**
+ * The primary context (`CUcontext`) of a CUDA frame's device, in which
+ * its slots are mapped: for a CUDA library that should work in it (FFmpeg:
+ * `AVCUDADeviceContext.cuda_ctx`, so that its frame pool and the slots
+ * share one context whatever its flags). Valid while the subscriber lives.
+ * NULL for a host frame or an invalid handle (`cuframes_last_error()` says
+ * which). Thread-safety: any thread, while the frame is not being released.
+ */
+void *cuframes_frame_cuda_context(const cuframes_frame_t *frame);
+
+/**
  * Queues device-to-device copies of the frame's planes into your own
  * device memory (e.g. an FFmpeg CUDA frame pool), on `cu_stream`
  * (`cuMemcpy2DAsync`), ordered after the publisher's writes. Plane `i`

@@ -556,6 +556,20 @@ pub extern "C" fn cuframes_frame_cuda_device(frame: *const cuframes_frame_t) -> 
     })
 }
 
+/// The primary context (`CUcontext`) of a CUDA frame's device, in which
+/// its slots are mapped: for a CUDA library that should work in it (FFmpeg:
+/// `AVCUDADeviceContext.cuda_ctx`, so that its frame pool and the slots
+/// share one context whatever its flags). Valid while the subscriber lives.
+/// NULL for a host frame or an invalid handle (`cuframes_last_error()` says
+/// which). Thread-safety: any thread, while the frame is not being released.
+#[no_mangle]
+pub extern "C" fn cuframes_frame_cuda_context(frame: *const cuframes_frame_t) -> *mut c_void {
+    value(std::ptr::null_mut(), || {
+        let f = get::<FrameObj, _>(frame)?;
+        f.with_cuda(|cf| Ok(cf.memory().device().raw_context()))
+    })
+}
+
 /// Queues device-to-device copies of the frame's planes into your own
 /// device memory (e.g. an FFmpeg CUDA frame pool), on `cu_stream`
 /// (`cuMemcpy2DAsync`), ordered after the publisher's writes. Plane `i`
@@ -592,7 +606,10 @@ pub unsafe extern "C" fn cuframes_frame_copy_to_device(
         if plane_count != f.info.plane_count {
             return Err(Error::new(
                 CUFRAMES_ERR_INVALID_ARG,
-                format!("plane_count {plane_count}; the frame has {}", f.info.plane_count),
+                format!(
+                    "plane_count {plane_count}; the frame has {}",
+                    f.info.plane_count
+                ),
             ));
         }
         // SAFETY: NULL (refused inside) or `plane_count` readable entries
@@ -606,7 +623,10 @@ pub unsafe extern "C" fn cuframes_frame_copy_to_device(
                 // SAFETY: `dst` addresses writable device memory of at least
                 // the plane's extent at `pitch` (the caller's contract);
                 // `pitch` below the row bytes is refused inside.
-                unsafe { cf.memory().copy_plane_to_device(cf.stream(), i, dst, pitch, stream)? };
+                unsafe {
+                    cf.memory()
+                        .copy_plane_to_device(cf.stream(), i, dst, pitch, stream)?
+                };
             }
             Ok(())
         })
