@@ -118,20 +118,114 @@ pub fn is_default_layout(s: &StreamDesc, info: &gst_video::VideoInfo) -> bool {
         })
 }
 
-/// The `video/x-h264` or `video/x-h265` caps of a packet ring's codec
-/// (FFmpeg `AVCodecID` 27 / 173): Annex B access units.
-pub fn packet_caps(codec_id: u32) -> Option<gst::Caps> {
-    let media = match codec_id {
-        27 => "video/x-h264",
-        173 => "video/x-h265",
-        _ => return None,
-    };
-    Some(
-        gst::Caps::builder(media)
-            .field("stream-format", "byte-stream")
-            .field("alignment", "au")
-            .build(),
-    )
+/// The caps of a packet ring's codec (FFmpeg `AVCodecID` 27 / 173).
+///
+/// H.264: `stream-format=avc, alignment=au` with `codec_data` the
+/// `AVCDecoderConfigurationRecord` made from the ring's Annex B extradata
+/// ([`avcc_from_annexb`]; `None` when it has no SPS and PPS): samples carry
+/// 4-byte length prefixes and no parameter sets, as in an MP4 file, so that
+/// `h264parse ! mp4mux` writes the source's samples unchanged. HEVC:
+/// `stream-format=byte-stream, alignment=au` (the source puts the
+/// parameter sets in front of the first keyframe). `extradata` `None`: the
+/// template caps.
+pub fn packet_caps(codec_id: u32, extradata: Option<&[u8]>) -> Option<gst::Caps> {
+    match (codec_id, extradata) {
+        (27, None) => Some(
+            gst::Caps::builder("video/x-h264")
+                .field("stream-format", "avc")
+                .field("alignment", "au")
+                .build(),
+        ),
+        (27, Some(x)) => Some(
+            gst::Caps::builder("video/x-h264")
+                .field("stream-format", "avc")
+                .field("alignment", "au")
+                .field(
+                    "codec_data",
+                    gst::Buffer::from_mut_slice(avcc_from_annexb(x)?),
+                )
+                .build(),
+        ),
+        (173, _) => Some(
+            gst::Caps::builder("video/x-h265")
+                .field("stream-format", "byte-stream")
+                .field("alignment", "au")
+                .build(),
+        ),
+        _ => None,
+    }
+}
+
+/// The NAL units of an Annex B byte stream (start codes of 3 or 4 bytes
+/// removed; empty units skipped).
+pub fn annexb_nal_units(data: &[u8]) -> Vec<&[u8]> {
+    let mut starts = Vec::new();
+    let mut i = 0;
+    while i + 3 <= data.len() {
+        if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
+            starts.push(i + 3);
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    let mut units = Vec::with_capacity(starts.len());
+    for (k, &s) in starts.iter().enumerate() {
+        let mut end = starts.get(k + 1).map_or(data.len(), |&n| n - 3);
+        // A 4-byte start code leaves its leading zero at the end of the
+        // previous unit (and trailing zero bytes are not part of a NAL).
+        while end > s && data[end - 1] == 0 {
+            end -= 1;
+        }
+        if end > s {
+            units.push(&data[s..end]);
+        }
+    }
+    units
+}
+
+/// An Annex B access unit as AVC samples carry it: each NAL unit with a
+/// 4-byte big-endian length instead of its start code.
+pub fn annexb_to_avc(au: &[u8]) -> Vec<u8> {
+    let units = annexb_nal_units(au);
+    let mut out = Vec::with_capacity(au.len() + 4);
+    for u in units {
+        out.extend_from_slice(&(u.len() as u32).to_be_bytes());
+        out.extend_from_slice(u);
+    }
+    out
+}
+
+/// The `AVCDecoderConfigurationRecord` (ISO/IEC 14496-15 §5.3.3.1) of H.264
+/// parameter sets in Annex B form: profile, compatibility and level from the
+/// first SPS, 4-byte NAL lengths, every SPS (type 7) and PPS (type 8).
+/// `None` without an SPS and a PPS, or with a unit too long for the record.
+pub fn avcc_from_annexb(extradata: &[u8]) -> Option<Vec<u8>> {
+    let units = annexb_nal_units(extradata);
+    let sps: Vec<&[u8]> = units.iter().copied().filter(|u| u[0] & 0x1f == 7).collect();
+    let pps: Vec<&[u8]> = units.iter().copied().filter(|u| u[0] & 0x1f == 8).collect();
+    let first = sps.first()?;
+    if pps.is_empty() || first.len() < 4 || sps.len() > 31 || pps.len() > 255 {
+        return None;
+    }
+    let mut out = vec![
+        1,
+        first[1],
+        first[2],
+        first[3],
+        0xff,
+        0xe0 | sps.len() as u8,
+    ];
+    for s in &sps {
+        out.extend_from_slice(&u16::try_from(s.len()).ok()?.to_be_bytes());
+        out.extend_from_slice(s);
+    }
+    out.push(pps.len() as u8);
+    for p in &pps {
+        out.extend_from_slice(&u16::try_from(p.len()).ok()?.to_be_bytes());
+        out.extend_from_slice(p);
+    }
+    Some(out)
 }
 
 /// The stream description a sink publishes for `info`: the publisher's
@@ -206,6 +300,36 @@ impl TimeMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn annexb_units_and_avc_samples() {
+        let au = [
+            0, 0, 0, 1, 0x65, 1, 2, 0, 0, 1, 0x41, 3, 0, 0, 0, 1, 0x06, 9,
+        ];
+        assert_eq!(
+            annexb_nal_units(&au),
+            vec![&[0x65, 1, 2][..], &[0x41, 3][..], &[0x06, 9][..]]
+        );
+        assert_eq!(
+            annexb_to_avc(&au),
+            [0, 0, 0, 3, 0x65, 1, 2, 0, 0, 0, 2, 0x41, 3, 0, 0, 0, 2, 0x06, 9]
+        );
+        assert!(annexb_nal_units(&[0, 0, 0]).is_empty());
+    }
+
+    #[test]
+    fn avcc_record_from_parameter_sets() {
+        let x = [
+            0, 0, 0, 1, 0x67, 100, 0, 31, 0xac, 0, 0, 1, 0x68, 0xee, 0x3c,
+        ];
+        assert_eq!(
+            avcc_from_annexb(&x).unwrap(),
+            [1, 100, 0, 31, 0xff, 0xe1, 0, 5, 0x67, 100, 0, 31, 0xac, 1, 0, 3, 0x68, 0xee, 0x3c]
+        );
+        // No PPS, or nothing at all: no record.
+        assert_eq!(avcc_from_annexb(&x[..10]), None);
+        assert_eq!(avcc_from_annexb(&[]), None);
+    }
 
     #[test]
     fn time_map_keeps_source_spacing_and_reanchors_backwards() {

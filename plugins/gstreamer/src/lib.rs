@@ -3,8 +3,9 @@
 //! - `cuframessrc`: a live source of the decoded frames a publisher shares,
 //!   as `video/x-raw, format=NV12|P010_10LE` buffers that wrap the leased
 //!   host slot without a copy (CUDA slots: one device-to-host copy per frame);
-//! - `cuframespacketsrc`: the encoded packet ring as `video/x-h264|x-h265,
-//!   stream-format=byte-stream, alignment=au`, starting on a keyframe;
+//! - `cuframespacketsrc`: the encoded packet ring as `video/x-h264,
+//!   stream-format=avc` (parameter sets in `codec_data`) or `video/x-h265,
+//!   stream-format=byte-stream`, `alignment=au`, starting on a keyframe;
 //! - `cuframessink`: publishes NV12 / P010_10LE system-memory frames from any
 //!   pipeline under a key, so GStreamer pipelines become publishers.
 //!

@@ -53,6 +53,8 @@ struct Streaming {
     sub: Option<Sub>,
     /// Codec of the current caps (FFmpeg `AVCodecID`).
     codec: Option<u32>,
+    /// The extradata the current caps were made from (H.264's codec_data).
+    extradata: Vec<u8>,
     /// Parameter sets go in front of the next keyframe (first packet, and
     /// after a discontinuity: a reconnected publisher may have new ones).
     headers: bool,
@@ -66,6 +68,7 @@ impl Default for Streaming {
         Streaming {
             sub: None,
             codec: None,
+            extradata: Vec::new(),
             headers: true,
             discont: true,
             time: TimeMap::default(),
@@ -198,7 +201,7 @@ impl ElementImpl for CuframesPacketSrc {
             {
                 let caps = caps.get_mut().expect("new caps");
                 for id in [27, 173] {
-                    if let Some(c) = conv::packet_caps(id) {
+                    if let Some(c) = conv::packet_caps(id, None) {
                         caps.append(c);
                     }
                 }
@@ -274,13 +277,15 @@ impl PushSrcImpl for CuframesPacketSrc {
         let mut st = lock(&self.streaming);
         let (packet, params) = self.receive(&set, &mut st)?;
         st.last_packet = Instant::now();
-        if st.codec != Some(params.codec_id) {
-            let caps = conv::packet_caps(params.codec_id).ok_or_else(|| {
+        // New caps for a new codec, or new parameter sets (a reconnected or
+        // changed stream): H.264's codec_data is made from them.
+        if st.codec != Some(params.codec_id) || st.extradata != params.extradata {
+            let caps = conv::packet_caps(params.codec_id, Some(&params.extradata)).ok_or_else(|| {
                 gst::element_imp_error!(
                     self,
                     gst::StreamError::CodecNotFound,
                     [
-                        "packet ring codec id {} is not H.264 (27) or HEVC (173)",
+                        "packet ring codec id {} is not H.264 (27) or HEVC (173), or its extradata holds no SPS and PPS",
                         params.codec_id
                     ]
                 );
@@ -291,6 +296,7 @@ impl PushSrcImpl for CuframesPacketSrc {
                 .set_caps(&caps)
                 .map_err(|_| gst::FlowError::NotNegotiated)?;
             st.codec = Some(params.codec_id);
+            st.extradata = params.extradata.clone();
             st.headers = true;
         }
         let m = packet.meta;
@@ -300,15 +306,22 @@ impl PushSrcImpl for CuframesPacketSrc {
             st.time.reset();
         }
         let key = m.is_key();
-        // Parameter sets (SPS/PPS, VPS) in front of the first keyframe, so
-        // a parser downstream can start there (the ring keeps them out of
-        // band, as MP4 and Matroska sources have them).
-        let mut data = Vec::with_capacity(packet.data.len() + params.extradata.len());
-        if key && st.headers {
-            data.extend_from_slice(&params.extradata);
-            st.headers = false;
-        }
-        data.extend_from_slice(&packet.data);
+        let data = if params.codec_id == 27 {
+            // H.264 goes out as AVC samples; the parameter sets are in the
+            // caps' codec_data.
+            conv::annexb_to_avc(&packet.data)
+        } else {
+            // HEVC: parameter sets (VPS/SPS/PPS) in front of the first
+            // keyframe, so a parser downstream can start there (the ring
+            // keeps them out of band, as MP4 and Matroska sources have them).
+            let mut data = Vec::with_capacity(packet.data.len() + params.extradata.len());
+            if key && st.headers {
+                data.extend_from_slice(&params.extradata);
+                st.headers = false;
+            }
+            data.extend_from_slice(&packet.data);
+            data
+        };
         let mut buffer = gst::Buffer::from_mut_slice(data);
         let now = common::running_time_now(self.obj().upcast_ref());
         // Decode time drives the anchor (it never goes back within a
