@@ -118,10 +118,10 @@ impl VulkanBackend {
 /// could make this process fault (SIGBUS) reading a frame. Fds of a GPU
 /// driver (a device node, an anonymous inode) are validated by the driver
 /// on import.
-fn check_fd(fd: BorrowedFd<'_>, alloc: u64) -> Result<(), VulkanError> {
+fn check_fd(fd: BorrowedFd<'_>, alloc: u64) -> Result<FdKind, VulkanError> {
     let st = rustix::fs::fstat(fd).map_err(|e| VulkanError::BadFd(format!("fstat: {e}")))?;
     if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-        return Ok(());
+        return Ok(FdKind::Driver);
     }
     // At least the allocation: lavapipe's memfds carry a few KiB of its own.
     if (st.st_size as u64) < alloc {
@@ -137,7 +137,35 @@ fn check_fd(fd: BorrowedFd<'_>, alloc: u64) -> Result<(), VulkanError> {
             "a file not sealed against shrinking (F_SEAL_SHRINK)".into(),
         ));
     }
-    Ok(())
+    Ok(FdKind::File)
+}
+
+/// What [`check_fd`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FdKind {
+    /// A GPU driver's handle: imported as received.
+    Driver,
+    /// A file (lavapipe's memfd).
+    File,
+}
+
+/// The same file opened again (`/proc/self/fd/N`): a new open file
+/// description with its own file offset. Every subscriber receives the
+/// publisher's memfd as a duplicate of one open file description, and
+/// lavapipe's import reads the memory's header with `lseek` + `read` on it
+/// (Mesa's `os_import_memory_fd`): subscribers importing at the same moment
+/// (all of them re-import at a stream change) moved each other's offset and
+/// one import failed with `ERROR_INVALID_EXTERNAL_HANDLE` (seen once in CI).
+/// Seals belong to the file, so the checks above still hold.
+fn own_description(fd: &OwnedFd) -> Result<OwnedFd, VulkanError> {
+    use rustix::fd::AsRawFd;
+    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    rustix::fs::open(
+        path.as_str(),
+        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| VulkanError::BadFd(format!("reopening the slot's memfd through {path}: {e}")))
 }
 
 /// Publisher: seals an exported fd that is a memfd against resizing, so
@@ -265,7 +293,10 @@ impl Backend for VulkanBackend {
         }
         let fd = fd.ok_or(VulkanError::MissingFd)?;
         let alloc = Self::allocation_size(self.peer_kind, size)?;
-        check_fd(fd.as_fd(), alloc)?;
+        let fd = match check_fd(fd.as_fd(), alloc)? {
+            FdKind::File => own_description(&fd)?,
+            FdKind::Driver => fd,
+        };
         let how = match self.peer_kind {
             MemoryKind::VulkanOpaqueFd => ImportAs::Dedicated,
             MemoryKind::CudaVmmFd => ImportAs::Plain,
@@ -329,7 +360,33 @@ mod tests {
             None,
         )
         .unwrap();
-        assert!(check_fd(r.as_fd(), a).is_ok());
+        assert_eq!(check_fd(r.as_fd(), a).unwrap(), FdKind::Driver);
+        assert_eq!(check_fd(memfd(a, true).as_fd(), a).unwrap(), FdKind::File);
+    }
+
+    #[test]
+    fn a_memfd_is_imported_through_its_own_file_description() {
+        // Subscribers share one open file description of the publisher's
+        // memfd; what goes to the driver must not share its file offset.
+        let fd = memfd(4096, true);
+        rustix::io::write(&fd, b"header").unwrap();
+        let mine = own_description(&fd).unwrap();
+        assert_eq!(
+            rustix::fs::seek(&fd, rustix::fs::SeekFrom::Current(0)).unwrap(),
+            6
+        );
+        assert_eq!(
+            rustix::fs::seek(&mine, rustix::fs::SeekFrom::Current(0)).unwrap(),
+            0
+        );
+        let mut buf = [0u8; 6];
+        rustix::io::read(&mine, &mut buf).unwrap();
+        assert_eq!(&buf, b"header");
+        // Still the same file: the seals came along.
+        assert!(rustix::fs::fcntl_get_seals(&mine)
+            .unwrap()
+            .contains(SealFlags::SHRINK));
+        assert_eq!(rustix::fs::fstat(&mine).unwrap().st_size, 4096);
     }
 
     #[test]
