@@ -32,7 +32,10 @@ step() { echo ">> $*"; }
 
 # 1. libcuframes, its header and cuframes.pc.
 step "installing libcuframes into $prefix"
-(cd "$root" && cargo cinstall --release --locked -p cuframes-capi --prefix="$prefix" --libdir="$prefix/lib" >/dev/null)
+# CUFRAMES_CINSTALL_DEBUG=1: a debug libcuframes (CI: reuses what .ci/capi built).
+profile=--release
+[ -n "${CUFRAMES_CINSTALL_DEBUG:-}" ] && profile=--debug
+(cd "$root" && cargo cinstall "$profile" --locked -p cuframes-capi --prefix="$prefix" --libdir="$prefix/lib" >/dev/null)
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
 pkg-config --exists cuframes || { echo "cuframes.pc not found under $prefix/lib/pkgconfig" >&2; exit 1; }
 
