@@ -65,7 +65,11 @@ def test_no_packet_ring(runtime_dir):
 def test_keyboard_interrupt_in_a_blocked_next(runtime_dir):
     pub = cuframes.Publisher("sigint", 64, 48, runtime_dir=runtime_dir)
     child = textwrap.dedent(f"""
-        import sys, cuframes
+        import signal, sys, cuframes
+        # Python's own SIGINT handler, even when this test runs in a
+        # background job (which starts children with SIGINT ignored, and
+        # Python then installs no handler): the test is about next().
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         sub = cuframes.Subscriber("sigint", runtime_dir={runtime_dir!r})
         try:
             print("ready", flush=True)
