@@ -48,13 +48,24 @@ if [ -n "${FFMPEG_SRC:-}" ]; then
 elif [ "$(cat "$src/.cuframes-patches" 2>/dev/null)" != "$stamp" ]; then
   if [ ! -f "$out"/dl/ffmpeg_*.orig.tar.xz ]; then
     step "fetching Debian's FFmpeg source (apt-get source)"
+    # Source packages need deb-src entries (Debian 12 images have none):
+    # deb822 (debian.sources) or one-line (sources.list) format.
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+    added=0
     if [ -f /etc/apt/sources.list.d/debian.sources ] && ! grep -q deb-src /etc/apt/sources.list.d/debian.sources; then
-      sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
       $sudo sed -i 's/^Types: deb$/Types: deb deb-src/' /etc/apt/sources.list.d/debian.sources
-      $sudo apt-get update -qq
+      added=1
+    elif [ -f /etc/apt/sources.list ] && grep -q '^deb ' /etc/apt/sources.list && ! grep -q '^deb-src ' /etc/apt/sources.list; then
+      sed -n 's/^deb /deb-src /p' /etc/apt/sources.list | $sudo tee -a /etc/apt/sources.list >/dev/null
+      added=1
     fi
+    [ "$added" = 1 ] && $sudo apt-get update -qq
     rm -rf "$out/dl" && mkdir -p "$out/dl"
-    (cd "$out/dl" && apt-get source --download-only ffmpeg >/dev/null 2>&1)
+    (cd "$out/dl" && apt-get source --download-only ffmpeg >"$out/apt-source.log" 2>&1) || {
+      tail -5 "$out/apt-source.log" >&2
+      echo "apt-get source ffmpeg failed: are deb-src entries enabled in /etc/apt/sources.list*?" >&2
+      exit 1
+    }
   fi
   rm -rf "$src" && mkdir -p "$src"
   tar xf "$out"/dl/ffmpeg_*.orig.tar.xz -C "$src" --strip-components=1
