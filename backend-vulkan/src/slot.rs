@@ -14,23 +14,10 @@ pub(crate) fn plane_span(
     i: usize,
     size: u64,
 ) -> Result<(u64, u64, u64, u64), VulkanError> {
-    let (row, rows) = desc
-        .format()
-        .plane_extent(i as u32, desc.width as u32, desc.height as u32)
-        .ok_or(VulkanError::Layout("no such plane in this pixel format"))?;
-    let off = *desc
-        .plane_offset
-        .get(i)
-        .ok_or(VulkanError::Layout("plane index out of range"))?;
-    let pitch = desc.plane_pitch[i];
-    let end = pitch
-        .checked_mul(rows.saturating_sub(1))
-        .and_then(|n| n.checked_add(row))
-        .and_then(|n| n.checked_add(off));
-    if end.is_none_or(|e| e > size) || pitch < row {
-        return Err(VulkanError::Layout("plane does not fit its slot"));
-    }
-    Ok((off, pitch, row, rows))
+    let s = desc.plane_span(i, size).ok_or(VulkanError::Layout(
+        "no such plane in this pixel format, or it does not fit its slot",
+    ))?;
+    Ok((s.offset, s.pitch, s.row_bytes, s.rows))
 }
 
 /// The planes of `desc` that exist (NV12 / P010: 2).

@@ -12,7 +12,7 @@ pub mod stream;
 pub use header::{ControlHeader, CONTROL_MAGIC, STATE_CLOSED, STATE_LIVE};
 pub use lease::{LeaseRow, LEASES_PER_ROW, LEASE_MAGIC, LEASE_REGION_SIZE};
 pub use slot::{SlotDesc, FLAG_DISCONTINUITY, FLAG_KEY, PTS_NONE, SEQ_WRITING};
-pub use stream::{StreamDesc, StreamError};
+pub use stream::{PlaneSpan, StreamDesc, StreamError};
 
 use crate::version::{Version, PROTOCOL_VERSION};
 use core::mem::size_of;

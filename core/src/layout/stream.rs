@@ -94,6 +94,19 @@ pub enum StreamError {
     },
 }
 
+/// Where one plane of a frame lies in its slot ([`StreamDesc::plane_span`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlaneSpan {
+    /// Byte offset of the plane's first row in the slot.
+    pub offset: u64,
+    /// Bytes between the starts of two rows.
+    pub pitch: u64,
+    /// Bytes of pixels in a row.
+    pub row_bytes: u64,
+    /// Rows.
+    pub rows: u64,
+}
+
 impl StreamDesc {
     /// A packed description for `width`×`height` of `format`, pitches rounded up
     /// to [`PITCH_ALIGN`] bytes, planes back to back.
@@ -126,6 +139,33 @@ impl StreamDesc {
         }
         d.frame_size = offset;
         Ok(d)
+    }
+
+    /// Where plane `i` lies in a slot of `slot_size` bytes: its offset,
+    /// pitch, row bytes and rows (`docs/protocol.md` §3.3), bounds-checked
+    /// with overflow checks. `None` for a plane the format does not have,
+    /// a pitch below the row bytes, or a plane that does not fit the slot
+    /// (none of which a description that passed [`StreamDesc::validate`]
+    /// for the slot has).
+    pub fn plane_span(&self, i: usize, slot_size: u64) -> Option<PlaneSpan> {
+        let (row, rows) =
+            self.format()
+                .plane_extent(i as u32, self.width as u32, self.height as u32)?;
+        let offset = *self.plane_offset.get(i)?;
+        let pitch = *self.plane_pitch.get(i)?;
+        let end = pitch
+            .checked_mul(rows.saturating_sub(1))?
+            .checked_add(row)?
+            .checked_add(offset)?;
+        if end > slot_size || pitch < row {
+            return None;
+        }
+        Some(PlaneSpan {
+            offset,
+            pitch,
+            row_bytes: row,
+            rows,
+        })
     }
 
     /// Checks every field a reader relies on against `slot_size` (bytes of
@@ -183,5 +223,33 @@ impl StreamDesc {
     /// The codec of the source.
     pub fn codec(&self) -> crate::Codec {
         crate::Codec::from_code(self.codec.min(u32::MAX as u64) as u32)
+    }
+}
+
+#[cfg(test)]
+mod plane_span_tests {
+    use super::*;
+    use crate::{Codec, PixelFormat};
+
+    #[test]
+    fn planes_of_a_packed_nv12_description() {
+        let d = StreamDesc::packed(64, 33, PixelFormat::Nv12, Codec::H264).unwrap();
+        let y = d.plane_span(0, d.frame_size).unwrap();
+        assert_eq!((y.offset, y.row_bytes, y.rows), (0, 64, 33));
+        assert_eq!(y.pitch, d.plane_pitch[0]);
+        let uv = d.plane_span(1, d.frame_size).unwrap();
+        assert_eq!(
+            (uv.offset, uv.row_bytes, uv.rows),
+            (d.plane_offset[1], 64, 17)
+        );
+        // NV12 has two planes; a slot one byte short holds no last plane.
+        assert_eq!(d.plane_span(2, d.frame_size), None);
+        let last = uv.offset + uv.pitch * (uv.rows - 1) + uv.row_bytes;
+        assert_eq!(d.plane_span(1, last - 1), None);
+        assert!(d.plane_span(1, last).is_some());
+        // A hostile pitch that overflows is refused, not wrapped.
+        let mut bad = d;
+        bad.plane_pitch[1] = u64::MAX / 2;
+        assert_eq!(bad.plane_span(1, u64::MAX), None);
     }
 }
