@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 mod common;
+use common::framemd5_text_hashes as hashes;
 use common::media;
 
 const PUBLISH: &str = env!("CARGO_BIN_EXE_cuframes-publish");
@@ -44,14 +45,6 @@ fn subscriber(dir: &Path, key: &str, extra: &[&str]) -> Command {
     .args(["--no-reconnect", "--mode", "in-order", "--key", key])
     .args(extra);
     c
-}
-
-/// The hash column of framemd5 text (FFmpeg's `-f framemd5` output).
-fn hashes(text: &str) -> Vec<String> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|l| l.rsplit(',').next().unwrap().trim().to_owned())
-        .collect()
 }
 
 /// FFmpeg's per-frame MD5s of `args` (its input options and input).

@@ -27,6 +27,11 @@ pub fn framemd5_hashes(name: &str) -> Vec<String> {
     let path = media(name);
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    framemd5_text_hashes(&text)
+}
+
+/// The hash column of framemd5 text (FFmpeg's `-f framemd5` output).
+pub fn framemd5_text_hashes(text: &str) -> Vec<String> {
     text.lines()
         .map(str::trim)
         .filter(|line| !line.is_empty() && !line.starts_with('#'))
