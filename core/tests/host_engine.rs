@@ -180,3 +180,56 @@ fn second_publisher_and_missing_publisher_are_clear_errors() {
     ));
     drop(p);
 }
+
+/// §5.4 warm pass: a subscriber that has read and released every frame
+/// before the next one is published keeps the publisher on two slots of its
+/// eight (the newest frame's, which NewestOnly readers could still want, and
+/// the one before), where oldest-first would cycle through all eight. A
+/// second, InOrder subscriber that reads nothing keeps its unread frames: the
+/// warm pass never takes them.
+#[test]
+fn a_caught_up_subscriber_keeps_the_publisher_on_two_warm_slots() {
+    let dir = temp_dir("warm");
+    let mut p = Publisher::create(
+        HostBackend,
+        config(&dir, "k", 8, PublishPolicy::DropFrame),
+        stream(),
+    )
+    .unwrap();
+    let s = Subscriber::connect_host("k", opts(&dir, DeliveryMode::InOrder)).unwrap();
+    assert!(p.wait_for_subscribers(1, Duration::from_secs(5)));
+    let mut used = std::collections::BTreeSet::new();
+    for n in 1..=40u64 {
+        let mut g = p.acquire().expect("a slot");
+        if n > 8 {
+            used.insert(g.index());
+        }
+        let st = *g.stream();
+        fill(g.slot(), &st, n).unwrap();
+        g.commit(FrameMeta::default());
+        let f = s.next_frame(Duration::from_secs(5)).unwrap();
+        assert_eq!(frame_number(&f), n);
+    }
+    assert_eq!(used.len(), 2, "slots used after warm-up: {used:?}");
+
+    // An InOrder reader that joins now (start_seq 40) and reads nothing:
+    // frames 41.. are unread by it, so the warm pass must leave them and
+    // take the slots of frames both readers are past (≤ 40), even under
+    // DropFrame, where unread frames do not block the oldest-first pass.
+    let lazy = Subscriber::connect_host("k", opts(&dir, DeliveryMode::InOrder)).unwrap();
+    assert!(p.wait_for_subscribers(2, Duration::from_secs(5)));
+    for n in 41..=44u64 {
+        let mut g = p.acquire().expect("a slot");
+        let st = *g.stream();
+        fill(g.slot(), &st, n).unwrap();
+        g.commit(FrameMeta::default());
+        let f = s.next_frame(Duration::from_secs(5)).unwrap();
+        assert_eq!(frame_number(&f), n);
+    }
+    // Frames 41..=44 are unread by `lazy`: none of their slots was reused.
+    for n in 41..=44u64 {
+        let f = lazy.next_frame(Duration::from_secs(5)).unwrap();
+        assert_eq!(frame_number(&f), n);
+        assert_eq!(f.skipped(), 0);
+    }
+}

@@ -185,11 +185,19 @@ proptest! {
                     prop_assert!(!leased(c.prev_seq), "claimed leased frame {}", c.prev_seq);
                     prop_assert!(!(honour && unread(c.prev_seq)), "claimed unread frame {}", c.prev_seq);
                 }
-                // Oldest first among the slots it may take.
-                for (i, &p) in before.iter().enumerate() {
-                    let ok = p == 0 || !(leased(p) || honour && unread(p));
-                    if ok {
-                        prop_assert!(p >= c.prev_seq, "took {} while slot {} held older free {}", c.prev_seq, i, p);
+                // Warm first (§5.4): the newest frame below the latest that
+                // no reader leases or has unread; else oldest first among
+                // the slots it may take.
+                let latest = ctl.latest_seq();
+                let warm = before.iter().copied().filter(|&p| p != 0 && p < latest && !leased(p) && !unread(p)).max();
+                if let Some(w) = warm {
+                    prop_assert_eq!(c.prev_seq, w, "warm slot");
+                } else {
+                    for (i, &p) in before.iter().enumerate() {
+                        let ok = p == 0 || !(leased(p) || honour && unread(p));
+                        if ok {
+                            prop_assert!(p >= c.prev_seq, "took {} while slot {} held older free {}", c.prev_seq, i, p);
+                        }
                     }
                 }
                 // Every other slot is as it was (backed-off probes restored).

@@ -218,7 +218,7 @@ impl World {
             .filter(|&r| self.readers[r].connected)
             .map(|r| ReaderRef {
                 row: self.row(r),
-                unread_floor: (wait && self.readers[r].in_order).then_some(self.readers[r].floor),
+                unread_floor: self.readers[r].in_order.then_some(self.readers[r].floor),
                 revoked: self.readers[r].revoked,
             })
             .collect()
@@ -239,6 +239,24 @@ impl World {
     }
 
     fn model_claim(&self, wait: bool) -> Claim {
+        // Warm first (§5.4): the newest frame older than the latest that no
+        // InOrder reader has left unread, if not leased.
+        let mut warm: Vec<u32> = (0..self.slots.len() as u32)
+            .filter(|&i| {
+                let s = self.slots[i as usize].seq;
+                s != 0 && s < self.latest && !self.unread(s)
+            })
+            .collect();
+        warm.sort_by_key(|&i| (std::cmp::Reverse(self.slots[i as usize].seq), i));
+        if let Some(&i) = warm
+            .iter()
+            .find(|&&i| !self.protected(self.slots[i as usize].seq))
+        {
+            return Claim::Claimed(SlotClaim {
+                slot: i,
+                prev_seq: self.slots[i as usize].seq,
+            });
+        }
         let mut order: Vec<u32> = (0..self.slots.len() as u32).collect();
         order.sort_by_key(|&i| (self.slots[i as usize].seq, i));
         let mut blocked_by_unread = false;

@@ -12,7 +12,9 @@
 use crate::proc::{env, env_u64, orphaned, AckWriter};
 use crate::{Kind, ACK_EVERY, DIR, KIND, TARGET, WAKE};
 use cuframes_core::runtime::clock::monotonic_ns;
-use cuframes_core::runtime::{PacketRecvError, RecvError, SubscribeOptions, Subscriber};
+use cuframes_core::runtime::{
+    PacketRecvError, RecvError, SubscribeOptions, Subscriber, WaitStrategy,
+};
 use cuframes_core::DeliveryMode;
 use iceoryx2::prelude::*;
 use std::hint::black_box;
@@ -35,9 +37,11 @@ pub fn touch(b: &[u8]) -> u64 {
 /// Runs the role named by `CUFRAMES_BENCH_ROLE`; never returns.
 pub fn run(role: &str) -> ! {
     let kind = Kind::parse(&env(KIND));
-    let poll = env(WAKE) == "poll";
+    let wake = env(WAKE);
+    let poll = wake == "poll";
+    let futex_only = wake == "futex-only";
     match role {
-        "cuframes" => cuframes(kind, poll),
+        "cuframes" => cuframes(kind, poll, futex_only),
         "iceoryx2" => iceoryx2(kind, poll),
         "socket" => socket(kind),
         r => panic!("unknown child role {r}"),
@@ -92,8 +96,11 @@ impl PacketAcks {
     }
 }
 
-fn cuframes(kind: Kind, poll: bool) {
+fn cuframes(kind: Kind, poll: bool, futex_only: bool) {
     let mut opts = SubscribeOptions::new(DeliveryMode::InOrder);
+    if futex_only {
+        opts.wait = WaitStrategy::FUTEX_ONLY;
+    }
     opts.runtime_dir = Some(PathBuf::from(env(DIR)));
     if kind == Kind::Packets {
         opts.frames = false;

@@ -134,6 +134,7 @@ fn latency(c: &mut Criterion, dir: &Path) {
     let mut g = c.benchmark_group("latency");
     let cases = [
         (Peer::Cuframes, false, "futex"),
+        (Peer::Cuframes, false, "futex-only"),
         (Peer::Cuframes, true, "poll"),
         (Peer::Iceoryx2, false, "event"),
         (Peer::Iceoryx2, true, "poll"),
@@ -147,6 +148,7 @@ fn latency(c: &mut Criterion, dir: &Path) {
                 peer,
                 kind: Kind::Latency,
                 poll,
+                futex_only: wake == "futex-only",
                 subscribers: 1,
                 max_len: LATENCY_ITEM,
                 window: 1,
@@ -197,6 +199,7 @@ fn frames(c: &mut Criterion, dir: &Path) {
                     peer,
                     kind: Kind::Frames,
                     poll: false,
+                    futex_only: false,
                     subscribers: n,
                     max_len: FRAME_SIZE,
                     window: 1,
@@ -242,6 +245,7 @@ fn packets(c: &mut Criterion, dir: &Path) {
                     peer,
                     kind: Kind::Packets,
                     poll: true,
+                    futex_only: false,
                     subscribers: 1,
                     max_len: size,
                     window,

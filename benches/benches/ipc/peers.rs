@@ -118,6 +118,9 @@ pub struct Setup {
     pub peer: Peer,
     pub kind: Kind,
     pub poll: bool,
+    /// cuframes blocking subscribers: sleep on the futex at once
+    /// (`WaitStrategy::FUTEX_ONLY`) instead of the default spin-then-sleep.
+    pub futex_only: bool,
     pub subscribers: usize,
     pub max_len: usize,
     /// Packet runs: items a reader may be behind (sizes the buffers).
@@ -141,7 +144,17 @@ pub fn start(dir: &Path, s: Setup) -> (Pub, Vec<Sub>) {
     };
     let mut env = vec![
         (KIND, kind.to_owned()),
-        (WAKE, if s.poll { "poll" } else { "block" }.to_owned()),
+        (
+            WAKE,
+            if s.poll {
+                "poll"
+            } else if s.futex_only {
+                "futex-only"
+            } else {
+                "block"
+            }
+            .to_owned(),
+        ),
         (DIR, dir.display().to_string()),
         (ACK_EVERY, (s.window / 2).max(1).to_string()),
     ];

@@ -102,14 +102,19 @@ pub fn print() {
                 us(*p999)
             );
         }
-        if let Some((p50, p99, _, _)) = lat.get("cuframes/futex") {
-            let met = |v: u64, t: u64| if v <= t { "met" } else { "NOT met" };
+        let met = |ok: bool| if ok { "met" } else { "NOT met" };
+        if let (Some(b), Some(p)) = (lat.get("cuframes/futex"), lat.get("cuframes/poll")) {
+            let r = b.0 as f64 / p.0.max(1) as f64;
             println!(
-                "Targets (futex wake-ups): p50 <= 5 us: {} ({} us); p99 <= 20 us: {} ({} us)",
-                met(*p50, 5_000),
-                us(*p50),
-                met(*p99, 20_000),
-                us(*p99)
+                "Target: blocking (futex, default wait) p50 <= 1.5x poll p50: {} ({r:.2}x)",
+                met(r <= 1.5)
+            );
+        }
+        if let (Some(c), Some(i)) = (lat.get("cuframes/poll"), lat.get("iceoryx2/poll")) {
+            let r = c.0 as f64 / i.0.max(1) as f64;
+            println!(
+                "Target: poll p50 <= 1.2x iceoryx2 poll p50: {} ({r:.2}x)",
+                met(r <= 1.2)
             );
         }
         println!(

@@ -20,7 +20,9 @@ pub struct ReaderRef<'a> {
     /// The subscriber's lease row (hostile input).
     pub row: LeaseWords<'a>,
     /// `Some(floor)` for a live InOrder subscriber: frames above
-    /// `max(floor, row.consumed_seq)` are unread. `None` for NewestOnly.
+    /// `max(floor, row.consumed_seq)` are unread (they block claims only
+    /// under `honour_unread`, and are never taken as warm slots). `None` for
+    /// NewestOnly (and demoted InOrder) subscribers.
     pub unread_floor: Option<u64>,
     /// Lease entry `i` is ignored while it still holds `revoked[i]` (a lease
     /// the publisher revoked after `lease_timeout`); 0: nothing revoked.
@@ -93,14 +95,52 @@ impl<'a> RingWriter<'a> {
         }
     }
 
-    /// Picks a slot to write and marks it `WRITING`, oldest frame first.
+    /// Picks a slot to write and marks it `WRITING` (`docs/protocol.md`
+    /// §5.4): first a **warm** slot — the most recently written one whose
+    /// frame is older than the newest and read by every InOrder reader in
+    /// `readers` (no reader will ask for it again, so reusing it costs none
+    /// of them a frame, and its memory is the likeliest still in cache) —
+    /// else the slot with the oldest frame.
     ///
-    /// A slot is skipped while any reader in `readers` leases its frame, and,
-    /// when `honour_unread`, while an InOrder reader has not consumed it.
+    /// A slot is skipped while any reader leases its frame, and, when
+    /// `honour_unread`, while an InOrder reader has not consumed it.
+    /// `readers` is iterated several times (hence `Clone`); no allocation.
     /// Single publisher thread only.
-    pub fn claim(&self, readers: &[ReaderRef<'_>], honour_unread: bool) -> Claim {
+    pub fn claim<'r, I>(&self, readers: I, honour_unread: bool) -> Claim
+    where
+        I: IntoIterator + Clone,
+        I::Item: core::borrow::Borrow<ReaderRef<'r>>,
+    {
+        use core::borrow::Borrow;
         let n = self.ctl.layout().slot_count;
+        let latest = self.ctl.latest_seq();
         let mut tried: u64 = 0;
+        let unread = |seq: u64| readers.clone().into_iter().any(|r| r.borrow().unread(seq));
+        let leased = |seq: u64| readers.clone().into_iter().any(|r| r.borrow().leases(seq));
+        // Warm pass: newest first among frames no reader will read again.
+        let mut warm_skip: u64 = 0;
+        for _ in 0..n {
+            let mut best: Option<(u32, u64)> = None;
+            for i in 0..n {
+                if (tried | warm_skip) & (1 << i) != 0 {
+                    continue;
+                }
+                let s = self.ctl.slot_seq(i).load(Ordering::Relaxed);
+                if s != 0 && s < latest && best.is_none_or(|(_, b)| s > b) {
+                    best = Some((i, s));
+                }
+            }
+            let Some((i, prev)) = best else { break };
+            if unread(prev) {
+                warm_skip |= 1 << i;
+                continue;
+            }
+            tried |= 1 << i;
+            if let Some(c) = self.try_slot(i, prev, &leased) {
+                return Claim::Claimed(c);
+            }
+        }
+        // Oldest first (empty slots, `seq = 0`, first; ties: lowest index).
         let mut blocked_by_unread = false;
         for _ in 0..n {
             // Next untried slot with the smallest sequence number.
@@ -116,28 +156,57 @@ impl<'a> RingWriter<'a> {
             }
             let Some((i, prev)) = best else { break };
             tried |= 1 << i;
-            if prev != 0 && honour_unread && readers.iter().any(|r| r.unread(prev)) {
+            if prev != 0 && honour_unread && unread(prev) {
                 blocked_by_unread = true;
                 continue;
             }
-            // P1 (docs/protocol.md §5.2): mark the slot, then a full fence
-            // before the lease scan (P2) so the two form a Dekker pair with
-            // the readers' S1/S2, and so frame writes after it are ordered
-            // after the mark (the post-check of `RingReader::still_valid`).
-            self.ctl.slot_seq(i).store(SEQ_WRITING | prev, P1_ORDER);
-            if !cfg!(cuframes_loom_mutation) {
-                fence(Ordering::SeqCst);
+            if let Some(c) = self.try_slot(i, prev, &leased) {
+                return Claim::Claimed(c);
             }
-            if prev != 0 && readers.iter().any(|r| r.leases(prev)) {
-                self.ctl.slot_seq(i).store(prev, Ordering::SeqCst);
-                continue;
-            }
-            return Claim::Claimed(SlotClaim {
-                slot: i,
-                prev_seq: prev,
-            });
         }
         Claim::Busy { blocked_by_unread }
+    }
+
+    /// P1–P3 of §5.2 on slot `i` holding `prev`: mark it, then back off if
+    /// a reader leases `prev`.
+    fn try_slot(&self, i: u32, prev: u64, leased: &impl Fn(u64) -> bool) -> Option<SlotClaim> {
+        // P1 (docs/protocol.md §5.2): mark the slot, then a full fence
+        // before the lease scan (P2) so the two form a Dekker pair with
+        // the readers' S1/S2, and so frame writes after it are ordered
+        // after the mark (the post-check of `RingReader::still_valid`).
+        self.ctl.slot_seq(i).store(SEQ_WRITING | prev, P1_ORDER);
+        if !cfg!(cuframes_loom_mutation) {
+            fence(Ordering::SeqCst);
+        }
+        if prev != 0 && leased(prev) {
+            self.ctl.slot_seq(i).store(prev, Ordering::SeqCst);
+            return None;
+        }
+        Some(SlotClaim {
+            slot: i,
+            prev_seq: prev,
+        })
+    }
+
+    /// P2 of §5.2 again for a slot already claimed (its P1 fence done):
+    /// whether a reader in `readers` leases the frame it held.
+    pub fn leased_by<'r, I>(&self, c: SlotClaim, readers: I) -> bool
+    where
+        I: IntoIterator,
+        I::Item: core::borrow::Borrow<ReaderRef<'r>>,
+    {
+        use core::borrow::Borrow;
+        c.prev_seq != 0 && readers.into_iter().any(|r| r.borrow().leases(c.prev_seq))
+    }
+
+    /// Gives a claimed slot back before anything was written to it: the
+    /// slot holds its old frame again (P3 of §5.2). The publisher uses it
+    /// when, after the claim, it learns of a reader that joined meanwhile and
+    /// leases the frame.
+    pub fn unclaim(&self, c: SlotClaim) {
+        self.ctl
+            .slot_seq(c.slot)
+            .store(c.prev_seq, Ordering::SeqCst);
     }
 
     /// Gives a claimed slot back after a failed write: the slot becomes

@@ -14,6 +14,7 @@ mod peer;
 pub mod publisher;
 pub mod shm;
 pub mod subscriber;
+pub mod wait;
 
 pub use backend::{Backend, Peer, SlotExport};
 pub use frame::{Frame, OwnedFrame};
@@ -28,3 +29,4 @@ pub use subscriber::{
     ConnectError, EndReason, PublisherUids, Reconnect, RecvError, SubscribeOptions, Subscriber,
     SubscriberStats,
 };
+pub use wait::WaitStrategy;

@@ -23,6 +23,7 @@ use super::host::HostBackend;
 use super::leases::{LeaseState, RowState};
 use super::packets::PacketState;
 use super::shm::{self, Access, Mapping, ShmError};
+use super::wait::{self, Pace, WaitStrategy};
 use crate::handshake::{HandshakeError, SubscriberEvent, SubscriberHandshake};
 use crate::layout::{
     header, ControlLayout, LayoutError, StreamDesc, FLAG_DISCONTINUITY, LEASES_PER_ROW,
@@ -69,6 +70,10 @@ pub struct SubscribeOptions {
     /// publisher is [`ConnectError::PublisherUid`]; the check runs before
     /// HELLO, so nothing is sent to it.
     pub publisher_uids: PublisherUids,
+    /// How [`Subscriber::next_frame`] waits when no frame is ready (default:
+    /// spin 50 µs, anticipating the stream's pace, then the futex; see
+    /// [`WaitStrategy`]).
+    pub wait: WaitStrategy,
 }
 
 /// The publishers a subscriber accepts, by uid ([`SubscribeOptions::publisher_uids`]).
@@ -154,6 +159,7 @@ impl SubscribeOptions {
             packets: false,
             reconnect: None,
             publisher_uids: PublisherUids::SameUser,
+            wait: WaitStrategy::default(),
         }
     }
 }
@@ -384,6 +390,8 @@ pub struct Subscriber<B: Backend = HostBackend> {
     /// (polling reads it at most every [`SOCKET_POLL_EVERY`]).
     socket_read_at: Cell<Instant>,
     retry: Cell<Option<Retry>>,
+    /// The stream's commit pace, for [`WaitStrategy::anticipate`].
+    pace: Cell<Pace>,
     /// The last reconnect failure logged at WARN (each new kind once).
     retry_warned: RefCell<String>,
     /// What the backend was attached with; later rings must match.
@@ -580,6 +588,7 @@ impl<B: Backend> Subscriber<B> {
             announce_gap: Cell::new(false),
             socket_read_at: Cell::new(Instant::now()),
             retry: Cell::new(None),
+            pace: Cell::new(Pace::default()),
             retry_warned: RefCell::new(String::new()),
             peer,
             backend,
@@ -633,6 +642,8 @@ impl<B: Backend> Subscriber<B> {
             return Err(RecvError::NotSubscribed);
         }
         let deadline = Instant::now() + timeout;
+        // The spin of `opts.wait` happens at most once per call.
+        let mut spun = false;
         loop {
             let ring = Arc::clone(&self.conn.borrow().ring);
             let used = ring.leases.book().entries;
@@ -657,6 +668,11 @@ impl<B: Backend> Subscriber<B> {
                 st.dropped = st.dropped.saturating_add(lease.skipped);
                 self.stats.set(st);
                 let mut meta = reader.meta(&lease);
+                if self.opts.wait.anticipate {
+                    let mut pace = self.pace.get();
+                    pace.observe(meta.publish_ns);
+                    self.pace.set(pace);
+                }
                 if self.announce_gap.replace(false) {
                     meta.flags |= FLAG_DISCONTINUITY;
                 }
@@ -703,13 +719,54 @@ impl<B: Backend> Subscriber<B> {
             if now >= deadline {
                 return Err(RecvError::Timeout(timeout));
             }
+            let word = ring.leases.reader().words().wake();
+            if !spun {
+                if let Some(until) = self.spin_until(now, deadline, word, wake) {
+                    spun = true;
+                    wait::spin_until_changed(word, wake, until);
+                    continue;
+                }
+            }
             // Slices bound how late a dead publisher (socket EOF) is noticed.
-            futex::wait(
-                ring.leases.reader().words().wake(),
-                wake,
-                (deadline - now).min(Duration::from_millis(10)),
-            );
+            futex::wait(word, wake, (deadline - now).min(Duration::from_millis(10)));
         }
+    }
+
+    /// [`WaitStrategy`]: `Some(end)` when the caller should spin until `end`
+    /// now; `None` when it should sleep on the futex — for good (no spin
+    /// configured), or, when the stream's pace says the next commit is still
+    /// far, until the spin window opens (this sleeps until then, woken early
+    /// by any commit, and returns `None` so the caller looks at the ring
+    /// again).
+    fn spin_until(
+        &self,
+        now: Instant,
+        deadline: Instant,
+        word: &crate::sync::AtomicU32,
+        seen: u32,
+    ) -> Option<Instant> {
+        let w = self.opts.wait;
+        if w.anticipate {
+            let now_ns = super::clock::monotonic_ns();
+            if let Some((from, until)) = self.pace.get().spin_from(now_ns, w.spin) {
+                if from > now_ns {
+                    let nap = Duration::from_nanos(from - now_ns)
+                        .min(deadline.saturating_duration_since(now))
+                        .min(Duration::from_millis(10));
+                    futex::wait(word, seen, nap);
+                    if word.load(crate::sync::Ordering::Acquire) != seen
+                        || super::clock::monotonic_ns() < from
+                    {
+                        // Woken by a commit (or a slice ended): look again.
+                        return None;
+                    }
+                }
+                let left = Duration::from_nanos(until.saturating_sub(super::clock::monotonic_ns()));
+                let end = Instant::now() + left.max(w.spin);
+                return Some(end.min(deadline));
+            }
+        }
+        (!w.spin.is_zero()).then(|| (now + w.spin).min(deadline))
     }
 
     /// Moves to the next ring announced by a re-WELCOME, once the current

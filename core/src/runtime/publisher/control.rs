@@ -529,7 +529,7 @@ fn accept<B: Backend>(
         );
         return false;
     }
-    if shared.readers().len() >= shared.config.max_subscribers {
+    if shared.subscriber_count() >= shared.config.max_subscribers {
         let max = shared.config.max_subscribers;
         c.hs.reject(
             ErrorCode::TooManySubscribers,

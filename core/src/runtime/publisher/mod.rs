@@ -27,8 +27,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::prelude::rust_2021::*;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -250,7 +250,14 @@ pub(crate) struct Shared<B: Backend> {
     /// Rings replaced by a stream change, to be closed by the control thread
     /// once every subscriber on them has its re-WELCOME.
     retiring: Mutex<Vec<Arc<RingShared>>>,
-    readers: Mutex<Vec<Reader>>,
+    /// Subscribers admitted or dropped by the control thread since the
+    /// publisher last looked ([`Publisher::apply_joins`]): the publisher
+    /// owns the reader table, so a frame takes no lock unless this changed.
+    joins: Mutex<Vec<Join>>,
+    /// `joins` is not empty (SeqCst: the claim's re-check after P2, §5.4).
+    joins_pending: AtomicBool,
+    /// Subscribers admitted and not dropped.
+    subscribers: AtomicUsize,
     packets: Option<packets::PacketRegion>,
     stop: AtomicBool,
     end_of_stream: AtomicBool,
@@ -265,22 +272,41 @@ impl<B: Backend> Shared<B> {
         std::mem::take(&mut *self.retiring.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    fn readers(&self) -> MutexGuard<'_, Vec<Reader>> {
-        self.readers.lock().unwrap_or_else(|p| p.into_inner())
+    fn push_join(&self, j: Join) {
+        self.joins.lock().unwrap_or_else(|p| p.into_inner()).push(j);
+        self.joins_pending.store(true, Ordering::SeqCst);
     }
 
+    /// Subscribers admitted and not dropped.
+    pub(crate) fn subscriber_count(&self) -> usize {
+        self.subscribers.load(Ordering::SeqCst)
+    }
+
+    /// Admits `r`: its leases are honoured by every claim that starts after
+    /// this returns, and by a claim under way at its re-check (§5.4).
     pub(crate) fn add_reader(&self, r: Reader) {
-        self.readers().push(r);
+        self.subscribers.fetch_add(1, Ordering::SeqCst);
+        self.push_join(Join::Add(r));
     }
 
     pub(crate) fn remove_reader(&self, id: u32) {
-        self.readers().retain(|r| r.id != id);
+        let _ = self
+            .subscribers
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        self.push_join(Join::Remove(id));
         // Wake a publisher waiting for a slot this reader pinned.
         let ring = self.current();
         let rel = ring.words().release_wake();
         rel.fetch_add(1, Ordering::SeqCst);
         futex::wake_all(rel);
     }
+}
+
+/// A change to the reader table, made by the control thread and applied by
+/// the publisher thread.
+enum Join {
+    Add(Reader),
+    Remove(u32),
 }
 
 /// A ring replaced by a stream change, kept until no reader can need it.
@@ -402,6 +428,12 @@ pub struct Publisher<B: Backend + Send + Sync + 'static> {
     control_thread: Option<JoinHandle<()>>,
     socket_path: PathBuf,
     stats: PublisherStats,
+    /// The reader table: owned by the publisher thread, changed only through
+    /// [`Shared::joins`].
+    readers: Vec<Reader>,
+    /// Scratch for the frames alive in the slots (kept to avoid allocating
+    /// per frame).
+    alive: Vec<u64>,
 }
 
 impl<B: Backend + Send + Sync + 'static> Publisher<B> {
@@ -471,7 +503,9 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
             config,
             current: Mutex::new(Arc::clone(&ring)),
             retiring: Mutex::new(Vec::new()),
-            readers: Mutex::new(Vec::new()),
+            joins: Mutex::new(Vec::new()),
+            joins_pending: AtomicBool::new(false),
+            subscribers: AtomicUsize::new(0),
             packets,
             stop: AtomicBool::new(false),
             end_of_stream: AtomicBool::new(false),
@@ -493,6 +527,8 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
             control_thread: Some(control_thread),
             socket_path,
             stats: PublisherStats::default(),
+            readers: Vec::new(),
+            alive: Vec::new(),
         })
     }
 
@@ -508,7 +544,7 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
 
     /// Subscribers connected now.
     pub fn subscriber_count(&self) -> usize {
-        self.shared.readers().len()
+        self.shared.subscriber_count()
     }
 
     /// Counters so far.
@@ -523,10 +559,21 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
     /// entry per occupied lease entry, in subscriber order. A lease ends
     /// when the subscriber clears its entry (frame released or dropped).
     pub fn leases(&self) -> Vec<HeldLease> {
-        let alive = self.alive_frames();
-        let readers = self.shared.readers();
+        let mut alive = Vec::new();
+        self.alive_frames(&mut alive);
+        let joins = self.shared.joins.lock().unwrap_or_else(|p| p.into_inner());
+        // The table as the next claim will see it.
+        let gone = |id: u32| {
+            joins
+                .iter()
+                .any(|j| matches!(j, Join::Remove(r) if *r == id))
+        };
+        let pending = joins.iter().filter_map(|j| match j {
+            Join::Add(r) => Some(r),
+            Join::Remove(_) => None,
+        });
         let mut out = Vec::new();
-        for r in readers.iter() {
+        for r in self.readers.iter().chain(pending).filter(|r| !gone(r.id)) {
             let Some(row) = r.words().map(|w| w.snapshot()) else {
                 continue;
             };
@@ -609,60 +656,86 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
         }
     }
 
+    /// Applies the control thread's admissions and drops to the reader
+    /// table (a lock only when there are some). `true` if there were.
+    fn apply_joins(&mut self) -> bool {
+        if !self.shared.joins_pending.swap(false, Ordering::SeqCst) {
+            return false;
+        }
+        let joins =
+            std::mem::take(&mut *self.shared.joins.lock().unwrap_or_else(|p| p.into_inner()));
+        for j in joins {
+            match j {
+                Join::Add(r) => self.readers.push(r),
+                Join::Remove(id) => self.readers.retain(|r| r.id != id),
+            }
+        }
+        true
+    }
+
     fn claim_slot(&mut self) -> Option<SlotClaim> {
-        let cfg = &self.shared.config;
-        let wait = cfg.policy == PublishPolicy::Wait;
-        let deadline = Instant::now() + cfg.wait_timeout;
+        let wait = self.shared.config.policy == PublishPolicy::Wait;
+        let deadline = Instant::now() + self.shared.config.wait_timeout;
         loop {
+            self.apply_joins();
             let release_seen = self.ring.words().release_wake().load(Ordering::SeqCst);
-            let outcome = {
-                let alive = self.alive_frames();
-                let mut readers = self.shared.readers();
-                let now = Instant::now();
-                for r in readers.iter_mut() {
-                    let n = r.expire_leases(&alive, now, cfg.lease_timeout);
-                    if n > 0 {
-                        self.stats.revoked_leases += n as u64;
-                        if let Some(skipped) = r.revoke_log.admit(now, cfg.warn_interval) {
-                            tracing::warn!(subscriber = r.id, name = %r.name, "revoked {n} lease(s) held past {:?} ({skipped} more revocations not logged)", cfg.lease_timeout);
+            let mut alive = std::mem::take(&mut self.alive);
+            self.alive_frames(&mut alive);
+            let cfg = &self.shared.config;
+            let now = Instant::now();
+            for r in self.readers.iter_mut() {
+                let n = r.expire_leases(&alive, now, cfg.lease_timeout);
+                if n > 0 {
+                    self.stats.revoked_leases += n as u64;
+                    if let Some(skipped) = r.revoke_log.admit(now, cfg.warn_interval) {
+                        tracing::warn!(subscriber = r.id, name = %r.name, "revoked {n} lease(s) held past {:?} ({skipped} more revocations not logged)", cfg.lease_timeout);
+                    }
+                }
+            }
+            self.alive = alive;
+            let ring = Arc::clone(&self.ring);
+            let writer = ring.writer();
+            let blocked_by_unread =
+                match writer.claim(self.readers.iter().filter_map(|r| r.as_ref()), wait) {
+                    Claim::Claimed(c) => {
+                        // A subscriber admitted after this claim began was
+                        // not in its lease scan (P2). The admission is
+                        // published (SeqCst) before its WELCOME leaves, so
+                        // before it can lease: seeing no admission here,
+                        // after P1's fence, means its S2 will see P1 (§5.4).
+                        // Seeing one, scan again with it.
+                        if self.shared.joins_pending.load(Ordering::SeqCst) {
+                            self.apply_joins();
+                            if writer.leased_by(c, self.readers.iter().filter_map(|r| r.as_ref())) {
+                                writer.unclaim(c);
+                                continue;
+                            }
                         }
+                        return Some(c);
                     }
-                }
-                let refs: Vec<_> = readers.iter().filter_map(|r| r.as_ref(wait)).collect();
-                let claim = self.ring.writer().claim(&refs, wait);
-                drop(refs);
-                if let Claim::Busy {
-                    blocked_by_unread: true,
-                } = claim
-                {
-                    if Instant::now() >= deadline {
-                        lagged(cfg, &self.ring, &mut self.stats, &mut readers);
-                    }
-                }
-                claim
-            };
-            match outcome {
-                Claim::Claimed(c) => return Some(c),
-                Claim::Busy { .. } if wait && Instant::now() < deadline => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    futex::wait(
-                        self.ring.words().release_wake(),
-                        release_seen,
-                        left.min(Duration::from_millis(1)),
-                    );
-                }
-                Claim::Busy {
-                    blocked_by_unread: true,
-                } => continue,
-                Claim::Busy { .. } => return None,
+                    Claim::Busy { blocked_by_unread } => blocked_by_unread,
+                };
+            let cfg = &self.shared.config;
+            if blocked_by_unread && Instant::now() >= deadline {
+                lagged(cfg, &self.ring, &mut self.stats, &mut self.readers);
+            }
+            if wait && Instant::now() < deadline {
+                let left = deadline.saturating_duration_since(Instant::now());
+                futex::wait(
+                    self.ring.words().release_wake(),
+                    release_seen,
+                    left.min(Duration::from_millis(1)),
+                );
+            } else if !blocked_by_unread {
+                return None;
             }
         }
     }
 
-    /// The sequence numbers of the frames alive in the slots of the current
-    /// and the retired rings: what a lease can pin.
-    fn alive_frames(&self) -> Vec<u64> {
-        let mut alive = Vec::with_capacity(self.slots.len() * (1 + self.retired.len()));
+    /// Fills `alive` with the sequence numbers of the frames alive in the
+    /// slots of the current and the retired rings: what a lease can pin.
+    fn alive_frames(&self, alive: &mut Vec<u64>) {
+        alive.clear();
         for ring in std::iter::once(&self.ring).chain(self.retired.iter().map(|r| &r.ring)) {
             let w = ring.words();
             for i in 0..ring.layout.slot_count {
@@ -672,7 +745,6 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
                 }
             }
         }
-        alive
     }
 }
 
@@ -871,7 +943,8 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
 
     /// Frees replaced rings no reader can still hold or need (§6).
     fn free_retired(&mut self) {
-        let readers = self.shared.readers();
+        self.apply_joins();
+        let readers = &self.readers;
         self.retired.retain(|old| {
             if !old.ring.closed.load(Ordering::Acquire) {
                 return true;

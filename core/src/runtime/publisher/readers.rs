@@ -67,10 +67,12 @@ impl Reader {
     }
 
     /// The ring's view of this reader; `None` for packet-only subscribers.
-    pub fn as_ref(&self, honour_unread: bool) -> Option<ReaderRef<'_>> {
+    /// Its unread frames block claims only when the claim honours them
+    /// (policy Wait); they are never taken as warm slots (§5.4).
+    pub fn as_ref(&self) -> Option<ReaderRef<'_>> {
         Some(ReaderRef {
             row: self.words()?,
-            unread_floor: (honour_unread && self.mode == DeliveryMode::InOrder && !self.demoted)
+            unread_floor: (self.mode == DeliveryMode::InOrder && !self.demoted)
                 .then_some(self.floor),
             revoked: self.revoked,
         })
