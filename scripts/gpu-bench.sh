@@ -18,21 +18,47 @@ say "# cuframes GPU benchmarks, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 say "# $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | head -1); $(nproc) cores"
 say "# torch: $(python3 -c 'import torch; print(torch.__version__, torch.version.cuda)' 2>&1 | tail -1)"
 
+# MPS (docs/gpu.md "MPS"): a control daemon started for the run, with its
+# pipe and log directories private to the run; no compute-mode change (GPU
+# settings are not ours to change). `mps_start` / `mps_stop`.
+MPS_DIR=$(mktemp -d /tmp/cuframes-mps.XXXX)
+mps_start() {
+  export CUDA_MPS_PIPE_DIRECTORY=$MPS_DIR/pipe CUDA_MPS_LOG_DIRECTORY=$MPS_DIR/log
+  mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+  nvidia-cuda-mps-control -d && sleep 1
+}
+mps_stop() {
+  echo quit | nvidia-cuda-mps-control 2>/dev/null
+  sleep 1
+  unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+}
+trap 'mps_stop >/dev/null 2>&1' EXIT
+
 if [ -z "${SKIP_HANDOFF:-}" ]; then
-# 1. kernel-to-kernel hand-off latency, cuframes vs torch.multiprocessing
-for sync in host-fence ipc-event; do
-  for wait in "" --poll; do
-    say "$("$BIN/cuframes-gpu-bench" handoff --sync "$sync" --memory vmm-fd --frames 2000 $wait 2>&1 | tail -1)"
+# 1. kernel-to-kernel hand-off latency, cuframes vs torch.multiprocessing,
+# without and with MPS in the same run (MPS_MODES="off on" by default). Wait
+# modes: the default blocking wait (spin + anticipation, then the futex),
+# the plain futex (--futex-only) and polling (--poll).
+for mps in ${MPS_MODES:-off on}; do
+  if [ "$mps" = on ]; then
+    if ! mps_start; then say "[mps on] could not start nvidia-cuda-mps-control: skipped"; continue; fi
+  fi
+  for sync in host-fence ipc-event; do
+    for wait in "" --futex-only --poll; do
+      say "[mps $mps] $("$BIN/cuframes-gpu-bench" handoff --sync "$sync" --memory vmm-fd --frames 2000 $wait 2>&1 | tail -1)"
+    done
   done
+  say "[mps $mps] $("$BIN/cuframes-gpu-bench" handoff --sync host-fence --memory legacy-ipc --frames 2000 2>&1 | tail -1)"
+  # The same hand-off with the subscriber as a thread of the publisher (one
+  # CUDA context): separates the cost of two processes sharing the GPU.
+  # (IpcEvent cannot run in one process: CUDA refuses to open an IPC handle
+  # there.)
+  for wait in "" --poll; do
+    say "[mps $mps] $("$BIN/cuframes-gpu-bench" handoff --sync host-fence --memory vmm-fd --frames 2000 --in-process $wait 2>&1 | tail -1)"
+  done
+  say "[mps $mps] $(timeout 120 python3 torch_handoff.py --frames 2000 2>&1 | tail -1)"
+  [ "$mps" = on ] && mps_stop
 done
-say "$("$BIN/cuframes-gpu-bench" handoff --sync host-fence --memory legacy-ipc --frames 2000 2>&1 | tail -1)"
-# The same hand-off with the subscriber as a thread of the publisher (one CUDA
-# context): separates the cost of two processes sharing the GPU. (IpcEvent
-# cannot run in one process: CUDA refuses to open an IPC handle there.)
-for wait in "" --poll; do
-  say "$("$BIN/cuframes-gpu-bench" handoff --sync host-fence --memory vmm-fd --frames 2000 --in-process $wait 2>&1 | tail -1)"
-done
-say "$(timeout 120 python3 torch_handoff.py --frames 2000 2>&1 | tail -1)"
 fi
 
 # 1b. CUDA -> Vulkan hand-off next to CUDA -> CUDA (docs/vulkan.md): a CUDA
@@ -85,16 +111,19 @@ measure() {  # measure NAME N MODE ; MODE = independent | shared
   local util; util=$(dec_util "$dmon")
   local delivered=$((n * F))
   local fails; fails=$(grep -l "error" "$OUT/$name"-*.log 2>/dev/null | wc -l)
-  awk -v name="$name" -v n="$n" -v d="$delivered" -v t0="$t0" -v t1="$t1" -v u="$util" -v f="$fails" 'BEGIN {
+  awk -v name="$name" -v n="$n" -v d="$delivered" -v t0="$t0" -v t1="$t1" -v u="$util" -v f="$fails" -v m="${MPS2:-off}" 'BEGIN {
     w = t1 - t0; fps = d / w; per = (u > 0) ? d / (u / 100 * w) : 0
-    printf "nvdec %s N=%d: %d frames delivered in %.2f s = %.0f fps; mean NVDEC util %.1f%% -> %.0f frames per NVDEC-second; logs with errors: %d\n", name, n, d, w, fps, u, per, f }' | tee -a "$R"
+    printf "nvdec [mps %s] %s N=%d: %d frames delivered in %.2f s = %.0f fps; mean NVDEC util %.1f%% -> %.0f frames per NVDEC-second; logs with errors: %d\n", m, name, n, d, w, fps, u, per, f }' | tee -a "$R"
 }
-for n in ${NS:-1 4 8}; do
+# MPS2=on: this section under an MPS daemon (started and quit here).
+[ "${MPS2:-off}" = on ] && { mps_start || say "MPS2: could not start MPS"; }
+for n in ${NS:-1 4 8 16}; do
   measure "independent-$n" "$n" independent
   measure "shared-$n" "$n" shared
 done
+[ "${MPS2:-off}" = on ] && mps_stop
 
-rm -rf "$CUFRAMES_RUNTIME_DIR"
+rm -rf "$CUFRAMES_RUNTIME_DIR" "$MPS_DIR"
 tmp=$(mktemp /tmp/cuframes-bench-logs.XXXX.tar.gz)
 (cd "$OUT" && tar czf "$tmp" --exclude=bench-logs.tar.gz --exclude=bench.txt . \
    && mv "$tmp" bench-logs.tar.gz \

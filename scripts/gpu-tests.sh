@@ -499,6 +499,47 @@ kill -INT "$pub"; wait "$pub"
 say "figure: Vulkan VRAM used (MiB): idle $v0, + Vulkan publisher (device, 8-slot ring) $v1, + 1..4 Vulkan subscribers:$vs"
 fi
 
+# --- 11. 64 subscribers on one NVDEC stream (the publisher's default
+# max_subscribers): every one an InOrder CUDA subscriber process under Wait,
+# each frame MD5 equal to FFmpeg's. SUB64_N overrides the count; MPS11=on runs
+# it under an MPS daemon started (and quit) for the section.
+if want 11; then
+n64=${SUB64_N:-64}
+dir=$OUT/sub64; mkdir -p "$dir"
+clip=sample-h264.mp4
+if [ "${MPS11:-off}" = on ]; then
+  export CUDA_MPS_PIPE_DIRECTORY=$(mktemp -d /tmp/mps-pipe.XXXX) CUDA_MPS_LOG_DIRECTORY=$(mktemp -d /tmp/mps-log.XXXX)
+  nvidia-cuda-mps-control -d && sleep 1
+fi
+t0=$(date +%s)
+timeout 400 "$BIN/cuframes-publish" --input "$MEDIA/$clip" --key sub64 --backend cuda --decoder nvdec \
+    --policy wait --wait-timeout-ms 60000 --wait-subscribers "$n64" --wait-subscribers-timeout-ms 240000 \
+    --stats-interval 0 > "$dir/publisher.log" 2>&1 &
+pub=$!
+subs=()
+for i in $(seq 1 "$n64"); do
+  timeout 400 "$BIN/cuframes-subscribe" --key sub64 --mode in-order --backend cuda \
+      --framemd5 "$dir/sub$i.framemd5" --wait-publisher-ms 60000 --name "s$i" > "$dir/sub$i.log" 2>&1 &
+  subs+=($!)
+done
+ok=1; wait "$pub" || ok=0
+good=0; detail=""
+for i in $(seq 1 "$n64"); do wait "${subs[$((i - 1))]}" || ok=0; done
+want_n=$(grep -vc '^#' "$MEDIA/$clip.framemd5")
+for i in $(seq 1 "$n64"); do
+  read -r n bad < <(compare "$dir/sub$i.framemd5" "$MEDIA/$clip.framemd5" 2>/dev/null || echo "0 0")
+  if [ "$n" -eq "$want_n" ] && [ "$bad" -eq 0 ]; then good=$((good + 1)); else detail+=" s$i=$n/${bad}bad"; fi
+done
+line=$(grep -h "cuframes-publish:" "$dir/publisher.log" | tail -1)
+if [ "${MPS11:-off}" = on ]; then echo quit | nvidia-cuda-mps-control; unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY; fi
+if [ $ok = 1 ] && [ $good -eq "$n64" ]; then
+  pass "$n64 subscribers on one NVDEC stream (mps ${MPS11:-off}): $good/$n64 with $want_n/$want_n frames MD5-exact in $(( $(date +%s) - t0 )) s | $line"
+else
+  fail "$n64 subscribers on one NVDEC stream (mps ${MPS11:-off}): $good/$n64 exact;$detail | $line (see sub64/)"
+  tail -n 3 "$dir/publisher.log" | sed 's/^/    /' | tee -a "$SUMMARY"
+fi
+fi
+
 say "# failures: $FAILS"
 rm -rf "$RT"
 # One archive of every log, so that a run's evidence travels as one file.

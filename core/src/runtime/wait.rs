@@ -63,6 +63,17 @@ pub const SLEEP_LATENESS: Duration = Duration::from_micros(70);
 /// treated as irregular and nothing is anticipated.
 const MAX_PERIOD_NS: u64 = 1_000_000_000;
 
+/// The most the stream's jitter widens the spin window (2 × the deviation,
+/// capped): a stream that irregular gains little from anticipation, and the
+/// cap bounds what it costs.
+const MAX_JITTER_LEAD_NS: u64 = 200_000;
+
+/// A spin that finds more than this between two of its clock checks (32
+/// rounds, well under a microsecond when it has a core) was descheduled: the
+/// CPU is contended, and spinning on would take it from the publisher. It
+/// stops and the caller sleeps on the futex.
+const PREEMPTED: Duration = Duration::from_micros(30);
+
 /// The pace of a stream, learned from the commit stamps (`publish_ns`,
 /// CLOCK_MONOTONIC ns, written by the publisher: untrusted — a wrong value
 /// only moves when this subscriber spins, bounded by the caller).
@@ -115,9 +126,9 @@ impl Pace {
     /// next commit, and until when to spin, given the clock `now_ns` and the
     /// configured `spin`: `None` when the pace is unknown or the prediction
     /// is not believable (already past by more than a period, or more than
-    /// two periods ahead). The spin window opens `spin` + 2 × jitter +
-    /// [`SLEEP_LATENESS`] before the expected commit and closes `spin` after
-    /// it.
+    /// two periods ahead). The spin window opens `spin` + 2 × jitter (at
+    /// most 200 µs) + [`SLEEP_LATENESS`] before the expected commit and
+    /// closes `spin` after it.
     pub fn spin_from(&self, now_ns: u64, spin: Duration) -> Option<(u64, u64)> {
         if self.period_ns == 0 {
             return None;
@@ -130,7 +141,7 @@ impl Pace {
         }
         let spin_ns = spin.as_nanos().min(u64::MAX as u128) as u64;
         let lead = spin_ns
-            .saturating_add(self.jitter_ns.saturating_mul(2))
+            .saturating_add(self.jitter_ns.saturating_mul(2).min(MAX_JITTER_LEAD_NS))
             .saturating_add(SLEEP_LATENESS.as_nanos() as u64);
         Some((
             expected.saturating_sub(lead),
@@ -140,9 +151,12 @@ impl Pace {
 }
 
 /// Busy-waits until `word` differs from `seen` or `until` passes (checked
-/// every 32 rounds). `true` if the word changed.
+/// every 32 rounds). `true` if the word changed. Gives up early, `false`,
+/// when it finds it was descheduled (a gap over 30 µs between two clock
+/// checks): on a contended CPU a spin only delays the publisher.
 pub fn spin_until_changed(word: &AtomicU32, seen: u32, until: Instant) -> bool {
     let mut round: u32 = 0;
+    let mut checked = Instant::now();
     loop {
         if word.load(Ordering::Acquire) != seen {
             return true;
@@ -155,8 +169,12 @@ pub fn spin_until_changed(word: &AtomicU32, seen: u32, until: Instant) -> bool {
         } else {
             core::hint::spin_loop();
         }
-        if round % 32 == 0 && Instant::now() >= until {
-            return word.load(Ordering::Acquire) != seen;
+        if round % 32 == 0 {
+            let now = Instant::now();
+            if now >= until || now.saturating_duration_since(checked) > PREEMPTED {
+                return word.load(Ordering::Acquire) != seen;
+            }
+            checked = now;
         }
     }
 }
@@ -199,10 +217,20 @@ mod tests {
             .unwrap();
         let expected = stamps.last().unwrap() + p.period_ns;
         let lead = expected - from;
-        assert!(
-            lead > SLEEP_LATENESS.as_nanos() as u64 + MS / 2,
-            "lead {lead}"
-        );
+        // Deviation ~0.5 ms: 2 × it exceeds the cap, so the lead is capped.
+        assert!(p.jitter_ns > MS / 4, "jitter {}", p.jitter_ns);
+        assert_eq!(lead, SLEEP_LATENESS.as_nanos() as u64 + MAX_JITTER_LEAD_NS);
+        // A small deviation widens it by 2 × the deviation.
+        let stamps: Vec<u64> = (1..=40)
+            .map(|i| i * 10 * MS + if i % 2 == 0 { 20_000 } else { 0 })
+            .collect();
+        let p = paced(&stamps);
+        let (from, _) = p
+            .spin_from(*stamps.last().unwrap(), Duration::ZERO)
+            .unwrap();
+        let lead = stamps.last().unwrap() + p.period_ns - from;
+        assert_eq!(lead, SLEEP_LATENESS.as_nanos() as u64 + 2 * p.jitter_ns);
+        assert!(p.jitter_ns > 5_000);
     }
 
     #[test]
@@ -247,11 +275,12 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(2));
                 w.store(8, Ordering::Release);
             });
-            assert!(spin_until_changed(
-                &w,
-                7,
-                Instant::now() + Duration::from_secs(10)
-            ));
+            // A spin may give up early when descheduled (a busy machine):
+            // spin again until the change is seen.
+            let give_up = Instant::now() + Duration::from_secs(10);
+            while !spin_until_changed(&w, 7, give_up) {
+                assert!(Instant::now() < give_up, "the change was never seen");
+            }
         });
     }
 }

@@ -15,7 +15,9 @@ use cudarc::driver::CudaContext;
 use cuframes_core::layout::StreamDesc;
 use cuframes_core::ring::FrameMeta;
 use cuframes_core::runtime::clock::monotonic_ns;
-use cuframes_core::runtime::{Publisher, PublisherConfig, SubscribeOptions, Subscriber};
+use cuframes_core::runtime::{
+    Publisher, PublisherConfig, SubscribeOptions, Subscriber, WaitStrategy,
+};
 use cuframes_core::{Codec, DeliveryMode, PixelFormat, PublishPolicy};
 use cuframes_cuda::{CudaBackend, CudaConfig, CudaFrameExt, CudaMemory, CudaSync, RawStream};
 use std::io::{BufRead, BufReader};
@@ -75,6 +77,14 @@ enum Cmd {
         /// sleeping on the futex.
         #[arg(long)]
         poll: bool,
+        /// The blocking subscriber sleeps on the futex at once
+        /// (`WaitStrategy::FUTEX_ONLY`) instead of the default wait (spin,
+        /// anticipating the stream's pace, then the futex).
+        #[arg(long, conflicts_with = "poll")]
+        futex_only: bool,
+        /// The default wait's spin, µs (`WaitStrategy::spin`; default 50).
+        #[arg(long, default_value_t = 50)]
+        spin_us: u64,
         /// Run the subscriber as a thread of this process instead of a
         /// second process (same CUDA context: no GPU context switch).
         #[arg(long)]
@@ -90,6 +100,10 @@ enum Cmd {
         runtime_dir: PathBuf,
         #[arg(long)]
         poll: bool,
+        #[arg(long)]
+        futex_only: bool,
+        #[arg(long, default_value_t = 50)]
+        spin_us: u64,
     },
 }
 
@@ -112,6 +126,8 @@ fn run(args: Args) -> Result<()> {
             height,
             interval_us,
             poll,
+            futex_only,
+            spin_us,
             in_process,
         } => handoff(
             sync,
@@ -119,17 +135,74 @@ fn run(args: Args) -> Result<()> {
             frames,
             (width, height),
             interval_us,
-            (poll, in_process),
+            Waiting {
+                poll,
+                futex_only,
+                spin_us,
+            },
+            in_process,
         ),
         Cmd::HandoffSub {
             key,
             frames,
             runtime_dir,
             poll,
+            futex_only,
+            spin_us,
         } => {
-            println!("{}", handoff_sub(&key, frames, runtime_dir, poll)?);
+            let w = Waiting {
+                poll,
+                futex_only,
+                spin_us,
+            };
+            println!("{}", handoff_sub(&key, frames, runtime_dir, w)?);
             Ok(())
         }
+    }
+}
+
+/// How the hand-off subscriber waits for a frame.
+#[derive(Debug, Clone, Copy)]
+struct Waiting {
+    /// `next_frame(Duration::ZERO)` in a loop.
+    poll: bool,
+    /// `WaitStrategy::FUTEX_ONLY`.
+    futex_only: bool,
+    /// `WaitStrategy::spin`, µs.
+    spin_us: u64,
+}
+
+impl Waiting {
+    fn strategy(self) -> WaitStrategy {
+        if self.futex_only {
+            WaitStrategy::FUTEX_ONLY
+        } else {
+            WaitStrategy {
+                spin: Duration::from_micros(self.spin_us),
+                ..WaitStrategy::default()
+            }
+        }
+    }
+
+    fn name(self) -> String {
+        if self.poll {
+            "poll".into()
+        } else if self.futex_only {
+            "futex-only".into()
+        } else {
+            format!("blocking(spin {} us, anticipate)", self.spin_us)
+        }
+    }
+
+    fn args(self) -> Vec<String> {
+        let mut a = vec!["--spin-us".to_owned(), self.spin_us.to_string()];
+        if self.poll {
+            a.push("--poll".into());
+        }
+        if self.futex_only {
+            a.push("--futex-only".into());
+        }
+        a
     }
 }
 
@@ -139,7 +212,8 @@ fn handoff(
     frames: u64,
     (width, height): (u32, u32),
     interval_us: u64,
-    (poll, in_process): (bool, bool),
+    waiting: Waiting,
+    in_process: bool,
 ) -> Result<()> {
     if frames <= WARMUP {
         bail!("--frames must exceed the {WARMUP} warm-up frames");
@@ -173,7 +247,7 @@ fn handoff(
     let mut sub = if in_process {
         let d = dir.clone();
         Sub::Thread(std::thread::spawn(move || {
-            handoff_sub(key, frames, d, poll).map_err(|e| format!("{e:#}"))
+            handoff_sub(key, frames, d, waiting).map_err(|e| format!("{e:#}"))
         }))
     } else {
         Sub::Process(
@@ -182,7 +256,7 @@ fn handoff(
                 .arg(frames.to_string())
                 .arg("--runtime-dir")
                 .arg(&dir)
-                .args(poll.then_some("--poll"))
+                .args(waiting.args())
                 .stdout(Stdio::piped())
                 .spawn()
                 .context("starting the subscriber process")?,
@@ -232,7 +306,7 @@ fn handoff(
     publisher.finish();
     println!(
         "handoff sync={sync:?} memory={memory:?} wait={} subscriber={} frame={}x{} NV12 ({} B) frames={} interval={interval_us}us: {line}",
-        if poll { "poll" } else { "futex" },
+        waiting.name(),
         if in_process { "thread" } else { "process" },
         width,
         height,
@@ -248,8 +322,10 @@ enum Sub {
     Thread(std::thread::JoinHandle<Result<String, String>>),
 }
 
-fn handoff_sub(key: &str, frames: u64, runtime_dir: PathBuf, poll: bool) -> Result<String> {
+fn handoff_sub(key: &str, frames: u64, runtime_dir: PathBuf, waiting: Waiting) -> Result<String> {
+    let poll = waiting.poll;
     let mut opts = SubscribeOptions::new(DeliveryMode::InOrder);
+    opts.wait = waiting.strategy();
     opts.runtime_dir = Some(runtime_dir);
     opts.name = "gpu-bench".into();
     // SAFETY: the publisher is this benchmark's own (the parent process or
