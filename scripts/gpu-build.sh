@@ -19,7 +19,7 @@ cargo build --release --locked -p cuframes-vulkan --example nv12_to_png
 cargo build --release --locked -p cuframes-capi
 tests_json=$(cargo test --release --locked -p cuframes-cuda -p cuframes-nvdec --features cuframes-nvdec/static-ffmpeg --no-run --message-format=json 2>/dev/null)
 
-rm -rf gpu-carry && mkdir -p gpu-carry/bin gpu-carry/tests gpu-carry/media
+rm -rf gpu-carry && mkdir -p gpu-carry/bin gpu-carry/tests gpu-carry/tests-multi gpu-carry/media
 cp "$CARGO_TARGET_DIR"/release/cuframes-publish "$CARGO_TARGET_DIR"/release/cuframes-subscribe \
    "$CARGO_TARGET_DIR"/release/cuframes-gpu-bench "$CARGO_TARGET_DIR"/release/examples/cuda_to_vulkan \
    "$CARGO_TARGET_DIR"/release/examples/nv12_to_png \
@@ -32,10 +32,14 @@ for line in sys.stdin:
     except ValueError: continue
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
         name = m["target"]["name"]
-        # Only the targets that hold GPU tests (#[ignore]d in CI).
-        if name not in ("gpu", "nvdec", "vulkan_interop"):
+        # Only the targets that hold GPU tests (#[ignore]d in CI); the
+        # two-GPU ones apart (gpu-multi.sh runs them, gpu-tests.sh does not).
+        if name == "multi_gpu":
+            dst = "gpu-carry/tests-multi/" + name
+        elif name in ("gpu", "nvdec", "vulkan_interop"):
+            dst = "gpu-carry/tests/" + name
+        else:
             continue
-        dst = "gpu-carry/tests/" + name
         shutil.copy(m["executable"], dst)
         print("test binary:", dst)
 '
@@ -53,7 +57,8 @@ cp bindings/c/tests/gpu/cuda_frames.c bindings/c/tests/gpu/cuda_release_after.cp
 mkdir -p gpu-carry/lib
 cp -L /usr/lib/x86_64-linux-gnu/libvulkan.so.1 gpu-carry/lib/ 2>/dev/null \
   || echo "note: no libvulkan.so.1 here to carry (apt-get install libvulkan1)"
-cp scripts/gpu-tests.sh scripts/gpu-bench.sh scripts/vulkan-icd.sh scripts/gpu-scale.sh scripts/torch_handoff.py gpu-carry/
+cp scripts/gpu-tests.sh scripts/gpu-bench.sh scripts/vulkan-icd.sh scripts/gpu-scale.sh scripts/torch_handoff.py \
+   scripts/gpu-multi.sh gpu-carry/
 # The Python bindings (section 8 of gpu-tests.sh): the abi3 wheel, unpacked
 # into gpu-carry/python for PYTHONPATH (no pip needed there), its GPU checks,
 # and the overhead benchmark with its Rust counterpart. Needs maturin
@@ -80,5 +85,5 @@ if [ -x "$ffcuda/bin/ffmpeg" ]; then
 else
   echo "note: no $ffcuda/bin/ffmpeg (plugins/ffmpeg/build.sh --cuda): gpu-ffmpeg.sh not carried"
 fi
-strip gpu-carry/bin/* gpu-carry/tests/* 2>/dev/null || true
+strip gpu-carry/bin/* gpu-carry/tests/* gpu-carry/tests-multi/* 2>/dev/null || true
 du -sh gpu-carry

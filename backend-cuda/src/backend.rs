@@ -5,9 +5,10 @@
 //! with `IpcEvent`, the 64-byte `CUipcEventHandle`; `CudaLegacyIpc` sends
 //! the 64-byte `CUipcMemHandle`, then the event handle with `IpcEvent`.
 
+use crate::device::find_uuid;
 use crate::driver::{self, DeviceAlloc, Event, ExternalMem, IpcMem, VmmHandle, VmmMapping};
 use crate::slot::{Imported, Owned};
-use crate::{CudaDevice, CudaError, CudaImported, CudaSlot};
+use crate::{CudaDevice, CudaError, CudaImported, CudaSlot, DeviceSelect};
 use cuframes_core::runtime::{Backend, Peer, SlotExport};
 use cuframes_core::{MemoryKind, SyncKind};
 use rustix::fd::{AsFd, OwnedFd};
@@ -48,6 +49,101 @@ pub struct CudaConfig {
     pub device: u32,
 }
 
+/// How a subscriber on another GPU than its publisher's takes the frames
+/// (`docs/gpu.md`, "Multi-GPU hosts"). Ignored when both are on one GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CrossGpu {
+    /// [`CrossGpu::PeerMap`] when this GPU can access the publisher's
+    /// (`cuDeviceCanAccessPeer`), else [`CrossGpu::Copy`]. Check
+    /// [`CudaBackend::frame_access`] (or a frame's `device()`) after connecting
+    /// to learn which.
+    #[default]
+    Auto,
+    /// Map each slot for this GPU (`cuMemSetAccess` with this device as the
+    /// location; legacy IPC: `cuIpcOpenMemHandle` with lazy peer access):
+    /// kernels here read the frame in place, over NVLink or PCIe. Refused
+    /// at connect ([`CudaError::CrossGpu`]) when peer access is impossible.
+    PeerMap,
+    /// The application copies each frame to a buffer of its own on this GPU
+    /// ([`crate::CudaFrameExt::copy_into`] into a [`crate::CudaFrameCopy`])
+    /// and may release the lease as soon as the copy is done. The slots are
+    /// peer-mapped when possible (the copy then runs on this GPU's copy
+    /// engines over the link), else mapped for the publisher's GPU, whose
+    /// context this process then retains, and copied with
+    /// `cuMemcpyPeerAsync` (staged through host memory by the driver).
+    Copy,
+}
+
+/// A subscriber backend's settings ([`CudaBackend::subscriber_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SubscriberConfig {
+    /// The GPU this subscriber works on; `None`: the publisher's (found by
+    /// its UUID), as [`CudaBackend::subscriber`] does.
+    pub device: Option<DeviceSelect>,
+    /// What to do when that GPU is not the publisher's.
+    pub cross_gpu: CrossGpu,
+}
+
+/// How a subscriber reaches its publisher's frames, resolved at connect
+/// from [`SubscriberConfig`] and the GPUs present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FrameAccess {
+    /// Subscriber and publisher on one GPU: frames are read in place.
+    #[default]
+    Local,
+    /// The slots live on GPU `source` (ordinal here) and are mapped for the
+    /// subscriber's GPU over peer access: device pointers are valid on the
+    /// subscriber's GPU; every read crosses the link.
+    PeerMapped {
+        /// Ordinal (in this process) of the publisher's GPU.
+        source: u32,
+    },
+    /// The slots are mapped for the publisher's GPU `source` only (no peer
+    /// access): device pointers are valid on that GPU, and frames reach the
+    /// subscriber's GPU only through `copy_into`.
+    SourceMapped {
+        /// Ordinal (in this process) of the publisher's GPU.
+        source: u32,
+    },
+}
+
+/// Picks the [`FrameAccess`] for a subscriber on GPU `here` of a publisher
+/// on GPU `source` (ordinals in this process), or says why it cannot take
+/// the frames. `peer`: `cuDeviceCanAccessPeer(here, source)`; `legacy`:
+/// the publisher shares legacy IPC memory handles; `vulkan`: a Vulkan
+/// publisher (`VulkanOpaqueFd`).
+pub(crate) fn resolve_access(
+    cross: CrossGpu,
+    (source, here): (u32, u32),
+    peer: bool,
+    legacy: bool,
+    vulkan: bool,
+) -> Result<FrameAccess, CudaError> {
+    if source == here {
+        return Ok(FrameAccess::Local);
+    }
+    let refuse = |reason| CudaError::CrossGpu {
+        publisher: source,
+        subscriber: here,
+        reason,
+    };
+    if vulkan {
+        return Err(refuse(
+            "a Vulkan publisher's memory can only be imported on its own GPU",
+        ));
+    }
+    match (cross, peer) {
+        (_, true) => Ok(FrameAccess::PeerMapped { source }),
+        (CrossGpu::PeerMap, false) => Err(refuse(
+            "no peer access between the GPUs (cuDeviceCanAccessPeer); use cross-GPU copy",
+        )),
+        (_, false) if legacy => Err(refuse(
+            "legacy CUDA IPC memory needs peer access between the GPUs; publish with vmm-fd memory",
+        )),
+        (CrossGpu::Auto | CrossGpu::Copy, false) => Ok(FrameAccess::SourceMapped { source }),
+    }
+}
+
 const IPC_HANDLE: usize = 64;
 
 /// The CUDA backend: publishers allocate slots in VRAM, subscribers import
@@ -62,6 +158,15 @@ pub struct CudaBackend {
     /// Subscriber: the publisher is a Vulkan one (`VulkanOpaqueFd`): its
     /// fds are imported with `cuImportExternalMemory`.
     vulkan_peer: bool,
+    /// Subscriber: the requested device and cross-GPU mode.
+    sub: SubscriberConfig,
+    /// Subscriber: how frames are reached (resolved in `attach`).
+    access: FrameAccess,
+    /// Subscriber: the publisher's GPU (found by its UUID in `attach`).
+    source: Option<cudarc::driver::sys::CUdevice>,
+    /// Subscriber, [`FrameAccess::SourceMapped`]: the publisher's GPU, whose
+    /// context maps the slots.
+    source_device: Option<CudaDevice>,
 }
 
 impl CudaBackend {
@@ -76,6 +181,10 @@ impl CudaBackend {
             device: Some(device),
             legacy_ipc: false,
             vulkan_peer: false,
+            sub: SubscriberConfig::default(),
+            access: FrameAccess::Local,
+            source: None,
+            source_device: None,
         })
     }
 
@@ -92,13 +201,45 @@ impl CudaBackend {
     ///
     /// Errors: [`CudaError::DriverMissing`] without a driver.
     pub fn subscriber() -> Result<Self, CudaError> {
+        Self::subscriber_with(SubscriberConfig::default())
+    }
+
+    /// A subscriber's backend working on the GPU `config.device` (default:
+    /// the publisher's), taking frames from a publisher on another GPU as
+    /// `config.cross_gpu` says (`docs/gpu.md`, "Multi-GPU hosts").
+    ///
+    /// At connect the publisher's UUID must name a GPU visible here
+    /// ([`CudaError::UuidNotFound`]), the selected device must exist
+    /// ([`CudaError::NoDevice`] / [`CudaError::UuidNotFound`]), and a
+    /// cross-GPU subscription must be possible ([`CudaError::CrossGpu`]:
+    /// `PeerMap` without peer access, legacy IPC memory without peer
+    /// access, a Vulkan publisher). [`CudaBackend::frame_access`] then says
+    /// how frames are reached. Otherwise as [`CudaBackend::subscriber`].
+    ///
+    /// Errors: [`CudaError::DriverMissing`] without a driver.
+    pub fn subscriber_with(config: SubscriberConfig) -> Result<Self, CudaError> {
         crate::device::init()?;
         Ok(CudaBackend {
             config: CudaConfig::default(),
             device: None,
             legacy_ipc: false,
             vulkan_peer: false,
+            sub: config,
+            access: FrameAccess::Local,
+            source: None,
+            source_device: None,
         })
+    }
+
+    /// Subscriber: how frames are reached ([`FrameAccess::Local`] before
+    /// connecting and when the publisher is on this subscriber's GPU).
+    pub fn frame_access(&self) -> FrameAccess {
+        self.access
+    }
+
+    /// Subscriber: the settings it was made with.
+    pub fn subscriber_config(&self) -> SubscriberConfig {
+        self.sub
     }
 
     /// Lets this subscriber backend import legacy CUDA IPC handles:
@@ -127,7 +268,11 @@ impl CudaBackend {
         self.legacy_ipc
     }
 
-    /// The device (a subscriber's only after connecting).
+    /// The device: a publisher's slots are on it; a subscriber works on it
+    /// (known only after connecting): create the streams that read or copy
+    /// frames on this device. Under [`FrameAccess::SourceMapped`] the
+    /// frames' own pointers are valid on the publisher's GPU instead
+    /// (`CudaFrameExt::device`).
     pub fn device(&self) -> Option<&CudaDevice> {
         self.device.as_ref()
     }
@@ -148,8 +293,10 @@ impl CudaBackend {
         self.memory_kind().handle_len(self.sync_kind()).unwrap_or(0) as usize
     }
 
-    fn vmm_size(&self, dev: &CudaDevice, size: u64) -> Result<u64, CudaError> {
-        let g = driver::vmm_granularity(dev.raw_device())?.max(1);
+    /// `size` rounded up to the VMM granularity of the GPU `dev` (where the
+    /// allocation lives: the publisher's sizes its slots so).
+    fn vmm_size(&self, dev: cudarc::driver::sys::CUdevice, size: u64) -> Result<u64, CudaError> {
+        let g = driver::vmm_granularity(dev)?.max(1);
         Ok(size.max(1).div_ceil(g) * g)
     }
 }
@@ -212,9 +359,29 @@ impl Backend for CudaBackend {
             // done: sync kinds CUDA cannot wait on are refused.
             _ => return Err(CudaError::Kind(peer.memory_kind)),
         };
-        let d = CudaDevice::by_uuid(&peer.gpu_uuid)?;
-        self.config.device = d.ordinal();
-        self.device = Some(d);
+        // The announced UUID is only trusted once it names a GPU here.
+        let (source, source_raw) = find_uuid(&peer.gpu_uuid)?;
+        let here = match self.sub.device {
+            None => CudaDevice::open(source)?,
+            Some(select) => CudaDevice::select(select)?,
+        };
+        let peer_ok =
+            here.ordinal() != source && driver::can_access_peer(here.raw_device(), source_raw)?;
+        self.access = resolve_access(
+            self.sub.cross_gpu,
+            (source, here.ordinal()),
+            peer_ok,
+            self.config.memory == CudaMemory::LegacyIpc,
+            self.vulkan_peer,
+        )?;
+        self.source_device = match self.access {
+            FrameAccess::SourceMapped { source } => Some(CudaDevice::open(source)?),
+            _ => None,
+        };
+        self.source = Some(source_raw);
+        here.make_current()?;
+        self.config.device = here.ordinal();
+        self.device = Some(here);
         Ok(())
     }
 
@@ -222,7 +389,7 @@ impl Backend for CudaBackend {
         let dev = self.dev()?;
         let (mem, size) = match self.config.memory {
             CudaMemory::VmmFd => {
-                let size = self.vmm_size(dev, size)?;
+                let size = self.vmm_size(dev.raw_device(), size)?;
                 let handle = VmmHandle::create(dev.raw_device(), size)?;
                 let (map, _) = VmmMapping::map(&handle, dev.raw_device(), size, false)?;
                 (Owned::Vmm { map, handle }, size)
@@ -304,9 +471,15 @@ impl Backend for CudaBackend {
             }
             CudaMemory::VmmFd => {
                 let fd = fd.ok_or(CudaError::MissingFd)?;
-                let size = self.vmm_size(dev, size)?;
+                // Sized by the GPU holding the allocation, mapped for the
+                // GPU whose kernels read it (`FrameAccess`).
+                let size = self.vmm_size(self.source.unwrap_or(dev.raw_device()), size)?;
                 let h = VmmHandle::import(fd.as_fd())?;
-                let (map, ro) = VmmMapping::map(&h, dev.raw_device(), size, true)?;
+                let reader = self.source_device.as_ref().unwrap_or(dev);
+                reader.make_current()?;
+                let mapped = VmmMapping::map(&h, reader.raw_device(), size, true);
+                dev.make_current()?;
+                let (map, ro) = mapped?;
                 (Imported::Vmm { map, _handle: h }, size, ro, 0)
             }
             CudaMemory::LegacyIpc => {
@@ -331,7 +504,9 @@ impl Backend for CudaBackend {
             event,
             size,
             read_only,
-            device: dev.clone(),
+            device: self.source_device.as_ref().unwrap_or(dev).clone(),
+            consumer: dev.clone(),
+            access: self.access,
         })
     }
 
@@ -340,9 +515,9 @@ impl Backend for CudaBackend {
         // before the publisher may rewrite the slot. Frames released with
         // `release_after(stream)` skip this. `synchronize` makes the slot's
         // context current first: an owned frame may be dropped on any thread.
-        if let Err(e) = slot.device.synchronize() {
+        if let Err(e) = slot.consumer.synchronize() {
             tracing::warn!(
-                device = slot.device.ordinal(),
+                device = slot.consumer.ordinal(),
                 "cuCtxSynchronize before release: {e}"
             );
         }
@@ -360,6 +535,10 @@ mod tests {
             device: None,
             legacy_ipc,
             vulkan_peer: false,
+            sub: SubscriberConfig::default(),
+            access: FrameAccess::Local,
+            source: None,
+            source_device: None,
         }
     }
 
@@ -428,6 +607,80 @@ mod tests {
             matches!(e, CudaError::Kind(MemoryKind::VulkanOpaqueFd)),
             "{e}"
         );
+    }
+
+    #[test]
+    fn cross_gpu_access_is_resolved_from_the_mode_and_peer_access() {
+        use CrossGpu::*;
+        use FrameAccess::*;
+        let r =
+            |cross, gpus, peer, legacy, vulkan| resolve_access(cross, gpus, peer, legacy, vulkan);
+        // One GPU: local whatever the mode, even without "peer access".
+        for m in [Auto, PeerMap, Copy] {
+            assert_eq!(r(m, (1, 1), false, true, true).unwrap(), Local);
+        }
+        // Peer access: every mode maps for the subscriber's GPU.
+        for m in [Auto, PeerMap, Copy] {
+            assert_eq!(
+                r(m, (0, 1), true, false, false).unwrap(),
+                PeerMapped { source: 0 }
+            );
+            assert_eq!(
+                r(m, (0, 1), true, true, false).unwrap(),
+                PeerMapped { source: 0 }
+            );
+        }
+        // No peer access: Auto and Copy map for the publisher's GPU; PeerMap is refused.
+        assert_eq!(
+            r(Auto, (0, 1), false, false, false).unwrap(),
+            SourceMapped { source: 0 }
+        );
+        assert_eq!(
+            r(Copy, (2, 1), false, false, false).unwrap(),
+            SourceMapped { source: 2 }
+        );
+        let e = r(PeerMap, (0, 1), false, false, false).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                CudaError::CrossGpu {
+                    publisher: 0,
+                    subscriber: 1,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("cuDeviceCanAccessPeer"), "{e}");
+        // Legacy IPC memory cannot be staged: refused without peer access.
+        for m in [Auto, Copy] {
+            let e = r(m, (0, 1), false, true, false).unwrap_err();
+            assert!(e.to_string().contains("legacy CUDA IPC"), "{e}");
+        }
+        // A Vulkan publisher's memory is only imported on its own GPU.
+        let e = r(Auto, (0, 1), true, false, true).unwrap_err();
+        assert!(e.to_string().contains("Vulkan"), "{e}");
+    }
+
+    #[test]
+    fn device_selections_parse_ordinals_and_uuids() {
+        assert_eq!("1".parse::<DeviceSelect>(), Ok(DeviceSelect::Ordinal(1)));
+        let u = "GPU-5e1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9";
+        let DeviceSelect::Uuid(bytes) = u.parse::<DeviceSelect>().unwrap() else {
+            panic!("not a UUID");
+        };
+        assert_eq!(crate::uuid_string(&bytes), u);
+        for bad in [
+            "",
+            "-1",
+            "gpu0",
+            "GPU-5e1b",
+            "GPU-zz1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9",
+            "GPU-5e1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9aa",
+        ] {
+            let e = bad.parse::<DeviceSelect>().unwrap_err();
+            assert!(e.to_string().contains("GPU UUID"), "{bad:?}: {e}");
+        }
     }
 
     #[test]

@@ -65,13 +65,42 @@ impl CudaDevice {
     ///
     /// Errors: [`CudaError::UuidNotFound`] if no visible device has it.
     pub fn by_uuid(uuid: &[u8; 16]) -> Result<Self, CudaError> {
-        init()?;
-        for i in 0..driver::device_count()?.max(0) {
-            if driver::device_uuid(driver::device_get(i)?)? == *uuid {
-                return Self::open(i as u32);
-            }
+        let (ordinal, _) = find_uuid(uuid)?;
+        Self::open(ordinal)
+    }
+
+    /// Opens the device `select` names: an ordinal here, or a GPU UUID
+    /// (whatever its ordinal here).
+    ///
+    /// Errors: [`CudaError::NoDevice`], [`CudaError::UuidNotFound`],
+    /// [`CudaError::DriverMissing`], driver errors.
+    pub fn select(select: DeviceSelect) -> Result<Self, CudaError> {
+        match select {
+            DeviceSelect::Ordinal(o) => Self::open(o),
+            DeviceSelect::Uuid(u) => Self::by_uuid(&u),
         }
-        Err(CudaError::UuidNotFound(*uuid))
+    }
+
+    /// How many CUDA devices this process sees (`cuDeviceGetCount`, after
+    /// `CUDA_VISIBLE_DEVICES`). Opens no context.
+    ///
+    /// Errors: [`CudaError::DriverMissing`] without a driver, driver errors.
+    pub fn count() -> Result<u32, CudaError> {
+        init()?;
+        Ok(driver::device_count()?.max(0) as u32)
+    }
+
+    /// Whether this device can read memory that lives on `peer`
+    /// (`cuDeviceCanAccessPeer(self, peer)`: NVLink or PCIe peer-to-peer).
+    /// A device "reaches" itself.
+    pub fn can_access_peer(&self, peer: &CudaDevice) -> Result<bool, CudaError> {
+        if peer.ordinal() == self.ordinal() {
+            return Ok(true);
+        }
+        Ok(driver::can_access_peer(
+            self.raw_device(),
+            peer.raw_device(),
+        )?)
     }
 
     /// Ordinal in this process.
@@ -118,6 +147,68 @@ impl CudaDevice {
 
     pub(crate) fn raw_device(&self) -> cudarc::driver::sys::CUdevice {
         self.inner.ctx.device()
+    }
+
+    pub(crate) fn context(&self) -> &PrimaryContext {
+        &self.inner.ctx
+    }
+}
+
+/// The visible device whose UUID is `uuid`: its ordinal and handle, without
+/// opening a context on it.
+///
+/// Errors: [`CudaError::UuidNotFound`] if no visible device has it (a
+/// publisher's announced UUID is only trusted once found here).
+pub(crate) fn find_uuid(
+    uuid: &[u8; 16],
+) -> Result<(u32, cudarc::driver::sys::CUdevice), CudaError> {
+    init()?;
+    for i in 0..driver::device_count()?.max(0) {
+        let d = driver::device_get(i)?;
+        if driver::device_uuid(d)? == *uuid {
+            return Ok((i as u32, d));
+        }
+    }
+    Err(CudaError::UuidNotFound(*uuid))
+}
+
+/// A device named by ordinal or by GPU UUID (`nvidia-smi -L`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceSelect {
+    /// Ordinal in this process (after `CUDA_VISIBLE_DEVICES`).
+    Ordinal(u32),
+    /// GPU UUID, 16 bytes as `cuDeviceGetUuid_v2` gives them.
+    Uuid([u8; 16]),
+}
+
+/// A [`DeviceSelect`] text could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0:?} is neither a device ordinal nor a GPU UUID (GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)"
+)]
+pub struct DeviceSelectError(pub String);
+
+impl std::str::FromStr for DeviceSelect {
+    type Err = DeviceSelectError;
+
+    /// `"1"` (an ordinal), or a UUID as `nvidia-smi -L` prints it
+    /// (`GPU-` and 32 hex digits, dashes anywhere after the prefix).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || DeviceSelectError(s.to_owned());
+        if let Ok(o) = s.parse::<u32>() {
+            return Ok(DeviceSelect::Ordinal(o));
+        }
+        let hex = s.strip_prefix("GPU-").ok_or_else(bad)?;
+        let digits: Vec<u8> = hex.bytes().filter(|&b| b != b'-').collect();
+        if digits.len() != 32 || !digits.iter().all(u8::is_ascii_hexdigit) {
+            return Err(bad());
+        }
+        let mut u = [0u8; 16];
+        for (i, pair) in digits.chunks(2).enumerate() {
+            let text = std::str::from_utf8(pair).map_err(|_| bad())?;
+            u[i] = u8::from_str_radix(text, 16).map_err(|_| bad())?;
+        }
+        Ok(DeviceSelect::Uuid(u))
     }
 }
 

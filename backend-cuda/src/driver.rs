@@ -98,6 +98,18 @@ pub(crate) fn device_name(dev: cu::CUdevice) -> Result<String, DriverError> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
+/// `cuDeviceCanAccessPeer(dev, peer)`: whether `dev` can read and write
+/// memory that lives on `peer` (NVLink or PCIe peer-to-peer).
+pub(crate) fn can_access_peer(dev: cu::CUdevice, peer: cu::CUdevice) -> Result<bool, DriverError> {
+    let mut can = 0;
+    // SAFETY: valid out pointer; both handles came from cuDeviceGet (an
+    // invalid one is an error result, not undefined behaviour).
+    check("cuDeviceCanAccessPeer", unsafe {
+        cu::cuDeviceCanAccessPeer(&mut can, dev, peer)
+    })?;
+    Ok(can != 0)
+}
+
 /// A retained primary context of one device (`cuDevicePrimaryCtxRetain`),
 /// released on drop. The same context cudarc's `CudaContext::new` uses.
 #[derive(Debug)]
@@ -699,6 +711,53 @@ pub(crate) fn copy_2d_to_device(
         // for the whole (synchronous) copy; `dst` per the caller.
         Mem::Host(_) => check("cuMemcpy2D_v2", unsafe { cu::cuMemcpy2D_v2(&p) }),
     }
+}
+
+/// `cuMemcpyDtoDAsync_v2`: `len` bytes from device address `src` to `dst`
+/// on `stream`, in the current context (under unified addressing either
+/// side may be memory of a peer device mapped for the current one).
+///
+/// The caller guarantees that `dst..dst+len` is device memory it may write
+/// and `src..src+len` memory it may read until the copy completes (the
+/// driver rejects addresses it does not know, not short ranges).
+pub(crate) fn copy_dtod_async(
+    dst: u64,
+    src: u64,
+    len: u64,
+    stream: RawStream,
+) -> Result<(), DriverError> {
+    if len == 0 {
+        return Ok(());
+    }
+    // SAFETY: both ranges are the caller's (above); `stream` is a live
+    // stream of the current context or null.
+    check("cuMemcpyDtoDAsync_v2", unsafe {
+        cu::cuMemcpyDtoDAsync_v2(dst, src, len as usize, stream.0)
+    })
+}
+
+/// `cuMemcpyPeerAsync`: `len` bytes from `src` (memory of `src_ctx`'s
+/// device) to `dst` (memory of `dst_ctx`'s device) on `stream`. Without
+/// peer access the driver stages the copy through host memory.
+///
+/// The caller guarantees the ranges as for [`copy_dtod_async`] and that
+/// both contexts are live retained contexts.
+pub(crate) fn copy_peer_async(
+    dst: u64,
+    dst_ctx: &PrimaryContext,
+    src: u64,
+    src_ctx: &PrimaryContext,
+    len: u64,
+    stream: RawStream,
+) -> Result<(), DriverError> {
+    if len == 0 {
+        return Ok(());
+    }
+    // SAFETY: ranges per the caller; both contexts are borrowed live
+    // `PrimaryContext`s (released only on drop); `stream` is live or null.
+    check("cuMemcpyPeerAsync", unsafe {
+        cu::cuMemcpyPeerAsync(dst, dst_ctx.ctx, src, src_ctx.ctx, len as usize, stream.0)
+    })
 }
 
 /// `cuMemcpy2D_v2` device to host: `rows` rows of `width` bytes from device

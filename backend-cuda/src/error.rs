@@ -49,6 +49,17 @@ pub enum CudaError {
         /// The publisher's sync kind.
         sync: cuframes_core::SyncKind,
     },
+    /// A subscriber on another GPU than its publisher's cannot take the
+    /// frames in the way asked for (`CrossGpu`, `docs/gpu.md`).
+    #[error("the publisher's frames are on GPU {publisher}, this subscriber works on GPU {subscriber}: {reason}")]
+    CrossGpu {
+        /// The publisher's GPU (ordinal here).
+        publisher: u32,
+        /// The subscriber's GPU (ordinal here).
+        subscriber: u32,
+        /// Why not.
+        reason: &'static str,
+    },
     /// A frame does not fit its slot or plane layout.
     #[error("{0}")]
     Layout(&'static str),

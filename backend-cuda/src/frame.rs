@@ -21,12 +21,44 @@
 //! frame.release_after(stream.raw())?; // returned once those kernels finish
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! A subscriber on another GPU than its publisher's
+//! ([`CudaBackend::subscriber_with`], `docs/gpu.md` "Multi-GPU hosts") either
+//! reads peer-mapped frames in place (then [`CudaFrameExt::device`] is its
+//! own GPU) or copies each frame into a [`CudaFrameCopy`] of its own and
+//! returns the lease as soon as the copy is done:
+//!
+//! ```no_run
+//! use cuframes_core::runtime::{SubscribeOptions, Subscriber};
+//! use cuframes_core::DeliveryMode;
+//! use cuframes_cuda::{
+//!     CrossGpu, CudaBackend, CudaFrameCopy, CudaFrameExt, CudaStream, DeviceSelect,
+//!     SubscriberConfig,
+//! };
+//! use std::time::Duration;
+//!
+//! let backend = CudaBackend::subscriber_with(SubscriberConfig {
+//!     device: Some(DeviceSelect::Ordinal(1)),
+//!     cross_gpu: CrossGpu::Copy,
+//! })?;
+//! let sub = Subscriber::connect("cam1", backend, SubscribeOptions::new(DeliveryMode::NewestOnly))?;
+//! let gpu1 = sub.backend().device().expect("attached at connect").clone();
+//! let stream = CudaStream::new(&gpu1)?;
+//! let mut copy = CudaFrameCopy::new(&gpu1, &sub.stream())?;
+//! let frame = sub.next_frame(Duration::from_secs(1))?;
+//! frame.copy_into(&mut copy, stream.raw())?; // ordered after the publisher's writes
+//! frame.release_after(stream.raw())?; // the lease returns when the copy is done
+//! let y = copy.device_plane(0)?; // on GPU 1, valid until the next copy_into
+//! // ... launch kernels reading y.ptr on `stream` ...
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
-use crate::driver::{self, RawStream};
+use crate::driver::{self, DeviceAlloc, RawStream};
 use crate::slot::plane_span;
 use crate::slot::CudaImported;
-use crate::{CudaBackend, CudaError};
+use crate::{CudaBackend, CudaDevice, CudaError};
 use cuframes_core::layout::StreamDesc;
+use cuframes_core::ring::FrameMeta;
 use cuframes_core::runtime::{Frame, OwnedFrame};
 
 /// One plane of a frame in device memory.
@@ -45,8 +77,35 @@ pub struct DevicePlane {
 /// CUDA access to a leased [`Frame`] or [`OwnedFrame`] of a [`CudaBackend`]
 /// subscriber.
 pub trait CudaFrameExt {
-    /// Plane `i` (NV12 / P010: 0 = Y, 1 = interleaved CbCr) in device memory.
+    /// Plane `i` (NV12 / P010: 0 = Y, 1 = interleaved CbCr) in device
+    /// memory; the pointer is valid on [`CudaFrameExt::device`].
     fn device_plane(&self, i: usize) -> Result<DevicePlane, CudaError>;
+
+    /// The GPU whose kernels may use this frame's device pointers: the
+    /// subscriber's own GPU when the publisher is on it or the slots are
+    /// peer-mapped for it ([`crate::FrameAccess::PeerMapped`]: reads cross
+    /// NVLink or PCIe), the publisher's GPU under
+    /// [`crate::FrameAccess::SourceMapped`] (then copy the frame with
+    /// [`CudaFrameExt::copy_into`]).
+    fn device(&self) -> &CudaDevice;
+
+    /// Queues a copy of this frame into `dst` (a buffer on any GPU of this
+    /// process, typically the subscriber's) on `stream`, a stream of
+    /// `dst.device()`, ordered after the publisher's writes (`wait_in`).
+    /// One copy of the frame's `frame_size` bytes, planes keeping their
+    /// offsets and pitches: `cuMemcpyDtoDAsync` when `dst`'s GPU is
+    /// [`CudaFrameExt::device`] (over the peer link when the slot is
+    /// peer-mapped), `cuMemcpyPeerAsync` otherwise (staged through host
+    /// memory by the driver without peer access). `dst` then describes this
+    /// frame ([`CudaFrameCopy::meta`], [`CudaFrameCopy::stream_desc`]).
+    ///
+    /// The lease may be returned as soon as the copy is done:
+    /// `release_after(stream)` right after this call returns it without
+    /// blocking, and work queued on `stream` afterwards reads the copy.
+    ///
+    /// Errors: [`CudaError::Layout`] when the frame is larger than `dst`;
+    /// driver errors.
+    fn copy_into(&self, dst: &mut CudaFrameCopy, stream: RawStream) -> Result<(), CudaError>;
 
     /// Orders work queued on `stream` after the publisher's writes of this
     /// frame (`cuStreamWaitEvent` under `IpcEvent`; nothing to do under
@@ -71,6 +130,14 @@ macro_rules! cuda_frame_methods {
             device_plane(self.memory(), self.stream(), i)
         }
 
+        fn device(&self) -> &CudaDevice {
+            self.memory().device()
+        }
+
+        fn copy_into(&self, dst: &mut CudaFrameCopy, stream: RawStream) -> Result<(), CudaError> {
+            dst.copy_from(self.memory(), self.stream(), self.meta(), stream)
+        }
+
         fn wait_in(&self, stream: RawStream) -> Result<(), CudaError> {
             self.memory().wait_in(stream)
         }
@@ -80,7 +147,7 @@ macro_rules! cuda_frame_methods {
         }
 
         fn release_after(self, stream: RawStream) -> Result<(), CudaError> {
-            let device = self.memory().device.clone();
+            let device = self.memory().consumer().clone();
             let pending = self.release_later();
             device.make_current()?;
             // On error the closure (and with it the pending release) is
@@ -121,4 +188,121 @@ fn copy_to_host(mem: &CudaImported, desc: &StreamDesc, out: &mut Vec<u8>) -> Res
         mem.copy_plane_to_host(desc, i, &mut out[at..])?;
     }
     Ok(())
+}
+
+/// A subscriber-owned copy of a frame in device memory
+/// ([`CudaFrameExt::copy_into`]): `cuMemAlloc` on one GPU, laid out as the
+/// stream's slots are (plane offsets and pitches of its [`StreamDesc`]).
+/// It holds no lease: the publisher may rewrite the slot it came from while
+/// the copy is in use. Reused from frame to frame; freed on drop.
+#[derive(Debug)]
+pub struct CudaFrameCopy {
+    mem: DeviceAlloc,
+    capacity: u64,
+    desc: StreamDesc,
+    meta: FrameMeta,
+    device: CudaDevice,
+}
+
+impl CudaFrameCopy {
+    /// A buffer on `device` for frames of `desc` (`desc.frame_size` bytes;
+    /// frames of another layout that fit are accepted too).
+    ///
+    /// Errors: [`CudaError::Layout`] for an empty layout; driver errors
+    /// (`cuMemAlloc_v2`: out of memory).
+    pub fn new(device: &CudaDevice, desc: &StreamDesc) -> Result<Self, CudaError> {
+        if desc.frame_size == 0 {
+            return Err(CudaError::Layout("a frame copy of 0 bytes"));
+        }
+        device.make_current()?;
+        Ok(CudaFrameCopy {
+            mem: DeviceAlloc::new(desc.frame_size)?,
+            capacity: desc.frame_size,
+            desc: *desc,
+            meta: FrameMeta::default(),
+            device: device.clone(),
+        })
+    }
+
+    /// The GPU the copy lives on (its pointers are valid there).
+    pub fn device(&self) -> &CudaDevice {
+        &self.device
+    }
+
+    /// Device address of the first byte.
+    pub fn device_ptr(&self) -> u64 {
+        self.mem.ptr()
+    }
+
+    /// Bytes allocated.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// The layout of the frame last copied in (before any: the one given
+    /// to [`CudaFrameCopy::new`]).
+    pub fn stream_desc(&self) -> &StreamDesc {
+        &self.desc
+    }
+
+    /// The metadata (sequence, pts, flags) of the frame last copied in
+    /// (before any: all zero).
+    pub fn meta(&self) -> &FrameMeta {
+        &self.meta
+    }
+
+    /// Plane `i` of the copied frame on [`CudaFrameCopy::device`]; valid
+    /// once the copy's stream got past it, until the next copy into `self`.
+    pub fn device_plane(&self, i: usize) -> Result<DevicePlane, CudaError> {
+        let (off, pitch, row_bytes, rows) = plane_span(&self.desc, i, self.capacity)?;
+        Ok(DevicePlane {
+            ptr: self.mem.ptr() + off,
+            pitch,
+            row_bytes,
+            rows,
+        })
+    }
+
+    /// Waits for `stream` (the one the copy was queued on), then copies the
+    /// frame to host memory as FFmpeg's packed rawvideo layout (as
+    /// [`CudaFrameExt::copy_to_host`]).
+    pub fn copy_to_host(&self, stream: RawStream, out: &mut Vec<u8>) -> Result<(), CudaError> {
+        self.device.make_current()?;
+        driver::stream_synchronize(stream)?;
+        out.clear();
+        for i in 0..2 {
+            let Ok((off, pitch, row, rows)) = plane_span(&self.desc, i, self.capacity) else {
+                continue;
+            };
+            let at = out.len();
+            out.resize(at + row * rows, 0);
+            driver::copy_2d_to_host(self.mem.ptr() + off, pitch, &mut out[at..], row, rows)?;
+        }
+        Ok(())
+    }
+
+    fn copy_from(
+        &mut self,
+        src: &CudaImported,
+        desc: &StreamDesc,
+        meta: &FrameMeta,
+        stream: RawStream,
+    ) -> Result<(), CudaError> {
+        if desc.frame_size > self.capacity {
+            return Err(CudaError::Layout(
+                "the frame is larger than the copy buffer (make a new CudaFrameCopy after a stream change)",
+            ));
+        }
+        src.copy_prefix_to(desc.frame_size, self.mem.ptr(), &self.device, stream)?;
+        self.desc = *desc;
+        self.meta = *meta;
+        Ok(())
+    }
+}
+
+impl Drop for CudaFrameCopy {
+    fn drop(&mut self) {
+        // `cuMemFree` of `mem` (dropped after this) in its own context.
+        let _ = self.device.make_current();
+    }
 }

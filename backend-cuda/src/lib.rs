@@ -9,7 +9,11 @@
 //! - Sync kinds: [`CudaSync::HostFence`] (default: the publisher waits for its
 //!   copy before committing) and [`CudaSync::IpcEvent`] (per-slot
 //!   interprocess events the subscriber waits on in its own stream).
-//! - Subscribers find their device by the publisher's GPU UUID.
+//! - Subscribers find their device by the publisher's GPU UUID, or work on
+//!   another GPU ([`CudaBackend::subscriber_with`]): the slots peer-mapped
+//!   for it ([`CrossGpu::PeerMap`]) or each frame copied to it
+//!   ([`CrossGpu::Copy`], [`CudaFrameExt::copy_into`]); `docs/gpu.md`,
+//!   "Multi-GPU hosts".
 //! - A subscriber also imports the frames of a Vulkan publisher
 //!   (`VulkanOpaqueFd`, `cuframes-vulkan`): each slot's opaque fd with
 //!   `cuImportExternalMemory` as a dedicated allocation of the protocol's
@@ -30,11 +34,13 @@ mod error;
 mod frame;
 mod slot;
 
-pub use backend::{CudaBackend, CudaConfig, CudaMemory, CudaSync};
-pub use device::{CudaDevice, CudaStream, MemoryInfo};
+pub use backend::{
+    CrossGpu, CudaBackend, CudaConfig, CudaMemory, CudaSync, FrameAccess, SubscriberConfig,
+};
+pub use device::{CudaDevice, CudaStream, DeviceSelect, DeviceSelectError, MemoryInfo};
 pub use driver::{driver_present, RawStream};
 pub use error::{uuid_string, CudaError, DriverError};
-pub use frame::{CudaFrameExt, DevicePlane};
+pub use frame::{CudaFrameCopy, CudaFrameExt, DevicePlane};
 pub use slot::{CudaImported, CudaSlot};
 
 #[cfg(test)]

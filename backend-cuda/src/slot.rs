@@ -4,7 +4,7 @@
 use crate::driver::{
     self, DeviceAlloc, Event, ExternalMem, IpcMem, Mem, RawStream, VmmHandle, VmmMapping,
 };
-use crate::{CudaDevice, CudaError};
+use crate::{CudaDevice, CudaError, FrameAccess};
 use cuframes_core::layout::StreamDesc;
 
 /// Where plane `i` of a frame laid out by `desc` lies in a slot of `size`
@@ -162,14 +162,21 @@ pub(crate) enum Imported {
 }
 
 /// A subscriber's import of one slot: device memory of the publisher's GPU,
-/// mapped into this process (read-only where the driver allows).
+/// mapped into this process (read-only where the driver allows) for the GPU
+/// [`CudaImported::device`] names ([`FrameAccess`]).
 #[derive(Debug)]
 pub struct CudaImported {
     pub(crate) mem: Imported,
     pub(crate) event: Option<Event>,
     pub(crate) size: u64,
     pub(crate) read_only: bool,
+    /// The GPU whose kernels may use `device_ptr` (the mapping's access
+    /// location).
     pub(crate) device: CudaDevice,
+    /// The subscriber's GPU: its context opened the events and waits
+    /// before a synchronous release.
+    pub(crate) consumer: CudaDevice,
+    pub(crate) access: FrameAccess,
 }
 
 impl CudaImported {
@@ -201,7 +208,7 @@ impl CudaImported {
     /// (`IpcEvent`: `cuStreamWaitEvent`; `HostFence`: already complete).
     pub fn wait_in(&self, stream: RawStream) -> Result<(), CudaError> {
         if let Some(e) = &self.event {
-            self.device.make_current()?;
+            self.consumer.make_current()?;
             e.wait_in(stream)?;
         }
         Ok(())
@@ -210,15 +217,62 @@ impl CudaImported {
     /// Blocks until the publisher's writes of the current frame completed.
     pub fn wait_host(&self) -> Result<(), CudaError> {
         if let Some(e) = &self.event {
-            self.device.make_current()?;
+            self.consumer.make_current()?;
             e.synchronize()?;
         }
         Ok(())
     }
 
-    /// The device the slot lives on (and whose primary context maps it).
+    /// The device whose kernels may use [`CudaImported::device_ptr`]: the
+    /// subscriber's GPU, or under [`FrameAccess::SourceMapped`] the
+    /// publisher's. (The memory itself lives on the publisher's GPU.)
     pub fn device(&self) -> &CudaDevice {
         &self.device
+    }
+
+    /// The subscriber's GPU (the backend's device).
+    pub fn consumer(&self) -> &CudaDevice {
+        &self.consumer
+    }
+
+    /// How this slot is reached from the subscriber's GPU.
+    pub fn access(&self) -> FrameAccess {
+        self.access
+    }
+
+    /// Queues a copy of the first `len` bytes of the slot to device memory
+    /// `dst` of `dst_device` on `stream` (a stream of `dst_device`),
+    /// ordered after the publisher's writes ([`CudaImported::wait_in`]):
+    /// `cuMemcpyDtoDAsync` when `dst_device` can use this mapping,
+    /// `cuMemcpyPeerAsync` between the two contexts otherwise.
+    ///
+    /// The caller guarantees that `dst..dst+len` is device memory of
+    /// `dst_device` it may overwrite until the copy completes.
+    pub(crate) fn copy_prefix_to(
+        &self,
+        len: u64,
+        dst: u64,
+        dst_device: &CudaDevice,
+        stream: RawStream,
+    ) -> Result<(), CudaError> {
+        if len > self.size {
+            return Err(CudaError::Layout("the frame is larger than its slot"));
+        }
+        self.wait_in(stream)?;
+        dst_device.make_current()?;
+        if dst_device.ordinal() == self.device.ordinal() {
+            driver::copy_dtod_async(dst, self.device_ptr(), len, stream)?;
+        } else {
+            driver::copy_peer_async(
+                dst,
+                dst_device.context(),
+                self.device_ptr(),
+                self.device.context(),
+                len,
+                stream,
+            )?;
+        }
+        Ok(())
     }
 
     /// Queues a device-to-device copy of plane `plane` of a frame laid out
@@ -229,7 +283,8 @@ impl CudaImported {
     /// `release_after(stream)` or after synchronising `stream`.
     ///
     /// # Safety
-    /// `dst` is a device address, valid in this device's primary context,
+    /// `dst` is a device address, valid in the primary context of
+    /// [`CudaImported::device`],
     /// of at least `dst_pitch × (rows − 1) + row bytes` bytes that the
     /// caller may overwrite, and `dst_pitch` ≥ the plane's row bytes.
     #[allow(unsafe_code)]
@@ -276,6 +331,8 @@ impl CudaImported {
 
 impl Drop for CudaImported {
     fn drop(&mut self) {
+        // The mapping's context first (unmapping), the subscriber's for the
+        // event: both are retained while `self` lives.
         let _ = self.device.make_current();
     }
 }

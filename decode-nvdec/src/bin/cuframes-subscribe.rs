@@ -20,7 +20,10 @@ use cuframes_core::runtime::{
     Reconnect, RecvError, SubscribeOptions, Subscriber,
 };
 use cuframes_core::{Codec, DeliveryMode, MemoryKind};
-use cuframes_cuda::{CudaBackend, CudaFrameExt};
+use cuframes_cuda::{
+    CrossGpu, CudaBackend, CudaDevice, CudaFrameCopy, CudaFrameExt, CudaStream, DeviceSelect,
+    FrameAccess, SubscriberConfig,
+};
 use cuframes_nvdec::rawvideo::Geometry;
 use cuframes_nvdec::{RawFormat, RawVideoError, RawVideoWriter, RecordStream, Recorder};
 use cuframes_vulkan::{VulkanBackend, VulkanFrameExt};
@@ -51,6 +54,19 @@ enum BackendArg {
     /// Vulkan memory (experimental): Vulkan publishers' opaque fds, or CUDA
     /// VMM publishers' fds, imported on the device of the publisher's UUID.
     Vulkan,
+}
+
+/// How a CUDA subscriber on another GPU takes the frames (--cross-gpu).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CrossGpuArg {
+    /// Peer-map when the GPUs can access each other, else copy.
+    Auto,
+    /// Map the publisher's slots for --gpu over NVLink / PCIe peer access
+    /// (refused without it) and read them in place.
+    Peer,
+    /// Copy each frame into a buffer on --gpu first (cuMemcpyDtoDAsync over
+    /// the peer link, or cuMemcpyPeerAsync staged through host memory).
+    Copy,
 }
 
 /// One --publisher-uid value.
@@ -192,6 +208,18 @@ struct Args {
     /// may map another process's GPU memory). VMM fds need no such trust.
     #[arg(long)]
     allow_legacy_ipc: bool,
+    /// CUDA: work on this GPU (an ordinal, or a UUID as `nvidia-smi -L`
+    /// prints it) instead of the publisher's; frames of a publisher on
+    /// another GPU are then taken as --cross-gpu says (docs/gpu.md,
+    /// "Multi-GPU hosts").
+    #[arg(long, value_name = "N|UUID")]
+    gpu: Option<DeviceSelect>,
+    /// CUDA, with --gpu naming another GPU than the publisher's: `peer` maps
+    /// the slots for --gpu (reads cross NVLink / PCIe; refused without peer
+    /// access), `copy` copies each frame to a buffer on --gpu before reading
+    /// it, `auto` peer-maps when possible and copies otherwise.
+    #[arg(long, value_enum, default_value = "auto", requires = "gpu")]
+    cross_gpu: CrossGpuArg,
     /// Runtime directory holding the sockets (default: $CUFRAMES_RUNTIME_DIR,
     /// /run/cuframes, $XDG_RUNTIME_DIR/cuframes, /tmp/cuframes-UID).
     #[arg(long)]
@@ -569,11 +597,13 @@ fn run_packets<B: Backend>(
 fn run(args: Args) -> Result<()> {
     match args.backend {
         BackendArg::Host => receive(&args, connect(&args, || Ok(HostBackend))?, host_packed),
-        BackendArg::Cuda => receive(&args, connect_cuda(&args)?, cuda_packed),
+        BackendArg::Cuda => receive(&args, connect_cuda(&args)?, cuda_reader(&args)),
         BackendArg::Vulkan => receive(&args, connect_vulkan(&args)?, vulkan_packed),
         BackendArg::Auto => match connect(&args, || Ok(HostBackend)) {
             Ok(sub) => receive(&args, sub, host_packed),
-            Err(e) if is_cuda_publisher(&e) => receive(&args, connect_cuda(&args)?, cuda_packed),
+            Err(e) if is_cuda_publisher(&e) => {
+                receive(&args, connect_cuda(&args)?, cuda_reader(&args))
+            }
             Err(e) if publisher_kind(&e) == Some(MemoryKind::VulkanOpaqueFd) => {
                 receive(&args, connect_vulkan(&args)?, vulkan_packed)
             }
@@ -584,8 +614,16 @@ fn run(args: Args) -> Result<()> {
 
 /// Connects with the CUDA backend; with --report-vram, measures the imports.
 fn connect_cuda(args: &Args) -> Result<Subscriber<CudaBackend>> {
+    let config = SubscriberConfig {
+        device: args.gpu,
+        cross_gpu: match args.cross_gpu {
+            CrossGpuArg::Auto => CrossGpu::Auto,
+            CrossGpuArg::Peer => CrossGpu::PeerMap,
+            CrossGpuArg::Copy => CrossGpu::Copy,
+        },
+    };
     let cuda = || {
-        let b = CudaBackend::subscriber().context("--backend cuda")?;
+        let b = CudaBackend::subscriber_with(config).context("--backend cuda")?;
         Ok(if args.allow_legacy_ipc {
             // SAFETY: the operator passed --allow-legacy-ipc, whose help
             // says it trusts the publisher's IPC handles (the `# Safety` of
@@ -599,10 +637,22 @@ fn connect_cuda(args: &Args) -> Result<Subscriber<CudaBackend>> {
         })
     };
     if !args.report_vram {
-        return connect(args, cuda);
+        let sub = connect(args, cuda)?;
+        if let (Some(d), Some(_)) = (sub.backend().device(), args.gpu) {
+            eprintln!(
+                "{}: CUDA device {} ({}), frames {:?}",
+                args.name.as_deref().unwrap_or("subscriber"),
+                d.ordinal(),
+                d.name(),
+                sub.backend().frame_access()
+            );
+        }
+        return Ok(sub);
     }
-    // The context first (device 0: the measurement is meant for one-GPU hosts).
-    let dev = cuframes_cuda::CudaDevice::open(0).context("--report-vram: opening device 0")?;
+    // The context first (--gpu's, else device 0: without --gpu the
+    // measurement is meant for one-GPU hosts).
+    let dev = CudaDevice::select(args.gpu.unwrap_or(DeviceSelect::Ordinal(0)))
+        .context("--report-vram: opening the device")?;
     let before = dev.memory_info()?.free;
     let sub = connect(args, cuda)?;
     let after = dev.memory_info()?.free;
@@ -661,17 +711,44 @@ fn is_cuda_publisher(e: &anyhow::Error) -> bool {
     )
 }
 
-/// MD5 of a CUDA frame: copied to host (after the publisher's event, if any).
-/// A CUDA frame copied to host memory in FFmpeg's packed layout.
-fn cuda_packed(f: &Frame<'_, CudaBackend>, out: &mut Vec<u8>) -> Result<()> {
-    f.copy_to_host(out)
-        .context("copying a frame to host memory")
+/// How CUDA frames are read: copied to host memory in FFmpeg's packed
+/// layout (after the publisher's event, if any), straight from the slot,
+/// or with --cross-gpu copy (and under auto without peer access) through a
+/// copy on --gpu first, which is what is then hashed.
+fn cuda_reader(args: &Args) -> impl FnMut(&Frame<'_, CudaBackend>, &mut Vec<u8>) -> Result<()> {
+    let copy_mode = args.gpu.is_some() && args.cross_gpu == CrossGpuArg::Copy;
+    let mut copy: Option<(CudaStream, CudaFrameCopy)> = None;
+    move |f, out| {
+        let via_copy = copy_mode || matches!(f.memory().access(), FrameAccess::SourceMapped { .. });
+        if !via_copy {
+            return f
+                .copy_to_host(out)
+                .context("copying a frame to host memory");
+        }
+        let dev = f.memory().consumer().clone();
+        let fits = copy
+            .as_ref()
+            .is_some_and(|(_, c)| c.capacity() >= f.stream().frame_size);
+        if !fits {
+            let stream = CudaStream::new(&dev)?;
+            let c = CudaFrameCopy::new(&dev, f.stream())
+                .context("allocating the frame copy on --gpu")?;
+            copy = Some((stream, c));
+        }
+        let Some((stream, c)) = copy.as_mut() else {
+            bail!("no frame copy buffer");
+        };
+        f.copy_into(c, stream.raw())
+            .context("copying a frame to --gpu")?;
+        c.copy_to_host(stream.raw(), out)
+            .context("copying the frame copy to host memory")
+    }
 }
 
 fn receive<B: Backend>(
     args: &Args,
     sub: Subscriber<B>,
-    read: impl Fn(&Frame<'_, B>, &mut Vec<u8>) -> Result<()>,
+    mut read: impl FnMut(&Frame<'_, B>, &mut Vec<u8>) -> Result<()>,
 ) -> Result<()> {
     let mut sink = PacketSink::create(args, &sub)?;
     let name = args

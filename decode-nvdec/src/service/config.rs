@@ -35,7 +35,7 @@
 //! | `backend` | `auto` | `auto`, `host`, `cuda`, `vulkan` (software decode uploaded into Vulkan memory) |
 //! | `memory` | `vmm-fd` | CUDA: `vmm-fd`, `legacy-ipc` |
 //! | `sync` | `host-fence` | CUDA: `host-fence`, `ipc-event`; Vulkan: `host-fence`, `timeline` |
-//! | `device` | 0 | CUDA device ordinal |
+//! | `gpu` | `auto` | CUDA device ordinal of the stream's NVDEC decoder and ring (alias `device`), or `auto`: the GPU with the fewest CUDA streams of the file (spreads decoding over the GPUs) |
 //! | `vulkan_device` | the most capable | Vulkan: physical device index (`vkEnumeratePhysicalDevices` order) |
 //! | `ring` | 8 | frame slots, 2..=64 |
 //! | `policy` | `drop-frame` | `drop-frame`, `wait` |
@@ -65,7 +65,7 @@
 use super::backoff::Backoff;
 use super::sink::PacketSettings;
 use super::source::{DecoderKind, InputSpec, SourceSpec};
-use super::stream::{BackendChoice, DecoderChoice, StreamSpec};
+use super::stream::{BackendChoice, DecoderChoice, GpuChoice, StreamSpec};
 use crate::demux::{redact_url, RtspTransport};
 use cuframes_core::runtime::PublisherConfig;
 use cuframes_core::{PublishPolicy, StreamKey};
@@ -206,8 +206,10 @@ pub struct StreamFields {
     pub memory: Option<MemoryArg>,
     /// CUDA sync kind.
     pub sync: Option<SyncArg>,
-    /// CUDA device ordinal.
-    pub device: Option<u32>,
+    /// The stream's GPU: a CUDA device ordinal or `auto` (TOML also
+    /// accepts the older name `device`).
+    #[serde(alias = "device")]
+    pub gpu: Option<GpuChoice>,
     /// Vulkan physical device index (default: the most capable device).
     pub vulkan_device: Option<u32>,
     /// Frame slots.
@@ -272,7 +274,7 @@ impl StreamFields {
             backend,
             memory,
             sync,
-            device,
+            gpu,
             vulkan_device,
             ring,
             policy,
@@ -481,7 +483,11 @@ pub fn stream_spec(
             // Checked below: only the Vulkan backend has it.
             SyncArg::Timeline => CudaSync::HostFence,
         },
-        device: s.device.unwrap_or(0),
+        // `auto` is resolved by `assign_gpus` when the service starts.
+        device: match s.gpu {
+            Some(GpuChoice::Index(i)) => i,
+            Some(GpuChoice::Auto) | None => 0,
+        },
     };
     let backend =
         match s.backend.unwrap_or(BackendArg::Auto) {
@@ -579,6 +585,7 @@ pub fn stream_spec(
         },
         decoder,
         backend,
+        gpu: s.gpu.unwrap_or_default(),
         config,
         packets,
         looping: s.looping.unwrap_or(false),
@@ -695,6 +702,76 @@ mod tests {
     }
 
     #[test]
+    fn streams_are_spread_over_the_gpus_and_pinned_ones_checked() {
+        use crate::service::stream::{assign_gpus, GpuChoice};
+        let text = r#"
+            [[stream]]
+            key = "a"
+            url = "rtsp://h/a"
+            gpu = 1
+            [[stream]]
+            key = "b"
+            url = "rtsp://h/b"
+            [[stream]]
+            key = "c"
+            url = "rtsp://h/c"
+            gpu = "auto"
+            [[stream]]
+            key = "d"
+            url = "rtsp://h/d"
+            backend = "host"
+            [[stream]]
+            key = "e"
+            url = "rtsp://h/e"
+            device = 1
+            backend = "cuda"
+            [[stream]]
+            key = "f"
+            url = "rtsp://h/f"
+        "#;
+        let c = ServiceConfig::from_toml(text, None).unwrap();
+        assert_eq!(c.streams[0].gpu, GpuChoice::Index(1));
+        assert_eq!(c.streams[1].gpu, GpuChoice::Auto);
+        assert_eq!(c.streams[2].gpu, GpuChoice::Auto);
+        // `device`, the older name, is the same field.
+        assert_eq!(c.streams[4].gpu, GpuChoice::Index(1));
+        let device = |s: &StreamSpec| s.cuda_config().map(|c| c.device);
+        // Two GPUs: a and e pinned to 1, so b, c and f go 0, 0, then the
+        // least loaded (0 with 2, 1 with 2: the lower ordinal).
+        let mut two = c.streams.clone();
+        assign_gpus(&mut two, Some(2)).unwrap();
+        let got: Vec<_> = two.iter().map(device).collect();
+        assert_eq!(
+            got,
+            [Some(1), Some(0), Some(0), None, Some(1), Some(0)],
+            "{two:?}"
+        );
+        assert_eq!(two[1].gpu, GpuChoice::Index(0));
+        // Four GPUs: the auto streams take the empty ones in order.
+        let mut four = c.streams.clone();
+        assign_gpus(&mut four, Some(4)).unwrap();
+        let got: Vec<_> = four.iter().map(device).collect();
+        assert_eq!(got, [Some(1), Some(0), Some(2), None, Some(1), Some(3)]);
+        // One GPU: a's `gpu = 1` does not exist: one line naming it.
+        let mut one = c.streams.clone();
+        let e = assign_gpus(&mut one, Some(1)).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "stream a: gpu 1 is out of range: this host has 1 CUDA device(s) (0..=0)"
+        );
+        // No driver: nothing to check or spread (backend auto falls back
+        // to host memory; backend cuda fails when its stream starts).
+        let mut none = c.streams.clone();
+        assign_gpus(&mut none, None).unwrap();
+        assert_eq!(none[1].gpu, GpuChoice::Auto);
+        // No GPU but a driver: only an explicit `backend = "cuda"` fails.
+        let mut zero = c.streams.clone();
+        let e = assign_gpus(&mut zero, Some(0)).unwrap_err().to_string();
+        assert!(e.starts_with("stream e: gpu 1"), "{e}");
+        assert!(e.contains("has 0 CUDA device(s)"), "{e}");
+    }
+
+    #[test]
     fn bad_files_give_one_line_naming_the_problem() {
         let one = |t: &str, want: &str| {
             let e = err(t);
@@ -763,6 +840,18 @@ mod tests {
         one(
             "stats_interval = nan\n[[stream]]\nkey = \"a\"\nurl = \"rtsp://h/a\"\n",
             "stats_interval",
+        );
+        one(
+            "[[stream]]\nkey = \"a\"\nurl = \"rtsp://h/a\"\ngpu = -1\n",
+            "gpu -1 is not a GPU ordinal",
+        );
+        one(
+            "[[stream]]\nkey = \"a\"\nurl = \"rtsp://h/a\"\ngpu = \"all\"\n",
+            "gpu \"all\" is neither a GPU ordinal nor \"auto\"",
+        );
+        one(
+            "[[stream]]\nkey = \"a\"\nurl = \"rtsp://h/a\"\ngpu = 1\ndevice = 1\n",
+            "duplicate field",
         );
         one("", "no [[stream]]");
     }

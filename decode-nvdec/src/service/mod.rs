@@ -19,7 +19,9 @@
 //!   `FrameSink` directly.
 //!
 //! The CUDA streams of one device share the device's primary context (one
-//! per device and process); each stream has its own decoder and ring.
+//! per device and process); each stream has its own decoder and ring, on
+//! the GPU its `gpu` names, or spread over the GPUs present ([`assign_gpus`],
+//! run by [`Service::start`]).
 //!
 //! ```no_run
 //! use cuframes_nvdec::service::{Service, ServiceConfig};
@@ -50,7 +52,10 @@ pub use source::{
     DecoderKind, InputSpec, MediaSource, PumpEnd, SlotWrite, SourceError, SourceSpec, WriteError,
 };
 pub use stats::{stats_line, SharedStats, StreamState, StreamStats};
-pub use stream::{run_stream, BackendChoice, DecoderChoice, StreamOutcome, StreamSpec};
+pub use stream::{
+    assign_gpus, run_stream, BackendChoice, DecoderChoice, GpuChoice, GpuError, StreamOutcome,
+    StreamSpec,
+};
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -66,6 +71,9 @@ pub enum StartError {
     /// Two streams share a key.
     #[error("stream key {0:?} appears more than once")]
     DuplicateKey(String),
+    /// A stream's `gpu` names no GPU of this host.
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
     /// A thread could not be spawned.
     #[error("cannot start the thread of stream {key:?}: {source}")]
     Spawn {
@@ -96,13 +104,22 @@ impl Service {
     }
 
     /// Starts one thread per stream; setting `stop` (e.g. from a signal
-    /// handler) stops them all, like [`Service::stop`].
+    /// handler) stops them all, like [`Service::stop`]. First puts the
+    /// CUDA streams on GPUs ([`assign_gpus`] with the devices this process
+    /// sees): an ordinal out of range is [`StartError::Gpu`] before any
+    /// stream starts.
     pub fn start_with_stop(
-        specs: Vec<StreamSpec>,
+        mut specs: Vec<StreamSpec>,
         stop: Arc<AtomicBool>,
     ) -> Result<Service, StartError> {
         if specs.is_empty() {
             return Err(StartError::NoStreams);
+        }
+        assign_gpus(&mut specs, cuda_device_count())?;
+        for s in &specs {
+            if let Some(c) = s.cuda_config() {
+                tracing::debug!(key = %s.key(), gpu = c.device, "stream placed");
+            }
         }
         let mut keys = HashSet::new();
         for s in &specs {
@@ -182,4 +199,12 @@ impl Drop for Service {
             let _ = self.join_all();
         }
     }
+}
+
+/// CUDA devices this process sees; `None` without a driver.
+pub fn cuda_device_count() -> Option<u32> {
+    if !cuframes_cuda::driver_present() {
+        return None;
+    }
+    cuframes_cuda::CudaDevice::count().ok()
 }

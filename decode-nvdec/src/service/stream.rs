@@ -28,6 +28,123 @@ pub enum BackendChoice {
     Vulkan(VulkanConfig),
 }
 
+/// The GPU a stream's NVDEC decoder and CUDA ring are on (`gpu` in
+/// `cameras.toml`, `--gpu`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GpuChoice {
+    /// Resolved by [`assign_gpus`]: the GPU with the fewest CUDA streams
+    /// so far (explicit ones counted first, then these in order; ties to
+    /// the lowest ordinal): spreads NVDEC decoding and rings over the GPUs.
+    #[default]
+    Auto,
+    /// This CUDA device ordinal (as numbered after `CUDA_VISIBLE_DEVICES`).
+    Index(u32),
+}
+
+impl std::str::FromStr for GpuChoice {
+    type Err = String;
+
+    /// `auto` or a device ordinal.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(GpuChoice::Auto),
+            _ => s
+                .parse()
+                .map(GpuChoice::Index)
+                .map_err(|_| format!("{s:?} is neither a GPU ordinal nor \"auto\"")),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for GpuChoice {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = GpuChoice;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a GPU ordinal (0, 1, ...) or \"auto\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<GpuChoice, E> {
+                u32::try_from(v)
+                    .map(GpuChoice::Index)
+                    .map_err(|_| E::custom(format!("gpu {v} is not a GPU ordinal (0, 1, ...)")))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<GpuChoice, E> {
+                self.visit_i64(i64::try_from(v).unwrap_or(-1))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<GpuChoice, E> {
+                match v {
+                    "auto" => Ok(GpuChoice::Auto),
+                    _ => Err(E::custom(format!(
+                        "gpu {v:?} is neither a GPU ordinal nor \"auto\""
+                    ))),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A stream's `gpu` names no GPU of this host.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("stream {key}: gpu {gpu} is out of range: this host has {count} CUDA device(s){}", if *count > 0 { format!(" (0..={})", count - 1) } else { String::new() })]
+pub struct GpuError {
+    /// The stream's key.
+    pub key: String,
+    /// The ordinal asked for.
+    pub gpu: u32,
+    /// CUDA devices visible to this process.
+    pub count: u32,
+}
+
+/// Puts each stream that may use CUDA (backend `cuda` or `auto`) on a GPU:
+/// checks explicit ordinals against `count` (the CUDA devices this process
+/// sees; `None`: no driver, nothing to check or spread) and resolves
+/// [`GpuChoice::Auto`] to the GPU with the fewest such streams so far.
+/// The result is in each stream's CUDA config (`device`) and `gpu`.
+///
+/// Errors: the first stream whose ordinal is `>= count`.
+pub fn assign_gpus(specs: &mut [StreamSpec], count: Option<u32>) -> Result<(), GpuError> {
+    let Some(count) = count else { return Ok(()) };
+    let mut load = vec![0usize; count as usize];
+    for s in specs.iter().filter(|s| s.cuda_config().is_some()) {
+        if let GpuChoice::Index(i) = s.gpu {
+            // Only an explicit `backend = "cuda"` needs a GPU; `auto`
+            // falls back to host memory when there is none.
+            if i >= count && (count > 0 || matches!(s.backend, BackendChoice::Cuda(_))) {
+                return Err(GpuError {
+                    key: s.key().to_owned(),
+                    gpu: i,
+                    count,
+                });
+            }
+            if let Some(l) = load.get_mut(i as usize) {
+                *l += 1;
+            }
+        }
+    }
+    for s in specs.iter_mut() {
+        let gpu = match s.gpu {
+            GpuChoice::Index(i) => i,
+            GpuChoice::Auto if s.cuda_config().is_none() || count == 0 => continue,
+            GpuChoice::Auto => {
+                // The least loaded, the lowest ordinal among equals.
+                let Some((i, l)) = load.iter_mut().enumerate().min_by_key(|(i, l)| (**l, *i))
+                else {
+                    continue;
+                };
+                *l += 1;
+                s.gpu = GpuChoice::Index(i as u32);
+                i as u32
+            }
+        };
+        if let BackendChoice::Auto(c) | BackendChoice::Cuda(c) = &mut s.backend {
+            c.device = gpu;
+        }
+    }
+    Ok(())
+}
+
 /// Which decoder runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DecoderChoice {
@@ -48,8 +165,12 @@ pub struct StreamSpec {
     pub source: SourceSpec,
     /// Decoder choice.
     pub decoder: DecoderChoice,
-    /// Backend choice.
+    /// Backend choice; with CUDA, its `device` is the stream's GPU.
     pub backend: BackendChoice,
+    /// The GPU of the decoder and ring (CUDA backends); [`assign_gpus`]
+    /// (called by `Service::start`) resolves `Auto` into the backend's
+    /// `device`. [`run_stream`] alone uses the backend's `device`.
+    pub gpu: GpuChoice,
     /// Publisher settings; `config.key` is the stream key.
     pub config: PublisherConfig,
     /// Publish encoded packets too.
@@ -72,6 +193,14 @@ impl StreamSpec {
     /// The stream key.
     pub fn key(&self) -> &str {
         &self.config.key
+    }
+
+    /// The CUDA settings when the stream may use CUDA (backend `cuda` or `auto`).
+    pub fn cuda_config(&self) -> Option<&CudaConfig> {
+        match &self.backend {
+            BackendChoice::Auto(c) | BackendChoice::Cuda(c) => Some(c),
+            BackendChoice::Host | BackendChoice::Vulkan(_) => None,
+        }
     }
 }
 

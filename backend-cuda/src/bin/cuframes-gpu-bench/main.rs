@@ -8,6 +8,10 @@
 //! the time from just before the publisher's `fill` launch to the end of its
 //! own `check`, both on CLOCK_MONOTONIC. Frames are paced (`--interval-us`)
 //! so each hand-off is measured alone, not behind a queue.
+//!
+//! `cross-gpu` runs the same hand-off with the subscriber on another GPU
+//! (peer-mapped or copying each frame) next to the same-GPU baseline, with
+//! read and copy bandwidth (`cross.rs`).
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -25,6 +29,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod cross;
 mod kernels;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -90,6 +95,57 @@ enum Cmd {
         #[arg(long)]
         in_process: bool,
     },
+    /// The hand-off across GPUs: publisher on one GPU, the subscriber
+    /// process on the same GPU (`local`), on another with the slots
+    /// peer-mapped (`peer`), or copying each frame to its own GPU (`copy`);
+    /// the modes run one after the other, then their ratios to `local`.
+    CrossGpu {
+        /// The publisher's GPU (ordinal).
+        #[arg(long, default_value_t = 0)]
+        publisher_gpu: u32,
+        /// The GPU of the `peer` and `copy` subscribers (ordinal).
+        #[arg(long, default_value_t = 1)]
+        subscriber_gpu: u32,
+        /// Modes to run, in this order.
+        #[arg(
+            long,
+            value_enum,
+            value_delimiter = ',',
+            default_value = "local,peer,copy"
+        )]
+        modes: Vec<cross::Mode>,
+        /// Frames per mode (the first 50 are warm-up, not counted).
+        #[arg(long, default_value_t = 2000)]
+        frames: u64,
+        /// Frame width, pixels (NV12).
+        #[arg(long, default_value_t = 1920)]
+        width: u32,
+        /// Frame height, pixels.
+        #[arg(long, default_value_t = 1080)]
+        height: u32,
+        /// Time between frames, µs.
+        #[arg(long, default_value_t = 1000)]
+        interval_us: u64,
+        /// Back-to-back kernel reads and copies of the last frame for the
+        /// bandwidth figures.
+        #[arg(long, default_value_t = 200)]
+        bw_reps: u32,
+    },
+    /// The subscriber side of `cross-gpu` (started by it).
+    CrossGpuSub {
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        frames: u64,
+        #[arg(long)]
+        runtime_dir: PathBuf,
+        #[arg(long)]
+        gpu: u32,
+        #[arg(long, value_enum)]
+        mode: cross::Mode,
+        #[arg(long)]
+        bw_reps: u32,
+    },
     /// The subscriber side of `handoff` (started by it).
     HandoffSub {
         #[arg(long)]
@@ -142,6 +198,38 @@ fn run(args: Args) -> Result<()> {
             },
             in_process,
         ),
+        Cmd::CrossGpu {
+            publisher_gpu,
+            subscriber_gpu,
+            modes,
+            frames,
+            width,
+            height,
+            interval_us,
+            bw_reps,
+        } => cross::run(&cross::Run {
+            publisher_gpu,
+            subscriber_gpu,
+            modes,
+            frames,
+            size: (width, height),
+            interval_us,
+            bw_reps,
+        }),
+        Cmd::CrossGpuSub {
+            key,
+            frames,
+            runtime_dir,
+            gpu,
+            mode,
+            bw_reps,
+        } => {
+            println!(
+                "{}",
+                cross::sub(&key, frames, runtime_dir, gpu, mode, bw_reps)?
+            );
+            Ok(())
+        }
         Cmd::HandoffSub {
             key,
             frames,

@@ -10,7 +10,9 @@ use cuframes_nvdec::service::config::{
     parse_socket_mode, stream_spec, BackendArg, DecoderArg, MemoryArg, PolicyArg, StreamFields,
     SyncArg, TransportArg,
 };
-use cuframes_nvdec::service::{stats_line, Service, ServiceConfig, StreamOutcome, StreamStats};
+use cuframes_nvdec::service::{
+    stats_line, GpuChoice, Service, ServiceConfig, StreamOutcome, StreamStats,
+};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -66,9 +68,12 @@ struct Args {
         default_value = "host-fence"
     )]
     sync: SyncArg,
-    /// --backend cuda: CUDA device ordinal.
-    #[arg(conflicts_with = "config", long, default_value_t = 0)]
-    device: u32,
+    /// --backend cuda / auto: the GPU of the NVDEC decoder and the ring, a
+    /// CUDA device ordinal (as numbered after CUDA_VISIBLE_DEVICES), or
+    /// `auto` (one stream: GPU 0). An ordinal this host lacks is an error
+    /// before anything starts.
+    #[arg(conflicts_with = "config", long, visible_alias = "device", default_value = "auto", value_name = "N|auto", value_parser = clap::builder::ValueParser::new(parse_gpu))]
+    gpu: GpuChoice,
     /// --backend vulkan: Vulkan physical device index (default: the most
     /// capable device: a discrete GPU before an integrated one, before a
     /// CPU implementation such as lavapipe).
@@ -157,6 +162,10 @@ struct Args {
     runtime_dir: Option<PathBuf>,
 }
 
+fn parse_gpu(s: &str) -> Result<GpuChoice, String> {
+    s.parse()
+}
+
 fn parse_interval(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
@@ -196,7 +205,7 @@ fn from_flags(a: &Args) -> Result<ServiceConfig> {
         backend: Some(a.backend),
         memory: Some(a.memory),
         sync: Some(a.sync),
-        device: Some(a.device),
+        gpu: Some(a.gpu),
         vulkan_device: a.vulkan_device,
         ring: Some(a.ring),
         policy: Some(a.policy),
