@@ -213,7 +213,7 @@ impl World {
         (!live.is_empty()).then(|| live[i % live.len()])
     }
 
-    fn refs(&self, wait: bool) -> Vec<ReaderRef<'_>> {
+    fn refs(&self) -> Vec<ReaderRef<'_>> {
         (0..self.readers.len())
             .filter(|&r| self.readers[r].connected)
             .map(|r| ReaderRef {
@@ -279,7 +279,7 @@ impl World {
 
     fn claim(&mut self, wait: bool) -> Option<SlotClaim> {
         let want = self.model_claim(wait);
-        let got = self.writer().claim(&self.refs(wait), wait);
+        let got = self.writer().claim(&self.refs(), wait);
         assert_eq!(got, want, "claim");
         match got {
             Claim::Claimed(c) => {

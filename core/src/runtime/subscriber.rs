@@ -321,6 +321,10 @@ pub struct SubscriberStats {
     /// Stream changes delivered: switches to a new ring generation, and
     /// reconnects to a publisher with a different stream description.
     pub stream_changes: u64,
+    /// Times a blocked `next_frame` saw the commit while spinning
+    /// ([`WaitStrategy`]) rather than after a futex wake-up: how often the
+    /// spin paid off.
+    pub spin_hits: u64,
 }
 
 /// One ring generation as imported: the control region, the connection's
@@ -364,6 +368,16 @@ struct Retry {
     given_up: bool,
 }
 
+/// [`Subscriber::spin_plan`]'s answer.
+enum SpinPlan {
+    /// Busy-wait on `wake` until this instant.
+    Spin(Instant),
+    /// Napped until the spin window (or a commit): look at the ring again.
+    Napped,
+    /// Sleep on the futex.
+    Sleep,
+}
+
 /// What to do once a connection has ended and its rings are drained.
 enum Recovery {
     /// A new connection is up: read again.
@@ -389,8 +403,6 @@ pub struct Subscriber<B: Backend = HostBackend> {
     /// When the control socket was last read while the ring was open
     /// (polling reads it at most every [`SOCKET_POLL_EVERY`]).
     socket_read_at: Cell<Instant>,
-    /// Empty polls so far (every 32nd reads the clock).
-    empty_polls: Cell<u32>,
     retry: Cell<Option<Retry>>,
     /// The stream's commit pace, for [`WaitStrategy::anticipate`].
     pace: Cell<Pace>,
@@ -589,7 +601,6 @@ impl<B: Backend> Subscriber<B> {
             announce_change: Cell::new(false),
             announce_gap: Cell::new(false),
             socket_read_at: Cell::new(Instant::now()),
-            empty_polls: Cell::new(0),
             retry: Cell::new(None),
             pace: Cell::new(Pace::default()),
             retry_warned: RefCell::new(String::new()),
@@ -646,11 +657,11 @@ impl<B: Backend> Subscriber<B> {
         }
         // A poll's deadline is any instant already past (the last socket
         // read): it saves a clock read per empty poll.
-        let deadline = if timeout.is_zero() {
-            self.socket_read_at.get()
-        } else {
-            Instant::now() + timeout
-        };
+        let now = Instant::now();
+        // A timeout past what `Instant` can hold waits "forever": ~30 years.
+        let deadline = now
+            .checked_add(timeout)
+            .unwrap_or_else(|| now + Duration::from_secs(1 << 30));
         // The spin of `opts.wait` happens at most once per call.
         let mut spun = false;
         loop {
@@ -716,14 +727,7 @@ impl<B: Backend> Subscriber<B> {
             // preceded by the ring's close, seen above without a syscall, so
             // a polling caller (`timeout` zero) reads the socket at most
             // every SOCKET_POLL_EVERY: an empty poll is a few loads, not a
-            // `recvmsg`; only every 32nd empty poll even reads the clock.
-            if timeout.is_zero() {
-                let misses = self.empty_polls.get().wrapping_add(1);
-                self.empty_polls.set(misses);
-                if misses % 32 != 0 {
-                    return Err(RecvError::Timeout(timeout));
-                }
-            }
+            // `recvmsg`.
             let mut now = Instant::now();
             if now.saturating_duration_since(self.socket_read_at.get()) >= SOCKET_POLL_EVERY
                 || timeout > SOCKET_POLL_EVERY
@@ -737,10 +741,18 @@ impl<B: Backend> Subscriber<B> {
             }
             let word = ring.leases.reader().words().wake();
             if !spun {
-                if let Some(until) = self.spin_until(now, deadline, word, wake) {
-                    spun = true;
-                    wait::spin_until_changed(word, wake, until);
-                    continue;
+                match self.spin_plan(now, deadline, word, wake) {
+                    SpinPlan::Spin(until) => {
+                        spun = true;
+                        if wait::spin_until_changed(word, wake, until) {
+                            let mut st = self.stats.get();
+                            st.spin_hits += 1;
+                            self.stats.set(st);
+                        }
+                        continue;
+                    }
+                    SpinPlan::Napped => continue,
+                    SpinPlan::Sleep => {}
                 }
             }
             // Slices bound how late a dead publisher (socket EOF) is noticed.
@@ -748,20 +760,21 @@ impl<B: Backend> Subscriber<B> {
         }
     }
 
-    /// [`WaitStrategy`]: `Some(end)` when the caller should spin until `end`
-    /// now; `None` when it should sleep on the futex — for good (no spin
-    /// configured), or, when the stream's pace says the next commit is still
-    /// far, until the spin window opens (this sleeps until then, woken early
-    /// by any commit, and returns `None` so the caller looks at the ring
-    /// again).
-    fn spin_until(
+    /// What [`WaitStrategy`] says to do now that the ring is empty: spin
+    /// until an instant; or (anticipation, the next commit not yet due) nap
+    /// on the futex until the spin window opens — done here, woken early by
+    /// any commit — after which the caller looks at the ring again; or sleep
+    /// on the futex (no spin configured, or the pace unknown and no spin).
+    fn spin_plan(
         &self,
         now: Instant,
         deadline: Instant,
         word: &crate::sync::AtomicU32,
         seen: u32,
-    ) -> Option<Instant> {
+    ) -> SpinPlan {
         let w = self.opts.wait;
+        let capped =
+            |from: Instant, d: Duration| from.checked_add(d).map_or(deadline, |t| t.min(deadline));
         if w.anticipate {
             let now_ns = super::clock::monotonic_ns();
             if let Some((from, until)) = self.pace.get().spin_from(now_ns, w.spin) {
@@ -770,19 +783,20 @@ impl<B: Backend> Subscriber<B> {
                         .min(deadline.saturating_duration_since(now))
                         .min(Duration::from_millis(10));
                     futex::wait(word, seen, nap);
-                    if word.load(crate::sync::Ordering::Acquire) != seen
-                        || super::clock::monotonic_ns() < from
-                    {
-                        // Woken by a commit (or a slice ended): look again.
-                        return None;
-                    }
+                    // Woken by a commit, a slice or the deadline ended, or
+                    // the window is open: the caller looks at the ring (and
+                    // the clock) again first.
+                    return SpinPlan::Napped;
                 }
-                let left = Duration::from_nanos(until.saturating_sub(super::clock::monotonic_ns()));
-                let end = Instant::now() + left.max(w.spin);
-                return Some(end.min(deadline));
+                let left = Duration::from_nanos(until.saturating_sub(now_ns));
+                return SpinPlan::Spin(capped(Instant::now(), left.max(w.spin)));
             }
         }
-        (!w.spin.is_zero()).then(|| (now + w.spin).min(deadline))
+        if w.spin.is_zero() {
+            SpinPlan::Sleep
+        } else {
+            SpinPlan::Spin(capped(now, w.spin))
+        }
     }
 
     /// Moves to the next ring announced by a re-WELCOME, once the current

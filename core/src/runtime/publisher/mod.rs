@@ -27,7 +27,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::prelude::rust_2021::*;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -257,7 +257,7 @@ pub(crate) struct Shared<B: Backend> {
     /// `joins` is not empty (SeqCst: the claim's re-check after P2, §5.4).
     joins_pending: AtomicBool,
     /// Subscribers admitted and not dropped.
-    subscribers: AtomicUsize,
+    subscribers: crate::sync::AtomicU64,
     packets: Option<packets::PacketRegion>,
     stop: AtomicBool,
     end_of_stream: AtomicBool,
@@ -279,14 +279,14 @@ impl<B: Backend> Shared<B> {
 
     /// Subscribers admitted and not dropped.
     pub(crate) fn subscriber_count(&self) -> usize {
-        self.subscribers.load(Ordering::SeqCst)
+        self.subscribers.load(Ordering::SeqCst) as usize
     }
 
     /// Admits `r`: its leases are honoured by every claim that starts after
     /// this returns, and by a claim under way at its re-check (§5.4).
     pub(crate) fn add_reader(&self, r: Reader) {
         self.subscribers.fetch_add(1, Ordering::SeqCst);
-        self.push_join(Join::Add(r));
+        self.push_join(Join::Add(Box::new(r)));
     }
 
     pub(crate) fn remove_reader(&self, id: u32) {
@@ -305,7 +305,7 @@ impl<B: Backend> Shared<B> {
 /// A change to the reader table, made by the control thread and applied by
 /// the publisher thread.
 enum Join {
-    Add(Reader),
+    Add(Box<Reader>),
     Remove(u32),
 }
 
@@ -505,7 +505,7 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
             retiring: Mutex::new(Vec::new()),
             joins: Mutex::new(Vec::new()),
             joins_pending: AtomicBool::new(false),
-            subscribers: AtomicUsize::new(0),
+            subscribers: crate::sync::AtomicU64::new(0),
             packets,
             stop: AtomicBool::new(false),
             end_of_stream: AtomicBool::new(false),
@@ -569,7 +569,7 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
                 .any(|j| matches!(j, Join::Remove(r) if *r == id))
         };
         let pending = joins.iter().filter_map(|j| match j {
-            Join::Add(r) => Some(r),
+            Join::Add(r) => Some(&**r),
             Join::Remove(_) => None,
         });
         let mut out = Vec::new();
@@ -666,7 +666,7 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
             std::mem::take(&mut *self.shared.joins.lock().unwrap_or_else(|p| p.into_inner()));
         for j in joins {
             match j {
-                Join::Add(r) => self.readers.push(r),
+                Join::Add(r) => self.readers.push(*r),
                 Join::Remove(id) => self.readers.retain(|r| r.id != id),
             }
         }
