@@ -75,12 +75,19 @@ done
 fi
 
 # 2. one NVDEC decode feeding N subscribers vs N independent decodes.
-# Frames delivered per second, and per NVDEC-second: delivered frames /
-# (mean decoder utilisation from `nvidia-smi dmon -s u` x wall time).
+# Frames delivered per second, and per NVDEC-second. NVDEC-seconds: the
+# integral of the decoder utilisation of `nvidia-smi dmon -s u` (1-second
+# samples of GPU $BENCH_GPU, default 0; utilisation is of all the GPU's NVDEC
+# engines: one decode session on an H200 shows ~14 %, one of 7 engines), so
+# time the decoders sat idle (processes starting, subscribers connecting)
+# is not counted. The earlier formula — delivered / (mean utilisation of the
+# samples above 0 × wall time) — is printed beside it for comparison.
 F=${FRAMES:-20000}
-dec_util() {  # mean of the dec column of a dmon log, over samples > 0
-  awk '/^#/ { for (i = 1; i <= NF; i++) if ($i == "dec") c = i - 1; next }
-       c && $c+0 > 0 { s += $c; n++ } END { printf "%.1f", n ? s / n : 0 }' "$1"
+G=${BENCH_GPU:-0}
+dec_stats() {  # "MEAN_OF_ACTIVE SUM" of GPU $G's dec column in a dmon log
+  awk -v g="$G" '/^#/ { for (i = 1; i <= NF; i++) { if ($i == "dec") c = i - 1; if ($i == "gpu") gc = i - 1 } next }
+       c && gc && $gc == g { v = $c + 0; s += v; if (v > 0) { a += v; n++ } }
+       END { printf "%.1f %.1f", n ? a / n : 0, s }' "$1"
 }
 measure() {  # measure NAME N MODE ; MODE = independent | shared
   local name=$1 n=$2 mode=$3 dmon=$OUT/dmon-$1.txt
@@ -108,12 +115,12 @@ measure() {  # measure NAME N MODE ; MODE = independent | shared
   for p in "${pids[@]}"; do wait "$p"; done
   local t1; t1=$(date +%s.%N)
   kill "$mon" 2>/dev/null; wait "$mon" 2>/dev/null
-  local util; util=$(dec_util "$dmon")
+  local util sum; read -r util sum < <(dec_stats "$dmon")
   local delivered=$((n * F))
   local fails; fails=$(grep -l "error" "$OUT/$name"-*.log 2>/dev/null | wc -l)
-  awk -v name="$name" -v n="$n" -v d="$delivered" -v t0="$t0" -v t1="$t1" -v u="$util" -v f="$fails" -v m="${MPS2:-off}" 'BEGIN {
-    w = t1 - t0; fps = d / w; per = (u > 0) ? d / (u / 100 * w) : 0
-    printf "nvdec [mps %s] %s N=%d: %d frames delivered in %.2f s = %.0f fps; mean NVDEC util %.1f%% -> %.0f frames per NVDEC-second; logs with errors: %d\n", m, name, n, d, w, fps, u, per, f }' | tee -a "$R"
+  awk -v name="$name" -v n="$n" -v d="$delivered" -v t0="$t0" -v t1="$t1" -v u="$util" -v sum="$sum" -v f="$fails" -v m="${MPS2:-off}" 'BEGIN {
+    w = t1 - t0; fps = d / w; per = (u > 0) ? d / (u / 100 * w) : 0; nsec = sum / 100; pint = (nsec > 0) ? d / nsec : 0
+    printf "nvdec [mps %s] %s N=%d: %d frames delivered in %.2f s = %.0f fps; NVDEC busy %.2f NVDEC-s (integral of dmon dec) -> %.0f frames per NVDEC-second; [mean util of active samples %.1f%% x wall -> %.0f]; logs with errors: %d\n", m, name, n, d, w, fps, nsec, pint, u, per, f }' | tee -a "$R"
 }
 # MPS2=on: this section under an MPS daemon (started and quit here).
 [ "${MPS2:-off}" = on ] && { mps_start || say "MPS2: could not start MPS"; }
