@@ -16,9 +16,7 @@ use crate::{Case, Outcome, Report};
 use cuframes_core::layout::{
     header, ControlHeader, ControlLayout, StreamDesc, LEASE_REGION_SIZE, SEQ_WRITING, STATE_LIVE,
 };
-use cuframes_core::packet::{
-    PacketGeometry, PACKET_HEADER_SIZE, PACKET_MAGIC, SEQ_NONE,
-};
+use cuframes_core::packet::{PacketGeometry, PACKET_HEADER_SIZE, PACKET_MAGIC, SEQ_NONE};
 use cuframes_core::runtime::channel::{Channel, ChannelError};
 use cuframes_core::runtime::shm::{self, Access, Mapping};
 use cuframes_core::sync::{fence, Ordering};

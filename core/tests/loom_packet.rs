@@ -198,7 +198,10 @@ fn no_wake_up_is_lost() {
             let closed = r.is_closed();
             match r.read(&mut c, &mut buf).unwrap() {
                 PacketRead::Packet(m) => {
-                    assert_eq!(&buf[..m.len], &vec![m.seq as u8 + 1; LENS[m.seq as usize]][..]);
+                    assert_eq!(
+                        &buf[..m.len],
+                        &vec![m.seq as u8 + 1; LENS[m.seq as usize]][..]
+                    );
                     assert!(!m.discontinuity);
                     last = Some(m.seq);
                 }
@@ -207,6 +210,10 @@ fn no_wake_up_is_lost() {
             }
         }
         writer.join().unwrap();
-        assert_eq!(last, Some(LENS.len() as u64 - 1), "closed before the last packet");
+        assert_eq!(
+            last,
+            Some(LENS.len() as u64 - 1),
+            "closed before the last packet"
+        );
     });
 }

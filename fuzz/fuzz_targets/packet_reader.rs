@@ -34,7 +34,10 @@ fuzz_target!(|data: &[u8]| {
         .collect();
     if data[2] & 1 == 0 {
         words[0].store(u64::from(PACKET_MAGIC) | version << 32, Ordering::Relaxed);
-        words[1].store(u64::from(slots) | u64::from(data_size) << 32, Ordering::Relaxed);
+        words[1].store(
+            u64::from(slots) | u64::from(data_size) << 32,
+            Ordering::Relaxed,
+        );
     }
     let Ok(r) = PacketReader::open(&words) else {
         return;

@@ -135,10 +135,21 @@ mod tests {
     fn store_writes_memory_order_bytes_and_zero_pads() {
         let w = words(4);
         assert!(store(&w, 1, b"ABCDEFGHIJ"));
-        assert_eq!(w[0].load(Ordering::SeqCst), u64::MAX, "word before untouched");
+        assert_eq!(
+            w[0].load(Ordering::SeqCst),
+            u64::MAX,
+            "word before untouched"
+        );
         assert_eq!(w[1].load(Ordering::SeqCst).to_ne_bytes(), *b"ABCDEFGH");
-        assert_eq!(w[2].load(Ordering::SeqCst).to_ne_bytes(), *b"IJ\0\0\0\0\0\0");
-        assert_eq!(w[3].load(Ordering::SeqCst), u64::MAX, "word after untouched");
+        assert_eq!(
+            w[2].load(Ordering::SeqCst).to_ne_bytes(),
+            *b"IJ\0\0\0\0\0\0"
+        );
+        assert_eq!(
+            w[3].load(Ordering::SeqCst),
+            u64::MAX,
+            "word after untouched"
+        );
         assert!(store(&w, 3, b"12345678"), "exactly the last word");
         assert!(!store(&w, 3, b"123456789"), "one byte past the end");
         assert!(!store(&w, usize::MAX, b"1"));

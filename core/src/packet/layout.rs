@@ -110,9 +110,7 @@ pub struct PacketSlot {
 /// The 64-byte tail of a layout-3 region, at `0x1040 + 64·N + data_size`
 /// (8-aligned: `data_size` is a multiple of 8).
 #[repr(C)]
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
 pub struct PacketTail {
     /// Futex word: the publisher adds 1 (wrapping) after every published
     /// packet and at shutdown, then FUTEX_WAKEs it (§9.5 *Waiting*).

@@ -33,11 +33,10 @@ mod region;
 mod writer;
 
 pub use layout::{
-    PacketGeometry, PacketHeader, PacketLayoutError, PacketSlot, AV_CODEC_ID_H264,
+    PacketGeometry, PacketHeader, PacketLayoutError, PacketSlot, PacketTail, AV_CODEC_ID_H264,
     AV_CODEC_ID_HEVC, MAX_EXTRADATA, MAX_PACKET_SLOTS, MIN_PACKET_SLOTS, PACKET_CORRUPT,
-    PACKET_DISCONTINUITY, PACKET_HEADER_SIZE, PACKET_KEY, PACKET_LAST_IN_AU, PACKET_LAYOUT_VERSION,
-    PACKET_LAYOUT_V2, PACKET_MAGIC, PACKET_SLOT_SIZE, PACKET_TAIL_SIZE, PacketTail, SEQ_NONE,
-    TS_NONE,
+    PACKET_DISCONTINUITY, PACKET_HEADER_SIZE, PACKET_KEY, PACKET_LAST_IN_AU, PACKET_LAYOUT_V2,
+    PACKET_LAYOUT_VERSION, PACKET_MAGIC, PACKET_SLOT_SIZE, PACKET_TAIL_SIZE, SEQ_NONE, TS_NONE,
 };
 pub use reader::{
     CodecInfo, CodecInfoError, PacketCursor, PacketMeta, PacketRead, PacketReadError, PacketReader,

@@ -96,7 +96,7 @@ fn golden_bytes_of_layout_3_are_layout_2_plus_the_wake_tail() {
     assert_eq!(b3.len(), 0x1040 + 2 * 64 + 16 + 64);
     let mut want = b2.clone();
     want[0x04] = 3; // proto_version 3
-    // Tail at 0x10D0: wake 1 (one packet published), the rest reserved zero.
+                    // Tail at 0x10D0: wake 1 (one packet published), the rest reserved zero.
     let mut tail = [0u8; 64];
     tail[..4].copy_from_slice(&1u32.to_le_bytes());
     want.extend_from_slice(&tail);

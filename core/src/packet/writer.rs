@@ -1,8 +1,6 @@
 //! The publisher's half of the packet ring (`docs/protocol.md` §9.4).
 
-use super::layout::{
-    word, PacketGeometry, MAX_EXTRADATA, PACKET_KEY, PACKET_MAGIC, SEQ_NONE,
-};
+use super::layout::{word, PacketGeometry, MAX_EXTRADATA, PACKET_KEY, PACKET_MAGIC, SEQ_NONE};
 use super::region::{futex_value, halves, join, Region};
 use crate::sync::{fence, AtomicU64, Ordering};
 
