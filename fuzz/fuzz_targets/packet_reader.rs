@@ -6,10 +6,22 @@
 #![no_main]
 
 use cuframes_core::packet::{
-    PacketCursor, PacketRead, PacketReadError, PacketReader, MAX_EXTRADATA, PACKET_MAGIC,
+    PacketCursor, PacketRead, PacketReadError, PacketReader, PacketSink, MAX_EXTRADATA,
+    PACKET_MAGIC,
 };
 use cuframes_core::sync::{AtomicU64, Ordering};
 use libfuzzer_sys::fuzz_target;
+
+/// A growable buffer, as the `std` build's `Vec<u8>` sink (this crate uses
+/// core without `std`).
+struct Grow(Vec<u8>);
+
+impl PacketSink for Grow {
+    fn buffer(&mut self, len: usize) -> Result<&mut [u8], usize> {
+        self.0.resize(len, 0);
+        Ok(&mut self.0)
+    }
+}
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 4 {
@@ -56,10 +68,10 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let _ = r.wake_value();
-    let mut v = Vec::new();
+    let mut v = Grow(Vec::new());
     for _ in 0..32 {
         match r.read_into(&mut c, &mut v) {
-            Ok(PacketRead::Packet(m)) => assert!(m.len > 0 && m.len == v.len()),
+            Ok(PacketRead::Packet(m)) => assert!(m.len > 0 && m.len == v.0.len()),
             Ok(PacketRead::Empty) => break,
             Err(PacketReadError::BufferTooSmall { .. }) => panic!("a Vec always fits"),
             Err(PacketReadError::Corrupt { .. }) => {}

@@ -5,7 +5,8 @@
 //! without a connection of their own to the camera. The layout is the
 //! reference C implementation's §10 byte for byte ([`layout`]): a 0x1040-byte
 //! header with up to 4096 bytes of codec extradata, N 64-byte slots, and a
-//! wrap-around data area addressed by an absolute byte cursor.
+//! wrap-around data area addressed by an absolute byte cursor — followed, in
+//! this publisher's layout 3, by a 64-byte tail with the `wake` futex word.
 //!
 //! [`PacketWriter`] is the publisher's half, [`PacketReader`] a subscriber's.
 //! Both work on a slice of atomic words from [`crate::sync`]: header and
