@@ -16,9 +16,7 @@ use crate::{Case, Outcome, Report};
 use cuframes_core::layout::{
     header, ControlHeader, ControlLayout, StreamDesc, LEASE_REGION_SIZE, SEQ_WRITING, STATE_LIVE,
 };
-use cuframes_core::packet::{
-    PacketGeometry, PACKET_HEADER_SIZE, PACKET_LAYOUT_VERSION, PACKET_MAGIC, SEQ_NONE,
-};
+use cuframes_core::packet::{PacketGeometry, PACKET_HEADER_SIZE, PACKET_MAGIC, SEQ_NONE};
 use cuframes_core::runtime::channel::{Channel, ChannelError};
 use cuframes_core::runtime::shm::{self, Access, Mapping};
 use cuframes_core::sync::{fence, Ordering};
@@ -1669,10 +1667,12 @@ fn packet_check(fd: &OwnedFd, size: u64) -> Result<(Mapping, PacketGeometry), St
     let w1 = m.words()[1].load(Ordering::Acquire);
     let (magic, version) = (w0 as u32, (w0 >> 32) as u32);
     let (slots, data) = (w1 as u32, (w1 >> 32) as u32);
-    if magic != PACKET_MAGIC || version != PACKET_LAYOUT_VERSION {
+    if magic != PACKET_MAGIC {
         return Err(format!("packet header magic {magic:#x} version {version}"));
     }
-    let geo = PacketGeometry::new(slots, data).map_err(|e| format!("packet geometry: {e}"))?;
+    // Layout 2 (the reference's) or 3 (with the wake tail), §9.2.
+    let geo = PacketGeometry::with_version(version, slots, data)
+        .map_err(|e| format!("packet geometry: {e}"))?;
     if geo.region_size() != size {
         return Err(format!(
             "packet_region_size {size} != region size {} of the header geometry",

@@ -280,13 +280,15 @@ fn packet_region() -> Vector {
         .collect();
     let h = PACKET_HEADER_SIZE as usize;
     let slots_end = h + 2 * PACKET_SLOT_SIZE as usize;
+    let data_end = slots_end + 64;
     Vector {
         name: "packet_region",
         about: vec![
-            "Packet region (§9) of 2 slots and a 64-byte data area, H.264 (AVCodecID 27), producer pid 4242.".into(),
+            "Packet region (§9), layout 3, of 2 slots and a 64-byte data area, H.264 (AVCodecID 27), producer pid 4242.".into(),
             "Extradata: Annex B SPS + PPS (16 bytes). Packets: seq 0 a 9-byte keyframe (pts 0, dts -40 ms),".into(),
             "seq 1 a 7-byte delta frame (pts 40 ms, dts 0), both LAST_IN_AU. The extradata area past its 16".into(),
-            "bytes is zero and not shown (bytes 0x50..0x1040).".into(),
+            "bytes is zero and not shown (bytes 0x50..0x1040). The tail's wake word is 2 (two packets).".into(),
+            "The same region in layout 2 (the reference's) is these bytes with proto_version 2 and no tail.".into(),
         ],
         sections: vec![
             (
@@ -299,7 +301,11 @@ fn packet_region() -> Vector {
             ),
             (
                 format!("data area, 64 bytes at {slots_end:#x}"),
-                bytes[slots_end..].to_vec(),
+                bytes[slots_end..data_end].to_vec(),
+            ),
+            (
+                format!("tail (§9.2, layout 3), 64 bytes at {data_end:#x}: wake, reserved"),
+                bytes[data_end..].to_vec(),
             ),
         ],
     }

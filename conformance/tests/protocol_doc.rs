@@ -1,5 +1,5 @@
 //! `docs/protocol.md` is normative; this test keeps its tables true to the
-//! code. It parses the Markdown tables of §3.2–§3.6, §4.2–§4.4 and checks
+//! code. It parses the Markdown tables of §3.2–§3.6, §4.2–§4.4, §9.2 and checks
 //! every row against the implementation: layout field names, offsets and
 //! sizes (`offset_of!`, and the field list must cover the whole struct);
 //! message payload offsets (found by changing one field and seeing which
@@ -124,6 +124,60 @@ fn layout_tables_match_the_structs() {
     check_layout(
         "### §3.5",
         fields!(LeaseRow: magic, leases, consumed_seq, reserved),
+    );
+}
+
+/// `(name, offset, size)` of a §9.2 table with hexadecimal offsets: the
+/// rows with a numeric offset and size (the struct's fields), and the names
+/// of the other rows (areas placed or sized by the geometry).
+fn hex_fields(rows: &[Row]) -> (Vec<(String, usize, usize)>, Vec<String>) {
+    let (mut fixed, mut areas) = (Vec::new(), Vec::new());
+    for r in rows {
+        let name = r["Field"].clone();
+        let off = r["Offset"]
+            .strip_prefix("0x")
+            .and_then(|h| usize::from_str_radix(h, 16).ok());
+        match (off, r["Size"].parse::<usize>()) {
+            (Some(off), Ok(size)) => fixed.push((name, off, size)),
+            _ => areas.push(name),
+        }
+    }
+    (fixed, areas)
+}
+
+fn check_hex_layout(marker: &str, code: Vec<(&str, usize, usize)>, areas: &[&str]) {
+    let rows = table_after(&doc(), marker);
+    let (documented, other) = hex_fields(&rows);
+    let code: Vec<(String, usize, usize)> = code
+        .into_iter()
+        .map(|(n, o, s)| (n.to_string(), o, s))
+        .collect();
+    assert_eq!(
+        documented, code,
+        "{marker}: table rows (field, offset, size) vs code"
+    );
+    assert_eq!(other, areas, "{marker}: rows after the fixed fields");
+}
+
+#[test]
+fn packet_tables_match_the_structs() {
+    use cuframes_core::packet::{PacketHeader, PacketSlot, PacketTail};
+    check_hex_layout(
+        "Header (0x1040 bytes at offset 0",
+        fields!(PacketHeader: magic, proto_version, ring_slots, data_size, codec_id,
+            codec_extradata_size, producer_pid, global_seq, last_keyframe_seq, write_offset,
+            shutdown_flag, codec_extradata),
+        &["slots[N]", "data", "tail"],
+    );
+    check_hex_layout(
+        "Slot (64 bytes;",
+        fields!(PacketSlot: seq, pts_ns, dts_ns, data_offset, data_size, flags, reserved),
+        &[],
+    );
+    check_hex_layout(
+        "Tail (64 bytes, layout 3 only",
+        fields!(PacketTail: wake, reserved),
+        &[],
     );
 }
 

@@ -128,3 +128,35 @@ fn hex_parser_rejects_bad_files() {
         vec![1, 2, 255]
     );
 }
+
+#[test]
+fn packet_region_file_reads_back_as_a_layout_3_ring() {
+    use cuframes_core::packet::{PacketCursor, PacketRead, PacketReader, PACKET_LAYOUT_VERSION};
+    use cuframes_core::sync::AtomicU64;
+    // The file leaves out the zero extradata bytes 0x50..0x1040.
+    let file = parse_hex(&read("packet_region")).unwrap();
+    let mut bytes = file[..0x50].to_vec();
+    bytes.resize(0x1040, 0);
+    bytes.extend_from_slice(&file[0x50..]);
+    assert_eq!(bytes.len(), 0x1040 + 2 * 64 + 64 + 64);
+    let words: Vec<AtomicU64> = bytes
+        .chunks(8)
+        .map(|c| AtomicU64::new(u64::from_le_bytes(c.try_into().unwrap())))
+        .collect();
+    let r = PacketReader::open(&words).unwrap();
+    assert_eq!(r.geometry().version(), PACKET_LAYOUT_VERSION);
+    assert_eq!(r.wake_value(), Some(2));
+    let mut c = PacketCursor::joining();
+    let mut got = Vec::new();
+    let mut buf = Vec::new();
+    while let PacketRead::Packet(m) = r.read_into(&mut c, &mut buf).unwrap() {
+        got.push((m.seq, buf.clone()));
+    }
+    assert_eq!(
+        got,
+        vec![
+            (0, vec![0, 0, 0, 1, 0x65, 0x88, 0x84, 0x00, 0x33]),
+            (1, vec![0, 0, 0, 1, 0x41, 0x9a, 0x02]),
+        ]
+    );
+}

@@ -9,7 +9,17 @@
 //! every interleaving: a read that returns a packet returns exactly the bytes
 //! and timestamps published under its sequence number (no torn read passes
 //! the post-check), sequence numbers only grow, and a lost packet is reported
-//! as a discontinuity with the right `skipped` count.
+//! as a discontinuity with the right `skipped` count. The payload copies are
+//! `Relaxed` atomic words under loom (`packet/bulk.rs`), so only the
+//! seqlock's fences order them: under `--cfg cuframes_loom_mutation` the
+//! reader's acquire fence is left out and loom must find a torn read
+//! (`.ci/loom mutation`).
+//!
+//! `no_wake_up_is_lost` models the layout-3 wait (§9.5 *Waiting*): a reader
+//! loads `wake`, reads, and sleeps on `wake` with the value it loaded; the
+//! writer publishes, bumps `wake`, wakes, and finally closes. The futex has
+//! no timeout here, so a lost wake-up leaves the reader asleep forever and
+//! loom reports a deadlock.
 #![cfg(cuframes_loom)]
 
 use cuframes_core::packet::{
@@ -17,7 +27,7 @@ use cuframes_core::packet::{
     AV_CODEC_ID_HEVC, PACKET_KEY,
 };
 use cuframes_core::sync::AtomicU64;
-use loom::sync::Arc;
+use loom::sync::{Arc, Condvar, Mutex};
 
 /// Sizes of the packets the writer publishes (seq = index).
 const SIZES: [usize; 3] = [6, 10, 7];
@@ -116,4 +126,94 @@ fn concurrent_reads_return_exactly_what_was_published() {
 #[test]
 fn two_concurrent_reads_detect_overruns() {
     model(2);
+}
+
+/// FUTEX_WAIT / FUTEX_WAKE on the ring's `wake` word, without a timeout.
+struct Futex {
+    lock: Mutex<()>,
+    cv: Condvar,
+}
+
+impl Futex {
+    /// Sleeps while `wake` still holds `expected` (the kernel's check is
+    /// atomic with respect to FUTEX_WAKE, as the mutex makes it here).
+    fn wait(&self, r: &PacketReader<'_>, expected: u32) {
+        let mut g = self.lock.lock().unwrap();
+        while r.wake_value() == Some(expected) {
+            g = self.cv.wait(g).unwrap();
+        }
+    }
+
+    fn wake(&self) {
+        let _g = self.lock.lock().unwrap();
+        self.cv.notify_all();
+    }
+}
+
+#[test]
+fn no_wake_up_is_lost() {
+    let mut b = loom::model::Builder::new();
+    if b.preemption_bound.is_none() {
+        b.preemption_bound = Some(3);
+    }
+    b.check(|| {
+        // Two 8-byte-padded packets fill the 16-byte area exactly: none is
+        // lost, so the reader must end on the last one.
+        const LENS: [usize; 2] = [6, 7];
+        let geo = PacketGeometry::new(2, 16).unwrap();
+        let words: Arc<Vec<AtomicU64>> = Arc::new(
+            (0..geo.region_size() / 8)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+        );
+        let mut w = PacketWriter::new(&words, geo).unwrap();
+        w.init(PacketRingInit {
+            codec_id: AV_CODEC_ID_HEVC,
+            producer_pid: 1,
+        });
+        let pos = w.position();
+        let futex = Arc::new(Futex {
+            lock: Mutex::new(()),
+            cv: Condvar::new(),
+        });
+        let (words2, futex2) = (Arc::clone(&words), Arc::clone(&futex));
+        let writer = loom::thread::spawn(move || {
+            let mut w = PacketWriter::at(&words2, geo, pos).unwrap();
+            for (seq, len) in LENS.iter().enumerate() {
+                let data = vec![seq as u8 + 1; *len];
+                w.publish(&data, 0, 0, PACKET_KEY, 16).unwrap();
+                futex2.wake();
+            }
+            w.close();
+            futex2.wake();
+        });
+        let r = PacketReader::open(&words).unwrap();
+        let mut c = PacketCursor::joining();
+        let mut buf = [0u8; 16];
+        let mut last = None;
+        loop {
+            // `wake` before the ring (and the closed state before the ring,
+            // so every packet published before the close is read).
+            let seen = r.wake_value().unwrap();
+            let closed = r.is_closed();
+            match r.read(&mut c, &mut buf).unwrap() {
+                PacketRead::Packet(m) => {
+                    assert_eq!(
+                        &buf[..m.len],
+                        &vec![m.seq as u8 + 1; LENS[m.seq as usize]][..]
+                    );
+                    assert!(!m.discontinuity);
+                    last = Some(m.seq);
+                }
+                PacketRead::Empty if closed => break,
+                PacketRead::Empty => futex.wait(&r, seen),
+            }
+        }
+        writer.join().unwrap();
+        assert_eq!(
+            last,
+            Some(LENS.len() as u64 - 1),
+            "closed before the last packet"
+        );
+    });
 }

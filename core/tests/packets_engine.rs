@@ -248,3 +248,50 @@ fn without_a_packet_ring_packet_subscribers_are_told_so() {
         Err(ConnectError::NothingWanted)
     ));
 }
+
+#[test]
+fn next_packet_into_reuses_the_buffer_and_a_blocking_reader_gets_every_packet() {
+    let dir = temp_dir("into");
+    let mut p = publisher(&dir, "pk-into", Some(ring(8, 1 << 16)));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let d = dir.clone();
+    let reader = std::thread::spawn(move || {
+        let sub = Subscriber::connect_host("pk-into", opts(&d, false, true)).unwrap();
+        let mut buf = Vec::with_capacity(4096);
+        assert!(matches!(
+            sub.next_packet_into(&mut buf, Duration::ZERO),
+            Err(PacketRecvError::Timeout(_))
+        ));
+        assert!(buf.is_empty(), "emptied on error");
+        ready_tx.send(()).unwrap();
+        let mut got = Vec::new();
+        // Blocking reads: the reader sleeps on the ring's futex word.
+        for _ in 0..3 {
+            let m = sub.next_packet_into(&mut buf, T).unwrap();
+            assert_eq!(buf.len(), m.len);
+            assert_eq!(buf.capacity(), 4096, "capacity reused");
+            got.push((m.seq, m.is_key(), buf.clone()));
+        }
+        let end = sub.next_packet_into(&mut buf, T);
+        assert!(matches!(end, Err(PacketRecvError::Disconnected)), "{end:?}");
+        got
+    });
+    ready_rx.recv().unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+    p.publish_packet(&au(1, 100), Some(0), Some(0), PACKET_KEY)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+    p.publish_packet(&au(2, 2000), Some(1), Some(1), 0).unwrap();
+    p.publish_packet(&au(3, 7), Some(2), Some(2), 0).unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+    p.finish();
+    let got = reader.join().unwrap();
+    assert_eq!(
+        got,
+        vec![
+            (0, true, au(1, 100)),
+            (1, false, au(2, 2000)),
+            (2, false, au(3, 7)),
+        ]
+    );
+}

@@ -7,7 +7,10 @@
 //! - frames: [`touch`] the frame (one byte of every 4 KiB page of both NV12
 //!   planes, 760 pages), release it, ack;
 //! - packets: [`touch`] the packet, ack every `CB_ACK_EVERY` packets or
-//!   whenever the ring is found empty.
+//!   whenever the ring is found empty. The cuframes reader copies each
+//!   packet once into one reused buffer (`next_packet_into`); with
+//!   `CB_WAKE=block` it then sleeps on the ring's futex word instead of
+//!   polling again.
 
 use crate::proc::{env, env_u64, orphaned, AckWriter};
 use crate::{Kind, ACK_EVERY, DIR, KIND, TARGET, WAKE};
@@ -112,17 +115,27 @@ fn cuframes(kind: Kind, poll: bool, futex_only: bool) {
     let parent = std::os::unix::process::parent_id();
     if kind == Kind::Packets {
         let mut acks = PacketAcks::new(ack);
+        let mut buf = Vec::new();
+        let mut wait = Duration::ZERO;
         loop {
-            match sub.next_packet(Duration::ZERO) {
-                Ok(p) => {
-                    if p.meta.skipped > 0 {
-                        eprintln!("cuframes packet child: {} packets lost", p.meta.skipped);
+            match sub.next_packet_into(&mut buf, wait) {
+                Ok(m) => {
+                    if m.skipped > 0 {
+                        eprintln!("cuframes packet child: {} packets lost", m.skipped);
                     }
-                    acks.got(&p.data)
+                    acks.got(&buf);
+                    wait = Duration::ZERO;
                 }
-                Err(PacketRecvError::Timeout(_)) => acks.empty(),
+                Err(PacketRecvError::Timeout(_)) => {
+                    // Found empty: ack, then poll again or (blocking) sleep
+                    // on the futex word until the next packet.
+                    acks.empty();
+                    if !poll {
+                        wait = Duration::from_secs(1);
+                    }
+                }
                 Err(PacketRecvError::Disconnected) => return,
-                Err(e) => panic!("next_packet: {e}"),
+                Err(e) => panic!("next_packet_into: {e}"),
             }
         }
     }

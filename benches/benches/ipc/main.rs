@@ -15,7 +15,9 @@
 //!   of every 4 KiB page of the frame, releases it and acks.
 //! - `packets/*`: 1 KiB, 64 KiB and 1 MiB packets to one busy-polling
 //!   subscriber, with a credit window (the packet ring never blocks its
-//!   writer, so the bench keeps at most `window` packets unacknowledged).
+//!   writer, so the bench keeps at most `window` packets unacknowledged);
+//!   `packets/cuframes-block/*`: the same with a cuframes reader that blocks
+//!   on the packet ring's futex word when it finds the ring empty.
 //!
 //! The binary re-executes itself as the child (`CUFRAMES_BENCH_ROLE`).
 //! `CUFRAMES_BENCH_SLOTS` sets the cuframes frame ring's slot count
@@ -89,6 +91,10 @@ impl Peer {
 }
 
 pub const PEERS: [Peer; 3] = [Peer::Cuframes, Peer::Iceoryx2, Peer::Socket];
+
+/// Name of the packets case whose cuframes reader blocks (futex) when the
+/// ring is empty, instead of busy-polling.
+pub const PACKETS_BLOCKING: &str = "cuframes-block";
 
 /// Starts a case on first use (so filtered-out cases spawn nothing) and
 /// stops it when dropped.
@@ -237,21 +243,25 @@ fn packets(c: &mut Criterion, dir: &Path) {
         // or half of what its 16 MiB data area holds.
         let window = (32u64).min(((16 << 20) / 2 / size) as u64);
         g.throughput(Throughput::Bytes(size as u64));
-        for peer in PEERS {
-            let id = format!("{}/{label}", peer.name());
+        let cases = PEERS
+            .map(|peer| (peer, peer.name(), true))
+            .into_iter()
+            .chain([(Peer::Cuframes, PACKETS_BLOCKING, false)]);
+        for (peer, name, poll) in cases {
+            let id = format!("{name}/{label}");
             let mut lazy = Lazy::new(
                 dir,
                 Setup {
                     peer,
                     kind: Kind::Packets,
-                    poll: true,
+                    poll,
                     futex_only: false,
                     subscribers: 1,
                     max_len: size,
                     window,
                 },
             );
-            g.bench_function(BenchmarkId::new(peer.name(), label), |b| {
+            g.bench_function(BenchmarkId::new(name, label), |b| {
                 b.iter_custom(|iters| {
                     let sent = lazy.sent;
                     let (p, subs) = lazy.get();

@@ -194,10 +194,18 @@ pub fn print() {
         .collect();
     if !pk.is_empty() {
         println!();
-        println!("Packets, 1 busy-polling subscriber, lossless (credit window); MB/s (packets/s):");
+        println!("Packets, 1 subscriber, lossless (credit window); MB/s (packets/s):");
+        println!("(busy-polling readers; cuframes-block: a cuframes reader that sleeps on the futex word)");
         println!(
-            "{:<6} {:>22} {:>22} {:>22} {:>14} {:>12}",
-            "size", "cuframes", "iceoryx2", "unix-socket", "cf / iceoryx2", "cf / socket"
+            "{:<6} {:>22} {:>22} {:>22} {:>22} {:>14} {:>12} {:>16}",
+            "size",
+            "cuframes",
+            "iceoryx2",
+            "unix-socket",
+            crate::PACKETS_BLOCKING,
+            "cf / iceoryx2",
+            "cf / socket",
+            "block / iceoryx2"
         );
         let mut pk = pk;
         pk.sort_by_key(|((_, k), _)| *k);
@@ -216,13 +224,17 @@ pub fn print() {
                 rate(v[1].as_ref()),
                 rate(v[2].as_ref()),
             ];
+            let blocking = m.get(&format!("{}/{case}", crate::PACKETS_BLOCKING));
+            let k = rate(blocking.as_ref());
             println!(
-                "{case:<6} {:>22} {:>22} {:>22} {:>14} {:>12}",
+                "{case:<6} {:>22} {:>22} {:>22} {:>22} {:>14} {:>12} {:>16}",
                 cell(c),
                 cell(i),
                 cell(s),
+                cell(k),
                 ratio(c, i),
-                ratio(c, s)
+                ratio(c, s),
+                ratio(k, i)
             );
         }
     }

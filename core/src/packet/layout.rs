@@ -1,5 +1,7 @@
-//! The packet ring's shared-memory layout (`docs/protocol.md` §9.2), byte
-//! for byte the reference C implementation's §10 layout.
+//! The packet ring's shared-memory layout (`docs/protocol.md` §9.2): the
+//! reference C implementation's §10 layout (`proto_version` 2), byte for
+//! byte, and this implementation's layout 3, which is layout 2 followed by a
+//! 64-byte tail holding a futex word ([`PacketTail`]).
 //!
 //! Unlike the frame ring's all-u64 structures, the first three header words
 //! and the slot's `data_size`/`flags` word each hold two little-endian u32
@@ -11,8 +13,15 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// `magic` of a packet ring: the frame ring magic of the reference plus one.
 pub const PACKET_MAGIC: u32 = 0xCC7C_1DCD;
-/// `proto_version` of the layout (the reference's v0.2 packet ring).
-pub const PACKET_LAYOUT_VERSION: u32 = 2;
+/// `proto_version` of the layout this publisher writes: 3 (0.3 in the
+/// `major << 16 | minor` encoding of §7, where the reference's 2 reads as
+/// 0.2): layout 2 plus the [`PacketTail`] with the `wake` futex word.
+pub const PACKET_LAYOUT_VERSION: u32 = 3;
+/// `proto_version` of the reference's layout (v0.2): no futex word; readers
+/// poll it.
+pub const PACKET_LAYOUT_V2: u32 = 2;
+/// Bytes of [`PacketTail`] (layout 3 only), after the data area.
+pub const PACKET_TAIL_SIZE: u64 = 64;
 /// Bytes of [`PacketHeader`]: where the slot table starts.
 pub const PACKET_HEADER_SIZE: u64 = 0x1040;
 /// Bytes of one [`PacketSlot`].
@@ -98,8 +107,23 @@ pub struct PacketSlot {
     pub reserved: [u8; 24],
 }
 
+/// The 64-byte tail of a layout-3 region, at `0x1040 + 64·N + data_size`
+/// (8-aligned: `data_size` is a multiple of 8).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+pub struct PacketTail {
+    /// Futex word: the publisher adds 1 (wrapping) after every published
+    /// packet and at shutdown, then FUTEX_WAKEs it (§9.5 *Waiting*).
+    pub wake: u32,
+    /// Reserved: zero on write, ignored on read.
+    pub reserved: [u8; 60],
+}
+
 const _: () = {
     use core::mem::{offset_of, size_of};
+    assert!(size_of::<PacketTail>() as u64 == PACKET_TAIL_SIZE);
+    assert!(offset_of!(PacketTail, wake) == 0x00);
+    assert!(offset_of!(PacketTail, reserved) == 0x04);
     assert!(size_of::<PacketHeader>() as u64 == PACKET_HEADER_SIZE);
     assert!(offset_of!(PacketHeader, magic) == 0x00);
     assert!(offset_of!(PacketHeader, proto_version) == 0x04);
@@ -156,11 +180,13 @@ pub(crate) mod word {
     }
 }
 
-/// Geometry of a packet region: slot count and data-area size.
+/// Geometry of a packet region: layout version, slot count and data-area size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PacketGeometry {
     slots: u32,
     data_size: u32,
+    /// Layout 3: the region ends with a [`PacketTail`].
+    tail: bool,
 }
 
 /// Why a packet region or its geometry is unusable.
@@ -173,7 +199,7 @@ pub enum PacketLayoutError {
     #[error("packet region magic {0:#010x} is not 0xcc7c1dcd")]
     BadMagic(u32),
     /// Another layout version.
-    #[error("packet region layout version {0}, this implementation reads 2")]
+    #[error("packet region layout version {0}, this implementation reads 2 and 3")]
     Version(u32),
     /// `ring_slots` outside 1..=1024.
     #[error("packet ring slot count {0} is outside 1..=1024")]
@@ -192,18 +218,60 @@ pub enum PacketLayoutError {
 }
 
 impl PacketGeometry {
-    /// `slots` slots and a data area of `data_size` bytes.
+    /// Layout [`PACKET_LAYOUT_VERSION`] (3, with the futex word) of `slots`
+    /// slots and a data area of `data_size` bytes.
     ///
     /// Errors: [`PacketLayoutError::SlotCount`] outside 1..=1024,
     /// [`PacketLayoutError::DataSize`] for 0 or a size that is not a multiple of 8.
     pub const fn new(slots: u32, data_size: u32) -> Result<Self, PacketLayoutError> {
+        Self::with_version(PACKET_LAYOUT_VERSION, slots, data_size)
+    }
+
+    /// Layout `version` ([`PACKET_LAYOUT_V2`], the reference's, or
+    /// [`PACKET_LAYOUT_VERSION`]) of `slots` slots and `data_size` bytes.
+    ///
+    /// Errors: [`PacketLayoutError::Version`] for another version, else as
+    /// [`PacketGeometry::new`].
+    pub const fn with_version(
+        version: u32,
+        slots: u32,
+        data_size: u32,
+    ) -> Result<Self, PacketLayoutError> {
+        let tail = match version {
+            PACKET_LAYOUT_V2 => false,
+            PACKET_LAYOUT_VERSION => true,
+            v => return Err(PacketLayoutError::Version(v)),
+        };
         if slots < MIN_PACKET_SLOTS || slots > MAX_PACKET_SLOTS {
             return Err(PacketLayoutError::SlotCount(slots));
         }
         if data_size == 0 || data_size % 8 != 0 {
             return Err(PacketLayoutError::DataSize(data_size));
         }
-        Ok(PacketGeometry { slots, data_size })
+        Ok(PacketGeometry {
+            slots,
+            data_size,
+            tail,
+        })
+    }
+
+    /// `proto_version` of the layout: 2 or 3.
+    pub const fn version(&self) -> u32 {
+        if self.tail {
+            PACKET_LAYOUT_VERSION
+        } else {
+            PACKET_LAYOUT_V2
+        }
+    }
+
+    /// Byte offset of the `wake` futex word (the [`PacketTail`] at
+    /// `0x1040 + 64·N + data_size`); `None` for layout 2, which has none.
+    pub const fn wake_offset(&self) -> Option<u64> {
+        if self.tail {
+            Some(self.data_offset() + self.data_size as u64)
+        } else {
+            None
+        }
     }
 
     /// Number of slots.
@@ -226,9 +294,11 @@ impl PacketGeometry {
         self.slot_offset(self.slots)
     }
 
-    /// Bytes of the whole region: `0x1040 + 64·N + data_size`.
+    /// Bytes of the whole region: `0x1040 + 64·N + data_size`, plus 64 for
+    /// layout 3's tail.
     pub const fn region_size(&self) -> u64 {
-        self.data_offset() + self.data_size as u64
+        let tail = if self.tail { PACKET_TAIL_SIZE } else { 0 };
+        self.data_offset() + self.data_size as u64 + tail
     }
 }
 
@@ -238,10 +308,23 @@ mod tests {
 
     #[test]
     fn geometry_matches_the_reference_formula() {
-        let g = PacketGeometry::new(64, 8 << 20).unwrap();
+        let g = PacketGeometry::with_version(2, 64, 8 << 20).unwrap();
+        assert_eq!(g.version(), 2);
         assert_eq!(g.slot_offset(0), 0x1040);
         assert_eq!(g.data_offset(), 0x1040 + 64 * 64);
         assert_eq!(g.region_size(), 0x1040 + 64 * 64 + (8 << 20));
+        assert_eq!(g.wake_offset(), None);
+        let g3 = PacketGeometry::new(64, 8 << 20).unwrap();
+        assert_eq!(g3.version(), 3);
+        assert_eq!(g3.data_offset(), g.data_offset());
+        assert_eq!(g3.wake_offset(), Some(0x1040 + 64 * 64 + (8 << 20)));
+        assert_eq!(g3.region_size(), 0x1040 + 64 * 64 + (8 << 20) + 64);
+        for v in [0, 1, 4, 0x0001_0002] {
+            assert_eq!(
+                PacketGeometry::with_version(v, 4, 8),
+                Err(PacketLayoutError::Version(v))
+            );
+        }
         assert_eq!(
             PacketGeometry::new(0, 8),
             Err(PacketLayoutError::SlotCount(0))

@@ -7,10 +7,38 @@
 
 use super::layout::{
     word, PacketGeometry, PacketLayoutError, MAX_EXTRADATA, PACKET_DISCONTINUITY,
-    PACKET_HEADER_SIZE, PACKET_KEY, PACKET_LAYOUT_VERSION, PACKET_MAGIC, SEQ_NONE, TS_NONE,
+    PACKET_HEADER_SIZE, PACKET_KEY, PACKET_MAGIC, SEQ_NONE, TS_NONE,
 };
-use super::region::{halves, Region};
-use crate::sync::{AtomicU64, Ordering};
+use super::region::{futex_value, halves, Region};
+use crate::sync::{fence, AtomicU64, Ordering};
+
+/// Where [`PacketReader::read_into`] copies a packet's payload.
+pub trait PacketSink {
+    /// A buffer of exactly `len` bytes (1..=`data_size`) for the payload, or
+    /// `Err(have)` with the bytes available if there is no room. Called
+    /// once per attempt that gets as far as the payload (a read retries at
+    /// most a few times); what it returned holds the packet only if the
+    /// read returns [`PacketRead::Packet`].
+    fn buffer(&mut self, len: usize) -> Result<&mut [u8], usize>;
+}
+
+impl PacketSink for [u8] {
+    /// The first `len` bytes of the slice.
+    fn buffer(&mut self, len: usize) -> Result<&mut [u8], usize> {
+        let have = self.len();
+        self.get_mut(..len).ok_or(have)
+    }
+}
+
+/// A growable buffer: resized to the packet's length, reusing its capacity
+/// (only bytes beyond its current length are zero-filled before the copy).
+#[cfg(feature = "std")]
+impl PacketSink for std::vec::Vec<u8> {
+    fn buffer(&mut self, len: usize) -> Result<&mut [u8], usize> {
+        self.resize(len, 0);
+        Ok(self.as_mut_slice())
+    }
+}
 
 /// How often one [`PacketReader::read`] retries after losing a packet to the
 /// publisher before it reports [`PacketRead::Empty`].
@@ -151,11 +179,13 @@ pub struct PacketReader<'a> {
 
 impl<'a> PacketReader<'a> {
     /// Validates the header of `words` (the whole mapping, `words.len() · 8`
-    /// bytes) and fixes the geometry it describes.
+    /// bytes) and fixes the geometry it describes: layout 2 (the
+    /// reference's) or 3 (with the `wake` futex word).
     ///
-    /// Errors: [`PacketLayoutError`] — short region, bad magic or version,
-    /// slot count outside 1..=1024, data size 0 or not a multiple of 8, or a
-    /// region length other than `0x1040 + 64·N + data_size`.
+    /// Errors: [`PacketLayoutError`] — short region, bad magic, a version
+    /// other than 2 and 3, slot count outside 1..=1024, data size 0 or not a
+    /// multiple of 8, or a region length other than `0x1040 + 64·N +
+    /// data_size` (+ 64 for layout 3).
     pub fn open(words: &'a [AtomicU64]) -> Result<Self, PacketLayoutError> {
         let have = words.len() as u64 * 8;
         if have < PACKET_HEADER_SIZE {
@@ -165,11 +195,8 @@ impl<'a> PacketReader<'a> {
         if magic != PACKET_MAGIC {
             return Err(PacketLayoutError::BadMagic(magic));
         }
-        if version != PACKET_LAYOUT_VERSION {
-            return Err(PacketLayoutError::Version(version));
-        }
         let (slots, data_size) = halves(words[word::SLOTS_DATA].load(Ordering::Acquire));
-        let geo = PacketGeometry::new(slots, data_size)?;
+        let geo = PacketGeometry::with_version(version, slots, data_size)?;
         if geo.region_size() != have {
             return Err(PacketLayoutError::Length {
                 have,
@@ -186,6 +213,15 @@ impl<'a> PacketReader<'a> {
     /// The validated geometry.
     pub fn geometry(&self) -> PacketGeometry {
         self.r.geometry()
+    }
+
+    /// The `wake` futex word's value (SeqCst load), `None` for layout 2.
+    /// A waiting reader loads it *before* it reads the ring and sleeps on it
+    /// only while it still holds this value (§9.5 *Waiting*), at the byte
+    /// offset [`PacketGeometry::wake_offset`].
+    pub fn wake_value(&self) -> Option<u32> {
+        let w = self.r.wake_word()?;
+        Some(futex_value(w.load(Ordering::SeqCst)))
     }
 
     /// Whether the publisher set `shutdown_flag`.
@@ -249,6 +285,20 @@ impl<'a> PacketReader<'a> {
         cursor: &mut PacketCursor,
         out: &mut [u8],
     ) -> Result<PacketRead, PacketReadError> {
+        self.read_into(cursor, out)
+    }
+
+    /// [`PacketReader::read`] into a buffer `sink` provides once the length
+    /// is known (a `Vec<u8>` resized to the packet, reusing its capacity):
+    /// the payload is copied once, from the ring into the sink's buffer.
+    ///
+    /// Errors: as [`PacketReader::read`]; `BufferTooSmall` when the sink
+    /// refuses the length.
+    pub fn read_into<S: PacketSink + ?Sized>(
+        &self,
+        cursor: &mut PacketCursor,
+        out: &mut S,
+    ) -> Result<PacketRead, PacketReadError> {
         let r = &self.r;
         let geo = r.geometry();
         let slots = geo.slots() as u64;
@@ -283,18 +333,32 @@ impl<'a> PacketReader<'a> {
             let (len, flags) = halves(slot(word::slot::SIZE_FLAGS).load(Ordering::Acquire));
             let size_ok = len > 0 && len <= geo.data_size();
             if size_ok {
-                let Some(dst) = out.get_mut(..len as usize) else {
-                    if load(word::slot::SEQ) != want {
-                        cursor.lose(want);
-                        continue;
+                let dst = match out.buffer(len as usize) {
+                    Ok(dst) if dst.len() == len as usize => dst,
+                    Ok(dst) => {
+                        return Err(PacketReadError::BufferTooSmall {
+                            need: len as usize,
+                            have: dst.len(),
+                        })
                     }
-                    return Err(PacketReadError::BufferTooSmall {
-                        need: len as usize,
-                        have: out.len(),
-                    });
+                    Err(have) => {
+                        if load(word::slot::SEQ) != want {
+                            cursor.lose(want);
+                            continue;
+                        }
+                        return Err(PacketReadError::BufferTooSmall {
+                            need: len as usize,
+                            have,
+                        });
+                    }
                 };
-                r.read_bytes(off, dst);
+                r.read_payload(off, dst);
             }
+            // The seqlock's acquire fence: if the copy above saw any byte
+            // stored after the publisher's release fence, the loads below
+            // see that publisher's claims and reject the copy.
+            #[cfg(not(cuframes_loom_mutation))]
+            fence(Ordering::Acquire);
             let seq_ok = load(word::slot::SEQ) == want;
             let claimed = r.load_u64(word::WRITE_OFFSET, Ordering::Acquire);
             let bytes_ok = off

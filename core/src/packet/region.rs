@@ -1,12 +1,13 @@
 //! The packet region as atomic words, and byte copies in and out of its
 //! wrap-around data area.
 //!
-//! Every access, payload bytes included, is a 64-bit atomic load or store, so
-//! a reader racing the publisher never performs a data race (it may read
-//! bytes of a newer packet, which the seqlock post-check then rejects), and
-//! loom sees every access. Bytes are stored in memory order: byte `k` of a
-//! word is `word.to_ne_bytes()[k]`, so the layout is byte-exact on any host;
-//! the reference's u32 pairs and u64 fields are little-endian.
+//! Header, slot and tail fields are 64-bit atomic loads and stores. Payload
+//! bytes are copied in bulk by [`super::bulk`] (word by word with `Relaxed`
+//! atomics under loom), ordered by the seqlock's fences (§9.4, §9.5): a
+//! reader racing the publisher may copy bytes of a newer packet, which its
+//! post-check then rejects. Bytes are in memory order: byte `k` of a word is
+//! `word.to_ne_bytes()[k]`, so the layout is byte-exact on any host; the
+//! reference's u32 pairs and u64 fields are little-endian.
 
 use super::layout::{word, PacketGeometry};
 use crate::sync::{AtomicU64, Ordering};
@@ -67,41 +68,55 @@ impl<'a> Region<'a> {
         &self.words[word::HEADER + i * word::slot::WORDS + w]
     }
 
-    fn data_word(&self, i: usize) -> &'a AtomicU64 {
-        &self.words[(self.geo.data_offset() / 8) as usize + i]
-    }
-
     /// Stores `src` (≤ `data_size` bytes) into whole words of the data area
-    /// from absolute cursor `at` (a multiple of 8), wrapping, with `Release`
-    /// stores; the last word is zero-padded. Nothing is loaded.
-    pub fn write_words(&self, at: u64, src: &[u8]) {
+    /// from absolute cursor `at` (a multiple of 8), wrapping, the last word
+    /// zero-padded: one or two bulk copies ([`super::bulk`]), no ordering of
+    /// their own (the caller's release fence and release stores order them).
+    pub fn write_payload(&self, at: u64, src: &[u8]) {
         let size = self.geo.data_size() as u64;
-        let first = ((at % size) / 8) as usize;
-        let n_words = (size / 8) as usize;
-        for (i, chunk) in src.chunks(8).enumerate() {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            self.data_word((first + i) % n_words)
-                .store(u64::from_ne_bytes(b), Ordering::Release);
+        let pos = at % size;
+        let first = src.len().min((size - pos) as usize);
+        let (head, tail) = src.split_at(first);
+        let data = (self.geo.data_offset() / 8) as usize;
+        // In range by construction (`Region::new` checked the length); a
+        // `false` would leave bytes unwritten, never write out of bounds.
+        let _ = super::bulk::store(self.words, data + (pos / 8) as usize, head);
+        if !tail.is_empty() {
+            // `pos + first` reached the end of the area: a multiple of 8.
+            let _ = super::bulk::store(self.words, data, tail);
         }
     }
 
     /// Copies `out.len()` bytes (≤ `data_size`) out of the data area from
-    /// absolute cursor `at`, wrapping, with `Acquire` word loads.
-    pub fn read_bytes(&self, at: u64, out: &mut [u8]) {
+    /// absolute cursor `at`, wrapping: one or two bulk copies, no ordering of
+    /// their own (the caller's acquire load before and acquire fence after
+    /// order them). The bytes may be torn; the caller's seqlock re-check
+    /// decides whether they are used.
+    pub fn read_payload(&self, at: u64, out: &mut [u8]) {
         let size = self.geo.data_size() as u64;
-        let mut pos = at % size;
-        let mut done = 0;
-        while done < out.len() {
-            let wi = (pos / 8) as usize;
-            let lane = (pos % 8) as usize;
-            let n = (8 - lane).min(out.len() - done);
-            let bytes = self.data_word(wi).load(Ordering::Acquire).to_ne_bytes();
-            out[done..done + n].copy_from_slice(&bytes[lane..lane + n]);
-            done += n;
-            pos = (pos + n as u64) % size;
+        let pos = at % size;
+        let first = out.len().min((size - pos) as usize);
+        let (head, tail) = out.split_at_mut(first);
+        let data = self.geo.data_offset() as usize;
+        let _ = super::bulk::load(self.words, data + pos as usize, head);
+        if !tail.is_empty() {
+            let _ = super::bulk::load(self.words, data, tail);
         }
     }
+
+    /// The word whose low half (first 4 bytes) is layout 3's `wake` futex
+    /// word; `None` for layout 2.
+    pub fn wake_word(&self) -> Option<&'a AtomicU64> {
+        let off = self.geo.wake_offset()?;
+        self.words.get((off / 8) as usize)
+    }
+}
+
+/// The futex value of a `wake` word as the kernel compares it: its first
+/// 4 bytes in memory order, as a native u32.
+pub(crate) fn futex_value(word: u64) -> u32 {
+    let b = word.to_ne_bytes();
+    u32::from_ne_bytes([b[0], b[1], b[2], b[3]])
 }
 
 impl Region<'_> {

@@ -35,9 +35,11 @@ fn read(r: &PacketReader<'_>, c: &mut PacketCursor) -> Option<(PacketMeta, Vec<u
     }
 }
 
-#[test]
-fn golden_bytes_match_the_reference_layout() {
-    let geo = PacketGeometry::new(2, 16).unwrap();
+/// The golden region of §9.2 in layout `version`: N = 2, 16 data bytes,
+/// extradata `00 00 00 01 67`, one packet "ABCDEFGHIJ" (pts 1000, dts -5,
+/// KEY | LAST_IN_AU).
+fn golden(version: u32) -> Vec<u8> {
+    let geo = PacketGeometry::with_version(version, 2, 16).unwrap();
     let words = region(geo);
     let mut w = writer(&words, geo);
     w.set_extradata(&[0, 0, 0, 1, 0x67]).unwrap();
@@ -45,7 +47,12 @@ fn golden_bytes_match_the_reference_layout() {
         .publish(b"ABCDEFGHIJ", 1000, -5, PACKET_KEY | PACKET_LAST_IN_AU, 16)
         .unwrap();
     assert_eq!(seq, 0);
-    let b = bytes_of(&words);
+    bytes_of(&words)
+}
+
+#[test]
+fn golden_bytes_match_the_reference_layout() {
+    let b = golden(PACKET_LAYOUT_V2);
     assert_eq!(b.len(), 0x1040 + 2 * 64 + 16);
     let mut want = vec![0u8; b.len()];
     want[0x00..0x08].copy_from_slice(&[0xCD, 0x1D, 0x7C, 0xCC, 2, 0, 0, 0]);
@@ -80,6 +87,52 @@ fn golden_bytes_match_the_reference_layout() {
         (s.seq, s.pts_ns, s.dts_ns, s.data_size, s.flags),
         (0, 1000, -5, 10, 9)
     );
+}
+
+#[test]
+fn golden_bytes_of_layout_3_are_layout_2_plus_the_wake_tail() {
+    let b2 = golden(PACKET_LAYOUT_V2);
+    let b3 = golden(PACKET_LAYOUT_VERSION);
+    assert_eq!(b3.len(), 0x1040 + 2 * 64 + 16 + 64);
+    let mut want = b2.clone();
+    want[0x04] = 3; // proto_version 3
+                    // Tail at 0x10D0: wake 1 (one packet published), the rest reserved zero.
+    let mut tail = [0u8; 64];
+    tail[..4].copy_from_slice(&1u32.to_le_bytes());
+    want.extend_from_slice(&tail);
+    assert_eq!(b3, want);
+    use zerocopy::FromBytes;
+    let t = PacketTail::read_from_bytes(&b3[0x10D0..]).unwrap();
+    assert_eq!((t.wake, t.reserved), (1, [0; 60]));
+}
+
+#[test]
+fn wake_counts_packets_and_the_close_and_readers_see_it_only_in_layout_3() {
+    for version in [PACKET_LAYOUT_V2, PACKET_LAYOUT_VERSION] {
+        let geo = PacketGeometry::with_version(version, 4, 64).unwrap();
+        let words = region(geo);
+        let mut w = writer(&words, geo);
+        let r = PacketReader::open(&words).unwrap();
+        assert_eq!(r.geometry(), geo);
+        let v3 = version == PACKET_LAYOUT_VERSION;
+        assert_eq!(r.wake_value(), v3.then_some(0));
+        assert_eq!(w.wake_offset(), v3.then_some(0x1040 + 4 * 64 + 64));
+        for i in 1..=3u32 {
+            w.publish(b"xyz", 0, 0, PACKET_KEY, 64).unwrap();
+            assert_eq!(r.wake_value(), v3.then_some(i));
+        }
+        w.close();
+        assert_eq!(r.wake_value(), v3.then_some(4));
+        assert!(r.is_closed());
+        // A writer resuming on the region continues the count.
+        let mut w2 = PacketWriter::new(&words, geo).unwrap();
+        assert_eq!(w2.position().2, if v3 { 4 } else { 0 });
+        w2.publish(b"a", 0, 0, 0, 64).unwrap();
+        assert_eq!(r.wake_value(), v3.then_some(5));
+        // Nothing else of layout 2 moved: the word after the data area is
+        // not part of a layout-2 region.
+        assert_eq!(words.len() as u64 * 8, geo.region_size());
+    }
 }
 
 #[test]
@@ -304,11 +357,31 @@ fn open_rejects_bad_headers() {
         PacketReader::open(&words).err(),
         Some(PacketLayoutError::DataSize(63))
     );
-    words[0].store(region_join(PACKET_MAGIC, 3), Ordering::SeqCst);
+    words[1].store(region_join(4, 64), Ordering::SeqCst);
+    assert!(PacketReader::open(&words).is_ok());
+    // Layout 2 needs 64 bytes less than this layout-3 region.
+    words[0].store(region_join(PACKET_MAGIC, 2), Ordering::SeqCst);
     assert_eq!(
         PacketReader::open(&words).err(),
-        Some(PacketLayoutError::Version(3))
+        Some(PacketLayoutError::Length {
+            have: geo.region_size(),
+            need: geo.region_size() - 64
+        })
     );
+    assert_eq!(
+        PacketReader::open(&words[..words.len() - 8])
+            .unwrap()
+            .geometry()
+            .version(),
+        2
+    );
+    for v in [0, 1, 4, 0x0001_0002, u32::MAX] {
+        words[0].store(region_join(PACKET_MAGIC, v), Ordering::SeqCst);
+        assert_eq!(
+            PacketReader::open(&words).err(),
+            Some(PacketLayoutError::Version(v))
+        );
+    }
 }
 
 /// Deterministic payload of packet `seq` with `len` bytes.
@@ -327,12 +400,18 @@ proptest! {
         slots in 1u32..8,
         data_words in 1u32..32,
         steps in proptest::collection::vec((1usize..80, any::<bool>(), 0usize..4), 1..60),
+        v3 in any::<bool>(),
+        into_vec in any::<bool>(),
     ) {
-        let geo = PacketGeometry::new(slots, data_words * 8).unwrap();
+        let version = if v3 { PACKET_LAYOUT_VERSION } else { PACKET_LAYOUT_V2 };
+        let geo = PacketGeometry::with_version(version, slots, data_words * 8).unwrap();
         let words = region(geo);
         let mut w = writer(&words, geo);
         let r = PacketReader::open(&words).unwrap();
+        prop_assert_eq!(r.geometry(), geo);
         let mut c = PacketCursor::joining();
+        // A reused growable buffer (`read_into`) or a fixed slice (`read`).
+        let mut vbuf: Vec<u8> = Vec::new();
         let mut published: Vec<(Vec<u8>, bool)> = Vec::new();
         let mut last: Option<u64> = None;
         for (len, key, reads) in steps {
@@ -350,7 +429,18 @@ proptest! {
                 Err(e) => prop_assert!(false, "{e}"),
             }
             for _ in 0..reads {
-                let Some((m, data)) = read(&r, &mut c) else { break };
+                let got = if into_vec {
+                    match r.read_into(&mut c, &mut vbuf).unwrap() {
+                        PacketRead::Packet(m) => {
+                            prop_assert_eq!(vbuf.len(), m.len);
+                            Some((m, vbuf.clone()))
+                        }
+                        PacketRead::Empty => None,
+                    }
+                } else {
+                    read(&r, &mut c)
+                };
+                let Some((m, data)) = got else { break };
                 let (want, was_key) = &published[m.seq as usize];
                 prop_assert_eq!(&data, want);
                 prop_assert_eq!(m.pts_ns, Some(m.seq as i64));
@@ -375,8 +465,10 @@ proptest! {
         data_words in 1u32..8,
         noise in proptest::collection::vec(any::<u64>(), 0..200),
         picks in proptest::collection::vec(any::<u16>(), 0..200),
+        v3 in any::<bool>(),
     ) {
-        let geo = PacketGeometry::new(slots, data_words * 8).unwrap();
+        let version = if v3 { PACKET_LAYOUT_VERSION } else { PACKET_LAYOUT_V2 };
+        let geo = PacketGeometry::with_version(version, slots, data_words * 8).unwrap();
         let words = region(geo);
         writer(&words, geo);
         for (v, p) in noise.iter().zip(picks.iter()) {
@@ -394,6 +486,15 @@ proptest! {
                 Err(e) => prop_assert!(false, "{e}"),
             }
         }
+        let mut v = Vec::new();
+        for _ in 0..20 {
+            match r.read_into(&mut c, &mut v) {
+                Ok(PacketRead::Packet(m)) => prop_assert!(m.len == v.len() && m.len > 0),
+                Ok(PacketRead::Empty) | Err(PacketReadError::Corrupt { .. }) => {}
+                Err(e) => prop_assert!(false, "{e}"),
+            }
+        }
+        let _ = r.wake_value();
         let mut ex = [0u8; MAX_EXTRADATA];
         let _ = r.codec(&mut ex);
     }

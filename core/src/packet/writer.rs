@@ -1,10 +1,8 @@
 //! The publisher's half of the packet ring (`docs/protocol.md` §9.4).
 
-use super::layout::{
-    word, PacketGeometry, MAX_EXTRADATA, PACKET_KEY, PACKET_LAYOUT_VERSION, PACKET_MAGIC, SEQ_NONE,
-};
-use super::region::{halves, join, Region};
-use crate::sync::{AtomicU64, Ordering};
+use super::layout::{word, PacketGeometry, MAX_EXTRADATA, PACKET_KEY, PACKET_MAGIC, SEQ_NONE};
+use super::region::{futex_value, halves, join, Region};
+use crate::sync::{fence, AtomicU64, Ordering};
 
 /// Why a packet was not published. The ring is unchanged in every case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -38,19 +36,20 @@ pub struct PacketRingInit {
 }
 
 /// The publisher's view of its packet region, with its position (next
-/// sequence number, write cursor) kept locally: [`PacketWriter::publish`]
-/// only stores to shared memory, never loads it. Single writer: one
-/// `PacketWriter` per region at a time.
+/// sequence number, write cursor, `wake` count) kept locally:
+/// [`PacketWriter::publish`] only stores to shared memory, never loads it.
+/// Single writer: one `PacketWriter` per region at a time.
 pub struct PacketWriter<'a> {
     r: Region<'a>,
     next_seq: u64,
     cursor: u64,
+    wake: u32,
 }
 
 impl<'a> PacketWriter<'a> {
     /// Wraps `words` (the whole region) and resumes at the position its
-    /// header records (`global_seq + 1`, `write_offset`); `None` if `words`
-    /// is shorter than `geo` needs.
+    /// header records (`global_seq + 1`, `write_offset`, and `wake` for
+    /// layout 3); `None` if `words` is shorter than `geo` needs.
     pub fn new(words: &'a [AtomicU64], geo: PacketGeometry) -> Option<Self> {
         let r = Region::new(words, geo)?;
         let next_seq = match r.load_u64(word::GLOBAL_SEQ, Ordering::Relaxed) {
@@ -61,38 +60,65 @@ impl<'a> PacketWriter<'a> {
             .load_u64(word::WRITE_OFFSET, Ordering::Relaxed)
             .wrapping_add(7)
             & !7;
+        let wake = r
+            .wake_word()
+            .map_or(0, |w| futex_value(w.load(Ordering::Relaxed)));
         Some(PacketWriter {
             r,
             next_seq,
             cursor,
+            wake,
         })
     }
 
     /// Wraps `words` at a known position (`next_seq`, write cursor `cursor`,
-    /// a multiple of 8), loading nothing; `None` if `words` is too short.
-    /// [`PacketWriter::position`] of a previous writer gives the position.
+    /// a multiple of 8, `wake` count), loading nothing; `None` if `words` is
+    /// too short. [`PacketWriter::position`] of a previous writer gives it.
     pub fn at(
         words: &'a [AtomicU64],
         geo: PacketGeometry,
-        (next_seq, cursor): (u64, u64),
+        (next_seq, cursor, wake): (u64, u64, u32),
     ) -> Option<Self> {
         Some(PacketWriter {
             r: Region::new(words, geo)?,
             next_seq,
             cursor: cursor.wrapping_add(7) & !7,
+            wake,
         })
     }
 
-    /// `(next_seq, write cursor)`, for [`PacketWriter::at`].
-    pub fn position(&self) -> (u64, u64) {
-        (self.next_seq, self.cursor)
+    /// `(next_seq, write cursor, wake count)`, for [`PacketWriter::at`].
+    pub fn position(&self) -> (u64, u64, u32) {
+        (self.next_seq, self.cursor, self.wake)
     }
 
-    /// Writes the header and marks every slot empty: no packet, no keyframe,
-    /// cursor 0, no extradata. Call once, before anyone maps the region.
+    /// Byte offset of the `wake` futex word in the region (layout 3; `None`
+    /// for layout 2), which the caller FUTEX_WAKEs after
+    /// [`PacketWriter::publish`] and [`PacketWriter::close`].
+    pub fn wake_offset(&self) -> Option<u64> {
+        self.r.geometry().wake_offset()
+    }
+
+    /// Adds 1 to `wake` (SeqCst store of the locally kept count: single
+    /// writer), after everything it announces.
+    fn bump_wake(&mut self) {
+        if let Some(w) = self.r.wake_word() {
+            self.wake = self.wake.wrapping_add(1);
+            w.store(join_ne(self.wake), Ordering::SeqCst);
+        }
+    }
+
+    /// Writes the header (with the geometry's layout version) and marks every
+    /// slot empty: no packet, no keyframe, cursor 0, no extradata, and for
+    /// layout 3 a zeroed tail (`wake` 0). Call once, before anyone maps the
+    /// region.
     pub fn init(&mut self, init: PacketRingInit) {
         self.next_seq = 0;
         self.cursor = 0;
+        self.wake = 0;
+        if let Some(w) = self.r.wake_word() {
+            w.store(0, Ordering::Relaxed);
+        }
         let g = self.r.geometry();
         for s in 0..g.slots() as u64 {
             for w in 0..word::slot::WORDS {
@@ -113,7 +139,7 @@ impl<'a> PacketWriter<'a> {
         r.store_u64(word::WRITE_OFFSET, 0, Ordering::Relaxed);
         r.store_u64(word::SHUTDOWN, 0, Ordering::Relaxed);
         r.header(word::MAGIC_VERSION)
-            .store(join(PACKET_MAGIC, PACKET_LAYOUT_VERSION), Ordering::SeqCst);
+            .store(join(PACKET_MAGIC, g.version()), Ordering::SeqCst);
     }
 
     /// Stores the codec extradata (Annex B parameter sets, opaque to the
@@ -148,10 +174,12 @@ impl<'a> PacketWriter<'a> {
     ///
     /// Order (§9.4): slot `seq := SEQ_NONE`; `write_offset := round_up(off +
     /// len, 8)` (the bytes about to be overwritten are claimed *before* they
-    /// change); payload words (`Release`); slot metadata (`Release`); slot
-    /// `seq` (`Release`); `global_seq`; `last_keyframe_seq` if
-    /// [`PACKET_KEY`]. The oldest packets are overwritten: a slow reader
-    /// detects it and resyncs.
+    /// change); a release fence; the payload (bulk copy); slot metadata
+    /// (`Release`); slot `seq` (`Release`); `global_seq`;
+    /// `last_keyframe_seq` if [`PACKET_KEY`]; layout 3: `wake += 1`
+    /// (SeqCst) — the caller then FUTEX_WAKEs it
+    /// ([`PacketWriter::wake_offset`]). The oldest packets are overwritten:
+    /// a slow reader detects it and resyncs.
     ///
     /// Errors: [`PacketPublishError::Empty`], or
     /// [`PacketPublishError::Oversized`] beyond `max_len` or the data area.
@@ -181,7 +209,11 @@ impl<'a> PacketWriter<'a> {
         let slot = |w: usize| r.slot(seq, w);
         slot(word::slot::SEQ).store(SEQ_NONE, Ordering::Relaxed);
         r.store_u64(word::WRITE_OFFSET, end, Ordering::Relaxed);
-        r.write_words(off, data);
+        // The seqlock's release fence: a reader that copies any byte stored
+        // below and then issues its acquire fence sees the two claims above
+        // (`seq` gone, `write_offset` past its packet) and discards the copy.
+        fence(Ordering::Release);
+        r.write_payload(off, data);
         slot(word::slot::PTS).store((pts_ns as u64).to_le(), Ordering::Release);
         slot(word::slot::DTS).store((dts_ns as u64).to_le(), Ordering::Release);
         slot(word::slot::OFFSET).store(off.to_le(), Ordering::Release);
@@ -193,12 +225,23 @@ impl<'a> PacketWriter<'a> {
         }
         self.next_seq = seq.wrapping_add(1);
         self.cursor = end;
+        self.bump_wake();
         Ok(seq)
     }
 
-    /// Sets `shutdown_flag` (`Release`): readers deliver what is left, then
-    /// report the ring closed.
-    pub fn close(&self) {
+    /// Sets `shutdown_flag` (`Release`), then (layout 3) `wake += 1`:
+    /// readers deliver what is left, then report the ring closed. The caller
+    /// FUTEX_WAKEs `wake` afterwards.
+    pub fn close(&mut self) {
         self.r.store_u64(word::SHUTDOWN, 1, Ordering::Release);
+        self.bump_wake();
     }
+}
+
+/// The `wake` word whose first 4 bytes in memory are `v` (native order, as
+/// the kernel reads the futex word), the other 4 zero.
+fn join_ne(v: u32) -> u64 {
+    let mut b = [0u8; 8];
+    b[..4].copy_from_slice(&v.to_ne_bytes());
+    u64::from_ne_bytes(b)
 }

@@ -31,22 +31,36 @@
 //! ```
 
 use super::backend::Backend;
+use super::futex;
 use super::shm::{self, Access, Mapping, ShmError};
 #[cfg(doc)]
 use super::subscriber::SubscribeOptions;
 use super::subscriber::{ConnectError, RecvError, Subscriber};
 use crate::packet::{
     CodecInfoError, PacketCursor, PacketMeta, PacketRead, PacketReadError, PacketReader,
-    MAX_EXTRADATA,
+    PacketSink, MAX_EXTRADATA,
 };
 use rustix::fd::{AsFd, OwnedFd};
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::prelude::rust_2021::*;
 use std::time::{Duration, Instant};
 
-/// How often [`Subscriber::next_packet`] polls the ring while it waits (the
-/// reference layout has no futex word).
+/// How often a waiting reader polls a layout-2 ring (the reference layout
+/// has no futex word).
 const POLL: Duration = Duration::from_millis(1);
+
+/// How long a waiting reader spins on the `wake` word (with `spin_loop`
+/// hints) before it sleeps on it, and how many spins between clock reads.
+const SPIN: Duration = Duration::from_micros(20);
+const SPINS_PER_CLOCK: u32 = 32;
+
+/// Longest futex sleep: between sleeps the socket is serviced, so a
+/// publisher that died (socket EOF, no shutdown flag) is noticed.
+const SLICE: Duration = Duration::from_millis(10);
+
+/// How often a polling reader (short timeouts) reads its control socket
+/// while the ring stays open and empty; a closed ring is seen without it.
+const SOCKET_POLL_EVERY: Duration = Duration::from_millis(1);
 
 /// One packet copied out of the ring.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +71,6 @@ pub struct Packet {
     /// before it (`skipped`, `discontinuity`).
     pub meta: PacketMeta,
 }
-
 /// The stream's codec description from the packet ring header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CodecParams {
@@ -111,10 +124,11 @@ pub(crate) struct PacketState {
     map: Mapping,
     _fd: OwnedFd,
     cursor: Cell<PacketCursor>,
-    buf: RefCell<Vec<u8>>,
     pub(crate) stats: Cell<PacketStats>,
     /// The next packet is flagged a discontinuity (first after a reconnect).
     pub(crate) gap: Cell<bool>,
+    /// When the control socket was last read while waiting.
+    socket_read_at: Cell<Instant>,
 }
 
 impl PacketState {
@@ -132,9 +146,9 @@ impl PacketState {
             map,
             _fd: fd,
             cursor: Cell::new(PacketCursor::joining()),
-            buf: RefCell::new(Vec::new()),
             stats: Cell::new(PacketStats::default()),
             gap: Cell::new(false),
+            socket_read_at: Cell::new(Instant::now()),
         })
     }
 
@@ -142,21 +156,20 @@ impl PacketState {
         PacketReader::open(self.map.words()).ok()
     }
 
-    /// One read attempt; `gone`: the publisher was known gone before it.
-    fn read_one(&self, gone: bool) -> Step {
+    /// The `wake` futex word's value (layout 3), loaded before a read.
+    fn wake_value(&self) -> Option<u32> {
+        self.reader()?.wake_value()
+    }
+
+    /// One read attempt into `out`; `gone`: the publisher was known gone
+    /// before it.
+    fn read_one<S: PacketSink + ?Sized>(&self, gone: bool, out: &mut S) -> Step {
         let Some(reader) = self.reader() else {
             return Step::Empty { finished: true };
         };
         let finished = gone || reader.is_closed();
         let mut cursor = self.cursor.get();
-        let mut buf = self.buf.borrow_mut();
-        let got = match reader.read(&mut cursor, &mut buf) {
-            Err(PacketReadError::BufferTooSmall { need, .. }) => {
-                buf.resize(need, 0);
-                reader.read(&mut cursor, &mut buf)
-            }
-            r => r,
-        };
+        let got = reader.read_into(&mut cursor, out);
         self.cursor.set(cursor);
         match got {
             Ok(PacketRead::Packet(mut meta)) => {
@@ -169,20 +182,52 @@ impl PacketState {
                 s.lost += meta.skipped;
                 s.discontinuities += u64::from(meta.discontinuity);
                 self.stats.set(s);
-                Step::Packet(Packet {
-                    data: buf.get(..meta.len).unwrap_or(&[]).to_vec(),
-                    meta,
-                })
+                Step::Packet(meta)
             }
             Ok(PacketRead::Empty) => Step::Empty { finished },
             Err(e) => Step::Corrupt(e),
+        }
+    }
+
+    /// Waits for the ring to change, at most until `until`: layout 3 spins
+    /// up to [`SPIN`] while `wake` still holds `seen`, then sleeps on it
+    /// (FUTEX_WAIT with `seen`, so a packet published since `seen` was
+    /// loaded ends the wait at once); layout 2 (`seen` `None`) sleeps
+    /// [`POLL`].
+    fn wait(&self, seen: Option<u32>, until: Instant) {
+        let now = Instant::now();
+        let Some(seen) = seen else {
+            std::thread::sleep(until.saturating_duration_since(now).min(POLL));
+            return;
+        };
+        let Some(reader) = self.reader() else {
+            return;
+        };
+        let spin_end = until.min(now + SPIN);
+        let mut n = 0u32;
+        while reader.wake_value() == Some(seen) {
+            std::hint::spin_loop();
+            n += 1;
+            if n % SPINS_PER_CLOCK == 0 && Instant::now() >= spin_end {
+                let word = reader
+                    .geometry()
+                    .wake_offset()
+                    .and_then(|o| usize::try_from(o).ok())
+                    .and_then(|o| self.map.u32_at(o));
+                let left = until.saturating_duration_since(Instant::now());
+                match word {
+                    Some(word) if !left.is_zero() => futex::wait(word, seen, left.min(SLICE)),
+                    _ => {}
+                }
+                return;
+            }
         }
     }
 }
 
 /// Outcome of one [`PacketState::read_one`].
 enum Step {
-    Packet(Packet),
+    Packet(PacketMeta),
     Empty { finished: bool },
     Corrupt(PacketReadError),
 }
@@ -194,7 +239,9 @@ impl<B: Backend> Subscriber<B> {
     /// subscriber connected (or the first one after). A reader that falls
     /// behind by the ring's slot count or data size loses packets; it then
     /// resumes at the next keyframe, whose [`PacketMeta::discontinuity`] is
-    /// set and [`PacketMeta::skipped`] counts the loss. Polls every 1 ms.
+    /// set and [`PacketMeta::skipped`] counts the loss. The packet is copied
+    /// once, into a new `Vec`; [`Subscriber::next_packet_into`] reuses the
+    /// caller's buffer instead. Waiting: as for `next_packet_into`.
     ///
     /// With [`SubscribeOptions::reconnect`], a vanished publisher is
     /// reconnected to as for frames ([`Subscriber::next_frame`]); the first
@@ -203,16 +250,60 @@ impl<B: Backend> Subscriber<B> {
     /// Errors: [`PacketRecvError::NotSubscribed`], `Timeout`, `Disconnected`
     /// (after the remaining packets), `Corrupt`, `Control`.
     pub fn next_packet(&self, timeout: Duration) -> Result<Packet, PacketRecvError> {
-        let deadline = Instant::now() + timeout;
+        let mut data = Vec::new();
+        let meta = self.next_packet_into(&mut data, timeout)?;
+        Ok(Packet { data, meta })
+    }
+
+    /// [`Subscriber::next_packet`] into `buf`: on success `buf` holds exactly
+    /// the packet (`meta.len` bytes, one Annex B access unit), copied once
+    /// from the ring; its capacity is reused (bytes beyond its current
+    /// length are zero-filled before the copy, so a buffer kept across calls
+    /// costs one copy per packet). On error `buf` is empty.
+    ///
+    /// Waiting, up to `timeout` (`Duration::ZERO`: one look, no wait): on a
+    /// ring of layout 3 the reader loads the `wake` futex word before it
+    /// looks, spins about 20 µs while `wake` is unchanged, then sleeps on it
+    /// (FUTEX_WAIT, in slices of at most 10 ms, servicing the control socket
+    /// between them) until the publisher publishes. On a layout-2 ring (the
+    /// reference's, no futex word) it polls every 1 ms. `docs/protocol.md`
+    /// §9.5.
+    ///
+    /// Errors: as [`Subscriber::next_packet`].
+    pub fn next_packet_into(
+        &self,
+        buf: &mut Vec<u8>,
+        timeout: Duration,
+    ) -> Result<PacketMeta, PacketRecvError> {
+        let r = self.packet_into(buf, timeout);
+        if r.is_err() {
+            buf.clear();
+        }
+        r
+    }
+
+    fn packet_into(
+        &self,
+        buf: &mut Vec<u8>,
+        timeout: Duration,
+    ) -> Result<PacketMeta, PacketRecvError> {
+        let start = Instant::now();
+        let deadline = start
+            .checked_add(timeout)
+            .unwrap_or(start + Duration::from_secs(100 * 365 * 86_400));
         loop {
-            // Read before the ring: everything published before the close
-            // is visible to this attempt.
+            // §9.5 order: `wake` first, then the gone state, then the ring,
+            // so a packet published after the look changes `wake` (no lost
+            // wake-up) and every packet published before a close is read.
+            let seen = self
+                .with_packets(|st| st.wake_value())
+                .ok_or(PacketRecvError::NotSubscribed)?;
             let gone = self.publisher_gone();
             let got = self
-                .with_packets(|st| st.read_one(gone))
+                .with_packets(|st| st.read_one(gone, buf))
                 .ok_or(PacketRecvError::NotSubscribed)?;
             match got {
-                Step::Packet(p) => return Ok(p),
+                Step::Packet(meta) => return Ok(meta),
                 Step::Corrupt(e) => return Err(PacketRecvError::Corrupt(e)),
                 Step::Empty { finished: false } => {}
                 Step::Empty { finished: true } => {
@@ -226,21 +317,36 @@ impl<B: Backend> Subscriber<B> {
                             }
                             let until = until.min(deadline);
                             std::thread::sleep(
-                                until
-                                    .saturating_duration_since(Instant::now())
-                                    .min(POLL * 10),
+                                until.saturating_duration_since(Instant::now()).min(SLICE),
                             );
                             continue;
                         }
                     }
                 }
             }
-            self.service_socket()?;
+            // The ring is open and empty. A clean shutdown sets its
+            // `shutdown_flag`, seen above without a syscall; the socket (EOF
+            // of a crashed publisher, GOODBYE) is read once per wait, or at
+            // most every SOCKET_POLL_EVERY by a polling caller.
             let now = Instant::now();
-            if now >= deadline {
+            let socket_due = self
+                .with_packets(|st| {
+                    let due = timeout > SOCKET_POLL_EVERY
+                        || now.saturating_duration_since(st.socket_read_at.get())
+                            >= SOCKET_POLL_EVERY;
+                    if due {
+                        st.socket_read_at.set(now);
+                    }
+                    due
+                })
+                .unwrap_or(true);
+            if socket_due {
+                self.service_socket()?;
+            }
+            if Instant::now() >= deadline {
                 return Err(PacketRecvError::Timeout(timeout));
             }
-            std::thread::sleep((deadline - now).min(POLL));
+            self.with_packets(|st| st.wait(seen, deadline));
         }
     }
 

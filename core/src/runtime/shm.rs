@@ -205,9 +205,13 @@ impl Mapping {
             return None;
         }
         // SAFETY: in bounds and 4-aligned (checked above, base page-aligned);
-        // valid for `&self`'s lifetime; every bit pattern is a valid u32; the
-        // word is accessed only as this AtomicU32 by every party (the layout
-        // reserves the upper half and no u64 access covers it).
+        // valid for `&self`'s lifetime; every bit pattern is a valid u32. No
+        // location is accessed with two sizes from Rust: the frame ring's
+        // futex words are accessed only as this AtomicU32 (the layout
+        // reserves the upper half and no u64 access covers them); the packet
+        // ring's `wake` word is loaded and stored as part of its u64 word,
+        // and its AtomicU32 is only handed to futex(2) (`publisher/packets.rs`,
+        // `packets.rs`), never loaded or stored through.
         Some(unsafe { &*self.ptr.as_ptr().add(offset).cast::<AtomicU32>() })
     }
 

@@ -860,7 +860,7 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
 
     fn shutdown(&mut self) {
         if let Some(p) = &self.shared.packets {
-            p.writer().close();
+            p.close();
         }
         for r in self.shared.take_retiring() {
             r.close();

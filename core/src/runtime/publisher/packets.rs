@@ -1,6 +1,7 @@
 //! The publisher's packet ring (`docs/protocol.md` §9): a sealed memfd
-//! holding the reference §10 layout, written on the caller's thread by
-//! [`Publisher::publish_packet`], offered to subscribers in WELCOME.
+//! holding layout 3 (the reference §10 layout plus the `wake` futex word),
+//! written on the caller's thread by [`Publisher::publish_packet`], offered
+//! to subscribers in WELCOME.
 
 use super::{CreateError, Publisher};
 use crate::packet::{
@@ -8,6 +9,7 @@ use crate::packet::{
     PacketWriter,
 };
 use crate::runtime::backend::Backend;
+use crate::runtime::futex;
 use crate::runtime::shm::{self, Mapping};
 use rustix::fd::OwnedFd;
 use std::prelude::rust_2021::*;
@@ -99,6 +101,26 @@ impl PacketRegion {
             None => unreachable_geometry(),
         }
     }
+
+    /// FUTEX_WAKEs every reader sleeping on the `wake` word. Always: readers
+    /// map the region read-only, so no reader can announce that it sleeps
+    /// (a FUTEX_WAKE without waiters is one syscall that finds none).
+    fn wake(&self) {
+        let word = self
+            .geo
+            .wake_offset()
+            .and_then(|o| usize::try_from(o).ok())
+            .and_then(|o| self.map.u32_at(o));
+        if let Some(word) = word {
+            futex::wake_all(word);
+        }
+    }
+
+    /// Sets `shutdown_flag`, bumps `wake` and wakes the sleeping readers.
+    pub fn close(&self) {
+        self.writer().close();
+        self.wake();
+    }
 }
 
 #[cold]
@@ -125,7 +147,8 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
     /// Publishes one encoded packet (Annex B, one access unit) with its
     /// timestamps in ns (`None`: unknown) and flags
     /// ([`crate::packet::PACKET_KEY`] …). Returns its sequence number (the
-    /// first is 0). Never blocks: the oldest packets are overwritten.
+    /// first is 0). Never blocks: the oldest packets are overwritten. Wakes
+    /// the readers sleeping on the ring (one FUTEX_WAKE per packet).
     ///
     /// Errors: [`PacketError::NoRing`]; [`PacketError::Publish`] for an empty
     /// packet or one above `max_packet_size` (the ring is unchanged).
@@ -141,6 +164,7 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
         let seq = ring
             .writer()
             .publish(data, ts(pts_ns), ts(dts_ns), flags, ring.max_packet)?;
+        ring.wake();
         self.stats.packets_published += 1;
         Ok(seq)
     }
