@@ -95,6 +95,9 @@ pub const PEERS: [Peer; 3] = [Peer::Cuframes, Peer::Iceoryx2, Peer::Socket];
 /// Name of the packets case whose cuframes reader blocks (futex) when the
 /// ring is empty, instead of busy-polling.
 pub const PACKETS_BLOCKING: &str = "cuframes-block";
+/// Name of the packets case whose cuframes reader reads each packet in
+/// place (`Subscriber::next_packet_with`, no copy), busy-polling.
+pub const PACKETS_VIEW: &str = "cuframes-view";
 
 /// Starts a case on first use (so filtered-out cases spawn nothing) and
 /// stops it when dropped.
@@ -155,6 +158,7 @@ fn latency(c: &mut Criterion, dir: &Path) {
                 kind: Kind::Latency,
                 poll,
                 futex_only: wake == "futex-only",
+                in_place: false,
                 subscribers: 1,
                 max_len: LATENCY_ITEM,
                 window: 1,
@@ -206,6 +210,7 @@ fn frames(c: &mut Criterion, dir: &Path) {
                     kind: Kind::Frames,
                     poll: false,
                     futex_only: false,
+                    in_place: false,
                     subscribers: n,
                     max_len: FRAME_SIZE,
                     window: 1,
@@ -246,7 +251,10 @@ fn packets(c: &mut Criterion, dir: &Path) {
         let cases = PEERS
             .map(|peer| (peer, peer.name(), true))
             .into_iter()
-            .chain([(Peer::Cuframes, PACKETS_BLOCKING, false)]);
+            .chain([
+                (Peer::Cuframes, PACKETS_BLOCKING, false),
+                (Peer::Cuframes, PACKETS_VIEW, true),
+            ]);
         for (peer, name, poll) in cases {
             let id = format!("{name}/{label}");
             let mut lazy = Lazy::new(
@@ -256,6 +264,7 @@ fn packets(c: &mut Criterion, dir: &Path) {
                     kind: Kind::Packets,
                     poll,
                     futex_only: false,
+                    in_place: name == PACKETS_VIEW,
                     subscribers: 1,
                     max_len: size,
                     window,

@@ -121,6 +121,9 @@ pub struct Setup {
     /// cuframes blocking subscribers: sleep on the futex at once
     /// (`WaitStrategy::FUTEX_ONLY`) instead of the default spin-then-sleep.
     pub futex_only: bool,
+    /// cuframes packet readers: read each packet in place
+    /// (`Subscriber::next_packet_with`) instead of copying it out.
+    pub in_place: bool,
     pub subscribers: usize,
     pub max_len: usize,
     /// Packet runs: items a reader may be behind (sizes the buffers).
@@ -146,7 +149,9 @@ pub fn start(dir: &Path, s: Setup) -> (Pub, Vec<Sub>) {
         (KIND, kind.to_owned()),
         (
             WAKE,
-            if s.poll {
+            if s.in_place {
+                "poll-in-place"
+            } else if s.poll {
                 "poll"
             } else if s.futex_only {
                 "futex-only"
@@ -178,7 +183,8 @@ pub fn start(dir: &Path, s: Setup) -> (Pub, Vec<Sub>) {
             cfg.wait_timeout = Duration::from_secs(10);
             if s.kind == Kind::Packets {
                 let mut p = PacketRingConfig::new(27);
-                p.data_size = 16 << 20;
+                p.data_size = std::env::var("CUFRAMES_BENCH_PACKET_RING")
+                    .map_or(16 << 20, |s| s.parse().expect("packet ring bytes"));
                 p.max_packet_size = 2 << 20;
                 cfg.packets = Some(p);
             }

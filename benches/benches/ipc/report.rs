@@ -195,17 +195,19 @@ pub fn print() {
     if !pk.is_empty() {
         println!();
         println!("Packets, 1 subscriber, lossless (credit window); MB/s (packets/s):");
-        println!("(busy-polling readers; cuframes-block: a cuframes reader that sleeps on the futex word)");
+        println!("(busy-polling readers; cuframes copies each packet out once; cuframes-block: the same reader sleeping on the futex word; cuframes-view: reads in place, no copy, as iceoryx2's reader)");
         println!(
-            "{:<6} {:>22} {:>22} {:>22} {:>22} {:>14} {:>12} {:>16}",
+            "{:<6} {:>22} {:>22} {:>22} {:>22} {:>22} {:>14} {:>12} {:>16} {:>15}",
             "size",
             "cuframes",
             "iceoryx2",
             "unix-socket",
             crate::PACKETS_BLOCKING,
+            crate::PACKETS_VIEW,
             "cf / iceoryx2",
             "cf / socket",
-            "block / iceoryx2"
+            "block / iceoryx2",
+            "view / iceoryx2"
         );
         let mut pk = pk;
         pk.sort_by_key(|((_, k), _)| *k);
@@ -226,15 +228,19 @@ pub fn print() {
             ];
             let blocking = m.get(&format!("{}/{case}", crate::PACKETS_BLOCKING));
             let k = rate(blocking.as_ref());
+            let view = m.get(&format!("{}/{case}", crate::PACKETS_VIEW));
+            let w = rate(view.as_ref());
             println!(
-                "{case:<6} {:>22} {:>22} {:>22} {:>22} {:>14} {:>12} {:>16}",
+                "{case:<6} {:>22} {:>22} {:>22} {:>22} {:>22} {:>14} {:>12} {:>16} {:>15}",
                 cell(c),
                 cell(i),
                 cell(s),
                 cell(k),
+                cell(w),
                 ratio(c, i),
                 ratio(c, s),
-                ratio(k, i)
+                ratio(k, i),
+                ratio(w, i)
             );
         }
     }

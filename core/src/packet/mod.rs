@@ -41,7 +41,7 @@ pub use layout::{
 };
 pub use reader::{
     CodecInfo, CodecInfoError, PacketCursor, PacketMeta, PacketRead, PacketReadError, PacketReader,
-    PacketSink,
+    PacketSink, PacketView,
 };
 pub use writer::{ExtradataError, PacketPublishError, PacketRingInit, PacketWriter};
 

@@ -300,22 +300,69 @@ impl<'a> PacketReader<'a> {
         out: &mut S,
     ) -> Result<PacketRead, PacketReadError> {
         let r = &self.r;
+        let (read, _) = self.read_with(cursor, |off, len| {
+            let dst = out.buffer(len as usize)?;
+            if dst.len() != len as usize {
+                return Err(dst.len());
+            }
+            r.read_payload(off, dst);
+            Ok(())
+        })?;
+        Ok(read)
+    }
+
+    /// The next packet read **in place**, without a copy: `visit` gets a
+    /// [`PacketView`] of the payload in the ring and returns what it made of
+    /// it (a checksum, the bytes it needed, a GPU upload of them). The ring
+    /// has no leases (§9.1): the publisher may overwrite the payload while
+    /// `visit` runs, so everything `visit` saw is validated afterwards (the
+    /// seqlock re-check of §9.5); its result is returned only with
+    /// [`PacketRead::Packet`], and a packet overwritten meanwhile is counted
+    /// lost and the next one visited instead (`visit` may run more than once
+    /// per call: it must not commit side effects it cannot take back).
+    ///
+    /// Errors: as [`PacketReader::read`] (`Corrupt`; never `BufferTooSmall`).
+    pub fn read_view<T, F: FnMut(PacketView<'_>) -> T>(
+        &self,
+        cursor: &mut PacketCursor,
+        mut visit: F,
+    ) -> Result<(PacketRead, Option<T>), PacketReadError> {
+        let r = &self.r;
+        self.read_with(cursor, |off, len| {
+            Ok(visit(PacketView {
+                region: r,
+                at: off,
+                len: len as usize,
+            }))
+        })
+    }
+
+    /// The seqlock read of §9.5 with the payload step supplied by `payload`
+    /// (called with the payload's absolute offset and length once the slot
+    /// looks consistent; `Err(have)`: no room, `BufferTooSmall`). Its value
+    /// is returned with [`PacketRead::Packet`] only, after the re-check.
+    fn read_with<T>(
+        &self,
+        cursor: &mut PacketCursor,
+        mut payload: impl FnMut(u64, u32) -> Result<T, usize>,
+    ) -> Result<(PacketRead, Option<T>), PacketReadError> {
+        let r = &self.r;
         let geo = r.geometry();
         let slots = geo.slots() as u64;
         for _ in 0..RETRIES {
             let Some(latest) = self.latest_seq() else {
-                return Ok(PacketRead::Empty);
+                return Ok((PacketRead::Empty, None));
             };
             let want = match cursor.await_key_from {
                 None => cursor.next,
                 Some(from) => match r.load_u64(word::LAST_KEY, Ordering::Acquire) {
-                    SEQ_NONE => return Ok(PacketRead::Empty),
-                    k if k < from || k > latest => return Ok(PacketRead::Empty),
+                    SEQ_NONE => return Ok((PacketRead::Empty, None)),
+                    k if k < from || k > latest => return Ok((PacketRead::Empty, None)),
                     k => k,
                 },
             };
             if want > latest {
-                return Ok(PacketRead::Empty);
+                return Ok((PacketRead::Empty, None));
             }
             if latest - want >= slots {
                 cursor.lose(want);
@@ -332,15 +379,10 @@ impl<'a> PacketReader<'a> {
             let off = load(word::slot::OFFSET);
             let (len, flags) = halves(slot(word::slot::SIZE_FLAGS).load(Ordering::Acquire));
             let size_ok = len > 0 && len <= geo.data_size();
+            let mut got = None;
             if size_ok {
-                let dst = match out.buffer(len as usize) {
-                    Ok(dst) if dst.len() == len as usize => dst,
-                    Ok(dst) => {
-                        return Err(PacketReadError::BufferTooSmall {
-                            need: len as usize,
-                            have: dst.len(),
-                        })
-                    }
+                match payload(off, len) {
+                    Ok(t) => got = Some(t),
                     Err(have) => {
                         if load(word::slot::SEQ) != want {
                             cursor.lose(want);
@@ -351,8 +393,7 @@ impl<'a> PacketReader<'a> {
                             have,
                         });
                     }
-                };
-                r.read_payload(off, dst);
+                }
             }
             // The seqlock's acquire fence: if the copy above saw any byte
             // stored after the publisher's release fence, the loads below
@@ -380,16 +421,63 @@ impl<'a> PacketReader<'a> {
                 started: true,
             };
             let ts = |v: i64| (v != TS_NONE).then_some(v);
-            return Ok(PacketRead::Packet(PacketMeta {
-                seq: want,
-                pts_ns: ts(pts),
-                dts_ns: ts(dts),
-                flags,
-                len: len as usize,
-                skipped,
-                discontinuity: skipped > 0 || flags & PACKET_DISCONTINUITY != 0,
-            }));
+            return Ok((
+                PacketRead::Packet(PacketMeta {
+                    seq: want,
+                    pts_ns: ts(pts),
+                    dts_ns: ts(dts),
+                    flags,
+                    len: len as usize,
+                    skipped,
+                    discontinuity: skipped > 0 || flags & PACKET_DISCONTINUITY != 0,
+                }),
+                got,
+            ));
         }
-        Ok(PacketRead::Empty)
+        Ok((PacketRead::Empty, None))
+    }
+}
+
+/// A packet's payload as it lies in the ring, for
+/// [`PacketReader::read_view`]: read parts of it without copying the rest.
+/// What it returns may be torn (the publisher may be overwriting it); the
+/// read that made the view validates it afterwards and drops the result of
+/// a torn one.
+#[derive(Clone, Copy)]
+pub struct PacketView<'a> {
+    region: &'a Region<'a>,
+    /// Absolute data cursor of the payload's first byte.
+    at: u64,
+    len: usize,
+}
+
+impl PacketView<'_> {
+    /// Payload length, bytes (one Annex B access unit).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the payload is empty (never, for a packet the ring accepted).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Byte `i` of the payload; `None` past the end.
+    pub fn byte(&self, i: usize) -> Option<u8> {
+        let mut b = [0u8];
+        self.copy_to(i, &mut b).then_some(b[0])
+    }
+
+    /// Copies payload bytes `start..start + out.len()` into `out`; `false`
+    /// (nothing copied) if that range is not inside the payload.
+    pub fn copy_to(&self, start: usize, out: &mut [u8]) -> bool {
+        if start
+            .checked_add(out.len())
+            .is_none_or(|end| end > self.len)
+        {
+            return false;
+        }
+        self.region.read_payload(self.at + start as u64, out);
+        true
     }
 }

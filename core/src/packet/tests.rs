@@ -499,3 +499,63 @@ proptest! {
         let _ = r.codec(&mut ex);
     }
 }
+
+/// `read_view`: the payload visited in place (bytes, ranges, a wrapped
+/// payload), and a visit during which the publisher overwrote the packet is
+/// thrown away — its result is never returned — and the packet counted lost.
+#[test]
+fn read_view_visits_in_place_and_drops_a_visit_the_publisher_overran() {
+    let geo = PacketGeometry::new(4, 24).unwrap();
+    let words = region(geo);
+    let mut w = writer(&words, geo);
+    let r = PacketReader::open(&words).unwrap();
+    let mut c = PacketCursor::joining();
+    w.publish(b"0123456789", 0, 0, PACKET_KEY, 24).unwrap();
+    let (got, v) = r
+        .read_view(&mut c, |v| {
+            let mut mid = [0u8; 3];
+            assert!(v.copy_to(4, &mut mid));
+            assert!(!v.copy_to(8, &mut mid), "a range past the end is refused");
+            (v.len(), v.byte(0), v.byte(9), v.byte(10), mid)
+        })
+        .unwrap();
+    assert!(matches!(got, PacketRead::Packet(m) if m.seq == 0 && m.len == 10));
+    assert_eq!(v, Some((10, Some(b'0'), Some(b'9'), None, *b"456")));
+    // Wrapped payload (as in `payload_wraps_around_the_data_area`).
+    w.publish(b"abcdefghij", 1, 1, 0, 24).unwrap();
+    let (_, v) = r
+        .read_view(&mut c, |v| {
+            let mut all = [0u8; 10];
+            assert!(v.copy_to(0, &mut all));
+            all
+        })
+        .unwrap();
+    assert_eq!(v.as_ref().map(|a| &a[..]), Some(&b"abcdefghij"[..]));
+
+    // The publisher overwrites packet 2 while it is being visited: the visit
+    // saw the old bytes, but its result is dropped and the packet is lost.
+    w.publish(b"KLMNOPQRST", 2, 2, PACKET_KEY, 24).unwrap();
+    let mut visits = 0;
+    let (got, v) = r
+        .read_view(&mut c, |v| {
+            visits += 1;
+            if visits == 1 {
+                for n in 3..8u8 {
+                    w.publish(&[b'x'; 10], i64::from(n), i64::from(n), PACKET_KEY, 24)
+                        .unwrap();
+                }
+            }
+            v.byte(0)
+        })
+        .unwrap();
+    // Overrun: the reader resyncs on the newest keyframe and visits it.
+    match got {
+        PacketRead::Packet(m) => {
+            assert!(m.seq > 2, "the overrun packet must not be returned: {m:?}");
+            assert!(m.skipped > 0 && m.discontinuity);
+            assert_eq!(v, Some(Some(b'x')));
+        }
+        PacketRead::Empty => assert_eq!(v, None, "no result without a packet"),
+    }
+    assert!(visits >= 1);
+}

@@ -38,7 +38,7 @@ use super::subscriber::SubscribeOptions;
 use super::subscriber::{ConnectError, RecvError, Subscriber};
 use crate::packet::{
     CodecInfoError, PacketCursor, PacketMeta, PacketRead, PacketReadError, PacketReader,
-    PacketSink, MAX_EXTRADATA,
+    PacketView, MAX_EXTRADATA,
 };
 use rustix::fd::{AsFd, OwnedFd};
 use std::cell::Cell;
@@ -161,15 +161,15 @@ impl PacketState {
         self.reader()?.wake_value()
     }
 
-    /// One read attempt into `out`; `gone`: the publisher was known gone
+    /// One read attempt by `read`; `gone`: the publisher was known gone
     /// before it.
-    fn read_one<S: PacketSink + ?Sized>(&self, gone: bool, out: &mut S) -> Step {
+    fn read_one(&self, gone: bool, read: &mut ReadFn<'_>) -> Step {
         let Some(reader) = self.reader() else {
             return Step::Empty { finished: true };
         };
         let finished = gone || reader.is_closed();
         let mut cursor = self.cursor.get();
-        let got = reader.read_into(&mut cursor, out);
+        let got = read(&reader, &mut cursor);
         self.cursor.set(cursor);
         match got {
             Ok(PacketRead::Packet(mut meta)) => {
@@ -226,6 +226,11 @@ impl PacketState {
 }
 
 /// Outcome of one [`PacketState::read_one`].
+/// How one attempt reads a packet from the ring: [`PacketReader::read_into`]
+/// a buffer, or [`PacketReader::read_view`] in place.
+type ReadFn<'a> =
+    dyn FnMut(&PacketReader<'_>, &mut PacketCursor) -> Result<PacketRead, PacketReadError> + 'a;
+
 enum Step {
     Packet(PacketMeta),
     Empty { finished: bool },
@@ -275,16 +280,58 @@ impl<B: Backend> Subscriber<B> {
         buf: &mut Vec<u8>,
         timeout: Duration,
     ) -> Result<PacketMeta, PacketRecvError> {
-        let r = self.packet_into(buf, timeout);
+        let r = self.packet_with(
+            &mut |reader, cursor| reader.read_into(cursor, &mut *buf),
+            timeout,
+        );
         if r.is_err() {
             buf.clear();
         }
         r
     }
 
-    fn packet_into(
+    /// The next packet, read **in place** (no copy): `visit` gets a
+    /// [`PacketView`] of the payload in the shared ring (`byte`,
+    /// `copy_to`) and returns what it made of it, which comes back with the
+    /// packet's metadata. The packet ring has no leases: the publisher may
+    /// overwrite a payload while `visit` runs, so what `visit` saw is
+    /// validated afterwards (the seqlock re-check, `docs/protocol.md`
+    /// §9.5); a packet overwritten meanwhile is counted lost (the next
+    /// packet's `skipped`) and the next one is visited instead. `visit` may
+    /// therefore run more than once per call and must not act on what it
+    /// saw before this returns. Waiting as [`Subscriber::next_packet_into`].
+    ///
+    /// Errors: as [`Subscriber::next_packet`].
+    pub fn next_packet_with<T>(
         &self,
-        buf: &mut Vec<u8>,
+        timeout: Duration,
+        mut visit: impl FnMut(PacketView<'_>) -> T,
+    ) -> Result<(PacketMeta, T), PacketRecvError> {
+        let mut out = None;
+        let meta = self.packet_with(
+            &mut |reader, cursor| {
+                let (read, got) = reader.read_view(cursor, &mut visit)?;
+                out = got;
+                Ok(read)
+            },
+            timeout,
+        )?;
+        // A packet read always carries its visit's result (its length is
+        // above 0, checked before the visit).
+        match out {
+            Some(t) => Ok((meta, t)),
+            None => Err(PacketRecvError::Corrupt(PacketReadError::Corrupt {
+                seq: meta.seq,
+                len: meta.len as u32,
+            })),
+        }
+    }
+
+    /// The next packet, read from the ring by `read` (a copy into a
+    /// buffer, or a visit in place), waiting up to `timeout` (§9.5).
+    fn packet_with(
+        &self,
+        read: &mut ReadFn<'_>,
         timeout: Duration,
     ) -> Result<PacketMeta, PacketRecvError> {
         let start = Instant::now();
@@ -300,7 +347,7 @@ impl<B: Backend> Subscriber<B> {
                 .ok_or(PacketRecvError::NotSubscribed)?;
             let gone = self.publisher_gone();
             let got = self
-                .with_packets(|st| st.read_one(gone, buf))
+                .with_packets(|st| st.read_one(gone, &mut *read))
                 .ok_or(PacketRecvError::NotSubscribed)?;
             match got {
                 Step::Packet(meta) => return Ok(meta),
