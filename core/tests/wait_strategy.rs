@@ -12,7 +12,7 @@ use cuframes_core::runtime::{
 };
 use cuframes_core::{Codec, DeliveryMode, PixelFormat};
 use std::convert::Infallible;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -22,16 +22,16 @@ fn temp_dir(name: &str) -> PathBuf {
     d
 }
 
-fn publisher(dir: &PathBuf) -> Publisher<HostBackend> {
+fn publisher(dir: &Path) -> Publisher<HostBackend> {
     let mut c = PublisherConfig::new("w");
-    c.runtime_dir = Some(dir.clone());
+    c.runtime_dir = Some(dir.to_path_buf());
     let s = StreamDesc::packed(64, 32, PixelFormat::Nv12, Codec::H264).unwrap();
     Publisher::create(HostBackend, c, s).unwrap()
 }
 
-fn subscriber(dir: &PathBuf, wait: WaitStrategy) -> Subscriber {
+fn subscriber(dir: &Path, wait: WaitStrategy) -> Subscriber {
     let mut o = SubscribeOptions::new(DeliveryMode::InOrder);
-    o.runtime_dir = Some(dir.clone());
+    o.runtime_dir = Some(dir.to_path_buf());
     o.wait = wait;
     Subscriber::connect_host("w", o).unwrap()
 }
