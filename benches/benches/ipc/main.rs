@@ -244,8 +244,9 @@ fn packets(c: &mut Criterion, dir: &Path) {
         (1 << 20, "1MiB"),
     ] {
         let src: Vec<u8> = (0..size).map(|i| (i * 13) as u8).collect();
-        // Packets a reader may be behind: half the cuframes ring's 64 slots,
-        // or half of what its 16 MiB data area holds.
+        // Packets a reader may be behind, for every peer: half the cuframes
+        // ring's 64 slots, or 8 MiB's worth (the cuframes ring and
+        // iceoryx2's subscriber buffer are sized from it, peers.rs).
         let window = (32u64).min(((16 << 20) / 2 / size) as u64);
         g.throughput(Throughput::Bytes(size as u64));
         let cases = PEERS

@@ -183,9 +183,17 @@ pub fn start(dir: &Path, s: Setup) -> (Pub, Vec<Sub>) {
             cfg.wait_timeout = Duration::from_secs(10);
             if s.kind == Kind::Packets {
                 let mut p = PacketRingConfig::new(27);
-                p.data_size = std::env::var("CUFRAMES_BENCH_PACKET_RING")
-                    .map_or(16 << 20, |s| s.parse().expect("packet ring bytes"));
-                p.max_packet_size = 2 << 20;
+                // Buffering like iceoryx2's (`window` + 1 samples of
+                // `max_len`): the credit window's bytes plus half again for
+                // the ring's wrap, at least 1 MiB (a ring much larger than
+                // what is in flight only spreads the writes over colder
+                // memory). CUFRAMES_BENCH_PACKET_RING overrides it (bytes).
+                let sized = (s.window as usize * s.max_len * 3 / 2).max(1 << 20);
+                p.data_size = std::env::var("CUFRAMES_BENCH_PACKET_RING").map_or(
+                    sized.next_multiple_of(8) as u32,
+                    |v| v.parse().expect("packet ring bytes"),
+                );
+                p.max_packet_size = (s.max_len as u32).min(p.data_size);
                 cfg.packets = Some(p);
             }
             let p = Publisher::create(HostBackend, cfg, stream).expect("cuframes publisher");
