@@ -189,10 +189,10 @@ pub fn start(dir: &Path, s: Setup) -> (Pub, Vec<Sub>) {
                 // what is in flight only spreads the writes over colder
                 // memory). CUFRAMES_BENCH_PACKET_RING overrides it (bytes).
                 let sized = (s.window as usize * s.max_len * 3 / 2).max(1 << 20);
-                p.data_size = std::env::var("CUFRAMES_BENCH_PACKET_RING").map_or(
-                    sized.next_multiple_of(8) as u32,
-                    |v| v.parse().expect("packet ring bytes"),
-                );
+                p.data_size = std::env::var("CUFRAMES_BENCH_PACKET_RING")
+                    .map_or(sized.next_multiple_of(8) as u32, |v| {
+                        v.parse().expect("packet ring bytes")
+                    });
                 p.max_packet_size = (s.max_len as u32).min(p.data_size);
                 cfg.packets = Some(p);
             }

@@ -21,7 +21,6 @@ use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
 use cudarc::driver::CudaContext;
 use cuframes_core::layout::StreamDesc;
-use cuframes_core::ring::FrameMeta;
 use cuframes_core::runtime::clock::monotonic_ns;
 use cuframes_core::runtime::{Publisher, PublisherConfig, SubscribeOptions, Subscriber};
 use cuframes_core::{Codec, DeliveryMode, PixelFormat, PublishPolicy};
@@ -32,7 +31,7 @@ use cuframes_cuda::{
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const WARMUP: u64 = 50;
 
@@ -141,24 +140,15 @@ fn one(r: &Run, mode: Mode) -> Result<Figures> {
         let _ = child.wait();
         bail!("the {mode:?} subscriber did not connect (see its error above)");
     }
-    let start = Instant::now();
-    for i in 0..r.frames {
-        let due = start + Duration::from_micros(r.interval_us * i);
-        while Instant::now() < due {
-            std::hint::spin_loop();
-        }
-        let t0 = monotonic_ns();
-        let meta = FrameMeta {
-            pts_ns: Some(t0 as i64),
-            source_index: i,
-            ..Default::default()
-        };
-        publisher.publish(meta, |slot, _| {
-            k.fill(&stream, slot.device_ptr(), words, i as u32 + 1)
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
-            slot.fence(raw).map_err(std::io::Error::other)
-        })?;
-    }
+    crate::publish_filled(
+        &mut publisher,
+        &k,
+        &stream,
+        raw,
+        words,
+        r.frames,
+        r.interval_us,
+    )?;
     let line = BufReader::new(child.stdout.take().context("child stdout")?)
         .lines()
         .next()

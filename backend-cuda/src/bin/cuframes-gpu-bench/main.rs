@@ -356,24 +356,7 @@ fn handoff(
         }
         bail!("the subscriber did not connect");
     }
-    let start = Instant::now();
-    for i in 0..frames {
-        let due = start + Duration::from_micros(interval_us * i);
-        while Instant::now() < due {
-            std::hint::spin_loop();
-        }
-        let t0 = monotonic_ns();
-        let meta = FrameMeta {
-            pts_ns: Some(t0 as i64),
-            source_index: i,
-            ..Default::default()
-        };
-        publisher.publish(meta, |slot, _| {
-            k.fill(&stream, slot.device_ptr(), words, i as u32 + 1)
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
-            slot.fence(raw).map_err(std::io::Error::other)
-        })?;
-    }
+    publish_filled(&mut publisher, &k, &stream, raw, words, frames, interval_us)?;
     let line = match sub {
         Sub::Process(mut child) => {
             let line = BufReader::new(child.stdout.take().context("child stdout")?)
@@ -401,6 +384,42 @@ fn handoff(
         desc.frame_size,
         frames - WARMUP
     );
+    Ok(())
+}
+
+/// Publishes `frames` frames on a spin-paced schedule, one every
+/// `interval_us` µs: each slot filled on `stream` by the `fill` kernel with
+/// the 32-bit word `index + 1` (`words` words), fenced (`CudaSlot::fence`)
+/// and committed, with the CLOCK_MONOTONIC ns taken just before the fill in
+/// `pts_ns` (the subscriber's latency starts there) and the index in
+/// `source_index`.
+pub(crate) fn publish_filled(
+    publisher: &mut Publisher<CudaBackend>,
+    k: &kernels::Kernels,
+    stream: &cudarc::driver::CudaStream,
+    raw: RawStream,
+    words: u64,
+    frames: u64,
+    interval_us: u64,
+) -> Result<()> {
+    let start = Instant::now();
+    for i in 0..frames {
+        let due = start + Duration::from_micros(interval_us * i);
+        while Instant::now() < due {
+            std::hint::spin_loop();
+        }
+        let t0 = monotonic_ns();
+        let meta = FrameMeta {
+            pts_ns: Some(t0 as i64),
+            source_index: i,
+            ..Default::default()
+        };
+        publisher.publish(meta, |slot, _| {
+            k.fill(stream, slot.device_ptr(), words, i as u32 + 1)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            slot.fence(raw).map_err(std::io::Error::other)
+        })?;
+    }
     Ok(())
 }
 
