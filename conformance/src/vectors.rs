@@ -8,8 +8,8 @@
 //! previous line ended. Regenerate with
 //! `cargo run -p cuframes-conformance --bin gen-vectors`.
 
-use cuframes_core::layout::{ControlLayout, StreamDesc};
-use cuframes_core::ring::{Claim, ControlWords, FrameMeta, LeaseWords, RingWriter};
+use cuframes_core::layout::{ControlLayout, StreamDesc, LEASES_PER_ROW};
+use cuframes_core::ring::{Claim, ControlWords, FrameMeta, LeaseWords, ReaderRef, RingWriter};
 use cuframes_core::sync::{AtomicU32, AtomicU64};
 use cuframes_core::wire::{
     ErrorCode, ErrorMsg, GoodbyeReason, Hello, Message, Name, Welcome, HELLO_WANTS_FRAMES,
@@ -171,8 +171,17 @@ fn control_region() -> Vector {
         ),
         &s,
     );
+    // One InOrder reader that has read nothing: every frame stays unread, so
+    // no slot is warm (§5.4) and the claims go oldest first, filling slots
+    // 0, 1 and 2.
+    let row: Vec<AtomicU64> = (0..16).map(|_| AtomicU64::new(0)).collect();
+    let reader = ReaderRef {
+        row: LeaseWords::new(&row).expect("16 words"),
+        unread_floor: Some(0),
+        revoked: [0; LEASES_PER_ROW],
+    };
     for i in 0..3u64 {
-        let Claim::Claimed(c) = w.claim(&[], false) else {
+        let Claim::Claimed(c) = w.claim([reader], false) else {
             unreachable!("an empty ring has free slots")
         };
         w.commit(
