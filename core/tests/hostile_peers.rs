@@ -516,3 +516,56 @@ fn a_stuck_in_order_reader_is_demoted_after_max_lag_events() {
     assert_eq!(stalls, 2, "a demoted reader keeps nobody waiting");
     assert_eq!(s.published, 40);
 }
+
+/// Mappings of subscribers' lease rows in this process (the publisher maps
+/// each row it is handed; the subscribers here map their own while alive).
+fn mapped_lease_rows() -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("cuframes-lease-row"))
+        .count()
+}
+
+#[test]
+fn subscribers_churning_against_an_idle_publisher_leave_no_rows_behind() {
+    let _g = serial();
+    let d = temp_dir("churn");
+    let mut cfg = PublisherConfig::new("churn");
+    cfg.runtime_dir = Some(d.clone());
+    // Publishes nothing while they churn: a camera that is away.
+    let mut p = Publisher::create(HostBackend, cfg, stream()).unwrap();
+    let mut o = SubscribeOptions::new(DeliveryMode::InOrder);
+    o.runtime_dir = Some(d);
+    const ROUNDS: usize = 300;
+    for i in 0..ROUNDS {
+        let s = Subscriber::connect_host("churn", o.clone())
+            .unwrap_or_else(|e| panic!("round {i}: {e}"));
+        drop(s);
+    }
+    let gone = within(Duration::from_secs(10), || p.subscriber_count() == 0);
+    assert!(gone.is_some(), "{} still counted", p.subscriber_count());
+    let rows = within(Duration::from_secs(10), || mapped_lease_rows() == 0);
+    println!(
+        "{ROUNDS} subscribers came and went; rows still mapped: {}",
+        mapped_lease_rows()
+    );
+    assert!(rows.is_some(), "{} rows still mapped", mapped_lease_rows());
+    // The table is sound afterwards: a newcomer gets the next frame.
+    let sub = Subscriber::connect_host("churn", o).unwrap();
+    within(Duration::from_secs(5), || p.subscriber_count() == 1).unwrap();
+    p.publish(FrameMeta::default(), |slot, s| {
+        slot.bytes_mut()[..s.frame_size as usize].fill(7);
+        Ok::<(), std::io::Error>(())
+    })
+    .unwrap();
+    let f = sub.next_frame(Duration::from_secs(5)).unwrap();
+    let mut rows_seen = 0;
+    f.for_each_row(|row| {
+        rows_seen += 1;
+        assert!(row.iter().all(|&b| b == 7));
+    });
+    assert!(rows_seen > 0);
+    drop(f);
+    assert_eq!(mapped_lease_rows(), 2, "the newcomer's row, mapped by both sides");
+}

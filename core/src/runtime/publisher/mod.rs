@@ -289,11 +289,23 @@ impl<B: Backend> Shared<B> {
         self.push_join(Join::Add(Box::new(r)));
     }
 
+    /// Drops reader `id`. An admission the publisher thread has not taken
+    /// yet is cancelled here (its row unmapped at once), so a publisher that
+    /// publishes nothing for a while (a camera away) does not pile up the
+    /// rows of subscribers that came and went.
     pub(crate) fn remove_reader(&self, id: u32) {
         let _ = self
             .subscribers
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-        self.push_join(Join::Remove(id));
+        let cancelled = {
+            let mut joins = self.joins.lock().unwrap_or_else(|p| p.into_inner());
+            let before = joins.len();
+            joins.retain(|j| !matches!(j, Join::Add(r) if r.id == id));
+            joins.len() != before
+        };
+        if !cancelled {
+            self.push_join(Join::Remove(id));
+        }
         // Wake a publisher waiting for a slot this reader pinned.
         let ring = self.current();
         let rel = ring.words().release_wake();
