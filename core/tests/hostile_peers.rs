@@ -567,5 +567,9 @@ fn subscribers_churning_against_an_idle_publisher_leave_no_rows_behind() {
     });
     assert!(rows_seen > 0);
     drop(f);
-    assert_eq!(mapped_lease_rows(), 2, "the newcomer's row, mapped by both sides");
+    assert_eq!(
+        mapped_lease_rows(),
+        2,
+        "the newcomer's row, mapped by both sides"
+    );
 }
