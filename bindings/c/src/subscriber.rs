@@ -12,13 +12,16 @@ use crate::error::{packet_error, recv_error, Error, *};
 use crate::types::*;
 use cuframes_core::runtime::{
     Backend, CodecParams, ConnectError, EndReason, HostBackend, OwnedFrame, Packet, PublisherUids,
-    Reconnect, SubscribeOptions, Subscriber,
+    Reconnect, SubscribeOptions, Subscriber, WaitStrategy,
 };
 use cuframes_core::{DeliveryMode, MemoryKind, PixelFormat};
 use cuframes_cuda::{CudaBackend, CudaFrameExt, RawStream};
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// Largest `wait_spin_us` accepted (1 s): a longer busy-wait is a mistake.
+pub const MAX_WAIT_SPIN_US: u32 = 1_000_000;
 
 /// How long a call may wait, from a C `timeout_ms`: negative blocks until
 /// something arrives, 0 does not block, positive waits that many ms.
@@ -110,6 +113,8 @@ pub fn default_subscriber_options() -> cuframes_subscriber_options_t {
         publisher_uid_count: 0,
         accept_any_publisher_uid: 0,
         allow_legacy_ipc: 0,
+        wait_spin_us: WaitStrategy::default().spin.as_micros() as u32,
+        wait_anticipate: u32::from(WaitStrategy::default().anticipate),
     }
 }
 
@@ -134,6 +139,16 @@ impl SubscribeConfig {
         }
         opts.runtime_dir = runtime_dir;
         opts.handshake_timeout = Duration::from_millis(u64::from(o.connect_timeout_ms.max(1)));
+        if o.wait_spin_us > MAX_WAIT_SPIN_US {
+            return Err(Error::arg(format!(
+                "wait_spin_us {} is over {MAX_WAIT_SPIN_US} (1 s)",
+                o.wait_spin_us
+            )));
+        }
+        opts.wait = WaitStrategy {
+            spin: Duration::from_micros(u64::from(o.wait_spin_us)),
+            anticipate: o.wait_anticipate != 0,
+        };
         if o.subscribe_flags & !(CUFRAMES_SUBSCRIBE_FRAMES | CUFRAMES_SUBSCRIBE_PACKETS) != 0 {
             return Err(Error::arg(format!(
                 "subscribe_flags {:#x} has unknown bits",

@@ -239,6 +239,15 @@ pub struct cuframes_subscriber_options_t {
     /// Such handles cannot be validated: this trusts every publisher the
     /// subscriber connects to not to send forged ones. Default 0.
     pub allow_legacy_ipc: u32,
+    /// A blocking `next` with a timeout busy-waits this long, µs, for the
+    /// next commit before sleeping on the futex (`docs/protocol.md` §5.5;
+    /// default 50; 0: sleep at once). At most 1 000 000.
+    pub wait_spin_us: u32,
+    /// Nonzero (default 1): learn the stream's pace and spin across the
+    /// expected moment of the next commit (§5.5); costs at most
+    /// `wait_spin_us` + 270 µs of CPU per frame. 0 with `wait_spin_us` 0:
+    /// the plain futex wait.
+    pub wait_anticipate: u32,
 }
 
 /// The stream a subscriber receives (`cuframes_subscriber_get_stream`).

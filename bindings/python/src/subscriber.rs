@@ -8,7 +8,7 @@ use crate::errors;
 use crate::frame::{Frame, Owned};
 use cuframes_core::runtime::{
     Backend, ConnectError, HostBackend, PacketRecvError, PublisherUids, Reconnect, RecvError,
-    SubscribeOptions, Subscriber as RustSubscriber,
+    SubscribeOptions, Subscriber as RustSubscriber, WaitStrategy,
 };
 use cuframes_core::{DeliveryMode, MemoryKind};
 use cuframes_cuda::CudaBackend;
@@ -39,10 +39,17 @@ pub struct Subscriber {
     frames: bool,
 }
 
+/// Longest `wait_spin` accepted: a longer busy-wait is a mistake.
+const MAX_WAIT_SPIN: Duration = Duration::from_secs(1);
+
 fn seconds(v: Option<f64>, what: &str) -> PyResult<Option<Duration>> {
     match v {
         None => Ok(None),
-        Some(s) if s.is_finite() && s >= 0.0 => Ok(Some(Duration::from_secs_f64(s))),
+        Some(s) if s >= 0.0 => Duration::try_from_secs_f64(s).map(Some).map_err(|_| {
+            PyValueError::new_err(format!(
+                "{what} must be a finite number of seconds, not {s}"
+            ))
+        }),
         Some(s) => Err(PyValueError::new_err(format!(
             "{what} must be >= 0 seconds, not {s}"
         ))),
@@ -178,7 +185,8 @@ impl Subscriber {
     #[new]
     #[pyo3(signature = (key, mode = "newest", backend = "auto", timeout = None, reconnect = true,
         packets = false, frames = true, name = None, runtime_dir = None, publisher_uids = None,
-        wait_publisher = 0.0, handshake_timeout = 5.0, allow_legacy_ipc = false))]
+        wait_publisher = 0.0, handshake_timeout = 5.0, allow_legacy_ipc = false,
+        wait_spin = 50e-6, wait_anticipate = true))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -195,6 +203,8 @@ impl Subscriber {
         wait_publisher: f64,
         handshake_timeout: f64,
         allow_legacy_ipc: bool,
+        wait_spin: f64,
+        wait_anticipate: bool,
     ) -> PyResult<Self> {
         let mut opts = SubscribeOptions::new(self::mode(mode)?);
         if let Some(n) = name {
@@ -206,6 +216,16 @@ impl Subscriber {
         opts.publisher_uids = uids(publisher_uids)?;
         opts.handshake_timeout = seconds(Some(handshake_timeout), "handshake_timeout")?
             .unwrap_or(Duration::from_secs(5));
+        let spin = seconds(Some(wait_spin), "wait_spin")?.unwrap_or_default();
+        if spin > MAX_WAIT_SPIN {
+            return Err(PyValueError::new_err(format!(
+                "wait_spin must be at most 1 second, not {wait_spin}"
+            )));
+        }
+        opts.wait = WaitStrategy {
+            spin,
+            anticipate: wait_anticipate,
+        };
         if reconnect {
             opts.reconnect = Some(Reconnect::default());
         }
@@ -284,6 +304,7 @@ impl Subscriber {
         d.set_item("revoked", st.revoked)?;
         d.set_item("reconnects", st.reconnects)?;
         d.set_item("stream_changes", st.stream_changes)?;
+        d.set_item("spin_hits", st.spin_hits)?;
         Ok(d.unbind())
     }
 

@@ -19,6 +19,11 @@
 #include <stdint.h>
 
 /**
+ * Largest `wait_spin_us` accepted (1 s): a longer busy-wait is a mistake.
+ */
+#define MAX_WAIT_SPIN_US 1000000
+
+/**
  * Library version, major (as `cuframes_version()`).
  */
 #define CUFRAMES_VERSION_MAJOR 0
@@ -808,6 +813,19 @@ typedef struct {
      * subscriber connects to not to send forged ones. Default 0.
      */
     uint32_t allow_legacy_ipc;
+    /**
+     * A blocking `next` with a timeout busy-waits this long, µs, for the
+     * next commit before sleeping on the futex (`docs/protocol.md` §5.5;
+     * default 50; 0: sleep at once). At most 1 000 000.
+     */
+    uint32_t wait_spin_us;
+    /**
+     * Nonzero (default 1): learn the stream's pace and spin across the
+     * expected moment of the next commit (§5.5); costs at most
+     * `wait_spin_us` + 270 µs of CPU per frame. 0 with `wait_spin_us` 0:
+     * the plain futex wait.
+     */
+    uint32_t wait_anticipate;
 } cuframes_subscriber_options_t;
 
 /**

@@ -79,6 +79,10 @@ struct SubscriberOptions {
     bool accept_any_publisher_uid = false;
     /// Trust publishers' legacy CUDA IPC handles (see cuframes.h).
     bool allow_legacy_ipc = false;
+    /// Busy-wait before sleeping in next() with a timeout, µs (see cuframes.h).
+    uint32_t wait_spin_us = 50;
+    /// Spin across the expected moment of the next frame (see cuframes.h).
+    bool wait_anticipate = true;
 };
 
 /// A leased frame; the destructor releases it. Valid pointers only while
@@ -226,6 +230,8 @@ class Subscriber {
         c.publisher_uid_count = o.publisher_uids.size();
         c.accept_any_publisher_uid = o.accept_any_publisher_uid ? 1 : 0;
         c.allow_legacy_ipc = o.allow_legacy_ipc ? 1 : 0;
+        c.wait_spin_us = o.wait_spin_us;
+        c.wait_anticipate = o.wait_anticipate ? 1 : 0;
         detail::check(cuframes_subscriber_create(&c, &s_), "cuframes_subscriber_create");
     }
     Subscriber(Subscriber &&o) noexcept : s_(std::exchange(o.s_, nullptr)) {}

@@ -5,6 +5,7 @@
  *
  * usage: errors RUNTIME_DIR */
 #include <cuframes/cuframes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +92,15 @@ int main(int argc, char **argv) {
     so = sub_opts(dir, "nobody");
     so.subscribe_flags = 0;
     EXPECT(cuframes_subscriber_create(&so, &sub), CUFRAMES_ERR_INVALID_ARG);
+    so = sub_opts(dir, "nobody");
+    CHECK(so.wait_spin_us == 50 && so.wait_anticipate == 1); /* the defaults */
+    so.wait_spin_us = 1000001;
+    EXPECT(cuframes_subscriber_create(&so, &sub), CUFRAMES_ERR_INVALID_ARG);
+    CHECK(strstr(cuframes_last_error(), "wait_spin_us") != NULL);
+    /* A caller built before the wait fields: bytes past its struct_size are
+       not read (the defaults apply), so it gets as far as the lookup. */
+    so.struct_size = offsetof(cuframes_subscriber_options_t, wait_spin_us);
+    EXPECT(cuframes_subscriber_create(&so, &sub), CUFRAMES_ERR_NO_PUBLISHER);
     CHECK(sub == NULL); /* unchanged on error */
 
     /* Bad key, no publisher. */
