@@ -16,14 +16,15 @@
 //! subscriber's GPU (`copy`), each `--bw-reps` times back to back, in GB/s
 //! (10^9 bytes per second of frame bytes).
 
+use crate::bench_pub::{BenchPublisher, FrameArgs};
 use crate::kernels;
+use crate::WARMUP;
 use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
 use cudarc::driver::CudaContext;
-use cuframes_core::layout::StreamDesc;
 use cuframes_core::runtime::clock::monotonic_ns;
-use cuframes_core::runtime::{Publisher, PublisherConfig, SubscribeOptions, Subscriber};
-use cuframes_core::{Codec, DeliveryMode, PixelFormat, PublishPolicy};
+use cuframes_core::runtime::{SubscribeOptions, Subscriber};
+use cuframes_core::DeliveryMode;
 use cuframes_cuda::{
     CrossGpu, CudaBackend, CudaConfig, CudaFrameCopy, CudaFrameExt, DeviceSelect, FrameAccess,
     RawStream, SubscriberConfig,
@@ -32,8 +33,6 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-const WARMUP: u64 = 50;
 
 /// Where the subscriber works and how it reaches the frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -51,9 +50,7 @@ pub struct Run {
     pub publisher_gpu: u32,
     pub subscriber_gpu: u32,
     pub modes: Vec<Mode>,
-    pub frames: u64,
-    pub size: (u32, u32),
-    pub interval_us: u64,
+    pub frames: FrameArgs,
     pub bw_reps: u32,
 }
 
@@ -67,7 +64,7 @@ struct Figures {
 
 /// Runs every mode in turn and prints one line each, then the ratios.
 pub fn run(r: &Run) -> Result<()> {
-    if r.frames <= WARMUP {
+    if r.frames.frames <= WARMUP {
         bail!("--frames must exceed the {WARMUP} warm-up frames");
     }
     if r.modes.is_empty() {
@@ -98,34 +95,21 @@ pub fn run(r: &Run) -> Result<()> {
 }
 
 fn one(r: &Run, mode: Mode) -> Result<Figures> {
-    let (width, height) = r.size;
     let config = CudaConfig {
         device: r.publisher_gpu,
         ..CudaConfig::default()
     };
-    let backend = CudaBackend::publisher(config).context("opening the publisher's GPU")?;
-    let ctx = CudaContext::new(r.publisher_gpu as usize).context("cudarc context")?;
-    let stream = ctx.new_stream()?;
-    let raw = RawStream::from_raw(stream.cu_stream());
-    let k = kernels::Kernels::load(&ctx)?;
-    let desc = StreamDesc::packed(width, height, PixelFormat::Nv12, Codec::H264)?;
-    let words = desc.frame_size / 4;
-    let dir = std::env::temp_dir().join(format!("cuframes-gpu-bench-x{}", std::process::id()));
     let key = "crossgpu";
-    let mut pc = PublisherConfig::new(key);
-    pc.runtime_dir = Some(dir.clone());
-    pc.policy = PublishPolicy::Wait;
-    pc.slots = 4;
-    let mut publisher = Publisher::create(backend, pc, desc)?;
+    let mut bench = BenchPublisher::create(config, key, "x", &r.frames)?;
     let sub_gpu = match mode {
         Mode::Local => r.publisher_gpu,
         Mode::Peer | Mode::Copy => r.subscriber_gpu,
     };
     let mut child = Command::new(std::env::current_exe()?)
         .args(["cross-gpu-sub", "--key", key, "--frames"])
-        .arg(r.frames.to_string())
+        .arg(r.frames.frames.to_string())
         .arg("--runtime-dir")
-        .arg(&dir)
+        .arg(&bench.dir)
         .arg("--gpu")
         .arg(sub_gpu.to_string())
         .arg("--mode")
@@ -135,20 +119,15 @@ fn one(r: &Run, mode: Mode) -> Result<Figures> {
         .stdout(Stdio::piped())
         .spawn()
         .context("starting the subscriber process")?;
-    if !publisher.wait_for_subscribers(1, Duration::from_secs(30)) {
+    if !bench
+        .publisher
+        .wait_for_subscribers(1, Duration::from_secs(30))
+    {
         let _ = child.kill();
         let _ = child.wait();
         bail!("the {mode:?} subscriber did not connect (see its error above)");
     }
-    crate::publish_filled(
-        &mut publisher,
-        &k,
-        &stream,
-        raw,
-        words,
-        r.frames,
-        r.interval_us,
-    )?;
+    bench.publish_filled(&r.frames)?;
     let line = BufReader::new(child.stdout.take().context("child stdout")?)
         .lines()
         .next()
@@ -157,7 +136,8 @@ fn one(r: &Run, mode: Mode) -> Result<Figures> {
     if !status.success() {
         bail!("the {mode:?} subscriber process failed: {status}");
     }
-    publisher.finish();
+    let frame_size = bench.desc.frame_size;
+    bench.publisher.finish();
     let (human, fig) = line
         .split_once(" | ")
         .context("malformed result from the subscriber process")?;
@@ -167,11 +147,12 @@ fn one(r: &Run, mode: Mode) -> Result<Figures> {
             .unwrap_or(0.0)
     };
     println!(
-        "cross-gpu mode={mode:?} publisher GPU {} subscriber GPU {sub_gpu} frame={width}x{height} NV12 ({} B) frames={} interval={}us: {human}",
+        "cross-gpu mode={mode:?} publisher GPU {} subscriber GPU {sub_gpu} frame={}x{} NV12 ({frame_size} B) frames={} interval={}us: {human}",
         r.publisher_gpu,
-        desc.frame_size,
-        r.frames - WARMUP,
-        r.interval_us
+        r.frames.width,
+        r.frames.height,
+        r.frames.frames - WARMUP,
+        r.frames.interval_us
     );
     Ok(Figures {
         p50: num("p50_us"),

@@ -16,21 +16,20 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use cudarc::driver::CudaContext;
-use cuframes_core::layout::StreamDesc;
-use cuframes_core::ring::FrameMeta;
 use cuframes_core::runtime::clock::monotonic_ns;
-use cuframes_core::runtime::{
-    Publisher, PublisherConfig, SubscribeOptions, Subscriber, WaitStrategy,
-};
-use cuframes_core::{Codec, DeliveryMode, PixelFormat, PublishPolicy};
+use cuframes_core::runtime::{SubscribeOptions, Subscriber, WaitStrategy};
+use cuframes_core::DeliveryMode;
 use cuframes_cuda::{CudaBackend, CudaConfig, CudaFrameExt, CudaMemory, CudaSync, RawStream};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod bench_pub;
 mod cross;
 mod kernels;
+
+use bench_pub::{BenchPublisher, FrameArgs};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum SyncArg {
@@ -66,18 +65,8 @@ enum Cmd {
         /// How slots are shared.
         #[arg(long, value_enum, default_value = "vmm-fd")]
         memory: MemoryArg,
-        /// Frames to hand off (the first 50 are warm-up, not counted).
-        #[arg(long, default_value_t = 2000)]
-        frames: u64,
-        /// Frame width, pixels (NV12).
-        #[arg(long, default_value_t = 1920)]
-        width: u32,
-        /// Frame height, pixels.
-        #[arg(long, default_value_t = 1080)]
-        height: u32,
-        /// Time between frames, µs.
-        #[arg(long, default_value_t = 1000)]
-        interval_us: u64,
+        #[command(flatten)]
+        frames: FrameArgs,
         /// The subscriber polls (`next_frame` with a zero timeout) instead of
         /// sleeping on the futex.
         #[arg(long)]
@@ -114,18 +103,8 @@ enum Cmd {
             default_value = "local,peer,copy"
         )]
         modes: Vec<cross::Mode>,
-        /// Frames per mode (the first 50 are warm-up, not counted).
-        #[arg(long, default_value_t = 2000)]
-        frames: u64,
-        /// Frame width, pixels (NV12).
-        #[arg(long, default_value_t = 1920)]
-        width: u32,
-        /// Frame height, pixels.
-        #[arg(long, default_value_t = 1080)]
-        height: u32,
-        /// Time between frames, µs.
-        #[arg(long, default_value_t = 1000)]
-        interval_us: u64,
+        #[command(flatten)]
+        frames: FrameArgs,
         /// Back-to-back kernel reads and copies of the last frame for the
         /// bandwidth figures.
         #[arg(long, default_value_t = 200)]
@@ -163,7 +142,8 @@ enum Cmd {
     },
 }
 
-const WARMUP: u64 = 50;
+/// Frames at the start of a run that are not counted.
+pub(crate) const WARMUP: u64 = 50;
 
 fn main() {
     if let Err(e) = run(Args::parse()) {
@@ -178,9 +158,6 @@ fn run(args: Args) -> Result<()> {
             sync,
             memory,
             frames,
-            width,
-            height,
-            interval_us,
             poll,
             futex_only,
             spin_us,
@@ -188,9 +165,7 @@ fn run(args: Args) -> Result<()> {
         } => handoff(
             sync,
             memory,
-            frames,
-            (width, height),
-            interval_us,
+            &frames,
             Waiting {
                 poll,
                 futex_only,
@@ -203,17 +178,12 @@ fn run(args: Args) -> Result<()> {
             subscriber_gpu,
             modes,
             frames,
-            width,
-            height,
-            interval_us,
             bw_reps,
         } => cross::run(&cross::Run {
             publisher_gpu,
             subscriber_gpu,
             modes,
             frames,
-            size: (width, height),
-            interval_us,
             bw_reps,
         }),
         Cmd::CrossGpuSub {
@@ -297,13 +267,11 @@ impl Waiting {
 fn handoff(
     sync: SyncArg,
     memory: MemoryArg,
-    frames: u64,
-    (width, height): (u32, u32),
-    interval_us: u64,
+    frames: &FrameArgs,
     waiting: Waiting,
     in_process: bool,
 ) -> Result<()> {
-    if frames <= WARMUP {
+    if frames.frames <= WARMUP {
         bail!("--frames must exceed the {WARMUP} warm-up frames");
     }
     let config = CudaConfig {
@@ -317,46 +285,37 @@ fn handoff(
         },
         device: 0,
     };
-    let backend = CudaBackend::publisher(config).context("opening the GPU")?;
-    let ctx = CudaContext::new(0).context("cudarc context")?;
-    let stream = ctx.new_stream()?;
-    let raw = RawStream::from_raw(stream.cu_stream());
-    let k = kernels::Kernels::load(&ctx)?;
-    let desc = StreamDesc::packed(width, height, PixelFormat::Nv12, Codec::H264)?;
-    let words = desc.frame_size / 4;
-    let dir = std::env::temp_dir().join(format!("cuframes-gpu-bench-{}", std::process::id()));
     let key = "handoff";
-    let mut pc = PublisherConfig::new(key);
-    pc.runtime_dir = Some(dir.clone());
-    pc.policy = PublishPolicy::Wait;
-    pc.slots = 4;
-    let mut publisher = Publisher::create(backend, pc, desc)?;
-
+    let mut bench = BenchPublisher::create(config, key, "", frames)?;
+    let n = frames.frames;
     let mut sub = if in_process {
-        let d = dir.clone();
+        let d = bench.dir.clone();
         Sub::Thread(std::thread::spawn(move || {
-            handoff_sub(key, frames, d, waiting).map_err(|e| format!("{e:#}"))
+            handoff_sub(key, n, d, waiting).map_err(|e| format!("{e:#}"))
         }))
     } else {
         Sub::Process(
             Command::new(std::env::current_exe()?)
                 .args(["handoff-sub", "--key", key, "--frames"])
-                .arg(frames.to_string())
+                .arg(n.to_string())
                 .arg("--runtime-dir")
-                .arg(&dir)
+                .arg(&bench.dir)
                 .args(waiting.args())
                 .stdout(Stdio::piped())
                 .spawn()
                 .context("starting the subscriber process")?,
         )
     };
-    if !publisher.wait_for_subscribers(1, Duration::from_secs(30)) {
+    if !bench
+        .publisher
+        .wait_for_subscribers(1, Duration::from_secs(30))
+    {
         if let Sub::Process(c) = &mut sub {
             let _ = c.kill();
         }
         bail!("the subscriber did not connect");
     }
-    publish_filled(&mut publisher, &k, &stream, raw, words, frames, interval_us)?;
+    bench.publish_filled(frames)?;
     let line = match sub {
         Sub::Process(mut child) => {
             let line = BufReader::new(child.stdout.take().context("child stdout")?)
@@ -374,52 +333,17 @@ fn handoff(
             .map_err(|_| anyhow::anyhow!("the subscriber thread panicked"))?
             .map_err(|e| anyhow::anyhow!(e))?,
     };
-    publisher.finish();
+    let frame_size = bench.desc.frame_size;
+    bench.publisher.finish();
     println!(
-        "handoff sync={sync:?} memory={memory:?} wait={} subscriber={} frame={}x{} NV12 ({} B) frames={} interval={interval_us}us: {line}",
+        "handoff sync={sync:?} memory={memory:?} wait={} subscriber={} frame={}x{} NV12 ({frame_size} B) frames={} interval={}us: {line}",
         waiting.name(),
         if in_process { "thread" } else { "process" },
-        width,
-        height,
-        desc.frame_size,
-        frames - WARMUP
+        frames.width,
+        frames.height,
+        n - WARMUP,
+        frames.interval_us
     );
-    Ok(())
-}
-
-/// Publishes `frames` frames on a spin-paced schedule, one every
-/// `interval_us` µs: each slot filled on `stream` by the `fill` kernel with
-/// the 32-bit word `index + 1` (`words` words), fenced (`CudaSlot::fence`)
-/// and committed, with the CLOCK_MONOTONIC ns taken just before the fill in
-/// `pts_ns` (the subscriber's latency starts there) and the index in
-/// `source_index`.
-pub(crate) fn publish_filled(
-    publisher: &mut Publisher<CudaBackend>,
-    k: &kernels::Kernels,
-    stream: &cudarc::driver::CudaStream,
-    raw: RawStream,
-    words: u64,
-    frames: u64,
-    interval_us: u64,
-) -> Result<()> {
-    let start = Instant::now();
-    for i in 0..frames {
-        let due = start + Duration::from_micros(interval_us * i);
-        while Instant::now() < due {
-            std::hint::spin_loop();
-        }
-        let t0 = monotonic_ns();
-        let meta = FrameMeta {
-            pts_ns: Some(t0 as i64),
-            source_index: i,
-            ..Default::default()
-        };
-        publisher.publish(meta, |slot, _| {
-            k.fill(stream, slot.device_ptr(), words, i as u32 + 1)
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
-            slot.fence(raw).map_err(std::io::Error::other)
-        })?;
-    }
     Ok(())
 }
 
