@@ -20,9 +20,6 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Largest `wait_spin_us` accepted (1 s): a longer busy-wait is a mistake.
-pub const MAX_WAIT_SPIN_US: u32 = 1_000_000;
-
 /// How long a call may wait, from a C `timeout_ms`: negative blocks until
 /// something arrives, 0 does not block, positive waits that many ms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,9 +136,9 @@ impl SubscribeConfig {
         }
         opts.runtime_dir = runtime_dir;
         opts.handshake_timeout = Duration::from_millis(u64::from(o.connect_timeout_ms.max(1)));
-        if o.wait_spin_us > MAX_WAIT_SPIN_US {
+        if o.wait_spin_us > CUFRAMES_MAX_WAIT_SPIN_US {
             return Err(Error::arg(format!(
-                "wait_spin_us {} is over {MAX_WAIT_SPIN_US} (1 s)",
+                "wait_spin_us {} is over {CUFRAMES_MAX_WAIT_SPIN_US} (1 s)",
                 o.wait_spin_us
             )));
         }

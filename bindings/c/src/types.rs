@@ -245,10 +245,20 @@ pub struct cuframes_subscriber_options_t {
     pub wait_spin_us: u32,
     /// Nonzero (default 1): learn the stream's pace and spin across the
     /// expected moment of the next commit (§5.5); costs at most
-    /// `wait_spin_us` + 270 µs of CPU per frame. 0 with `wait_spin_us` 0:
-    /// the plain futex wait.
+    /// 2 × `wait_spin_us` + 270 µs of CPU per frame (and per `next` call).
+    /// 0 with `wait_spin_us` 0: the plain futex wait.
     pub wait_anticipate: u32,
 }
+
+/// Bytes of the first published version of `cuframes_subscriber_options_t`
+/// (through `allow_legacy_ipc`): the least `struct_size` accepted, and all
+/// that `cuframes_subscriber_options_init` writes.
+pub(crate) const SUBSCRIBER_OPTIONS_V1: usize =
+    std::mem::offset_of!(cuframes_subscriber_options_t, allow_legacy_ipc)
+        + std::mem::size_of::<u32>();
+
+/// Largest `wait_spin_us` accepted (1 s): a longer busy-wait is a mistake.
+pub const CUFRAMES_MAX_WAIT_SPIN_US: u32 = 1_000_000;
 
 /// The stream a subscriber receives (`cuframes_subscriber_get_stream`).
 #[repr(C)]
@@ -422,6 +432,13 @@ pub struct cuframes_publisher_options_t {
     pub max_packet_size: u32,
 }
 
+/// Bytes of the first published version of `cuframes_publisher_options_t`
+/// (through `max_packet_size`): the least `struct_size` accepted, and all
+/// that `cuframes_publisher_options_init` writes.
+pub(crate) const PUBLISHER_OPTIONS_V1: usize =
+    std::mem::offset_of!(cuframes_publisher_options_t, max_packet_size)
+        + std::mem::size_of::<u32>();
+
 /// One plane of an acquired slot, to write a frame into. Exactly one of
 /// `data` (host memory) and `device_ptr` (CUDA) is set. Valid until
 /// commit or abandon.
@@ -476,3 +493,9 @@ pub struct cuframes_frame_meta_t {
     /// -1): frames this publisher committed before it.
     pub source_index: i64,
 }
+
+/// Bytes of the first published version of `cuframes_frame_meta_t`
+/// (through `source_index`): the least `struct_size` accepted, and all that
+/// `cuframes_frame_meta_init` writes.
+pub(crate) const FRAME_META_V1: usize =
+    std::mem::offset_of!(cuframes_frame_meta_t, source_index) + std::mem::size_of::<i64>();

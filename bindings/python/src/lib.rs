@@ -9,6 +9,7 @@ mod errors;
 mod ffi;
 mod frame;
 mod publisher;
+mod seconds;
 mod stream;
 mod subscriber;
 

@@ -2,6 +2,7 @@
 //! (`__cuda_array_interface__`, device-to-device copies into VRAM slots).
 
 use crate::errors;
+use crate::seconds::seconds;
 use crate::stream;
 use cuframes_core::layout::{StreamDesc, FLAG_KEY};
 use cuframes_core::ring::FrameMeta;
@@ -38,16 +39,6 @@ fn extent(desc: &StreamDesc, i: usize) -> (usize, usize) {
     desc.format()
         .plane_extent(i as u32, desc.width as u32, desc.height as u32)
         .map_or((0, 0), |(row, rows)| (rows as usize, row as usize))
-}
-
-fn secs(s: f64, what: &str) -> PyResult<Duration> {
-    if s.is_finite() && s >= 0.0 {
-        Ok(Duration::from_secs_f64(s))
-    } else {
-        Err(PyValueError::new_err(format!(
-            "{what} must be >= 0 seconds, not {s}"
-        )))
-    }
 }
 
 /// A plane of the caller's frame in device memory: address and pitch.
@@ -288,8 +279,8 @@ impl Publisher {
                 )))
             }
         };
-        cfg.wait_timeout = secs(wait_timeout, "wait_timeout")?;
-        cfg.lease_timeout = secs(lease_timeout, "lease_timeout")?;
+        cfg.wait_timeout = seconds(wait_timeout, "wait_timeout")?;
+        cfg.lease_timeout = seconds(lease_timeout, "lease_timeout")?;
         cfg.runtime_dir = runtime_dir;
         let (inner, dev) = match backend {
             "host" => (
@@ -447,7 +438,7 @@ impl Publisher {
     /// seconds pass; returns whether they are.
     #[pyo3(signature = (n = 1, timeout = 10.0))]
     fn wait_for_subscribers(&mut self, py: Python<'_>, n: usize, timeout: f64) -> PyResult<bool> {
-        let t = secs(timeout, "timeout")?;
+        let t = seconds(timeout, "timeout")?;
         let deadline = std::time::Instant::now() + t;
         loop {
             let slice = deadline

@@ -6,6 +6,7 @@
 
 use crate::errors;
 use crate::frame::{Frame, Owned};
+use crate::seconds::{opt_seconds, seconds};
 use cuframes_core::runtime::{
     Backend, ConnectError, HostBackend, PacketRecvError, PublisherUids, Reconnect, RecvError,
     SubscribeOptions, Subscriber as RustSubscriber, WaitStrategy,
@@ -41,20 +42,6 @@ pub struct Subscriber {
 
 /// Longest `wait_spin` accepted: a longer busy-wait is a mistake.
 const MAX_WAIT_SPIN: Duration = Duration::from_secs(1);
-
-fn seconds(v: Option<f64>, what: &str) -> PyResult<Option<Duration>> {
-    match v {
-        None => Ok(None),
-        Some(s) if s >= 0.0 => Duration::try_from_secs_f64(s).map(Some).map_err(|_| {
-            PyValueError::new_err(format!(
-                "{what} must be a finite number of seconds, not {s}"
-            ))
-        }),
-        Some(s) => Err(PyValueError::new_err(format!(
-            "{what} must be >= 0 seconds, not {s}"
-        ))),
-    }
-}
 
 fn mode(s: &str) -> PyResult<DeliveryMode> {
     match s.replace('-', "_").as_str() {
@@ -214,9 +201,8 @@ impl Subscriber {
         opts.frames = frames;
         opts.packets = packets;
         opts.publisher_uids = uids(publisher_uids)?;
-        opts.handshake_timeout = seconds(Some(handshake_timeout), "handshake_timeout")?
-            .unwrap_or(Duration::from_secs(5));
-        let spin = seconds(Some(wait_spin), "wait_spin")?.unwrap_or_default();
+        opts.handshake_timeout = seconds(handshake_timeout, "handshake_timeout")?;
+        let spin = seconds(wait_spin, "wait_spin")?;
         if spin > MAX_WAIT_SPIN {
             return Err(PyValueError::new_err(format!(
                 "wait_spin must be at most 1 second, not {wait_spin}"
@@ -229,8 +215,8 @@ impl Subscriber {
         if reconnect {
             opts.reconnect = Some(Reconnect::default());
         }
-        let timeout = seconds(timeout, "timeout")?;
-        let wait = seconds(Some(wait_publisher), "wait_publisher")?.unwrap_or_default();
+        let timeout = opt_seconds(timeout, "timeout")?;
+        let wait = seconds(wait_publisher, "wait_publisher")?;
         if !matches!(backend, "auto" | "host" | "cuda") {
             return Err(PyValueError::new_err(format!(
                 "backend must be \"auto\", \"host\" or \"cuda\", not {backend:?}"
@@ -314,7 +300,7 @@ impl Subscriber {
     fn next(slf: &Bound<'_, Self>, timeout: Option<f64>) -> PyResult<Frame> {
         let py = slf.py();
         let me = slf.get();
-        let timeout = seconds(timeout, "timeout")?.or(me.timeout);
+        let timeout = opt_seconds(timeout, "timeout")?.or(me.timeout);
         let r = me.wait(py, timeout, |s, slice| {
             let r = match s {
                 Any::Host(s) => s.next_frame(slice).map(|f| Owned::Host(f.into_owned())),
@@ -352,7 +338,7 @@ impl Subscriber {
     /// The next encoded packet (packets=True); waits as `next()` does.
     #[pyo3(signature = (timeout = None))]
     fn next_packet(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Packet> {
-        let timeout = seconds(timeout, "timeout")?.or(self.timeout);
+        let timeout = opt_seconds(timeout, "timeout")?.or(self.timeout);
         let r = self.wait(py, timeout, |s, slice| {
             let r = match s {
                 Any::Host(s) => s.next_packet(slice),

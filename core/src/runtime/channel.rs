@@ -133,7 +133,7 @@ impl Channel {
     /// [`crate::wire::decode`]), waiting at most `timeout` (`None`: forever;
     /// zero: only what has arrived). `Ok(None)`: nothing complete yet.
     pub fn recv(&mut self, timeout: Option<Duration>) -> Result<Option<Vec<u8>>, ChannelError> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.map(crate::runtime::clock::deadline_after);
         loop {
             if let Some(len) = decode(&self.buf)?.map(|d| d.len) {
                 let raw = self.buf.drain(..len).collect();

@@ -658,10 +658,8 @@ impl<B: Backend> Subscriber<B> {
         // A poll's deadline is any instant already past (the last socket
         // read): it saves a clock read per empty poll.
         let now = Instant::now();
-        // A timeout past what `Instant` can hold waits "forever": ~30 years.
-        let deadline = now
-            .checked_add(timeout)
-            .unwrap_or_else(|| now + Duration::from_secs(1 << 30));
+        // A timeout past what `Instant` can hold waits "forever".
+        let deadline = super::clock::deadline_from(now, timeout);
         // The spin of `opts.wait` happens at most once per call.
         let mut spun = false;
         loop {
@@ -912,8 +910,8 @@ impl<B: Backend> Subscriber<B> {
                     tracing::warn!(key = %self.key, "reconnect attempt refused, still retrying: {text}");
                     *self.retry_warned.borrow_mut() = text;
                 }
-                r.next_try = Instant::now() + r.delay;
-                r.delay = (r.delay * 2).min(rc.max_delay);
+                r.next_try = super::clock::deadline_after(r.delay);
+                r.delay = r.delay.saturating_mul(2).min(rc.max_delay);
                 self.retry.set(Some(r));
                 Recovery::Wait(r.next_try)
             }
@@ -1136,7 +1134,7 @@ fn open_conn<B: Backend>(
         sent = sent.and(chan.send(&o.message(), fds));
     }
 
-    let deadline = Instant::now() + handshake_timeout;
+    let deadline = super::clock::deadline_after(handshake_timeout);
     let raw = loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let raw = match chan.recv(Some(left)) {

@@ -19,11 +19,6 @@
 #include <stdint.h>
 
 /**
- * Largest `wait_spin_us` accepted (1 s): a longer busy-wait is a mistake.
- */
-#define MAX_WAIT_SPIN_US 1000000
-
-/**
  * Library version, major (as `cuframes_version()`).
  */
 #define CUFRAMES_VERSION_MAJOR 0
@@ -100,6 +95,11 @@
  * packet ring).
  */
 #define CUFRAMES_SUBSCRIBE_PACKETS 2
+
+/**
+ * Largest `wait_spin_us` accepted (1 s): a longer busy-wait is a mistake.
+ */
+#define CUFRAMES_MAX_WAIT_SPIN_US 1000000
 
 /**
  * Result codes of the C API: `CUFRAMES_OK` (0) or a negative error.
@@ -822,8 +822,8 @@ typedef struct {
     /**
      * Nonzero (default 1): learn the stream's pace and spin across the
      * expected moment of the next commit (§5.5); costs at most
-     * `wait_spin_us` + 270 µs of CPU per frame. 0 with `wait_spin_us` 0:
-     * the plain futex wait.
+     * 2 × `wait_spin_us` + 270 µs of CPU per frame (and per `next` call).
+     * 0 with `wait_spin_us` 0: the plain futex wait.
      */
     uint32_t wait_anticipate;
 } cuframes_subscriber_options_t;
@@ -1060,15 +1060,32 @@ const char *cuframes_strerror(int code);
 const char *cuframes_last_error(void);
 
 /**
- * Fills `*opts` with the defaults and sets `opts->struct_size`.
+ * Fills the first version of `*opts` (the fields through
+ * `max_packet_size`) with the defaults and sets `opts->struct_size` to its
+ * size. The header maps `cuframes_publisher_options_init(opts)` to
+ * [`cuframes_publisher_options_init_sized`]`(opts, sizeof *(opts))`.
  *
  * Returns `CUFRAMES_OK`, or `CUFRAMES_ERR_INVALID_ARG` for NULL.
  * Thread-safety: any thread.
  *
  * # Safety
- * `opts` is NULL or points to a writable `cuframes_publisher_options_t`.
+ * `opts` is NULL or points to a writable `cuframes_publisher_options_t`
+ * of any published version.
  */
 int cuframes_publisher_options_init(cuframes_publisher_options_t *opts);
+
+/**
+ * Fills `*opts`, a struct of `size` bytes (`sizeof *opts` in the caller's
+ * header), with the defaults and sets `opts->struct_size` to the bytes it
+ * filled; writes nothing past `size`.
+ *
+ * Returns `CUFRAMES_OK`, or `CUFRAMES_ERR_INVALID_ARG` for NULL or a
+ * `size` below the first version's. Thread-safety: any thread.
+ *
+ * # Safety
+ * `opts` is NULL or aligned and writable for `size` bytes.
+ */
+int cuframes_publisher_options_init_sized(cuframes_publisher_options_t *opts, size_t size);
 
 /**
  * Fills `*meta` with the defaults (no pts, no flags, automatic source
@@ -1080,6 +1097,19 @@ int cuframes_publisher_options_init(cuframes_publisher_options_t *opts);
  * `meta` is NULL or points to a writable `cuframes_frame_meta_t`.
  */
 int cuframes_frame_meta_init(cuframes_frame_meta_t *meta);
+
+/**
+ * As `cuframes_frame_meta_init` for a struct of `size` bytes (`sizeof
+ * *meta` in the caller's header); writes nothing past `size`. The header
+ * maps `cuframes_frame_meta_init(meta)` to this.
+ *
+ * Returns `CUFRAMES_OK`, or `CUFRAMES_ERR_INVALID_ARG` for NULL or a
+ * `size` below the first version's.
+ *
+ * # Safety
+ * `meta` is NULL or aligned and writable for `size` bytes.
+ */
+int cuframes_frame_meta_init_sized(cuframes_frame_meta_t *meta, size_t size);
 
 /**
  * Starts publishing `opts->key`: binds the key's socket in the runtime
@@ -1229,15 +1259,35 @@ int cuframes_publisher_wait_for_subscribers(cuframes_publisher_t *publisher,
                                             int32_t timeout_ms);
 
 /**
- * Fills `*opts` with the defaults and sets `opts->struct_size`.
+ * Fills the first version of `*opts` (the fields through
+ * `allow_legacy_ipc`) with the defaults and sets `opts->struct_size` to its
+ * size: the function programs built before the struct grew call. The
+ * header maps `cuframes_subscriber_options_init(opts)` to
+ * [`cuframes_subscriber_options_init_sized`]`(opts, sizeof *(opts))`, which
+ * fills every field the caller knows.
  *
  * Returns `CUFRAMES_OK`, or `CUFRAMES_ERR_INVALID_ARG` for NULL.
  * Thread-safety: any thread.
  *
  * # Safety
- * `opts` is NULL or points to a writable `cuframes_subscriber_options_t`.
+ * `opts` is NULL or points to a writable `cuframes_subscriber_options_t`
+ * of any published version.
  */
 int cuframes_subscriber_options_init(cuframes_subscriber_options_t *opts);
+
+/**
+ * Fills `*opts`, a struct of `size` bytes (`sizeof *opts` in the caller's
+ * header), with the defaults, and sets `opts->struct_size` to the bytes it
+ * filled (`min(size, sizeof)` of this library's struct). Writes nothing
+ * past `size`.
+ *
+ * Returns `CUFRAMES_OK`, or `CUFRAMES_ERR_INVALID_ARG` for NULL or a
+ * `size` below the first version's. Thread-safety: any thread.
+ *
+ * # Safety
+ * `opts` is NULL or aligned and writable for `size` bytes.
+ */
+int cuframes_subscriber_options_init_sized(cuframes_subscriber_options_t *opts, size_t size);
 
 /**
  * Connects to the publisher of `opts->key` and returns the subscriber in
@@ -1691,3 +1741,11 @@ int cuframes_subscriber_get_codec_params(cuframes_subscriber_t *sub,
 
 /* The earlier C library's name of CUFRAMES_MODE_IN_ORDER. */
 #define CUFRAMES_MODE_STRICT_ORDER CUFRAMES_MODE_IN_ORDER
+
+/* Initialise with the struct's size as this header declares it, so that a
+ * newer library, whose structs may have grown, never writes past yours.
+ * The functions of these names fill each struct's first version only; call
+ * them as (cuframes_subscriber_options_init)(opts) to bypass the macro. */
+#define cuframes_subscriber_options_init(opts) cuframes_subscriber_options_init_sized((opts), sizeof *(opts))
+#define cuframes_publisher_options_init(opts) cuframes_publisher_options_init_sized((opts), sizeof *(opts))
+#define cuframes_frame_meta_init(meta) cuframes_frame_meta_init_sized((meta), sizeof *(meta))

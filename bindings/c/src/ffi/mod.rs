@@ -191,6 +191,40 @@ pub(crate) unsafe fn read_sized<T: SizePrefixed>(
     Ok(defaults)
 }
 
+/// Initialises the caller's size-prefixed struct of `size` bytes with the
+/// defaults `v`: its first `min(size, sizeof(T))` bytes, `struct_size` set
+/// to that count (so a later read takes exactly what was initialised).
+/// `size` below `min_size` (the first published version) is
+/// `CUFRAMES_ERR_INVALID_ARG`. Nothing past `size` bytes is written: a
+/// program built against an older header passes its own, smaller size.
+///
+/// # Safety
+/// `out` is NULL (an error) or aligned and writable for `size` bytes.
+pub(crate) unsafe fn init_sized<T: SizePrefixed>(
+    out: *mut T,
+    size: usize,
+    mut v: T,
+    min_size: usize,
+    what: &str,
+) -> Result<(), Error> {
+    if out.is_null() {
+        return Err(Error::arg(format!("{what} is NULL")));
+    }
+    if size < min_size {
+        return Err(Error::arg(format!(
+            "size {size} is below the first version of {what}'s struct ({min_size} bytes)"
+        )));
+    }
+    let n = size.min(std::mem::size_of::<T>());
+    // SAFETY: `v` is a `T` whose first field is a `usize` (`SizePrefixed`).
+    unsafe { (&mut v as *mut T as *mut usize).write(n) };
+    // SAFETY: `out` is writable for `size >= n` bytes (contract), `v` has
+    // `size_of::<T>() >= n` readable bytes, and they do not overlap (`v` is
+    // a local).
+    unsafe { std::ptr::copy_nonoverlapping(&v as *const T as *const u8, out as *mut u8, n) };
+    Ok(())
+}
+
 /// Writes `v` into the caller's version of a size-prefixed struct: the
 /// first `min(struct_size, sizeof(T))` bytes, keeping the caller's
 /// `struct_size`.
@@ -230,6 +264,57 @@ mod tests {
     use super::*;
     use crate::error::{cuframes_error, CUFRAMES_ERR_INVALID_ARG};
     use std::ffi::CStr;
+
+    /// A program built against the first header: its options struct ends
+    /// at `allow_legacy_ipc`; bytes after it belong to something else.
+    #[repr(C, align(8))]
+    struct OldCaller {
+        opts: [u8; crate::types::SUBSCRIBER_OPTIONS_V1],
+        after: [u8; 16],
+    }
+
+    #[test]
+    fn init_never_writes_past_the_callers_struct() {
+        use crate::ffi::subscriber::{
+            cuframes_subscriber_options_init, cuframes_subscriber_options_init_sized,
+        };
+        use crate::types::{cuframes_subscriber_options_t, SUBSCRIBER_OPTIONS_V1};
+        let v1 = SUBSCRIBER_OPTIONS_V1;
+        assert!(v1 < std::mem::size_of::<cuframes_subscriber_options_t>());
+        let mut old = OldCaller {
+            opts: [0xAB; SUBSCRIBER_OPTIONS_V1],
+            after: [0xCD; 16],
+        };
+        let p = &mut old as *mut OldCaller as *mut cuframes_subscriber_options_t;
+        // SAFETY: `p` is aligned and writable for the first version's bytes.
+        assert_eq!(unsafe { cuframes_subscriber_options_init(p) }, 0);
+        assert_eq!(old.after, [0xCD; 16], "the plain init wrote past version 1");
+        assert_eq!(usize::from_ne_bytes(old.opts[..8].try_into().unwrap()), v1);
+        // SAFETY: as above, with the caller's own size.
+        assert_eq!(unsafe { cuframes_subscriber_options_init_sized(p, v1) }, 0);
+        assert_eq!(old.after, [0xCD; 16], "the sized init wrote past `size`");
+        // SAFETY: as above.
+        let small = unsafe { cuframes_subscriber_options_init_sized(p, 8) };
+        assert_eq!(small, CUFRAMES_ERR_INVALID_ARG as i32);
+        assert!(last().contains("first version"), "{}", last());
+        // A caller of this header's size gets every field, defaults set.
+        let mut new = crate::subscriber::default_subscriber_options();
+        new.wait_spin_us = 7;
+        new.struct_size = 0;
+        // SAFETY: a whole struct of this version.
+        let rc = unsafe {
+            cuframes_subscriber_options_init_sized(
+                &mut new,
+                std::mem::size_of::<cuframes_subscriber_options_t>(),
+            )
+        };
+        assert_eq!(rc, 0);
+        assert_eq!(
+            new.struct_size,
+            std::mem::size_of::<cuframes_subscriber_options_t>()
+        );
+        assert_eq!((new.wait_spin_us, new.wait_anticipate), (50, 1));
+    }
 
     fn last() -> String {
         // SAFETY: `cuframes_last_error` returns a NUL-terminated string that

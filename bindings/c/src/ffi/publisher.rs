@@ -1,8 +1,8 @@
 //! Publisher functions.
 
 use super::{
-    call, count, get, handle, id, path, read_sized, slice, string, write_out, write_sized,
-    SizePrefixed,
+    call, count, get, handle, id, init_sized, path, read_sized, slice, string, write_out,
+    write_sized, SizePrefixed,
 };
 use crate::error::*;
 use crate::publisher::{
@@ -25,19 +25,57 @@ unsafe impl SizePrefixed for cuframes_frame_meta_t {}
 // SAFETY: as above (integers, and pointers in `planes`).
 unsafe impl SizePrefixed for cuframes_slot_t {}
 
-/// Fills `*opts` with the defaults and sets `opts->struct_size`.
+/// Fills the first version of `*opts` (the fields through
+/// `max_packet_size`) with the defaults and sets `opts->struct_size` to its
+/// size. The header maps `cuframes_publisher_options_init(opts)` to
+/// [`cuframes_publisher_options_init_sized`]`(opts, sizeof *(opts))`.
 ///
 /// Returns `CUFRAMES_OK`, or `CUFRAMES_ERR_INVALID_ARG` for NULL.
 /// Thread-safety: any thread.
 ///
 /// # Safety
-/// `opts` is NULL or points to a writable `cuframes_publisher_options_t`.
+/// `opts` is NULL or points to a writable `cuframes_publisher_options_t`
+/// of any published version.
 #[no_mangle]
 pub unsafe extern "C" fn cuframes_publisher_options_init(
     opts: *mut cuframes_publisher_options_t,
 ) -> c_int {
-    // SAFETY: `opts` is NULL or writable (contract).
-    call(|| unsafe { write_out(opts, default_publisher_options(), "opts") })
+    // SAFETY: `opts` is NULL or writable for the first version (contract).
+    call(|| unsafe {
+        init_sized(
+            opts,
+            PUBLISHER_OPTIONS_V1,
+            default_publisher_options(),
+            PUBLISHER_OPTIONS_V1,
+            "cuframes_publisher_options_t",
+        )
+    })
+}
+
+/// Fills `*opts`, a struct of `size` bytes (`sizeof *opts` in the caller's
+/// header), with the defaults and sets `opts->struct_size` to the bytes it
+/// filled; writes nothing past `size`.
+///
+/// Returns `CUFRAMES_OK`, or `CUFRAMES_ERR_INVALID_ARG` for NULL or a
+/// `size` below the first version's. Thread-safety: any thread.
+///
+/// # Safety
+/// `opts` is NULL or aligned and writable for `size` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn cuframes_publisher_options_init_sized(
+    opts: *mut cuframes_publisher_options_t,
+    size: usize,
+) -> c_int {
+    // SAFETY: `opts` is NULL or writable for `size` bytes (contract).
+    call(|| unsafe {
+        init_sized(
+            opts,
+            size,
+            default_publisher_options(),
+            PUBLISHER_OPTIONS_V1,
+            "cuframes_publisher_options_t",
+        )
+    })
 }
 
 /// Fills `*meta` with the defaults (no pts, no flags, automatic source
@@ -49,8 +87,42 @@ pub unsafe extern "C" fn cuframes_publisher_options_init(
 /// `meta` is NULL or points to a writable `cuframes_frame_meta_t`.
 #[no_mangle]
 pub unsafe extern "C" fn cuframes_frame_meta_init(meta: *mut cuframes_frame_meta_t) -> c_int {
-    // SAFETY: `meta` is NULL or writable (contract).
-    call(|| unsafe { write_out(meta, default_frame_meta(), "meta") })
+    // SAFETY: `meta` is NULL or writable for the first version (contract).
+    call(|| unsafe {
+        init_sized(
+            meta,
+            FRAME_META_V1,
+            default_frame_meta(),
+            FRAME_META_V1,
+            "cuframes_frame_meta_t",
+        )
+    })
+}
+
+/// As `cuframes_frame_meta_init` for a struct of `size` bytes (`sizeof
+/// *meta` in the caller's header); writes nothing past `size`. The header
+/// maps `cuframes_frame_meta_init(meta)` to this.
+///
+/// Returns `CUFRAMES_OK`, or `CUFRAMES_ERR_INVALID_ARG` for NULL or a
+/// `size` below the first version's.
+///
+/// # Safety
+/// `meta` is NULL or aligned and writable for `size` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn cuframes_frame_meta_init_sized(
+    meta: *mut cuframes_frame_meta_t,
+    size: usize,
+) -> c_int {
+    // SAFETY: `meta` is NULL or writable for `size` bytes (contract).
+    call(|| unsafe {
+        init_sized(
+            meta,
+            size,
+            default_frame_meta(),
+            FRAME_META_V1,
+            "cuframes_frame_meta_t",
+        )
+    })
 }
 
 /// Starts publishing `opts->key`: binds the key's socket in the runtime
@@ -76,9 +148,15 @@ pub unsafe extern "C" fn cuframes_publisher_create(
         if pub_out.is_null() {
             return Err(Error::arg("pub_out is NULL"));
         }
-        let min = size_of::<cuframes_publisher_options_t>();
         // SAFETY: NULL or an initialised options struct (contract).
-        let o = unsafe { read_sized(opts, default_publisher_options(), min, "opts")? };
+        let o = unsafe {
+            read_sized(
+                opts,
+                default_publisher_options(),
+                PUBLISHER_OPTIONS_V1,
+                "opts",
+            )?
+        };
         // SAFETY: the struct's string pointers are NULL or valid (contract).
         let (key, dir) = unsafe {
             (
@@ -212,14 +290,7 @@ pub unsafe extern "C" fn cuframes_publisher_commit(
             default_frame_meta()
         } else {
             // SAFETY: non-NULL and initialised (contract).
-            unsafe {
-                read_sized(
-                    meta,
-                    default_frame_meta(),
-                    size_of::<cuframes_frame_meta_t>(),
-                    "meta",
-                )?
-            }
+            unsafe { read_sized(meta, default_frame_meta(), FRAME_META_V1, "meta")? }
         };
         let fm = FrameMeta {
             pts_ns: (m.pts_ns != CUFRAMES_TS_NONE).then_some(m.pts_ns),

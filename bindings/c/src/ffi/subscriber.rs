@@ -1,8 +1,8 @@
 //! Subscriber, frame and packet functions.
 
 use super::{
-    call, count, get, handle, id, path, read_sized, slice, string, value, write_out, write_sized,
-    SizePrefixed,
+    call, count, get, handle, id, init_sized, path, read_sized, slice, string, value, write_out,
+    write_sized, SizePrefixed,
 };
 use crate::error::*;
 use crate::registry;
@@ -29,19 +29,61 @@ fn stream(s: *mut c_void) -> Option<RawStream> {
     (!s.is_null()).then(|| RawStream::from_raw(s as cudarc::driver::sys::CUstream))
 }
 
-/// Fills `*opts` with the defaults and sets `opts->struct_size`.
+/// Fills the first version of `*opts` (the fields through
+/// `allow_legacy_ipc`) with the defaults and sets `opts->struct_size` to its
+/// size: the function programs built before the struct grew call. The
+/// header maps `cuframes_subscriber_options_init(opts)` to
+/// [`cuframes_subscriber_options_init_sized`]`(opts, sizeof *(opts))`, which
+/// fills every field the caller knows.
 ///
 /// Returns `CUFRAMES_OK`, or `CUFRAMES_ERR_INVALID_ARG` for NULL.
 /// Thread-safety: any thread.
 ///
 /// # Safety
-/// `opts` is NULL or points to a writable `cuframes_subscriber_options_t`.
+/// `opts` is NULL or points to a writable `cuframes_subscriber_options_t`
+/// of any published version.
 #[no_mangle]
 pub unsafe extern "C" fn cuframes_subscriber_options_init(
     opts: *mut cuframes_subscriber_options_t,
 ) -> c_int {
-    // SAFETY: `opts` is NULL or writable (this function's contract).
-    call(|| unsafe { write_out(opts, default_subscriber_options(), "opts") })
+    // SAFETY: `opts` is NULL or writable for the first version's bytes
+    // (this function's contract).
+    call(|| unsafe {
+        init_sized(
+            opts,
+            SUBSCRIBER_OPTIONS_V1,
+            default_subscriber_options(),
+            SUBSCRIBER_OPTIONS_V1,
+            "cuframes_subscriber_options_t",
+        )
+    })
+}
+
+/// Fills `*opts`, a struct of `size` bytes (`sizeof *opts` in the caller's
+/// header), with the defaults, and sets `opts->struct_size` to the bytes it
+/// filled (`min(size, sizeof)` of this library's struct). Writes nothing
+/// past `size`.
+///
+/// Returns `CUFRAMES_OK`, or `CUFRAMES_ERR_INVALID_ARG` for NULL or a
+/// `size` below the first version's. Thread-safety: any thread.
+///
+/// # Safety
+/// `opts` is NULL or aligned and writable for `size` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn cuframes_subscriber_options_init_sized(
+    opts: *mut cuframes_subscriber_options_t,
+    size: usize,
+) -> c_int {
+    // SAFETY: `opts` is NULL or writable for `size` bytes (contract).
+    call(|| unsafe {
+        init_sized(
+            opts,
+            size,
+            default_subscriber_options(),
+            SUBSCRIBER_OPTIONS_V1,
+            "cuframes_subscriber_options_t",
+        )
+    })
 }
 
 /// Connects to the publisher of `opts->key` and returns the subscriber in
@@ -73,9 +115,15 @@ pub unsafe extern "C" fn cuframes_subscriber_create(
         if sub_out.is_null() {
             return Err(Error::arg("sub_out is NULL"));
         }
-        let min = offset_of!(cuframes_subscriber_options_t, allow_legacy_ipc) + size_of::<u32>();
         // SAFETY: `opts` is NULL or an initialised options struct (contract).
-        let o = unsafe { read_sized(opts, default_subscriber_options(), min, "opts")? };
+        let o = unsafe {
+            read_sized(
+                opts,
+                default_subscriber_options(),
+                SUBSCRIBER_OPTIONS_V1,
+                "opts",
+            )?
+        };
         // SAFETY: the struct's pointers are NULL or valid (contract).
         let (key, name, dir, uids) = unsafe {
             (

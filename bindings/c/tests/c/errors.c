@@ -77,7 +77,24 @@ int main(int argc, char **argv) {
     /* NULL arguments and option structs. */
     cuframes_subscriber_t *sub = NULL;
     cuframes_subscriber_options_t so = sub_opts(dir, "nobody");
-    EXPECT(cuframes_subscriber_options_init(NULL), CUFRAMES_ERR_INVALID_ARG);
+    /* (name): the function itself; the macro passes sizeof *(opts). */
+    EXPECT((cuframes_subscriber_options_init)(NULL), CUFRAMES_ERR_INVALID_ARG);
+    EXPECT(cuframes_subscriber_options_init_sized(NULL, sizeof so), CUFRAMES_ERR_INVALID_ARG);
+    EXPECT(cuframes_subscriber_options_init_sized(&so, 8), CUFRAMES_ERR_INVALID_ARG);
+    {
+        /* A program built before the wait fields calls the function: it
+           fills the first version only and says so in struct_size. */
+        cuframes_subscriber_options_t old;
+        memset(&old, 0xAB, sizeof old);
+        EXPECT((cuframes_subscriber_options_init)(&old), CUFRAMES_OK);
+        CHECK(old.struct_size == offsetof(cuframes_subscriber_options_t, wait_spin_us));
+        CHECK(old.wait_spin_us == 0xABABABABu && old.wait_anticipate == 0xABABABABu);
+        CHECK(old.mode == CUFRAMES_MODE_NEWEST_ONLY && old.connect_timeout_ms == 5000);
+        /* Through the macro: every field of this header. */
+        EXPECT(cuframes_subscriber_options_init(&old), CUFRAMES_OK);
+        CHECK(old.struct_size == sizeof old && old.wait_spin_us == 50 && old.wait_anticipate == 1);
+    }
+    so = sub_opts(dir, "nobody");
     EXPECT(cuframes_subscriber_create(NULL, &sub), CUFRAMES_ERR_INVALID_ARG);
     CHECK(strstr(cuframes_last_error(), "opts is NULL") != NULL);
     EXPECT(cuframes_subscriber_create(&so, NULL), CUFRAMES_ERR_INVALID_ARG);

@@ -52,9 +52,10 @@ class Subscriber:
       at most 1) for the next frame before sleeping on the ring's futex;
       ``wait_anticipate`` learns the stream's pace and spins across the
       moment the next frame is due (protocol.md §5.5). A wake-up then takes
-      about a microsecond instead of 5–30 µs, for at most ``wait_spin`` +
-      270 µs of CPU per frame; ``wait_spin=0, wait_anticipate=False``
-      sleeps at once.
+      about a microsecond instead of 5–30 µs, for at most 2 × ``wait_spin``
+      + 270 µs of CPU per frame; ``wait_spin=0, wait_anticipate=False``
+      sleeps at once. Durations are seconds from 0 to 1e9 (ValueError
+      otherwise).
 
     Raises BadKey, NoPublisher, Refused, WrongBackend, NoPacketRing,
     ProtocolError, Timeout (handshake), CudaError, ValueError (arguments).

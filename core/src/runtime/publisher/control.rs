@@ -35,6 +35,20 @@ const ACCEPT_PAUSE_MAX: Duration = Duration::from_secs(1);
 /// Longest poll(2) wait of one round: how soon `stop` and deadlines are seen.
 const ROUND: Duration = Duration::from_millis(20);
 
+/// The next connection id (1..=u32::MAX, wrapping) that no live connection
+/// holds: after 2^32 connections the counter wraps, and an id still in use
+/// would let one subscriber's departure remove another's reader row.
+/// `in_use` must be false for some id (the live connections are bounded).
+fn fresh_id(next_id: &mut u32, in_use: impl Fn(u32) -> bool) -> u32 {
+    loop {
+        let id = *next_id;
+        *next_id = next_id.wrapping_add(1).max(1);
+        if !in_use(id) {
+            return id;
+        }
+    }
+}
+
 struct Conn {
     chan: Channel,
     hs: PublisherHandshake,
@@ -328,8 +342,7 @@ fn accept_some<B: Backend>(
                     gate.pause = ACCEPT_PAUSE_MIN;
                 }
                 make_room(shared, conns);
-                let id = *next_id;
-                *next_id = next_id.wrapping_add(1).max(1);
+                let id = fresh_id(next_id, |id| conns.iter().any(|c| c.id == id));
                 conns.push(admit(shared, stream, id, conns));
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
@@ -711,4 +724,20 @@ fn lease_row(c: &mut Conn) -> Option<Mapping> {
         return None;
     }
     Some(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fresh_id;
+
+    #[test]
+    fn connection_ids_wrap_past_zero_and_skip_live_ones() {
+        let mut next = u32::MAX - 1;
+        let live = [u32::MAX, 1, 2];
+        let in_use = |id| live.contains(&id);
+        assert_eq!(fresh_id(&mut next, in_use), u32::MAX - 1);
+        // u32::MAX, 1 and 2 are held; 0 is never an id.
+        assert_eq!(fresh_id(&mut next, in_use), 3);
+        assert_eq!(next, 4);
+    }
 }

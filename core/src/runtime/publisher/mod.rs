@@ -254,7 +254,9 @@ pub(crate) struct Shared<B: Backend> {
     /// publisher last looked ([`Publisher::apply_joins`]): the publisher
     /// owns the reader table, so a frame takes no lock unless this changed.
     joins: Mutex<Vec<Join>>,
-    /// `joins` is not empty (SeqCst: the claim's re-check after P2, §5.4).
+    /// Set whenever something is pushed to `joins` (SeqCst: the claim's
+    /// re-check after P2, §5.4); may stay set on an empty queue after a
+    /// departure cancelled the admission (one empty `apply_joins`).
     joins_pending: AtomicBool,
     /// Subscribers admitted and not dropped.
     subscribers: crate::sync::AtomicU64,
@@ -605,7 +607,7 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
     /// Blocks until at least `n` subscribers are connected or `timeout` passes;
     /// returns whether they are.
     pub fn wait_for_subscribers(&self, n: usize, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        let deadline = super::clock::deadline_after(timeout);
         while self.subscriber_count() < n {
             if Instant::now() >= deadline {
                 return false;
@@ -687,7 +689,7 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
 
     fn claim_slot(&mut self) -> Option<SlotClaim> {
         let wait = self.shared.config.policy == PublishPolicy::Wait;
-        let deadline = Instant::now() + self.shared.config.wait_timeout;
+        let deadline = super::clock::deadline_after(self.shared.config.wait_timeout);
         loop {
             self.apply_joins();
             let release_seen = self.ring.words().release_wake().load(Ordering::SeqCst);
