@@ -67,24 +67,36 @@ impl Seen {
     }
 }
 
-fn model(reads_during: usize) {
+/// loom's model builder, `LOOM_MAX_PREEMPTIONS` defaulting to 3.
+fn builder() -> loom::model::Builder {
     let mut b = loom::model::Builder::new();
     if b.preemption_bound.is_none() {
         b.preemption_bound = Some(3);
     }
-    b.check(move || {
-        let geo = PacketGeometry::new(2, 16).unwrap();
-        let words: Arc<Vec<AtomicU64>> = Arc::new(
-            (0..geo.region_size() / 8)
-                .map(|_| AtomicU64::new(0))
-                .collect(),
-        );
-        let mut w = PacketWriter::new(&words, geo).unwrap();
-        w.init(PacketRingInit {
-            codec_id: AV_CODEC_ID_HEVC,
-            producer_pid: 1,
-        });
-        let pos = w.position();
+    b
+}
+
+/// An initialised region of 2 slots and 16 data bytes, and the writer's
+/// position for [`PacketWriter::at`] in another thread.
+fn initialised_region() -> (PacketGeometry, Arc<Vec<AtomicU64>>, (u64, u64, u32)) {
+    let geo = PacketGeometry::new(2, 16).unwrap();
+    let words: Arc<Vec<AtomicU64>> = Arc::new(
+        (0..geo.region_size() / 8)
+            .map(|_| AtomicU64::new(0))
+            .collect(),
+    );
+    let mut w = PacketWriter::new(&words, geo).unwrap();
+    w.init(PacketRingInit {
+        codec_id: AV_CODEC_ID_HEVC,
+        producer_pid: 1,
+    });
+    let pos = w.position();
+    (geo, words, pos)
+}
+
+fn model(reads_during: usize) {
+    builder().check(move || {
+        let (geo, words, pos) = initialised_region();
         let words2 = Arc::clone(&words);
         let writer = loom::thread::spawn(move || {
             // `at`, not `new`: the writer thread loads nothing (loom's DPOR
@@ -152,26 +164,11 @@ impl Futex {
 
 #[test]
 fn no_wake_up_is_lost() {
-    let mut b = loom::model::Builder::new();
-    if b.preemption_bound.is_none() {
-        b.preemption_bound = Some(3);
-    }
-    b.check(|| {
+    builder().check(|| {
         // Two 8-byte-padded packets fill the 16-byte area exactly: none is
         // lost, so the reader must end on the last one.
         const LENS: [usize; 2] = [6, 7];
-        let geo = PacketGeometry::new(2, 16).unwrap();
-        let words: Arc<Vec<AtomicU64>> = Arc::new(
-            (0..geo.region_size() / 8)
-                .map(|_| AtomicU64::new(0))
-                .collect(),
-        );
-        let mut w = PacketWriter::new(&words, geo).unwrap();
-        w.init(PacketRingInit {
-            codec_id: AV_CODEC_ID_HEVC,
-            producer_pid: 1,
-        });
-        let pos = w.position();
+        let (geo, words, pos) = initialised_region();
         let futex = Arc::new(Futex {
             lock: Mutex::new(()),
             cv: Condvar::new(),
