@@ -79,9 +79,12 @@ fn doc_fields(rows: &[Row]) -> Vec<(String, usize, usize)> {
         .collect()
 }
 
-fn check_layout(marker: &str, code: Vec<(&str, usize, usize)>) -> Vec<Row> {
-    let rows = table_after(&doc(), marker);
-    let documented = doc_fields(&rows);
+/// The table after `marker` lists exactly `code`'s `(field, offset, size)`.
+fn assert_fields(
+    marker: &str,
+    documented: Vec<(String, usize, usize)>,
+    code: Vec<(&str, usize, usize)>,
+) {
     let code: Vec<(String, usize, usize)> = code
         .into_iter()
         .map(|(n, o, s)| (n.to_string(), o, s))
@@ -90,6 +93,11 @@ fn check_layout(marker: &str, code: Vec<(&str, usize, usize)>) -> Vec<Row> {
         documented, code,
         "{marker}: table rows (field, offset, size) vs code"
     );
+}
+
+fn check_layout(marker: &str, code: Vec<(&str, usize, usize)>) -> Vec<Row> {
+    let rows = table_after(&doc(), marker);
+    assert_fields(marker, doc_fields(&rows), code);
     rows
 }
 
@@ -148,14 +156,7 @@ fn hex_fields(rows: &[Row]) -> (Vec<(String, usize, usize)>, Vec<String>) {
 fn check_hex_layout(marker: &str, code: Vec<(&str, usize, usize)>, areas: &[&str]) {
     let rows = table_after(&doc(), marker);
     let (documented, other) = hex_fields(&rows);
-    let code: Vec<(String, usize, usize)> = code
-        .into_iter()
-        .map(|(n, o, s)| (n.to_string(), o, s))
-        .collect();
-    assert_eq!(
-        documented, code,
-        "{marker}: table rows (field, offset, size) vs code"
-    );
+    assert_fields(marker, documented, code);
     assert_eq!(other, areas, "{marker}: rows after the fixed fields");
 }
 
