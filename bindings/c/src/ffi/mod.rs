@@ -191,31 +191,43 @@ pub(crate) unsafe fn read_sized<T: SizePrefixed>(
     Ok(defaults)
 }
 
-/// Initialises the caller's size-prefixed struct of `size` bytes with the
-/// defaults `v`: its first `min(size, sizeof(T))` bytes, `struct_size` set
-/// to that count (so a later read takes exactly what was initialised).
-/// `size` below `min_size` (the first published version) is
+/// An option struct callers fill with its `*_init` / `*_init_sized`
+/// function, then pass back to the library.
+pub(crate) trait OptionStruct: SizePrefixed {
+    /// Bytes of its first published version: the least `struct_size`
+    /// accepted, and all that the plain `*_init` function writes.
+    const FIRST_VERSION: usize;
+    /// Its C name, for error messages.
+    const NAME: &'static str;
+    /// What `*_init` fills in.
+    fn defaults() -> Self;
+}
+
+/// Initialises the caller's option struct of `size` bytes (`None`: its
+/// first version's) with the defaults: its first `min(size, sizeof(T))`
+/// bytes, `struct_size` set to that count (so a later read takes exactly
+/// what was initialised). `size` below the first version is
 /// `CUFRAMES_ERR_INVALID_ARG`. Nothing past `size` bytes is written: a
 /// program built against an older header passes its own, smaller size.
 ///
 /// # Safety
 /// `out` is NULL (an error) or aligned and writable for `size` bytes.
-pub(crate) unsafe fn init_sized<T: SizePrefixed>(
+pub(crate) unsafe fn init_sized<T: OptionStruct>(
     out: *mut T,
-    size: usize,
-    mut v: T,
-    min_size: usize,
-    what: &str,
+    size: Option<usize>,
 ) -> Result<(), Error> {
+    let (size, what) = (size.unwrap_or(T::FIRST_VERSION), T::NAME);
     if out.is_null() {
         return Err(Error::arg(format!("{what} is NULL")));
     }
-    if size < min_size {
+    if size < T::FIRST_VERSION {
         return Err(Error::arg(format!(
-            "size {size} is below the first version of {what}'s struct ({min_size} bytes)"
+            "size {size} is below the first version of {what}'s struct ({} bytes)",
+            T::FIRST_VERSION
         )));
     }
     let n = size.min(std::mem::size_of::<T>());
+    let mut v = T::defaults();
     // SAFETY: `v` is a `T` whose first field is a `usize` (`SizePrefixed`).
     unsafe { (&mut v as *mut T as *mut usize).write(n) };
     // SAFETY: `out` is writable for `size >= n` bytes (contract), `v` has
@@ -223,6 +235,16 @@ pub(crate) unsafe fn init_sized<T: SizePrefixed>(
     // a local).
     unsafe { std::ptr::copy_nonoverlapping(&v as *const T as *const u8, out as *mut u8, n) };
     Ok(())
+}
+
+/// Reads the caller's option struct, the argument `what` (`read_sized`
+/// with its defaults and first version).
+///
+/// # Safety
+/// As [`read_sized`].
+pub(crate) unsafe fn read_options<T: OptionStruct>(p: *const T, what: &str) -> Result<T, Error> {
+    // SAFETY: the caller's contract is `read_sized`'s.
+    unsafe { read_sized(p, T::defaults(), T::FIRST_VERSION, what) }
 }
 
 /// Writes `v` into the caller's version of a size-prefixed struct: the

@@ -1,8 +1,8 @@
 //! Publisher functions.
 
 use super::{
-    call, count, get, handle, id, init_sized, path, read_sized, slice, string, write_out,
-    write_sized, SizePrefixed,
+    call, count, get, handle, id, init_sized, path, read_options, slice, string, write_out,
+    write_sized, OptionStruct, SizePrefixed,
 };
 use crate::error::*;
 use crate::publisher::{
@@ -20,8 +20,22 @@ use std::time::Duration;
 // SAFETY: `#[repr(C)]`, first field `struct_size: usize`; the other fields
 // are integers and raw pointers, valid for any bit pattern.
 unsafe impl SizePrefixed for cuframes_publisher_options_t {}
+impl OptionStruct for cuframes_publisher_options_t {
+    const FIRST_VERSION: usize = PUBLISHER_OPTIONS_V1;
+    const NAME: &'static str = "cuframes_publisher_options_t";
+    fn defaults() -> Self {
+        default_publisher_options()
+    }
+}
 // SAFETY: as above (integers only).
 unsafe impl SizePrefixed for cuframes_frame_meta_t {}
+impl OptionStruct for cuframes_frame_meta_t {
+    const FIRST_VERSION: usize = FRAME_META_V1;
+    const NAME: &'static str = "cuframes_frame_meta_t";
+    fn defaults() -> Self {
+        default_frame_meta()
+    }
+}
 // SAFETY: as above (integers, and pointers in `planes`).
 unsafe impl SizePrefixed for cuframes_slot_t {}
 
@@ -41,15 +55,7 @@ pub unsafe extern "C" fn cuframes_publisher_options_init(
     opts: *mut cuframes_publisher_options_t,
 ) -> c_int {
     // SAFETY: `opts` is NULL or writable for the first version (contract).
-    call(|| unsafe {
-        init_sized(
-            opts,
-            PUBLISHER_OPTIONS_V1,
-            default_publisher_options(),
-            PUBLISHER_OPTIONS_V1,
-            "cuframes_publisher_options_t",
-        )
-    })
+    call(|| unsafe { init_sized(opts, None) })
 }
 
 /// Fills `*opts`, a struct of `size` bytes (`sizeof *opts` in the caller's
@@ -67,15 +73,7 @@ pub unsafe extern "C" fn cuframes_publisher_options_init_sized(
     size: usize,
 ) -> c_int {
     // SAFETY: `opts` is NULL or writable for `size` bytes (contract).
-    call(|| unsafe {
-        init_sized(
-            opts,
-            size,
-            default_publisher_options(),
-            PUBLISHER_OPTIONS_V1,
-            "cuframes_publisher_options_t",
-        )
-    })
+    call(|| unsafe { init_sized(opts, Some(size)) })
 }
 
 /// Fills `*meta` with the defaults (no pts, no flags, automatic source
@@ -88,15 +86,7 @@ pub unsafe extern "C" fn cuframes_publisher_options_init_sized(
 #[no_mangle]
 pub unsafe extern "C" fn cuframes_frame_meta_init(meta: *mut cuframes_frame_meta_t) -> c_int {
     // SAFETY: `meta` is NULL or writable for the first version (contract).
-    call(|| unsafe {
-        init_sized(
-            meta,
-            FRAME_META_V1,
-            default_frame_meta(),
-            FRAME_META_V1,
-            "cuframes_frame_meta_t",
-        )
-    })
+    call(|| unsafe { init_sized(meta, None) })
 }
 
 /// As `cuframes_frame_meta_init` for a struct of `size` bytes (`sizeof
@@ -114,15 +104,7 @@ pub unsafe extern "C" fn cuframes_frame_meta_init_sized(
     size: usize,
 ) -> c_int {
     // SAFETY: `meta` is NULL or writable for `size` bytes (contract).
-    call(|| unsafe {
-        init_sized(
-            meta,
-            size,
-            default_frame_meta(),
-            FRAME_META_V1,
-            "cuframes_frame_meta_t",
-        )
-    })
+    call(|| unsafe { init_sized(meta, Some(size)) })
 }
 
 /// Starts publishing `opts->key`: binds the key's socket in the runtime
@@ -149,14 +131,7 @@ pub unsafe extern "C" fn cuframes_publisher_create(
             return Err(Error::arg("pub_out is NULL"));
         }
         // SAFETY: NULL or an initialised options struct (contract).
-        let o = unsafe {
-            read_sized(
-                opts,
-                default_publisher_options(),
-                PUBLISHER_OPTIONS_V1,
-                "opts",
-            )?
-        };
+        let o = unsafe { read_options(opts, "opts")? };
         // SAFETY: the struct's string pointers are NULL or valid (contract).
         let (key, dir) = unsafe {
             (
@@ -290,7 +265,7 @@ pub unsafe extern "C" fn cuframes_publisher_commit(
             default_frame_meta()
         } else {
             // SAFETY: non-NULL and initialised (contract).
-            unsafe { read_sized(meta, default_frame_meta(), FRAME_META_V1, "meta")? }
+            unsafe { read_options(meta, "meta")? }
         };
         let fm = FrameMeta {
             pts_ns: (m.pts_ns != CUFRAMES_TS_NONE).then_some(m.pts_ns),

@@ -1,8 +1,8 @@
 //! Subscriber, frame and packet functions.
 
 use super::{
-    call, count, get, handle, id, init_sized, path, read_sized, slice, string, value, write_out,
-    write_sized, SizePrefixed,
+    call, count, get, handle, id, init_sized, path, read_options, slice, string, value, write_out,
+    write_sized, OptionStruct, SizePrefixed,
 };
 use crate::error::*;
 use crate::registry;
@@ -17,6 +17,13 @@ use std::mem::{offset_of, size_of};
 // SAFETY: `#[repr(C)]`, first field `struct_size: usize`; the other fields
 // are integers and raw pointers, valid for any bit pattern.
 unsafe impl SizePrefixed for cuframes_subscriber_options_t {}
+impl OptionStruct for cuframes_subscriber_options_t {
+    const FIRST_VERSION: usize = SUBSCRIBER_OPTIONS_V1;
+    const NAME: &'static str = "cuframes_subscriber_options_t";
+    fn defaults() -> Self {
+        default_subscriber_options()
+    }
+}
 // SAFETY: as above (integers only).
 unsafe impl SizePrefixed for cuframes_stream_info_t {}
 // SAFETY: as above (integers, and pointers in `planes`).
@@ -48,15 +55,7 @@ pub unsafe extern "C" fn cuframes_subscriber_options_init(
 ) -> c_int {
     // SAFETY: `opts` is NULL or writable for the first version's bytes
     // (this function's contract).
-    call(|| unsafe {
-        init_sized(
-            opts,
-            SUBSCRIBER_OPTIONS_V1,
-            default_subscriber_options(),
-            SUBSCRIBER_OPTIONS_V1,
-            "cuframes_subscriber_options_t",
-        )
-    })
+    call(|| unsafe { init_sized(opts, None) })
 }
 
 /// Fills `*opts`, a struct of `size` bytes (`sizeof *opts` in the caller's
@@ -75,15 +74,7 @@ pub unsafe extern "C" fn cuframes_subscriber_options_init_sized(
     size: usize,
 ) -> c_int {
     // SAFETY: `opts` is NULL or writable for `size` bytes (contract).
-    call(|| unsafe {
-        init_sized(
-            opts,
-            size,
-            default_subscriber_options(),
-            SUBSCRIBER_OPTIONS_V1,
-            "cuframes_subscriber_options_t",
-        )
-    })
+    call(|| unsafe { init_sized(opts, Some(size)) })
 }
 
 /// Connects to the publisher of `opts->key` and returns the subscriber in
@@ -116,14 +107,7 @@ pub unsafe extern "C" fn cuframes_subscriber_create(
             return Err(Error::arg("sub_out is NULL"));
         }
         // SAFETY: `opts` is NULL or an initialised options struct (contract).
-        let o = unsafe {
-            read_sized(
-                opts,
-                default_subscriber_options(),
-                SUBSCRIBER_OPTIONS_V1,
-                "opts",
-            )?
-        };
+        let o = unsafe { read_options(opts, "opts")? };
         // SAFETY: the struct's pointers are NULL or valid (contract).
         let (key, name, dir, uids) = unsafe {
             (
