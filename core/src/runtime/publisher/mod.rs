@@ -299,14 +299,15 @@ impl<B: Backend> Shared<B> {
         let _ = self
             .subscribers
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-        let cancelled = {
+        {
             let mut joins = self.joins.lock().unwrap_or_else(|p| p.into_inner());
             let before = joins.len();
             joins.retain(|j| !matches!(j, Join::Add(r) if r.id == id));
-            joins.len() != before
-        };
-        if !cancelled {
-            self.push_join(Join::Remove(id));
+            if joins.len() == before {
+                // Admitted already: the publisher thread drops the row.
+                joins.push(Join::Remove(id));
+                self.joins_pending.store(true, Ordering::SeqCst);
+            }
         }
         // Wake a publisher waiting for a slot this reader pinned.
         let ring = self.current();
