@@ -772,7 +772,7 @@ impl<B: Backend> Subscriber<B> {
     ) -> SpinPlan {
         let w = self.opts.wait;
         let capped =
-            |from: Instant, d: Duration| from.checked_add(d).map_or(deadline, |t| t.min(deadline));
+            |from: Instant, d: Duration| super::clock::deadline_from(from, d).min(deadline);
         if w.anticipate {
             let now_ns = super::clock::monotonic_ns();
             if let Some((from, until)) = self.pace.get().spin_from(now_ns, w.spin) {
