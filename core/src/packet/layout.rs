@@ -6,7 +6,7 @@
 //! Unlike the frame ring's all-u64 structures, the first three header words
 //! and the slot's `data_size`/`flags` word each hold two little-endian u32
 //! fields, as the reference defines them. Every access still goes through a
-//! whole 64-bit atomic word ([`super::region`]); the structs here are for
+//! whole 64-bit atomic word (the `region` module); the structs here are for
 //! offsets, sizes, documentation and golden-bytes tests.
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};

@@ -5,6 +5,8 @@
 //! - memfd_create(2), fcntl(2) `F_ADD_SEALS`, mmap(2)
 #![allow(unsafe_code)]
 
+use crate::layout::{header, ControlLayout, LayoutError};
+use crate::ring::ControlWords;
 use crate::sync::{AtomicU32, AtomicU64};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{MemfdFlags, SealFlags};
@@ -253,6 +255,17 @@ impl Drop for Mapping {
         // mapping outlives `self` (all accessors borrow `self`).
         let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
+}
+
+/// The control region `m` as words for `layout` (futex words included).
+pub(crate) fn control_words(
+    m: &Mapping,
+    layout: ControlLayout,
+) -> Result<ControlWords<'_>, LayoutError> {
+    let too_small = LayoutError::TooSmall(m.len() as u64);
+    let wake = m.u32_at(header::WAKE_OFFSET).ok_or(too_small)?;
+    let rel = m.u32_at(header::RELEASE_WAKE_OFFSET).ok_or(too_small)?;
+    ControlWords::new(m.words(), wake, rel, layout).map_err(|_| too_small)
 }
 
 #[cfg(test)]

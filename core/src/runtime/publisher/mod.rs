@@ -223,7 +223,7 @@ pub(crate) struct RingShared {
 
 impl RingShared {
     fn words(&self) -> ControlWords<'_> {
-        match super::subscriber::control_words(&self.control, self.layout) {
+        match super::shm::control_words(&self.control, self.layout) {
             Ok(c) => c,
             Err(_) => unreachable_layout(),
         }

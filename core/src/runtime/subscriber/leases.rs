@@ -8,11 +8,10 @@
 //! ([`PendingRelease`]), and so that frames of a ring the subscriber has left
 //! (a stream change, a reconnect) keep that ring's mappings alive.
 
-use super::futex;
-use super::shm::Mapping;
-use super::subscriber::control_words;
 use crate::layout::ControlLayout;
 use crate::ring::{Lease, LeaseWords, RingReader};
+use crate::runtime::futex;
+use crate::runtime::shm::{control_words, Mapping};
 use crate::DeliveryMode;
 use std::prelude::rust_2021::*;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -8,12 +8,14 @@
 //! both return the lease (`docs/protocol.md` §5.2) exactly once: on
 //! `release`, `release_later` or drop.
 
-use super::backend::Backend;
-use super::host::HostBackend;
+#[cfg(doc)]
+use super::engine::Subscriber;
 use super::leases::PendingRelease;
-use super::subscriber::{Ring, Subscriber};
+use super::ring::Ring;
 use crate::layout::StreamDesc;
 use crate::ring::{FrameMeta, Lease};
+use crate::runtime::backend::Backend;
+use crate::runtime::host::HostBackend;
 use core::marker::PhantomData;
 use std::prelude::rust_2021::*;
 use std::sync::Arc;
@@ -159,9 +161,11 @@ fn unreachable_slot() -> ! {
 /// ```
 pub struct Frame<'a, B: Backend = HostBackend> {
     held: Held<B>,
-    /// Frames borrow their subscriber: no guard outlives it (use
-    /// [`Frame::into_owned`] for one that may).
-    _sub: PhantomData<&'a Subscriber<B>>,
+    /// Frames borrow their subscriber (`Subscriber::next_frame` ties `'a`
+    /// to it): no guard outlives it (use [`Frame::into_owned`] for one that
+    /// may). The raw pointer keeps the guard `!Send + !Sync`, as the
+    /// subscriber it borrows is.
+    _sub: PhantomData<(&'a (), *const ())>,
 }
 
 impl<B: Backend> Frame<'_, B> {
