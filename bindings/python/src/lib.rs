@@ -1,7 +1,7 @@
 //! Python bindings of cuframes (PyO3): the `cuframes._cuframes` extension
 //! module of the `cuframes` package (bindings/python; docs/python.md).
 //!
-//! Unsafe code lives in [`ffi`] only (NumPy views over shared memory and
+//! Unsafe code lives in `ffi` only (NumPy views over shared memory and
 //! DLPack capsules), plus the opt-in to legacy CUDA IPC handles.
 #![deny(unsafe_code)]
 
