@@ -697,6 +697,8 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
             let mut alive = std::mem::take(&mut self.alive);
             self.alive_frames(&mut alive);
             let cfg = &self.shared.config;
+            // The round's time: lease revocation, the `Wait` deadline and
+            // lag all judge by it.
             let now = Instant::now();
             for r in self.readers.iter_mut() {
                 let n = r.expire_leases(&alive, now, cfg.lease_timeout);
@@ -731,11 +733,11 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
                     Claim::Busy { blocked_by_unread } => blocked_by_unread,
                 };
             let cfg = &self.shared.config;
-            if blocked_by_unread && Instant::now() >= deadline {
-                lagged(cfg, &self.ring, &mut self.stats, &mut self.readers);
+            if blocked_by_unread && now >= deadline {
+                lagged(cfg, &self.ring, &mut self.stats, &mut self.readers, now);
             }
-            if wait && Instant::now() < deadline {
-                let left = deadline.saturating_duration_since(Instant::now());
+            if wait && now < deadline {
+                let left = deadline.saturating_duration_since(now);
                 futex::wait(
                     self.ring.words().release_wake(),
                     release_seen,
@@ -831,17 +833,18 @@ impl<B: Backend + Send + Sync + 'static> Drop for SlotGuard<'_, B> {
     }
 }
 
-/// `Wait`, past the deadline: lagging InOrder readers lose frames from here
-/// on; one that lagged `max_lag_events` times is demoted (§5.4).
+/// `Wait`, past the deadline (at `now`): lagging InOrder readers lose
+/// frames from here on; one that lagged `max_lag_events` times is demoted
+/// (§5.4).
 fn lagged(
     cfg: &PublisherConfig,
     ring: &RingShared,
     stats: &mut PublisherStats,
     readers: &mut [Reader],
+    now: Instant,
 ) {
     {
         let latest = ring.writer().next_seq() - 1;
-        let now = Instant::now();
         for r in readers
             .iter_mut()
             // Packet-only subscribers (no lease row) read no frames.
