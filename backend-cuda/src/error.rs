@@ -63,6 +63,10 @@ pub enum CudaError {
     /// A frame does not fit its slot or plane layout.
     #[error("{0}")]
     Layout(&'static str),
+    /// The stream description does not fit the slot or buffer it is used
+    /// with (`StreamDesc::validate`, `docs/protocol.md` §3.3).
+    #[error("frame layout: {0}")]
+    Stream(#[from] cuframes_core::layout::StreamError),
 }
 
 /// A GPU UUID as `nvidia-smi -L` prints it: `GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`.

@@ -54,10 +54,9 @@
 //! ```
 
 use crate::driver::{self, DeviceAlloc, RawStream};
-use crate::slot::plane_span;
-use crate::slot::CudaImported;
+use crate::slot::{frame_to_host, plane_layout, CudaImported};
 use crate::{CudaBackend, CudaDevice, CudaError};
-use cuframes_core::layout::StreamDesc;
+use cuframes_core::layout::{PlaneLayout, StreamDesc};
 use cuframes_core::ring::FrameMeta;
 use cuframes_core::runtime::{Frame, OwnedFrame};
 
@@ -72,6 +71,18 @@ pub struct DevicePlane {
     pub row_bytes: usize,
     /// Rows.
     pub rows: usize,
+}
+
+impl DevicePlane {
+    /// Plane `p` of a frame whose slot starts at device address `base`.
+    fn at(base: u64, p: &PlaneLayout) -> Self {
+        DevicePlane {
+            ptr: base + p.offset(),
+            pitch: p.pitch() as usize,
+            row_bytes: p.row_bytes() as usize,
+            rows: p.rows() as usize,
+        }
+    }
 }
 
 /// CUDA access to a leased [`Frame`] or [`OwnedFrame`] of a [`CudaBackend`]
@@ -167,27 +178,12 @@ impl CudaFrameExt for OwnedFrame<CudaBackend> {
 }
 
 fn device_plane(mem: &CudaImported, desc: &StreamDesc, i: usize) -> Result<DevicePlane, CudaError> {
-    let (off, pitch, row_bytes, rows) = plane_span(desc, i, mem.size())?;
-    Ok(DevicePlane {
-        ptr: mem.device_ptr() + off,
-        pitch,
-        row_bytes,
-        rows,
-    })
+    let p = plane_layout(desc, i, mem.size())?;
+    Ok(DevicePlane::at(mem.device_ptr(), &p))
 }
 
 fn copy_to_host(mem: &CudaImported, desc: &StreamDesc, out: &mut Vec<u8>) -> Result<(), CudaError> {
-    mem.wait_host()?;
-    out.clear();
-    for i in 0..2 {
-        let Ok((_, _, row, rows)) = plane_span(desc, i, mem.size()) else {
-            continue;
-        };
-        let at = out.len();
-        out.resize(at + row * rows, 0);
-        mem.copy_plane_to_host(desc, i, &mut out[at..])?;
-    }
-    Ok(())
+    mem.frame_to_host(desc, out)
 }
 
 /// A subscriber-owned copy of a frame in device memory
@@ -254,13 +250,8 @@ impl CudaFrameCopy {
     /// Plane `i` of the copied frame on [`CudaFrameCopy::device`]; valid
     /// once the copy's stream got past it, until the next copy into `self`.
     pub fn device_plane(&self, i: usize) -> Result<DevicePlane, CudaError> {
-        let (off, pitch, row_bytes, rows) = plane_span(&self.desc, i, self.capacity)?;
-        Ok(DevicePlane {
-            ptr: self.mem.ptr() + off,
-            pitch,
-            row_bytes,
-            rows,
-        })
+        let p = plane_layout(&self.desc, i, self.capacity)?;
+        Ok(DevicePlane::at(self.mem.ptr(), &p))
     }
 
     /// Waits for `stream` (the one the copy was queued on), then copies the
@@ -269,16 +260,8 @@ impl CudaFrameCopy {
     pub fn copy_to_host(&self, stream: RawStream, out: &mut Vec<u8>) -> Result<(), CudaError> {
         self.device.make_current()?;
         driver::stream_synchronize(stream)?;
-        out.clear();
-        for i in 0..2 {
-            let Ok((off, pitch, row, rows)) = plane_span(&self.desc, i, self.capacity) else {
-                continue;
-            };
-            let at = out.len();
-            out.resize(at + row * rows, 0);
-            driver::copy_2d_to_host(self.mem.ptr() + off, pitch, &mut out[at..], row, rows)?;
-        }
-        Ok(())
+        let layout = self.desc.validate(self.capacity)?;
+        frame_to_host(&self.device, self.mem.ptr(), &layout, out)
     }
 
     fn copy_from(

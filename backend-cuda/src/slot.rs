@@ -5,40 +5,51 @@ use crate::driver::{
     self, DeviceAlloc, Event, ExternalMem, IpcMem, Mem, RawStream, VmmHandle, VmmMapping,
 };
 use crate::{CudaDevice, CudaError, FrameAccess};
-use cuframes_core::layout::StreamDesc;
+use cuframes_core::layout::{FrameLayout, PlaneLayout, StreamDesc};
 
-/// Where plane `i` of a frame laid out by `desc` lies in a slot of `size`
-/// bytes: (offset, pitch, row bytes, rows), bounds-checked.
-pub(crate) fn plane_span(
+/// Plane `i` of a frame laid out by `desc` in a slot of `size` bytes
+/// (`StreamDesc::validate`).
+pub(crate) fn plane_layout(
     desc: &StreamDesc,
     i: usize,
     size: u64,
-) -> Result<(u64, usize, usize, usize), CudaError> {
-    let s = desc.plane_span(i, size).ok_or(CudaError::Layout(
-        "no such plane in this pixel format, or it does not fit its slot",
-    ))?;
-    Ok((
-        s.offset,
-        s.pitch as usize,
-        s.row_bytes as usize,
-        s.rows as usize,
-    ))
+) -> Result<PlaneLayout, CudaError> {
+    desc.validate(size)?
+        .plane(i)
+        .ok_or(CudaError::Layout("no such plane in this pixel format"))
 }
 
-/// Copies plane `plane` of the frame at device address `base` (a slot of
-/// `size` bytes laid out by `desc`) to `dst`, packed; returns the bytes written.
+/// Copies plane `p` of the frame at device address `base` to `dst`, packed;
+/// returns the bytes written.
 fn plane_to_host(
     device: &CudaDevice,
     base: u64,
-    size: u64,
-    desc: &StreamDesc,
-    plane: usize,
+    p: &PlaneLayout,
     dst: &mut [u8],
 ) -> Result<usize, CudaError> {
-    let (off, pitch, row, rows) = plane_span(desc, plane, size)?;
     device.make_current()?;
-    driver::copy_2d_to_host(base + off, pitch, dst, row, rows)?;
-    Ok(row * rows)
+    let (row, rows) = (p.row_bytes() as usize, p.rows() as usize);
+    driver::copy_2d_to_host(base + p.offset(), p.pitch() as usize, dst, row, rows)?;
+    Ok(p.packed_size() as usize)
+}
+
+/// Copies the frame `layout` describes at device address `base` to `out`
+/// as FFmpeg's packed rawvideo layout (planes in order, rows without pitch
+/// padding): `out` ends up [`FrameLayout::packed_size`] bytes long.
+pub(crate) fn frame_to_host(
+    device: &CudaDevice,
+    base: u64,
+    layout: &FrameLayout,
+    out: &mut Vec<u8>,
+) -> Result<(), CudaError> {
+    out.clear();
+    out.resize(layout.packed_size() as usize, 0);
+    let mut rest = &mut out[..];
+    for p in layout.planes() {
+        let n = plane_to_host(device, base, p, rest)?;
+        rest = rest.get_mut(n..).unwrap_or_default();
+    }
+    Ok(())
 }
 
 #[derive(Debug)]
@@ -81,15 +92,15 @@ impl CudaSlot {
         src_pitch: usize,
         stream: RawStream,
     ) -> Result<(), CudaError> {
-        let (off, pitch, row, rows) = plane_span(desc, plane, self.size)?;
+        let p = plane_layout(desc, plane, self.size)?;
         self.device.make_current()?;
         driver::copy_2d_to_device(
             Mem::Device(src),
             src_pitch,
-            self.device_ptr() + off,
-            pitch,
-            row,
-            rows,
+            self.device_ptr() + p.offset(),
+            p.pitch() as usize,
+            p.row_bytes() as usize,
+            p.rows() as usize,
             stream,
         )?;
         Ok(())
@@ -104,15 +115,15 @@ impl CudaSlot {
         src: &[u8],
         src_pitch: usize,
     ) -> Result<(), CudaError> {
-        let (off, pitch, row, rows) = plane_span(desc, plane, self.size)?;
+        let p = plane_layout(desc, plane, self.size)?;
         self.device.make_current()?;
         driver::copy_2d_to_device(
             Mem::Host(src),
             src_pitch,
-            self.device_ptr() + off,
-            pitch,
-            row,
-            rows,
+            self.device_ptr() + p.offset(),
+            p.pitch() as usize,
+            p.row_bytes() as usize,
+            p.rows() as usize,
             RawStream::DEFAULT,
         )?;
         Ok(())
@@ -126,7 +137,8 @@ impl CudaSlot {
         plane: usize,
         dst: &mut [u8],
     ) -> Result<usize, CudaError> {
-        plane_to_host(&self.device, self.device_ptr(), self.size, desc, plane, dst)
+        let p = plane_layout(desc, plane, self.size)?;
+        plane_to_host(&self.device, self.device_ptr(), &p, dst)
     }
 
     /// Makes the frame written on `stream` visible to subscribers before it is
@@ -296,7 +308,8 @@ impl CudaImported {
         dst_pitch: usize,
         stream: RawStream,
     ) -> Result<(usize, usize), CudaError> {
-        let (off, pitch, row, rows) = plane_span(desc, plane, self.size)?;
+        let p = plane_layout(desc, plane, self.size)?;
+        let (row, rows) = (p.row_bytes() as usize, p.rows() as usize);
         if dst_pitch < row {
             return Err(CudaError::Layout(
                 "destination pitch below the plane's bytes per row",
@@ -305,8 +318,8 @@ impl CudaImported {
         self.wait_in(stream)?;
         self.device.make_current()?;
         driver::copy_2d_to_device(
-            Mem::Device(self.device_ptr() + off),
-            pitch,
+            Mem::Device(self.device_ptr() + p.offset()),
+            p.pitch() as usize,
             dst,
             dst_pitch,
             row,
@@ -325,7 +338,21 @@ impl CudaImported {
         plane: usize,
         dst: &mut [u8],
     ) -> Result<usize, CudaError> {
-        plane_to_host(&self.device, self.device_ptr(), self.size, desc, plane, dst)
+        let p = plane_layout(desc, plane, self.size)?;
+        plane_to_host(&self.device, self.device_ptr(), &p, dst)
+    }
+
+    /// Copies the frame laid out by `desc` to `out` as FFmpeg's packed
+    /// rawvideo layout (planes in order, rows without pitch padding), after
+    /// [`CudaImported::wait_host`].
+    pub(crate) fn frame_to_host(
+        &self,
+        desc: &StreamDesc,
+        out: &mut Vec<u8>,
+    ) -> Result<(), CudaError> {
+        self.wait_host()?;
+        let layout = desc.validate(self.size)?;
+        frame_to_host(&self.device, self.device_ptr(), &layout, out)
     }
 }
 

@@ -61,6 +61,10 @@ pub enum VulkanError {
     /// A plane does not fit its slot, or the stream has no such plane.
     #[error("frame layout: {0}")]
     Layout(&'static str),
+    /// The stream description does not fit the slot it is used with
+    /// (`StreamDesc::validate`, `docs/protocol.md` §3.3).
+    #[error("frame layout: {0}")]
+    Stream(#[from] cuframes_core::layout::StreamError),
     /// The publisher's timeline semaphore did not reach the frame's value
     /// in time.
     #[error("the publisher's timeline semaphore is at {reached}, frame {value} not done in time")]

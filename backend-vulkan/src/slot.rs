@@ -5,25 +5,7 @@
 use crate::vk::{Semaphore, SharedBuffer};
 use crate::{VulkanDevice, VulkanError};
 use ash::vk;
-use cuframes_core::layout::StreamDesc;
-
-/// Where plane `i` of a frame laid out by `desc` lies in a buffer of
-/// `size` bytes: (offset, pitch, row bytes, rows), bounds-checked.
-pub(crate) fn plane_span(
-    desc: &StreamDesc,
-    i: usize,
-    size: u64,
-) -> Result<(u64, u64, u64, u64), VulkanError> {
-    let s = desc.plane_span(i, size).ok_or(VulkanError::Layout(
-        "no such plane in this pixel format, or it does not fit its slot",
-    ))?;
-    Ok((s.offset, s.pitch, s.row_bytes, s.rows))
-}
-
-/// The planes of `desc` that exist (NV12 / P010: 2).
-fn planes(desc: &StreamDesc, size: u64) -> impl Iterator<Item = (u64, u64, u64, u64)> + '_ {
-    (0..2).filter_map(move |i| plane_span(desc, i, size).ok())
-}
+use cuframes_core::layout::{CopyError, PlaneLayout, StreamDesc};
 
 /// One plane of a frame in a shared buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,18 +20,48 @@ pub struct BufferPlane {
     pub rows: u64,
 }
 
+impl From<PlaneLayout> for BufferPlane {
+    fn from(p: PlaneLayout) -> Self {
+        BufferPlane {
+            offset: p.offset(),
+            pitch: p.pitch(),
+            row_bytes: p.row_bytes(),
+            rows: p.rows(),
+        }
+    }
+}
+
+/// Plane `i` of a frame laid out by `desc` in a buffer of `size` bytes
+/// (`StreamDesc::validate`).
 pub(crate) fn buffer_plane(
     desc: &StreamDesc,
     i: usize,
     size: u64,
 ) -> Result<BufferPlane, VulkanError> {
-    let (offset, pitch, row_bytes, rows) = plane_span(desc, i, size)?;
-    Ok(BufferPlane {
-        offset,
-        pitch,
-        row_bytes,
-        rows,
-    })
+    let p = desc
+        .validate(size)?
+        .plane(i)
+        .ok_or(VulkanError::Layout("no such plane in this pixel format"))?;
+    Ok(p.into())
+}
+
+/// A host buffer too short for a copy is [`VulkanError::HostBuffer`]; a
+/// slot (staging) buffer too short for its frame cannot be after
+/// validation, and is a [`VulkanError::Layout`].
+fn copy_error(e: CopyError, host_is_source: bool) -> VulkanError {
+    match e {
+        CopyError::SourceTooShort { len, need } if host_is_source => {
+            VulkanError::HostBuffer { len, need }
+        }
+        CopyError::DestinationTooShort { len, need } if !host_is_source => {
+            VulkanError::HostBuffer { len, need }
+        }
+        CopyError::SourcePitch { .. } => {
+            VulkanError::Layout("host plane pitch below the plane's row bytes")
+        }
+        CopyError::NoPlane(_) => VulkanError::Layout("no such plane in this pixel format"),
+        _ => VulkanError::Layout("plane does not fit the frame size"),
+    }
 }
 
 /// A publisher's slot: a `VkBuffer` over a dedicated, exportable
@@ -98,8 +110,8 @@ impl VulkanSlot {
         desc: &StreamDesc,
         planes: &[(&[u8], usize)],
     ) -> Result<(), VulkanError> {
-        let size = self.buf.size();
-        let len = desc.frame_size;
+        let layout = desc.validate(self.buf.size())?;
+        let len = layout.frame_size();
         let gpu = self.buf.gpu().clone();
         let signal = match &self.sem {
             Some(sem) if self.next_value > self.signaled => Some((sem, self.next_value)),
@@ -107,27 +119,10 @@ impl VulkanSlot {
         };
         let value = signal.map(|(_, v)| v);
         let fill = |dst: &mut [u8]| {
-            for (i, (src, src_pitch)) in planes.iter().enumerate() {
-                let (off, pitch, row, rows) = plane_span(desc, i, size)?;
-                let (off, pitch, row, rows) =
-                    (off as usize, pitch as usize, row as usize, rows as usize);
-                let need = src_pitch
-                    .checked_mul(rows.saturating_sub(1))
-                    .and_then(|n| n.checked_add(row))
-                    .unwrap_or(usize::MAX);
-                if rows > 0 && (src.len() < need || *src_pitch < row) {
-                    return Err(VulkanError::HostBuffer {
-                        len: src.len(),
-                        need,
-                    });
-                }
-                for r in 0..rows {
-                    let (s, d) = (r * src_pitch, off + r * pitch);
-                    let (Some(s), Some(d)) = (src.get(s..s + row), dst.get_mut(d..d + row)) else {
-                        return Err(VulkanError::Layout("plane does not fit the frame size"));
-                    };
-                    d.copy_from_slice(s);
-                }
+            for (i, &(src, src_pitch)) in planes.iter().enumerate() {
+                layout
+                    .copy_plane_from(i, src, src_pitch, dst)
+                    .map_err(|e| copy_error(e, true))?;
             }
             Ok(())
         };
@@ -225,18 +220,11 @@ fn copy_to_host(
     desc: &StreamDesc,
     out: &mut Vec<u8>,
 ) -> Result<(), VulkanError> {
-    let size = buf.size();
-    let len = desc.frame_size.min(size);
-    buf.gpu().download(buf, len, |bytes| {
-        out.clear();
-        for (off, pitch, row, rows) in planes(desc, len) {
-            for r in 0..rows {
-                let at = (off + r * pitch) as usize;
-                // In bounds: `plane_span` checked the plane against `len`.
-                if let Some(b) = bytes.get(at..at + row as usize) {
-                    out.extend_from_slice(b);
-                }
-            }
-        }
-    })
+    let layout = desc.validate(buf.size())?;
+    buf.gpu()
+        .download(buf, layout.frame_size(), |bytes| {
+            layout.pack_into(bytes, out)
+        })?
+        .map_err(|e| copy_error(e, false))?;
+    Ok(())
 }

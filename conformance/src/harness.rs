@@ -13,7 +13,8 @@
 
 use cuframes_core::handshake::{PublisherEvent, PublisherHandshake};
 use cuframes_core::layout::{
-    ControlLayout, StreamDesc, FLAG_KEY, LEASES_PER_ROW, LEASE_MAGIC, LEASE_REGION_SIZE,
+    ControlLayout, FrameLayout, StreamDesc, FLAG_KEY, LEASES_PER_ROW, LEASE_MAGIC,
+    LEASE_REGION_SIZE,
 };
 use cuframes_core::ring::{Claim, ControlWords, FrameMeta, LeaseWords, ReaderRef, RingWriter};
 use cuframes_core::runtime::channel::{Channel, ChannelError};
@@ -312,7 +313,11 @@ impl Slots {
 
     /// Writes the synthetic frame `seq` into slot `i` and fences it.
     fn write(&mut self, i: u32, stream: &StreamDesc, seq: u64) -> Result<(), HarnessError> {
-        let n = stream.frame_size as usize;
+        let layout = stream
+            .validate(stream.frame_size)
+            .map_err(|_| HarnessError::Geometry)?;
+        let n = layout.frame_size() as usize;
+        let plane = |frame, p| host_plane(&layout, frame, p);
         match self {
             Slots::Host(v) => {
                 let bytes = v
@@ -327,10 +332,9 @@ impl Slots {
                 let slot = slots.get_mut(i as usize).ok_or(HarnessError::Geometry)?;
                 let mut frame = vec![(seq % 251) as u8; n];
                 frame[..8].copy_from_slice(&seq.to_le_bytes());
-                for p in 0..2 {
-                    let off = stream.plane_offset[p] as usize;
-                    let pitch = stream.plane_pitch[p] as usize;
-                    slot.copy_plane_from_host(stream, p, &frame[off..], pitch)?;
+                for p in 0..layout.planes().len() {
+                    let (src, pitch) = plane(&frame, p).ok_or(HarnessError::Geometry)?;
+                    slot.copy_plane_from_host(stream, p, src, pitch)?;
                 }
                 slot.fence(RawStream::DEFAULT)?;
             }
@@ -338,12 +342,9 @@ impl Slots {
                 let slot = slots.get_mut(i as usize).ok_or(HarnessError::Geometry)?;
                 let mut frame = vec![(seq % 251) as u8; n];
                 frame[..8].copy_from_slice(&seq.to_le_bytes());
-                let planes: Vec<(&[u8], usize)> = (0..2)
-                    .map(|p| {
-                        let off = stream.plane_offset[p] as usize;
-                        (&frame[off..], stream.plane_pitch[p] as usize)
-                    })
-                    .collect();
+                let planes: Vec<(&[u8], usize)> = (0..layout.planes().len())
+                    .map(|p| plane(&frame, p).ok_or(HarnessError::Geometry))
+                    .collect::<Result<_, _>>()?;
                 // `VulkanTimeline`: the value to signal is the frame's seq.
                 <VulkanBackend as Backend>::claimed(slot, seq);
                 slot.write_from_host(stream, &planes)?;
@@ -351,6 +352,13 @@ impl Slots {
         }
         Ok(())
     }
+}
+
+/// Plane `p` of `frame`, a host copy of a slot laid out by `layout`: its
+/// bytes from the first row on, and its pitch.
+fn host_plane<'f>(layout: &FrameLayout, frame: &'f [u8], p: usize) -> Option<(&'f [u8], usize)> {
+    let pl = layout.plane(p)?;
+    Some((frame.get(pl.offset() as usize..)?, pl.pitch() as usize))
 }
 
 /// What the harness saw of one subscriber's HELLO.

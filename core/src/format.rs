@@ -68,7 +68,22 @@ impl PixelFormat {
     }
 }
 
+/// FFmpeg's `AV_CODEC_ID_NONE`: what [`Codec::av_codec_id`] gives a codec
+/// FFmpeg has no id for here.
+pub const AV_CODEC_ID_NONE: u32 = 0;
+/// FFmpeg's `AV_CODEC_ID_H264`, [`Codec::H264`] (the packet ring's
+/// `codec_id`, `docs/protocol.md` §9.2).
+pub const AV_CODEC_ID_H264: u32 = 27;
+/// FFmpeg's `AV_CODEC_ID_HEVC`, [`Codec::Hevc`] (the packet ring's
+/// `codec_id`, `docs/protocol.md` §9.2).
+pub const AV_CODEC_ID_HEVC: u32 = 173;
+
 /// Codec of the source's encoded video.
+///
+/// Two numberings: the wire code of the stream description
+/// ([`Codec::code`], §3.3) and FFmpeg's `AVCodecID`, used by the packet
+/// ring (§9) and the front-ends ([`Codec::av_codec_id`],
+/// [`Codec::from_av_codec_id`]); both are converted here only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Codec {
     /// H.264 / AVC.
@@ -97,6 +112,27 @@ impl Codec {
             c => Codec::Unknown(c),
         }
     }
+
+    /// The codec of an FFmpeg `AVCodecID` ([`AV_CODEC_ID_H264`],
+    /// [`AV_CODEC_ID_HEVC`]); `None` for any other id (an `AVCodecID` is
+    /// not a wire code, so it never becomes [`Codec::Unknown`]).
+    pub const fn from_av_codec_id(id: u32) -> Option<Self> {
+        match id {
+            AV_CODEC_ID_H264 => Some(Codec::H264),
+            AV_CODEC_ID_HEVC => Some(Codec::Hevc),
+            _ => None,
+        }
+    }
+
+    /// FFmpeg's `AVCodecID` of the codec; [`AV_CODEC_ID_NONE`] (0) for
+    /// [`Codec::Unknown`].
+    pub const fn av_codec_id(self) -> u32 {
+        match self {
+            Codec::H264 => AV_CODEC_ID_H264,
+            Codec::Hevc => AV_CODEC_ID_HEVC,
+            Codec::Unknown(_) => AV_CODEC_ID_NONE,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -118,6 +154,19 @@ mod tests {
             Some((1280, 180))
         );
         assert_eq!(PixelFormat::Nv12.plane_extent(2, 640, 360), None);
+    }
+
+    #[test]
+    fn av_codec_ids_round_trip() {
+        for c in [Codec::H264, Codec::Hevc] {
+            assert_eq!(Codec::from_av_codec_id(c.av_codec_id()), Some(c));
+        }
+        assert_eq!(Codec::H264.av_codec_id(), 27);
+        assert_eq!(Codec::Hevc.av_codec_id(), 173);
+        assert_eq!(Codec::Unknown(1).av_codec_id(), AV_CODEC_ID_NONE);
+        for id in [0, 1, 2, 26, 28, 172, 174, u32::MAX] {
+            assert_eq!(Codec::from_av_codec_id(id), None);
+        }
     }
 
     #[test]

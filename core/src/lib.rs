@@ -9,7 +9,9 @@
 //!   description, slot table, lease rows) with size/offset assertions;
 //! - [`wire`]: TLV control messages encoded into and decoded from caller buffers;
 //! - [`handshake`]: sans-IO state machines for both ends of a connection;
-//! - [`ring`]: the lease protocol and delivery modes over atomic words.
+//! - [`ring`]: the lease protocol and delivery modes over atomic words;
+//! - [`backoff`]: the retry schedule (capped exponential backoff, optional
+//!   give-up), with time as a parameter.
 //!
 //! Without the `std` feature the crate is `#![no_std]` and never allocates.
 //! With `std` (default), [`runtime`] adds the Linux runtime on rustix: the Unix
@@ -41,6 +43,7 @@
 #[macro_use]
 extern crate std;
 
+pub mod backoff;
 pub mod format;
 pub mod handshake;
 pub mod key;

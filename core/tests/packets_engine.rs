@@ -5,7 +5,7 @@
 #![cfg(target_os = "linux")]
 
 use cuframes_core::layout::StreamDesc;
-use cuframes_core::packet::{av_codec_id, PACKET_KEY, PACKET_LAST_IN_AU};
+use cuframes_core::packet::{AV_CODEC_ID_HEVC, PACKET_KEY, PACKET_LAST_IN_AU};
 use cuframes_core::ring::FrameMeta;
 use cuframes_core::runtime::{
     ConnectError, CreateError, HostBackend, PacketError, PacketRecvError, PacketRingConfig,
@@ -47,7 +47,7 @@ fn ring(slots: u32, data_size: u32) -> PacketRingConfig {
         slots,
         data_size,
         max_packet_size: data_size / 2,
-        ..PacketRingConfig::new(av_codec_id(Codec::Hevc))
+        ..PacketRingConfig::new(Codec::Hevc.av_codec_id())
     }
 }
 
@@ -82,7 +82,8 @@ fn packet_only_subscriber_starts_on_a_keyframe_with_codec_params() {
         "the stream description is still mapped"
     );
     let cp = sub.codec_params().unwrap();
-    assert_eq!(cp.codec_id, 173);
+    assert_eq!(cp.codec_id, AV_CODEC_ID_HEVC);
+    assert_eq!(Codec::from_av_codec_id(cp.codec_id), Some(Codec::Hevc));
     assert_eq!(cp.extradata, vps_sps_pps);
     assert!(matches!(
         sub.next_frame(Duration::ZERO),

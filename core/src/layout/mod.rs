@@ -3,16 +3,20 @@
 //! Every structure is `#[repr(C)]`, made only of little-endian u64 words, with
 //! size and offset assertions beside it. The control region is
 //! `[ControlHeader][StreamDesc][SlotDesc; slot_count]`, rounded up to 4096 bytes.
+//! [`StreamDesc::validate`] turns a stream description into the
+//! [`FrameLayout`] every consumer reads plane offsets, pitches and rows from.
 
+pub mod frame_layout;
 pub mod header;
 pub mod lease;
 pub mod slot;
 pub mod stream;
 
+pub use frame_layout::{CopyError, FrameLayout, PlaneLayout, RowRanges, MAX_PLANES};
 pub use header::{ControlHeader, CONTROL_MAGIC, STATE_CLOSED, STATE_LIVE};
 pub use lease::{LeaseRow, LEASES_PER_ROW, LEASE_MAGIC, LEASE_REGION_SIZE};
 pub use slot::{SlotDesc, FLAG_DISCONTINUITY, FLAG_KEY, PTS_NONE, SEQ_WRITING};
-pub use stream::{PlaneSpan, StreamDesc, StreamError};
+pub use stream::{StreamDesc, StreamError};
 
 use crate::version::{Version, PROTOCOL_VERSION};
 use core::mem::size_of;
@@ -256,7 +260,7 @@ mod tests {
         assert_eq!(s.plane_pitch, [768, 768]);
         assert_eq!(s.plane_offset, [0, 768 * 361]);
         assert_eq!(s.frame_size, 768 * 361 + 768 * 181);
-        assert_eq!(s.validate(s.frame_size), Ok(()));
+        assert!(s.validate(s.frame_size).is_ok());
         let mut overlap = s;
         overlap.plane_offset[1] = 10;
         assert_eq!(

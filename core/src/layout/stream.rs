@@ -1,5 +1,6 @@
 //! The stream description (`docs/protocol.md` §3.3).
 
+use super::frame_layout::{FrameLayout, MAX_PLANES};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// What every frame of the current stream generation looks like: 128 bytes at
@@ -94,19 +95,6 @@ pub enum StreamError {
     },
 }
 
-/// Where one plane of a frame lies in its slot ([`StreamDesc::plane_span`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PlaneSpan {
-    /// Byte offset of the plane's first row in the slot.
-    pub offset: u64,
-    /// Bytes between the starts of two rows.
-    pub pitch: u64,
-    /// Bytes of pixels in a row.
-    pub row_bytes: u64,
-    /// Rows.
-    pub rows: u64,
-}
-
 impl StreamDesc {
     /// A packed description for `width`×`height` of `format`, pitches rounded up
     /// to [`PITCH_ALIGN`] bytes, planes back to back.
@@ -141,37 +129,16 @@ impl StreamDesc {
         Ok(d)
     }
 
-    /// Where plane `i` lies in a slot of `slot_size` bytes: its offset,
-    /// pitch, row bytes and rows (`docs/protocol.md` §3.3), bounds-checked
-    /// with overflow checks. `None` for a plane the format does not have,
-    /// a pitch below the row bytes, or a plane that does not fit the slot
-    /// (none of which a description that passed [`StreamDesc::validate`]
-    /// for the slot has).
-    pub fn plane_span(&self, i: usize, slot_size: u64) -> Option<PlaneSpan> {
-        let (row, rows) =
-            self.format()
-                .plane_extent(i as u32, self.width as u32, self.height as u32)?;
-        let offset = *self.plane_offset.get(i)?;
-        let pitch = *self.plane_pitch.get(i)?;
-        let end = pitch
-            .checked_mul(rows.saturating_sub(1))?
-            .checked_add(row)?
-            .checked_add(offset)?;
-        if end > slot_size || pitch < row {
-            return None;
-        }
-        Some(PlaneSpan {
-            offset,
-            pitch,
-            row_bytes: row,
-            rows,
-        })
-    }
-
     /// Checks every field a reader relies on against `slot_size` (bytes of
-    /// the slot allocation the reader mapped). After `Ok`, plane `i` spans
-    /// `plane_offset[i] .. plane_offset[i] + plane_pitch[i] * rows` within the slot.
-    pub fn validate(&self, slot_size: u64) -> Result<(), StreamError> {
+    /// the slot allocation the reader mapped), in the order of
+    /// `docs/protocol.md` §3.3 *Validation*, and returns the frame's
+    /// [`FrameLayout`]: plane `i` spans `plane_offset[i] .. plane_offset[i]
+    /// + plane_pitch[i] · rows` within `0..frame_size`, inside the slot.
+    ///
+    /// Errors: [`StreamError`]; never panics, whatever the fields hold.
+    /// A `frame_size` beyond `usize::MAX` (32-bit targets only) is
+    /// [`StreamError::FrameTooLarge`] with `slot: usize::MAX`.
+    pub fn validate(&self, slot_size: u64) -> Result<FrameLayout, StreamError> {
         if self.width == 0
             || self.height == 0
             || self.width > MAX_DIMENSION
@@ -180,19 +147,23 @@ impl StreamDesc {
             return Err(StreamError::BadDimensions(self.width, self.height));
         }
         let format = self.format();
-        if format.plane_count().is_none() {
+        let Some(plane_count) = format.plane_count() else {
             return Err(StreamError::UnknownFormat(self.pixel_format));
-        }
-        if self.frame_size > slot_size {
+        };
+        // Every plane's rows are then addressable by usize.
+        let addressable = slot_size.min(usize::MAX as u64);
+        if self.frame_size > addressable {
             return Err(StreamError::FrameTooLarge {
                 frame: self.frame_size,
-                slot: slot_size,
+                slot: addressable,
             });
         }
-        let mut spans = [(0u64, 0u64); 2];
-        for (plane, span) in spans.iter_mut().enumerate() {
+        // Both within 1..=16384 (checked above).
+        let (width, height) = (self.width as u32, self.height as u32);
+        let mut planes = [(0u64, 0u64, 0u64, 0u64); MAX_PLANES];
+        for (plane, out) in planes.iter_mut().enumerate() {
             let (row, rows) = format
-                .plane_extent(plane as u32, self.width as u32, self.height as u32)
+                .plane_extent(plane as u32, width, height)
                 .ok_or(StreamError::UnknownFormat(self.pixel_format))?;
             let pitch = self.plane_pitch[plane];
             if pitch < row {
@@ -207,12 +178,21 @@ impl StreamDesc {
             if end > self.frame_size {
                 return Err(StreamError::PlaneOutOfBounds(plane));
             }
-            *span = (start, end);
+            *out = (start, pitch, row, rows);
         }
-        if spans[0].0 < spans[1].1 && spans[1].0 < spans[0].1 {
+        let span = |(start, pitch, _, rows): (u64, u64, u64, u64)| (start, start + pitch * rows);
+        let (a, b) = (span(planes[0]), span(planes[1]));
+        if a.0 < b.1 && b.0 < a.1 {
             return Err(StreamError::PlaneOutOfBounds(1));
         }
-        Ok(())
+        Ok(FrameLayout::new_validated(
+            format,
+            width,
+            height,
+            planes,
+            plane_count as usize,
+            self.frame_size,
+        ))
     }
 
     /// The pixel format.
@@ -223,33 +203,5 @@ impl StreamDesc {
     /// The codec of the source.
     pub fn codec(&self) -> crate::Codec {
         crate::Codec::from_code(self.codec.min(u32::MAX as u64) as u32)
-    }
-}
-
-#[cfg(test)]
-mod plane_span_tests {
-    use super::*;
-    use crate::{Codec, PixelFormat};
-
-    #[test]
-    fn planes_of_a_packed_nv12_description() {
-        let d = StreamDesc::packed(64, 33, PixelFormat::Nv12, Codec::H264).unwrap();
-        let y = d.plane_span(0, d.frame_size).unwrap();
-        assert_eq!((y.offset, y.row_bytes, y.rows), (0, 64, 33));
-        assert_eq!(y.pitch, d.plane_pitch[0]);
-        let uv = d.plane_span(1, d.frame_size).unwrap();
-        assert_eq!(
-            (uv.offset, uv.row_bytes, uv.rows),
-            (d.plane_offset[1], 64, 17)
-        );
-        // NV12 has two planes; a slot one byte short holds no last plane.
-        assert_eq!(d.plane_span(2, d.frame_size), None);
-        let last = uv.offset + uv.pitch * (uv.rows - 1) + uv.row_bytes;
-        assert_eq!(d.plane_span(1, last - 1), None);
-        assert!(d.plane_span(1, last).is_some());
-        // A hostile pitch that overflows is refused, not wrapped.
-        let mut bad = d;
-        bad.plane_pitch[1] = u64::MAX / 2;
-        assert_eq!(bad.plane_span(1, u64::MAX), None);
     }
 }

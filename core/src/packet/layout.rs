@@ -48,10 +48,9 @@ pub const PACKET_DISCONTINUITY: u32 = 4;
 /// packet per access unit, so it sets it on every packet).
 pub const PACKET_LAST_IN_AU: u32 = 8;
 
-/// `codec_id` of H.264: FFmpeg's `AV_CODEC_ID_H264`.
-pub const AV_CODEC_ID_H264: u32 = 27;
-/// `codec_id` of HEVC: FFmpeg's `AV_CODEC_ID_HEVC`.
-pub const AV_CODEC_ID_HEVC: u32 = 173;
+/// `codec_id` values: FFmpeg's `AVCodecID`s of H.264 and HEVC, defined with
+/// [`crate::Codec`]'s conversions ([`crate::Codec::av_codec_id`]).
+pub use crate::format::{AV_CODEC_ID_H264, AV_CODEC_ID_HEVC};
 
 /// The 0x1040-byte header at offset 0 of the packet region.
 #[repr(C)]

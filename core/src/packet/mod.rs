@@ -45,13 +45,10 @@ pub use reader::{
 };
 pub use writer::{ExtradataError, PacketPublishError, PacketRingInit, PacketWriter};
 
-/// FFmpeg `AVCodecID` of `codec` (0 for an unknown codec).
+/// FFmpeg `AVCodecID` of `codec` (0 for an unknown codec): the same as
+/// [`crate::Codec::av_codec_id`], kept for existing callers.
 pub const fn av_codec_id(codec: crate::Codec) -> u32 {
-    match codec {
-        crate::Codec::H264 => AV_CODEC_ID_H264,
-        crate::Codec::Hevc => AV_CODEC_ID_HEVC,
-        _ => 0,
-    }
+    codec.av_codec_id()
 }
 
 #[cfg(test)]

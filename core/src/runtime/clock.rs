@@ -7,15 +7,11 @@ pub fn monotonic_ns() -> u64 {
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
-/// How far ahead a timeout too long for `Instant` is put: 2^30 s (~34
-/// years), which any `Instant` of a running system can hold.
-const FOREVER: std::time::Duration = std::time::Duration::from_secs(1 << 30);
-
 /// `now + d`, or ~34 years after `now` when `d` is past what `Instant` can
 /// hold: a caller's `Duration::MAX` timeout (Python, C, config) means
 /// "forever", never an overflow panic.
 pub(crate) fn deadline_from(now: std::time::Instant, d: std::time::Duration) -> std::time::Instant {
-    now.checked_add(d).unwrap_or(now + FOREVER)
+    crate::backoff::Timestamp::saturating_add(now, d)
 }
 
 /// [`deadline_from`] the present.
@@ -35,6 +31,7 @@ pub(crate) fn timespec(d: std::time::Duration) -> rustix::time::Timespec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backoff::INSTANT_FOREVER as FOREVER;
     use std::time::{Duration, Instant};
 
     #[test]

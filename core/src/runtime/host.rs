@@ -2,6 +2,7 @@
 
 use super::backend::{Backend, SlotExport};
 use super::shm::{self, Access, Mapping, ShmError};
+use crate::layout::{CopyError, FrameLayout};
 use crate::MemoryKind;
 use rustix::fd::{AsFd, OwnedFd};
 use std::prelude::rust_2021::*;
@@ -52,6 +53,26 @@ impl HostImported {
     }
 }
 
+impl FrameLayout {
+    /// Replaces `out` with the frame in `src_slot` (the slot's bytes from
+    /// its first, e.g. [`HostImported::bytes`]) packed: planes in order,
+    /// rows without pitch padding, [`FrameLayout::packed_size`] bytes
+    /// (FFmpeg's rawvideo layout). The allocating form of
+    /// [`FrameLayout::copy_packed`] (std runtime).
+    ///
+    /// Errors: [`CopyError::SourceTooShort`] (fewer than
+    /// [`FrameLayout::end`] bytes); `out` is empty then.
+    pub fn pack_into(&self, src_slot: &[u8], out: &mut Vec<u8>) -> Result<(), CopyError> {
+        out.clear();
+        out.resize(self.packed_size() as usize, 0);
+        if let Err(e) = self.copy_packed(src_slot, out) {
+            out.clear();
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
 fn page_round(size: u64) -> u64 {
     size.max(1).div_ceil(crate::layout::PAGE) * crate::layout::PAGE
 }
@@ -95,5 +116,39 @@ impl Backend for HostBackend {
         Ok(HostImported {
             map: Mapping::map(fd.as_fd(), len as usize, Access::ReadOnly)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::layout::{CopyError, StreamDesc};
+    use crate::{Codec, PixelFormat};
+    use std::prelude::rust_2021::*;
+
+    #[test]
+    fn pack_into_replaces_the_vec_and_empties_it_on_error() {
+        let d = StreamDesc::packed(3, 3, PixelFormat::Nv12, Codec::H264).unwrap();
+        let l = d.validate(d.frame_size).unwrap();
+        let slot: Vec<u8> = (0..d.frame_size).map(|i| i as u8).collect();
+        let mut out = vec![9; 1000];
+        l.pack_into(&slot, &mut out).unwrap();
+        // Y: 3 rows of 3 bytes at pitch 256; CbCr: 2 rows of 4 bytes.
+        let uv = 256 * 3;
+        let mut want = Vec::new();
+        for r in 0..3 {
+            want.extend_from_slice(&slot[r * 256..r * 256 + 3]);
+        }
+        for r in 0..2 {
+            want.extend_from_slice(&slot[uv + r * 256..uv + r * 256 + 4]);
+        }
+        assert_eq!(out, want);
+        assert_eq!(
+            l.pack_into(&slot[..10], &mut out),
+            Err(CopyError::SourceTooShort {
+                len: 10,
+                need: l.end() as usize
+            })
+        );
+        assert!(out.is_empty());
     }
 }

@@ -5,6 +5,7 @@
 use super::lease_clock::PeerName;
 use super::readers::Reader;
 use super::{RingShared, Shared};
+use crate::backoff::{Backoff, BackoffPolicy, Next};
 use crate::handshake::{PublisherEvent, PublisherHandshake};
 use crate::layout::{LEASE_MAGIC, LEASE_REGION_SIZE};
 use crate::ring::LeaseWords;
@@ -28,10 +29,10 @@ use std::time::{Duration, Instant};
 
 /// Accepts per round at most this many connections.
 const ACCEPTS_PER_ROUND: usize = 64;
-/// First pause of `accept` after EMFILE/ENFILE; doubles up to [`ACCEPT_PAUSE_MAX`].
-const ACCEPT_PAUSE_MIN: Duration = Duration::from_millis(50);
-/// Longest pause of `accept` after EMFILE/ENFILE.
-const ACCEPT_PAUSE_MAX: Duration = Duration::from_secs(1);
+/// Pauses of `accept` after EMFILE/ENFILE: 50 ms doubling up to 1 s, for as
+/// long as the failures last.
+const ACCEPT_PAUSE: BackoffPolicy =
+    BackoffPolicy::new(Duration::from_millis(50), Duration::from_secs(1));
 /// Longest poll(2) wait of one round: how soon `stop` and deadlines are seen.
 const ROUND: Duration = Duration::from_millis(20);
 
@@ -198,9 +199,9 @@ struct Welcomed {
 /// `accept(2)`'s state: paused after EMFILE/ENFILE (§6).
 struct AcceptGate {
     paused_until: Option<Instant>,
-    pause: Duration,
-    /// Failures since the last success (logged once, then summed).
-    failures: u64,
+    /// The pauses; its failures since the last success are logged once,
+    /// then summed.
+    backoff: Backoff<Instant>,
 }
 
 /// Runs until `shared.stop` is set; then says GOODBYE to everyone.
@@ -215,8 +216,7 @@ pub(super) fn run<B: Backend + Send + Sync + 'static>(
     let mut next_id = 1u32;
     let mut gate = AcceptGate {
         paused_until: None,
-        pause: ACCEPT_PAUSE_MIN,
-        failures: 0,
+        backoff: Backoff::new(ACCEPT_PAUSE),
     };
     // Rings replaced by a stream change, closed once every re-WELCOME for a
     // newer ring has left (or its connection closed).
@@ -254,7 +254,7 @@ pub(super) fn run<B: Backend + Send + Sync + 'static>(
         let mut gone: Vec<(usize, String)> = Vec::new();
         for (i, c) in conns.iter_mut().enumerate() {
             if !c.closing && (ready[i + off] || c.more) {
-                service(&shared, c);
+                service(&shared, c, now);
             }
             if let Err(e) = c.out.flush(&shared, &c.chan, now) {
                 gone.push((i, e.to_string()));
@@ -284,7 +284,7 @@ pub(super) fn run<B: Backend + Send + Sync + 'static>(
             }
         }
         if listen && ready[0] {
-            accept_some(&shared, &listener, &mut conns, &mut next_id, &mut gate);
+            accept_some(&shared, &listener, &mut conns, &mut next_id, &mut gate, now);
         }
     }
     for old in retiring {
@@ -320,30 +320,31 @@ fn drop_conn<B: Backend>(shared: &Shared<B>, c: Conn, why: &str) {
     }
 }
 
-/// Accepts waiting connections. EMFILE/ENFILE (and ENOBUFS/ENOMEM) pause
-/// accepting, with a backoff, instead of spinning on a listener that stays
-/// readable; logged once per episode.
+/// Accepts waiting connections (at `now`, the round's time).
+/// EMFILE/ENFILE (and ENOBUFS/ENOMEM) pause accepting, with a backoff,
+/// instead of spinning on a listener that stays readable; logged once per
+/// episode.
 fn accept_some<B: Backend>(
     shared: &Shared<B>,
     listener: &UnixListener,
     conns: &mut Vec<Conn>,
     next_id: &mut u32,
     gate: &mut AcceptGate,
+    now: Instant,
 ) {
     for _ in 0..ACCEPTS_PER_ROUND {
         match listener.accept() {
             Ok((stream, _)) => {
-                if gate.failures > 0 {
+                if !gate.backoff.is_idle() {
                     tracing::info!(
                         "accepting connections again after {} failed accept(2) calls",
-                        gate.failures
+                        gate.backoff.failures()
                     );
-                    gate.failures = 0;
-                    gate.pause = ACCEPT_PAUSE_MIN;
+                    gate.backoff.on_success();
                 }
                 make_room(shared, conns);
                 let id = fresh_id(next_id, |id| conns.iter().any(|c| c.id == id));
-                conns.push(admit(shared, stream, id, conns));
+                conns.push(admit(shared, stream, id, conns, now));
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -357,15 +358,16 @@ fn accept_some<B: Backend>(
                     // ECONNABORTED and the like: that one connection is lost.
                     continue;
                 }
-                if gate.failures == 0 {
+                if gate.backoff.is_idle() {
                     tracing::warn!(
                         "accept(2) failed: {e}; pausing new connections (backoff up to {:?}) until resources free up",
-                        ACCEPT_PAUSE_MAX
+                        ACCEPT_PAUSE.max
                     );
                 }
-                gate.failures += 1;
-                gate.paused_until = Some(Instant::now() + gate.pause);
-                gate.pause = (gate.pause * 2).min(ACCEPT_PAUSE_MAX);
+                // No give-up budget: always `RetryAt`.
+                if let Next::RetryAt(t) = gate.backoff.on_failure(now) {
+                    gate.paused_until = Some(t);
+                }
                 return;
             }
         }
@@ -399,6 +401,7 @@ fn admit<B: Backend>(
     stream: std::os::unix::net::UnixStream,
     id: u32,
     conns: &[Conn],
+    now: Instant,
 ) -> Conn {
     let _ = stream.set_nonblocking(true);
     let cred = crate::runtime::peer::peer_cred(&stream).ok();
@@ -425,7 +428,6 @@ fn admit<B: Backend>(
         }
     }
     reject_if_full(shared, &mut hs, conns);
-    let now = Instant::now();
     let mut c = Conn {
         chan,
         hs,
@@ -461,14 +463,13 @@ fn reject_if_full<B: Backend>(shared: &Shared<B>, hs: &mut PublisherHandshake, c
     }
 }
 
-/// Handles at most `messages_per_round` messages of one connection; sets
-/// `c.closing` when it must close (an ERROR or nothing queued), `c.more`
-/// when messages are left for the next round.
-fn service<B: Backend>(shared: &Shared<B>, c: &mut Conn) {
+/// Handles at most `messages_per_round` messages of one connection at
+/// `now` (the round's time); sets `c.closing` when it must close (an ERROR
+/// or nothing queued), `c.more` when messages are left for the next round.
+fn service<B: Backend>(shared: &Shared<B>, c: &mut Conn, now: Instant) {
     let cfg = &shared.config;
     c.more = false;
     for _ in 0..cfg.messages_per_round.max(1) {
-        let now = Instant::now();
         let raw = match c.chan.recv(Some(Duration::ZERO)) {
             Ok(Some(raw)) => raw,
             Ok(None) => return,
@@ -487,7 +488,9 @@ fn service<B: Backend>(shared: &Shared<B>, c: &mut Conn) {
         let hello = matches!(msg, Message::Hello(_));
         let event = c.hs.handle(msg);
         let keep = match event {
-            Ok(PublisherEvent::Accepted { hello, version }) => accept(shared, c, &hello, version),
+            Ok(PublisherEvent::Accepted { hello, version }) => {
+                accept(shared, c, &hello, version, now)
+            }
             Ok(PublisherEvent::Goodbye(_)) | Ok(PublisherEvent::Refused) | Err(_) => false,
             Ok(PublisherEvent::Release(_) | PublisherEvent::Pong(_) | PublisherEvent::Nothing) => {
                 true
@@ -529,6 +532,7 @@ fn accept<B: Backend>(
     c: &mut Conn,
     hello: &crate::wire::Hello,
     version: crate::Version,
+    now: Instant,
 ) -> bool {
     let wants_frames = hello.flags & HELLO_WANTS_FRAMES != 0;
     let packets = match &shared.packets {
@@ -572,7 +576,7 @@ fn accept<B: Backend>(
         &Message::Welcome(welcome),
         Some(fds),
         shared.config.max_queued_bytes,
-        Instant::now(),
+        now,
     );
     if queued.is_err() {
         return false;

@@ -211,6 +211,22 @@ mod tests {
     }
 
     #[test]
+    fn revoked_at_the_first_scan_past_the_timeout_in_virtual_time() {
+        // Time is only ever passed in: t0 is an origin, no scan sleeps.
+        let mut c = LeaseClock::new();
+        let t0 = Instant::now();
+        let ns = |n: u64| t0 + T + Duration::from_nanos(n);
+        assert_eq!(c.scan(&[3, 0, 0, 0], &[3], t0, T).newly_revoked, 0);
+        // Held exactly `lease_timeout`: not yet (the rule is `now − t > timeout`).
+        assert_eq!(c.scan(&[3, 0, 0, 0], &[3], ns(0), T).newly_revoked, 0);
+        let s = c.scan(&[3, 0, 0, 0], &[3], ns(1), T);
+        assert_eq!((s.newly_revoked, s.ignore), (1, [3, 0, 0, 0]));
+        // Once only.
+        let s = c.scan(&[3, 0, 0, 0], &[3], ns(2), T);
+        assert_eq!((s.newly_revoked, s.ignore), (0, [3, 0, 0, 0]));
+    }
+
+    #[test]
     fn values_pinning_nothing_are_not_timed() {
         let mut c = LeaseClock::new();
         let t0 = Instant::now();
@@ -260,6 +276,53 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        /// Frame 7 stays alive; the row holds it in any entry or not at
+        /// all, beside anything else, at scans of arbitrary (virtual)
+        /// times. It is revoked at exactly the first scan that sees it more
+        /// than `timeout` after the scan that first saw it, never before,
+        /// once, and stays revoked: no row contents reset its timer.
+        #[test]
+        fn no_row_contents_reset_the_timer(
+            timeout_us in 1u64..5_000,
+            steps in proptest::collection::vec(
+                (0u64..2_000, proptest::option::of(0usize..4),
+                 proptest::array::uniform4(prop_oneof![Just(0u64), 8u64..10, any::<u64>()])),
+                1..150,
+            ),
+        ) {
+            let timeout = Duration::from_micros(timeout_us);
+            let alive = [7u64, 8, 9];
+            let mut c = LeaseClock::new();
+            let t0 = Instant::now();
+            let mut now = t0;
+            let mut first_seen = None;
+            let mut revoked = false;
+            for (dt, entry, mut row) in steps {
+                now += Duration::from_micros(dt);
+                for v in row.iter_mut() {
+                    if *v == 7 {
+                        *v = 0;
+                    }
+                }
+                if let Some(e) = entry {
+                    row[e] = 7;
+                }
+                let s = c.scan(&row, &alive, now, timeout);
+                let held = entry.is_some();
+                if held && first_seen.is_none() {
+                    first_seen = Some(now);
+                }
+                let due = first_seen.is_some_and(|t| now - t > timeout);
+                let expect_revoked = revoked || (held && due);
+                for (i, &v) in row.iter().enumerate() {
+                    if v == 7 {
+                        prop_assert_eq!(s.ignore[i] == 7, expect_revoked, "scan at {:?}", now - t0);
+                    }
+                }
+                revoked = expect_revoked;
+            }
+        }
 
         /// Whatever the row writes, a frame that stays alive and is seen
         /// pinned at two scans more than `timeout` apart is revoked (and

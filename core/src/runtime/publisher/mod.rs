@@ -42,9 +42,11 @@ pub struct PublisherConfig {
     /// What to do when no slot may be rewritten (default `DropFrame`).
     pub policy: PublishPolicy,
     /// `Wait`: longest wait for a slot before an unread frame is overwritten
-    /// or the new frame is dropped (default 2 s).
+    /// or the new frame is dropped (default
+    /// [`PublisherConfig::DEFAULT_WAIT_TIMEOUT`], 2 s).
     pub wait_timeout: Duration,
-    /// A lease held longer than this is revoked (default 5 s).
+    /// A lease held longer than this is revoked (default
+    /// [`PublisherConfig::DEFAULT_LEASE_TIMEOUT`], 5 s).
     pub lease_timeout: Duration,
     /// Most simultaneous subscribers (default 64).
     pub max_subscribers: usize,
@@ -61,7 +63,8 @@ pub struct PublisherConfig {
     /// no ring, and HELLOs that want only packets are refused.
     pub packets: Option<PacketRingConfig>,
     /// A connection that has not completed its handshake (HELLO answered)
-    /// this long after `accept` is closed (default 3 s; §6).
+    /// this long after `accept` is closed (default
+    /// [`PublisherConfig::DEFAULT_HANDSHAKE_TIMEOUT`], 3 s; §6).
     pub handshake_timeout: Duration,
     /// Most connections still in their handshake at once (default 256);
     /// they do not count against `max_subscribers`. When full, the oldest
@@ -89,21 +92,31 @@ pub struct PublisherConfig {
 }
 
 impl PublisherConfig {
+    /// Default [`PublisherConfig::lease_timeout`]: a lease held longer than
+    /// 5 s is revoked. The one definition of this default: front-ends (C,
+    /// Python, GStreamer, the camera service) take theirs from here.
+    pub const DEFAULT_LEASE_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Default [`PublisherConfig::handshake_timeout`]: 3 s from `accept` to
+    /// an answered HELLO.
+    pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+    /// Default [`PublisherConfig::wait_timeout`]: 2 s for a slot under `Wait`.
+    pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(2);
+
     /// Defaults for `key`.
     pub fn new(key: &str) -> Self {
         PublisherConfig {
             key: key.to_owned(),
             slots: 8,
             policy: PublishPolicy::DropFrame,
-            wait_timeout: Duration::from_secs(2),
-            lease_timeout: Duration::from_secs(5),
+            wait_timeout: Self::DEFAULT_WAIT_TIMEOUT,
+            lease_timeout: Self::DEFAULT_LEASE_TIMEOUT,
             max_subscribers: 64,
             socket_mode: 0o660,
             allowed_uids: Vec::new(),
             allowed_gids: Vec::new(),
             runtime_dir: None,
             packets: None,
-            handshake_timeout: Duration::from_secs(3),
+            handshake_timeout: Self::DEFAULT_HANDSHAKE_TIMEOUT,
             max_pending_handshakes: 256,
             messages_per_round: 16,
             max_queued_bytes: 256 * 1024,
@@ -697,6 +710,8 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
             let mut alive = std::mem::take(&mut self.alive);
             self.alive_frames(&mut alive);
             let cfg = &self.shared.config;
+            // The round's time: lease revocation, the `Wait` deadline and
+            // lag all judge by it.
             let now = Instant::now();
             for r in self.readers.iter_mut() {
                 let n = r.expire_leases(&alive, now, cfg.lease_timeout);
@@ -731,11 +746,11 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
                     Claim::Busy { blocked_by_unread } => blocked_by_unread,
                 };
             let cfg = &self.shared.config;
-            if blocked_by_unread && Instant::now() >= deadline {
-                lagged(cfg, &self.ring, &mut self.stats, &mut self.readers);
+            if blocked_by_unread && now >= deadline {
+                lagged(cfg, &self.ring, &mut self.stats, &mut self.readers, now);
             }
-            if wait && Instant::now() < deadline {
-                let left = deadline.saturating_duration_since(Instant::now());
+            if wait && now < deadline {
+                let left = deadline.saturating_duration_since(now);
                 futex::wait(
                     self.ring.words().release_wake(),
                     release_seen,
@@ -831,17 +846,18 @@ impl<B: Backend + Send + Sync + 'static> Drop for SlotGuard<'_, B> {
     }
 }
 
-/// `Wait`, past the deadline: lagging InOrder readers lose frames from here
-/// on; one that lagged `max_lag_events` times is demoted (§5.4).
+/// `Wait`, past the deadline (at `now`): lagging InOrder readers lose
+/// frames from here on; one that lagged `max_lag_events` times is demoted
+/// (§5.4).
 fn lagged(
     cfg: &PublisherConfig,
     ring: &RingShared,
     stats: &mut PublisherStats,
     readers: &mut [Reader],
+    now: Instant,
 ) {
     {
         let latest = ring.writer().next_seq() - 1;
-        let now = Instant::now();
         for r in readers
             .iter_mut()
             // Packet-only subscribers (no lease row) read no frames.

@@ -25,7 +25,7 @@ pub struct PacketRingConfig {
     /// Largest packet accepted, bytes (≤ `data_size`); larger ones are
     /// refused with [`PacketError::Publish`] and not published.
     pub max_packet_size: u32,
-    /// FFmpeg `AVCodecID` of the packets ([`crate::packet::av_codec_id`]).
+    /// FFmpeg `AVCodecID` of the packets ([`crate::Codec::av_codec_id`]).
     pub codec_id: u32,
     /// Codec extradata (Annex B parameter sets, ≤ 4096 bytes), stored before
     /// the socket accepts anyone, so every subscriber sees it; may be empty
