@@ -5,7 +5,7 @@
 
 use crate::backend::BackendKind;
 use crate::error::Error;
-use cuframes_core::layout::StreamDesc;
+use cuframes_core::layout::{FrameLayout, StreamDesc};
 use cuframes_core::ring::FrameMeta;
 use cuframes_core::runtime::{self as rt, HostBackend};
 
@@ -48,15 +48,6 @@ pub enum Plane<'a> {
         /// Rows.
         rows: usize,
     },
-}
-
-/// Bytes of the frame packed as FFmpeg's rawvideo (planes in order, rows
-/// without pitch padding): what [`Frame::copy_to_host`] writes.
-fn packed_size(s: &StreamDesc) -> usize {
-    (0..2)
-        .filter_map(|i| s.format().plane_extent(i, s.width as u32, s.height as u32))
-        .map(|(row, rows)| row as usize * rows as usize)
-        .sum()
 }
 
 /// A borrowed guard of the backend in use.
@@ -121,6 +112,12 @@ macro_rules! guard_methods {
             each!($G, &self.g, f => f.stream())
         }
 
+        /// Where each plane lies in the slot (offset, pitch, row bytes,
+        /// rows; bytes), validated at import.
+        pub fn layout(&self) -> &FrameLayout {
+            each!($G, &self.g, f => f.layout())
+        }
+
         /// Whether this is the first frame of a new stream description.
         pub fn stream_changed(&self) -> bool {
             each!($G, &self.g, f => f.stream_changed())
@@ -152,16 +149,16 @@ macro_rules! guard_methods {
         /// Bytes [`Self::copy_to_host`] writes: the planes packed, rows
         /// without pitch padding (NV12: w × h × 3/2; P010: twice that).
         pub fn packed_size(&self) -> usize {
-            packed_size(self.stream())
+            usize::try_from(self.layout().packed_size()).unwrap_or(usize::MAX)
         }
 
         /// Plane `i` (NV12 / P010: 0 = Y, 1 = interleaved CbCr) where it
         /// lives; `None` for a plane the format does not have or that does
         /// not fit the slot.
         pub fn plane(&self, i: usize) -> Option<Plane<'_>> {
-            let s = self.stream();
-            let (row, rows) = s.format().plane_extent(i as u32, s.width as u32, s.height as u32)?;
-            let (row_bytes, rows) = (row as usize, rows as usize);
+            let p = self.layout().plane(i)?;
+            let row_bytes = usize::try_from(p.row_bytes()).ok()?;
+            let rows = usize::try_from(p.rows()).ok()?;
             match &self.g {
                 $G::Host(f) => {
                     let (bytes, pitch) = f.plane(i)?;
@@ -198,7 +195,7 @@ macro_rules! guard_methods {
             match &self.g {
                 $G::Host(f) => {
                     out.clear();
-                    out.reserve(packed_size(f.stream()));
+                    out.reserve(usize::try_from(f.layout().packed_size()).unwrap_or(0));
                     f.for_each_row(|row| out.extend_from_slice(row));
                     Ok(())
                 }

@@ -57,7 +57,7 @@ pub use subscriber::Subscriber;
 /// The protocol crate (layouts, wire messages, engines), for what the
 /// facade does not wrap.
 pub use cuframes_core as core;
-pub use cuframes_core::layout::StreamDesc;
+pub use cuframes_core::layout::{FrameLayout, PlaneLayout, StreamDesc};
 pub use cuframes_core::ring::FrameMeta;
 pub use cuframes_core::runtime::{
     CodecParams, EndReason, Offer, Packet, PacketStats, PublishError, Published, PublisherConfig,

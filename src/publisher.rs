@@ -216,24 +216,13 @@ impl Publisher {
 
 /// Copies `planes` (first row, pitch) into a host slot laid out as `s`.
 fn write_host(dst: &mut [u8], s: &StreamDesc, planes: &[(&[u8], usize)]) -> Result<(), Error> {
+    let layout = s
+        .validate(dst.len() as u64)
+        .map_err(|e| Error::Write(e.to_string()))?;
     for (i, (src, src_pitch)) in planes.iter().enumerate() {
-        let short = || Error::Write(format!("plane {i} does not fit its slot or its rows"));
-        let (row, rows) = s
-            .format()
-            .plane_extent(i as u32, s.width as u32, s.height as u32)
-            .ok_or_else(short)?;
-        let (row, rows) = (row as usize, rows as usize);
-        let off = *s.plane_offset.get(i).ok_or_else(short)? as usize;
-        let pitch = *s.plane_pitch.get(i).ok_or_else(short)? as usize;
-        for r in 0..rows {
-            let from = src
-                .get(r * src_pitch..r * src_pitch + row)
-                .ok_or_else(short)?;
-            let at = off + r * pitch;
-            dst.get_mut(at..at + row)
-                .ok_or_else(short)?
-                .copy_from_slice(from);
-        }
+        layout
+            .copy_plane_from(i, src, *src_pitch, dst)
+            .map_err(|e| Error::Write(format!("plane {i}: {e}")))?;
     }
     Ok(())
 }

@@ -18,7 +18,7 @@ use super::options::{PublisherUids, SubscribeOptions};
 use super::packet_ring::PacketState;
 use super::ring::{uuid_bytes, Ring};
 use crate::handshake::{HandshakeError, SubscriberEvent, SubscriberHandshake};
-use crate::layout::{ControlLayout, LayoutError, StreamDesc, LEASE_REGION_SIZE};
+use crate::layout::{ControlLayout, FrameLayout, LayoutError, StreamDesc, LEASE_REGION_SIZE};
 use crate::ring::LeaseWords;
 use crate::runtime::backend::{Backend, Peer};
 use crate::runtime::channel::{Channel, ChannelError};
@@ -101,6 +101,7 @@ pub(super) struct Checked {
     control: Mapping,
     layout: ControlLayout,
     stream: StreamDesc,
+    frame: FrameLayout,
     peer: Peer,
     /// Per slot (when frames are wanted): its memory fd and sync fd.
     slot_fds: Vec<(Option<OwnedFd>, Option<OwnedFd>)>,
@@ -117,6 +118,7 @@ pub(super) struct Imported<B: Backend> {
     pub(super) control: Mapping,
     pub(super) layout: ControlLayout,
     pub(super) stream: StreamDesc,
+    pub(super) frame: FrameLayout,
     pub(super) slots: Vec<B::Imported>,
     pub(super) peer: Peer,
 }
@@ -185,6 +187,10 @@ pub(super) fn check_welcome(
         }
         .into());
     }
+    // Checked by `ControlLayout::validate` already; this keeps the planes.
+    let frame = stream
+        .validate(welcome.slot_size)
+        .map_err(LayoutError::Stream)?;
     let peer = Peer {
         memory_kind: welcome.memory_kind,
         sync_kind: welcome.sync_kind,
@@ -204,6 +210,7 @@ pub(super) fn check_welcome(
         control,
         layout,
         stream,
+        frame,
         peer,
         slot_fds: slots,
         handles: welcome.handles.to_vec(),
@@ -224,6 +231,7 @@ pub(super) fn import_ring<B: Backend>(
         control,
         layout,
         stream,
+        frame,
         peer,
         slot_fds,
         handles,
@@ -276,6 +284,7 @@ pub(super) fn import_ring<B: Backend>(
         control,
         layout,
         stream,
+        frame,
         slots,
         peer,
     })
@@ -497,6 +506,7 @@ impl Welcomed {
         let ring = Ring {
             leases: Arc::new(LeaseState::new(im.control, Arc::clone(&row), im.layout)),
             stream: im.stream,
+            layout: im.frame,
             slots: im.slots,
             start_seq,
         };

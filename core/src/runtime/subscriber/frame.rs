@@ -12,7 +12,7 @@
 use super::engine::Subscriber;
 use super::leases::PendingRelease;
 use super::ring::Ring;
-use crate::layout::StreamDesc;
+use crate::layout::{FrameLayout, StreamDesc};
 use crate::ring::{FrameMeta, Lease};
 use crate::runtime::backend::Backend;
 use crate::runtime::host::HostBackend;
@@ -76,31 +76,22 @@ impl<B: Backend> Drop for Held<B> {
 
 impl Held<HostBackend> {
     fn plane(&self, i: usize) -> Option<(&[u8], usize)> {
-        let s = &self.ring.stream;
-        let (row, rows) = s
-            .format()
-            .plane_extent(i as u32, s.width as u32, s.height as u32)?;
-        let start = *s.plane_offset.get(i)? as usize;
-        let pitch = *s.plane_pitch.get(i)? as usize;
-        let len = pitch * (rows as usize - 1) + row as usize;
-        self.memory()
-            .bytes()
-            .get(start..start + len)
-            .map(|b| (b, pitch))
+        let p = self.ring.layout.plane(i)?;
+        // From the first row to the end of the last (no padding after it).
+        let (start, end) = (
+            usize::try_from(p.offset()).ok()?,
+            usize::try_from(p.end()).ok()?,
+        );
+        let bytes = self.memory().bytes().get(start..end)?;
+        Some((bytes, usize::try_from(p.pitch()).ok()?))
     }
 
     fn for_each_row(&self, mut f: impl FnMut(&[u8])) {
-        let s = &self.ring.stream;
-        for i in 0..2 {
-            let Some((row, rows)) = s.format().plane_extent(i, s.width as u32, s.height as u32)
-            else {
-                continue;
-            };
-            let Some((bytes, pitch)) = self.plane(i as usize) else {
-                continue;
-            };
-            for r in 0..rows as usize {
-                f(&bytes[r * pitch..r * pitch + row as usize]);
+        let bytes = self.memory().bytes();
+        for row in self.ring.layout.packed_rows() {
+            // The layout was validated against the slot size at import.
+            if let Some(r) = bytes.get(row) {
+                f(r);
             }
         }
     }
@@ -226,6 +217,13 @@ macro_rules! guard_methods {
         /// Plane layout (and size, format) of this frame's ring.
         pub fn stream(&self) -> &StreamDesc {
             &self.held.ring.stream
+        }
+
+        /// Where each plane lies in the slot (offset, pitch, row bytes,
+        /// rows; bytes), validated against the slot size at import
+        /// (`docs/protocol.md` §3.4).
+        pub fn layout(&self) -> &FrameLayout {
+            &self.held.ring.layout
         }
 
         /// Whether this is the first frame of a new stream description: the

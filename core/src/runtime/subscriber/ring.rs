@@ -1,7 +1,7 @@
 //! One ring generation as a subscriber imported it.
 
 use super::leases::LeaseState;
-use crate::layout::StreamDesc;
+use crate::layout::{FrameLayout, StreamDesc};
 use crate::runtime::backend::Backend;
 use std::prelude::rust_2021::*;
 use std::sync::Arc;
@@ -12,6 +12,8 @@ use std::sync::Arc;
 pub(crate) struct Ring<B: Backend> {
     pub(super) leases: Arc<LeaseState>,
     pub(super) stream: StreamDesc,
+    /// `stream` validated against the slot size: where each plane lies.
+    pub(super) layout: FrameLayout,
     pub(super) slots: Vec<B::Imported>,
     /// WELCOME's `start_seq`: frames of this ring are above it.
     pub(super) start_seq: u64,

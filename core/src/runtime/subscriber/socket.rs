@@ -120,6 +120,7 @@ impl<B: Backend> Subscriber<B> {
         Ok(Ring {
             leases: Arc::new(LeaseState::new(im.control, Arc::clone(&c.row), im.layout)),
             stream: im.stream,
+            layout: im.frame,
             slots: im.slots,
             start_seq: w.start_seq,
         })
