@@ -7,6 +7,7 @@ use super::connect::{Attach, Conn, Welcomed};
 use super::error::{ConnectError, EndReason, SubscriberStats};
 use super::options::SubscribeOptions;
 use super::packet_ring::PacketState;
+use crate::backoff::Backoff;
 use crate::layout::StreamDesc;
 use crate::ring::Cursor;
 use crate::runtime::backend::{Backend, Peer};
@@ -24,15 +25,6 @@ use {super::frame::Frame, super::RecvError, crate::runtime::WaitStrategy};
 /// closing its ring is noticed this much later at most.
 pub(super) const SOCKET_POLL_EVERY: Duration = Duration::from_millis(1);
 
-/// Reconnection progress.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Retry {
-    pub(super) since: Instant,
-    pub(super) next_try: Instant,
-    pub(super) delay: Duration,
-    pub(super) given_up: bool,
-}
-
 /// A connection to one publisher.
 pub struct Subscriber<B: Backend = HostBackend> {
     pub(super) key: String,
@@ -48,7 +40,8 @@ pub struct Subscriber<B: Backend = HostBackend> {
     /// When the control socket was last read while the ring was open
     /// (polling reads it at most every [`SOCKET_POLL_EVERY`]).
     pub(super) socket_read_at: Cell<Instant>,
-    pub(super) retry: Cell<Option<Retry>>,
+    /// Reconnection attempts ([`SubscribeOptions::reconnect`]'s schedule).
+    pub(super) retry: Cell<Backoff<Instant>>,
     /// The stream's commit pace, for [`WaitStrategy::anticipate`].
     pub(super) pace: Cell<Pace>,
     /// The last reconnect failure logged at WARN (each new kind once).
@@ -144,6 +137,7 @@ impl Welcomed {
     pub fn import<B: Backend>(self, mut backend: B) -> Result<Subscriber<B>, ConnectError> {
         let key = self.key.clone();
         let opts = self.opts.clone();
+        let retry = Backoff::<Instant>::new(opts.reconnect.unwrap_or_default().policy());
         let revoked = Arc::new(Mutex::new(0));
         let (conn, peer, start) = self.into_conn(Attach::First(&mut backend), &revoked)?;
         Ok(Subscriber {
@@ -156,7 +150,7 @@ impl Welcomed {
             announce_change: Cell::new(false),
             announce_gap: Cell::new(false),
             socket_read_at: Cell::new(Instant::now()),
-            retry: Cell::new(None),
+            retry: Cell::new(retry),
             pace: Cell::new(Pace::default()),
             retry_warned: RefCell::new(String::new()),
             peer,

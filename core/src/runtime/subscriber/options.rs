@@ -1,5 +1,6 @@
 //! Subscriber settings ([`SubscribeOptions`]) and their parts.
 
+use crate::backoff::BackoffPolicy;
 #[cfg(doc)]
 use crate::runtime::dir;
 use crate::runtime::wait::WaitStrategy;
@@ -122,6 +123,18 @@ pub struct Reconnect {
     /// Give up (report `Disconnected`) when no attempt succeeded this long
     /// after the publisher was found gone (default `None`: never).
     pub give_up_after: Option<Duration>,
+}
+
+impl Reconnect {
+    /// The backoff schedule these settings describe (core's one retry
+    /// policy, [`crate::backoff`]).
+    pub fn policy(&self) -> BackoffPolicy {
+        let p = BackoffPolicy::new(self.first_delay, self.max_delay);
+        match self.give_up_after {
+            Some(g) => p.give_up_after(g),
+            None => p,
+        }
+    }
 }
 
 impl Default for Reconnect {

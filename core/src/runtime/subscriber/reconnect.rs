@@ -3,14 +3,14 @@
 
 use super::connect::Attach;
 use super::connect::Welcomed;
-use super::engine::{Retry, Subscriber};
+use super::engine::Subscriber;
 use super::error::ConnectError;
 #[cfg(doc)]
 use super::options::Reconnect;
 use super::ring::same_geometry;
+use crate::backoff::Next;
 use crate::ring::Cursor;
 use crate::runtime::backend::Backend;
-use crate::runtime::clock;
 use std::prelude::rust_2021::*;
 use std::time::{Duration, Instant};
 
@@ -36,33 +36,24 @@ impl<B: Backend> Subscriber<B> {
             // `end_reason` can tell a clean end from a crash.
             return Recovery::Wait(now + Duration::from_millis(10));
         };
-        let Some(rc) = self.opts.reconnect else {
-            return Recovery::Disconnected;
-        };
-        if !end.reconnects() {
+        if self.opts.reconnect.is_none() || !end.reconnects() {
             return Recovery::Disconnected;
         }
-        let mut r = self.retry.get().unwrap_or(Retry {
-            since: now,
-            next_try: now,
-            delay: rc.first_delay,
-            given_up: false,
-        });
-        if r.given_up {
-            return Recovery::Disconnected;
-        }
-        if rc
-            .give_up_after
-            .is_some_and(|g| now.duration_since(r.since) >= g)
-        {
-            r.given_up = true;
-            self.retry.set(Some(r));
-            tracing::warn!(key = %self.key, "publisher did not come back; giving up");
-            return Recovery::Disconnected;
-        }
-        if now < r.next_try {
-            self.retry.set(Some(r));
-            return Recovery::Wait(r.next_try);
+        let mut retry = self.retry.get();
+        let had_given_up = retry.has_given_up();
+        match retry.poll(now) {
+            Next::GiveUp => {
+                self.retry.set(retry);
+                if !had_given_up {
+                    tracing::warn!(key = %self.key, "publisher did not come back; giving up");
+                }
+                return Recovery::Disconnected;
+            }
+            Next::RetryAt(t) if t > now => {
+                self.retry.set(retry);
+                return Recovery::Wait(t);
+            }
+            Next::RetryAt(_) => {}
         }
         // One attempt; its handshake wait is bounded by the caller's deadline
         // (at least 50 ms, so a live publisher can answer).
@@ -86,7 +77,8 @@ impl<B: Backend> Subscriber<B> {
                     }
                 }
                 self.cursor.set(Cursor { last_seq: start });
-                self.retry.set(None);
+                retry.on_success();
+                self.retry.set(retry);
                 self.announce_gap.set(true);
                 let mut st = self.stats.get();
                 st.reconnects += 1;
@@ -109,10 +101,15 @@ impl<B: Backend> Subscriber<B> {
                     tracing::warn!(key = %self.key, "reconnect attempt refused, still retrying: {text}");
                     *self.retry_warned.borrow_mut() = text;
                 }
-                r.next_try = clock::deadline_after(r.delay);
-                r.delay = r.delay.saturating_mul(2).min(rc.max_delay);
-                self.retry.set(Some(r));
-                Recovery::Wait(r.next_try)
+                let next = retry.on_failure(Instant::now());
+                self.retry.set(retry);
+                match next {
+                    Next::RetryAt(t) => Recovery::Wait(t),
+                    Next::GiveUp => {
+                        tracing::warn!(key = %self.key, "publisher did not come back; giving up");
+                        Recovery::Disconnected
+                    }
+                }
             }
         }
     }
