@@ -6,8 +6,8 @@
 use cuframes_core::layout::StreamDesc;
 use cuframes_core::runtime::Backend;
 use cuframes_cuda::{CudaBackend, CudaConfig, CudaStream};
-use cuframes_nvdec::{nvdec_available, NvdecDecoder};
 use cuframes_media::{AnnexB, Demuxer};
+use cuframes_nvdec::{nvdec_available, NvdecDecoder};
 use md5::{Digest, Md5};
 
 use cuframes_testkit::{framemd5_hashes, media};

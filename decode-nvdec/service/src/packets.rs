@@ -2,9 +2,9 @@
 //! the publisher exists, and the flags of the next packet
 //! (`docs/protocol.md` §9).
 
-use cuframes_media::{AnnexB, Packet};
 use cuframes_core::packet::{PACKET_DISCONTINUITY, PACKET_KEY, PACKET_LAST_IN_AU};
 use cuframes_core::runtime::{Backend, Publisher};
+use cuframes_media::{AnnexB, Packet};
 
 /// A converted packet waiting for the publisher: data, pts, dts (ns), flags.
 type PendingPacket = (Vec<u8>, Option<i64>, Option<i64>, u32);

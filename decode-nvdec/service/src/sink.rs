@@ -5,7 +5,6 @@
 
 use super::packets::PacketFeed;
 use super::stats::{SharedStats, StreamState};
-use cuframes_media::{AnnexB, Packet, StreamInfo};
 use cuframes_core::layout::{StreamDesc, StreamError, FLAG_DISCONTINUITY, FLAG_KEY};
 use cuframes_core::packet::{av_codec_id, MAX_EXTRADATA};
 use cuframes_core::ring::FrameMeta;
@@ -13,6 +12,7 @@ use cuframes_core::runtime::{
     Backend, ChangeError, CreateError, PacketRingConfig, Published, Publisher, PublisherConfig,
 };
 use cuframes_core::{Codec, PixelFormat};
+use cuframes_media::{AnnexB, Packet, StreamInfo};
 use std::time::{Duration, Instant};
 
 /// The geometry of a decoded frame, in pixels.

@@ -3,15 +3,17 @@
 //! [`FrameSink`], with keyframe flags and timestamps.
 
 use super::sink::{FrameSink, Geometry, SinkError};
-use cuframes_media::demux::{redact_url, DemuxError, OpenError, RtspTransport, StopFlag, UrlOptions};
-use cuframes_nvdec::{NvdecDecoder, NvdecError};
+use cuframes_core::layout::StreamDesc;
+use cuframes_core::runtime::{Backend, HostBackend, HostSlot};
+use cuframes_cuda::{CudaBackend, CudaDevice, CudaError, CudaSlot, CudaStream, RawStream};
+use cuframes_media::demux::{
+    redact_url, DemuxError, OpenError, RtspTransport, StopFlag, UrlOptions,
+};
 use cuframes_media::{
     AnnexB, AnnexBError, DecodeError, Decoded, Decoder, Demuxer, FrameClock, HostFrame,
     SoftwareDecoder,
 };
-use cuframes_core::layout::StreamDesc;
-use cuframes_core::runtime::{Backend, HostBackend, HostSlot};
-use cuframes_cuda::{CudaBackend, CudaDevice, CudaError, CudaSlot, CudaStream, RawStream};
+use cuframes_nvdec::{NvdecDecoder, NvdecError};
 use cuframes_vulkan::{VulkanBackend, VulkanError, VulkanSlot};
 use std::collections::HashMap;
 use std::path::PathBuf;

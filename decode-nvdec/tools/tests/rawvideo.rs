@@ -137,7 +137,10 @@ fn nv12_pipe_into_ffmpeg_matches_the_reference() {
         .join(" ")
         .starts_with("-f rawvideo -pix_fmt nv12 -video_size 1280x720"));
     let got = hashes(&String::from_utf8_lossy(&ff.stdout));
-    assert_eq!(got, cuframes_testkit::framemd5_hashes("sample-hevc.mkv.framemd5"));
+    assert_eq!(
+        got,
+        cuframes_testkit::framemd5_hashes("sample-hevc.mkv.framemd5")
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
