@@ -5,6 +5,21 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod publish;
+pub mod subscribe;
+
+/// Logs to stderr, filtered by `RUST_LOG` (default: `default_filter`, e.g.
+/// `"info"`), as every tool does.
+pub fn init_tracing(default_filter: &str) {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_filter.into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 /// `e` and its sources joined by `": "`, like anyhow's `{:#}`, but without
 /// a source whose text an outer error already printed (thiserror errors
 /// that show `{source}` in their own text would otherwise print an OS error

@@ -49,7 +49,7 @@ enum MemoryArg {
 
 /// GPU hand-off benchmarks of cuframes (needs an NVIDIA GPU).
 #[derive(Debug, Parser)]
-#[command(version, long_about = None)]
+#[command(name = "cuframes-gpu-bench", version, long_about = None)]
 struct Args {
     #[command(subcommand)]
     cmd: Cmd,
