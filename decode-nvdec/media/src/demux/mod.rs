@@ -5,291 +5,23 @@
 //! `av_find_best_stream`, `av_read_frame`, `avformat_seek_file`, and for
 //! URLs the `AVIOInterruptCB` interrupt callback) through `ffmpeg-next`.
 
-use cuframes_core::sync::{AtomicU64, Ordering};
 use rustix::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Once};
-use std::time::{Duration, Instant};
 
 use cuframes_core::Codec;
 use ffmpeg_next as ffmpeg;
-use thiserror::Error;
 
 use crate::codecpar;
 use crate::time::rescale_to_ns;
 
-/// Errors of [`Demuxer::open`].
-#[derive(Debug, Error)]
-pub enum OpenError {
-    /// The stop flag ([`StopFlag`]) was set while opening.
-    #[error("{0}: opening was interrupted by the stop flag")]
-    Interrupted(PathBuf),
-    /// Nothing exists at the path.
-    #[error("{0}: no such file")]
-    NotFound(PathBuf),
-    /// The path exists but cannot be inspected (e.g. permission denied).
-    #[error("{path}: cannot access: {source}")]
-    Io {
-        /// The path given to [`Demuxer::open`].
-        path: PathBuf,
-        /// The operating system's error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The path cannot be handed to FFmpeg, which takes a NUL-terminated
-    /// UTF-8 string.
-    #[error("{0}: path is not valid UTF-8 or contains a NUL byte")]
-    UnsupportedPath(PathBuf),
-    /// The path is a directory, libavformat cannot open the file, or the file
-    /// holds no streams.
-    #[error("{path}: not a media file: {reason}")]
-    NotMedia {
-        /// The path given to [`Demuxer::open`].
-        path: PathBuf,
-        /// What went wrong (FFmpeg's error text or this crate's).
-        reason: String,
-    },
-    /// The file has streams, but none of them is video.
-    #[error("{0}: no video stream")]
-    NoVideoStream(PathBuf),
-    /// The best video stream is not H.264 or HEVC.
-    #[error("{path}: unsupported video codec {codec} (only h264 and hevc are supported)")]
-    UnsupportedCodec {
-        /// The path given to [`Demuxer::open`], or for [`Demuxer::open_url`]
-        /// the URL with any credentials redacted.
-        path: PathBuf,
-        /// FFmpeg's short name of the codec (`avcodec_get_name`), e.g. `mpeg4`.
-        codec: String,
-    },
-    /// [`Demuxer::open_url`]: the URL contains a NUL byte or has no
-    /// `scheme://`.
-    #[error("{url}: not a valid URL: {reason}")]
-    InvalidUrl {
-        /// The URL, credentials redacted.
-        url: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-    /// [`Demuxer::open_url`]: nothing listens at the URL's host and port
-    /// (the TCP connection was refused: `ECONNREFUSED`).
-    #[error("{url}: connection refused (is the camera or server up, and the port right?)")]
-    Refused {
-        /// The URL, credentials redacted.
-        url: String,
-    },
-    /// [`Demuxer::open_url`]: the server answered, but has no stream at this
-    /// path (RTSP / HTTP 404 Not Found: `AVERROR_HTTP_NOT_FOUND`).
-    #[error("{url}: the server has no such stream (404 Not Found); check the path")]
-    StreamNotFound {
-        /// The URL, credentials redacted.
-        url: String,
-    },
-    /// [`Demuxer::open_url`]: the server refused the credentials (401
-    /// Unauthorized, 403 Forbidden).
-    #[error("{url}: access denied by the server ({source}); check the user name and password")]
-    Unauthorized {
-        /// The URL, credentials redacted.
-        url: String,
-        /// FFmpeg's error.
-        #[source]
-        source: ffmpeg::Error,
-    },
-    /// [`Demuxer::open_url`]: opening (connection, RTSP DESCRIBE / SETUP /
-    /// PLAY, reading enough packets to describe the stream) did not finish
-    /// within [`UrlOptions::io_timeout`].
-    #[error("{url}: no answer within {after:?} (the host or the camera does not respond)")]
-    TimedOut {
-        /// The URL, credentials redacted.
-        url: String,
-        /// The time allowed ([`UrlOptions::io_timeout`]).
-        after: Duration,
-    },
-    /// [`Demuxer::open_url`]: libavformat failed to open the URL for another
-    /// reason (unresolvable host, unsupported protocol, bad server reply...).
-    #[error("{url}: cannot open: {source}")]
-    Network {
-        /// The URL, credentials redacted.
-        url: String,
-        /// FFmpeg's error.
-        #[source]
-        source: ffmpeg::Error,
-    },
-}
+mod error;
+mod url;
 
-/// Errors of [`Demuxer::read_packet`] and [`Demuxer::rewind`].
-#[derive(Debug, Error)]
-pub enum DemuxError {
-    /// The stop flag ([`StopFlag`]) was set during a blocking read.
-    #[error("{0}: reading was interrupted by the stop flag")]
-    Interrupted(PathBuf),
-    /// `av_read_frame` failed with something other than end of file.
-    #[error("{path}: reading a packet failed: {source}")]
-    Read {
-        /// The demuxed file, or the URL with credentials redacted.
-        path: PathBuf,
-        /// FFmpeg's error.
-        #[source]
-        source: ffmpeg::Error,
-    },
-    /// A URL source ([`Demuxer::open_url`]) delivered no packet for
-    /// [`UrlOptions::io_timeout`]: the camera or the network stopped. The
-    /// demuxer is unusable afterwards; open the URL again to reconnect.
-    #[error("{url}: no data for {after:?} (the source stalled or went away)")]
-    Stalled {
-        /// The URL, credentials redacted.
-        url: String,
-        /// How long the read waited ([`UrlOptions::io_timeout`]).
-        after: Duration,
-    },
-    /// Seeking back to the start failed, and so did reopening the file.
-    #[error("{path}: rewinding to the start failed: {reason}")]
-    Rewind {
-        /// The demuxed file.
-        path: PathBuf,
-        /// FFmpeg's seek error and the reopen error.
-        reason: String,
-    },
-}
-
-/// How an RTSP source is read: FFmpeg's `rtsp_transport` option of the RTSP
-/// demuxer (`libavformat/rtsp.c`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum RtspTransport {
-    /// FFmpeg's default: RTP over UDP, falling back to RTP interleaved in the
-    /// RTSP TCP connection when no UDP packet arrives.
-    #[default]
-    Auto,
-    /// RTP interleaved in the RTSP TCP connection (`rtsp_transport=tcp`):
-    /// no loss, works through NAT and firewalls.
-    Tcp,
-    /// RTP over UDP (`rtsp_transport=udp`): lowest latency; packets may be
-    /// lost, and the decoder then conceals or drops pictures.
-    Udp,
-}
-
-/// A flag that interrupts blocking demuxer calls once set (e.g. by a
-/// SIGTERM handler): libavformat's interrupt callback (`AVIOInterruptCB`)
-/// checks it, so an open or a read waiting on a FIFO, a device or the
-/// network returns [`OpenError::Interrupted`] / [`DemuxError::Interrupted`]
-/// within a few milliseconds. Two flags are equal when they share the atomic.
-#[derive(Debug, Clone)]
-pub struct StopFlag(pub Arc<AtomicBool>);
-
-impl StopFlag {
-    /// Whether the flag is set.
-    pub fn is_set(&self) -> bool {
-        self.0.load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
-
-impl PartialEq for StopFlag {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-    }
-}
-
-impl Eq for StopFlag {}
-
-/// Options of [`Demuxer::open_url`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UrlOptions {
-    /// Interrupts the open and every read at once when set (default none:
-    /// only `io_timeout` bounds them).
-    pub stop: Option<StopFlag>,
-    /// RTSP transport (ignored for other protocols).
-    pub transport: RtspTransport,
-    /// Bound on the whole open (connection, RTSP DESCRIBE / SETUP / PLAY,
-    /// `avformat_find_stream_info`), and on the wait for each packet in
-    /// [`Demuxer::read_packet`]. Enforced with libavformat's interrupt
-    /// callback (`AVIOInterruptCB`), and passed to the RTSP demuxer as its
-    /// socket I/O `timeout` (microseconds). Default 5 s.
-    pub io_timeout: Duration,
-}
-
-impl Default for UrlOptions {
-    fn default() -> Self {
-        UrlOptions {
-            stop: None,
-            transport: RtspTransport::Auto,
-            io_timeout: Duration::from_secs(5),
-        }
-    }
-}
-
-/// `url` with the user information of its authority (`user:pass@`)
-/// replaced by `***@`, for errors and logs: `rtsp://admin:secret@cam/x`
-/// becomes `rtsp://***@cam/x`. Other URLs are returned unchanged.
-pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_owned();
-    };
-    let rest_start = scheme_end + 3;
-    let rest = &url[rest_start..];
-    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_len].rfind('@') {
-        Some(at) => format!("{}***{}", &url[..rest_start], &rest[at..]),
-        None => url.to_owned(),
-    }
-}
-
-/// The deadline the interrupt callback checks: nanoseconds after `base`,
-/// `u64::MAX` for none.
-#[derive(Debug)]
-struct Watchdog {
-    base: Instant,
-    deadline_ns: AtomicU64,
-}
-
-impl Watchdog {
-    fn new() -> Arc<Watchdog> {
-        Arc::new(Watchdog {
-            base: Instant::now(),
-            deadline_ns: AtomicU64::new(u64::MAX),
-        })
-    }
-
-    fn now_ns(&self) -> u64 {
-        u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX)
-    }
-
-    /// Arms the deadline `timeout` from now.
-    fn arm(&self, timeout: Duration) {
-        let t = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
-        self.deadline_ns
-            .store(self.now_ns().saturating_add(t), Ordering::SeqCst);
-    }
-
-    fn disarm(&self) {
-        self.deadline_ns.store(u64::MAX, Ordering::SeqCst);
-    }
-
-    /// Whether the armed deadline has passed (what the callback returns:
-    /// non-zero makes libavformat abort the blocking call with `AVERROR_EXIT`).
-    fn expired(&self) -> bool {
-        self.now_ns() >= self.deadline_ns.load(Ordering::SeqCst)
-    }
-}
-
-/// What a URL demuxer needs to reconnect on [`Demuxer::rewind`] and to time
-/// out reads. `Debug` shows the redacted URL only.
-struct UrlSource {
-    /// The URL as given, credentials included (never displayed).
-    url: String,
-    /// The URL with credentials redacted, for errors.
-    redacted: String,
-    options: UrlOptions,
-    watchdog: Arc<Watchdog>,
-}
-
-impl std::fmt::Debug for UrlSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UrlSource")
-            .field("url", &self.redacted)
-            .field("options", &self.options)
-            .finish_non_exhaustive()
-    }
-}
+use error::{classify_open_error, is_errno};
+pub use error::{DemuxError, OpenError};
+pub use url::{redact_url, RtspTransport, StopFlag, UrlOptions};
+use url::{UrlSource, Watchdog};
 
 /// Description of the demuxed video stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -781,52 +513,10 @@ impl Demuxer {
     }
 }
 
-fn is_errno(e: &ffmpeg::Error, errno: i32) -> bool {
-    matches!(e, ffmpeg::Error::Other { errno: n } if *n == errno)
-}
-
-/// Maps `avformat_open_input` / `avformat_find_stream_info` failures of a
-/// URL to the [`OpenError`] an operator can act on. `expired`: the interrupt
-/// deadline had passed when the open returned.
-fn classify_open_error(
-    source: ffmpeg::Error,
-    expired: bool,
-    url: String,
-    io_timeout: Duration,
-) -> OpenError {
-    use ffmpeg::Error as E;
-    match source {
-        _ if is_errno(&source, ffmpeg::error::ECONNREFUSED) => OpenError::Refused { url },
-        E::HttpNotFound | E::StreamNotFound => OpenError::StreamNotFound { url },
-        E::HttpUnauthorized | E::HttpForbidden => OpenError::Unauthorized { url, source },
-        _ if expired
-            || matches!(source, E::Exit)
-            || is_errno(&source, ffmpeg::error::ETIMEDOUT) =>
-        {
-            OpenError::TimedOut {
-                url,
-                after: io_timeout,
-            }
-        }
-        source => OpenError::Network { url, source },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redacts_credentials_only() {
-        assert_eq!(
-            redact_url("rtsp://admin:s3cr@t@cam.local:554/live?x=1"),
-            "rtsp://***@cam.local:554/live?x=1"
-        );
-        assert_eq!(redact_url("rtsp://user@cam/x"), "rtsp://***@cam/x");
-        assert_eq!(redact_url("rtsp://cam/a@b"), "rtsp://cam/a@b");
-        assert_eq!(redact_url("rtsp://cam:554"), "rtsp://cam:554");
-        assert_eq!(redact_url("not a url"), "not a url");
-    }
+    use std::time::Duration;
 
     #[test]
     fn url_errors_never_show_credentials() {
@@ -848,17 +538,5 @@ mod tests {
         let err = Demuxer::open_url("rtsp://a:b@x\0", &opts).unwrap_err();
         assert!(matches!(err, OpenError::InvalidUrl { .. }), "{err:?}");
         assert!(!err.to_string().contains("a:b"), "{err}");
-    }
-
-    #[test]
-    fn watchdog_expires_after_its_timeout() {
-        let w = Watchdog::new();
-        assert!(!w.expired());
-        w.arm(Duration::ZERO);
-        assert!(w.expired());
-        w.arm(Duration::from_secs(60));
-        assert!(!w.expired());
-        w.disarm();
-        assert!(!w.expired());
     }
 }
