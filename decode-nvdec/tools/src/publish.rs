@@ -12,7 +12,7 @@ use cuframes_service::config::{
     SyncArg, TransportArg,
 };
 use cuframes_service::{stats_line, GpuChoice, Service, ServiceConfig, StreamOutcome, StreamStats};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,7 +32,8 @@ pub struct Args {
     /// --stats-interval and --runtime-dir still apply.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["input", "url", "key"])]
     config: Option<PathBuf>,
-    /// Input file: MP4, Matroska, MPEG-TS or raw Annex B .h264/.h265 (H.264 or HEVC).
+    /// Input file: MP4, Matroska, MPEG-TS or raw Annex B .h264/.h265 (H.264
+    /// or HEVC). A URL (scheme://...) is taken as if given with --url.
     #[arg(long, conflicts_with = "url", required_unless_present_any = ["config", "url"])]
     input: Option<PathBuf>,
     /// Input URL, e.g. rtsp://user:pass@10.0.0.5:554/stream1: reopened with
@@ -177,14 +178,34 @@ fn parse_interval(s: &str) -> Result<f64, String> {
     }
 }
 
+/// `--input` as a URL when it is one: `scheme://...` with a scheme as RFC
+/// 3986 spells it (a letter, then letters, digits, `+`, `-`, `.`). A file
+/// path never starts so unless written that way on purpose (`./rtsp://x`
+/// is a path).
+fn input_url(input: &Path) -> Option<&str> {
+    let text = input.to_str()?;
+    let (scheme, _) = text.split_once("://")?;
+    let mut chars = scheme.chars();
+    let scheme_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    scheme_ok.then_some(text)
+}
+
 /// The one stream the flags describe, validated like a config file's.
 fn from_flags(a: &Args) -> Result<ServiceConfig> {
     let key = a.key.clone().unwrap_or_default();
     StreamKey::new(&key).with_context(|| format!("invalid --key {key:?}"))?;
+    let (url, file) = match (&a.url, &a.input) {
+        (None, Some(input)) => match input_url(input) {
+            Some(url) => (Some(url.to_owned()), None),
+            None => (None, Some(input.clone())),
+        },
+        (url, input) => (url.clone(), input.clone()),
+    };
     let fields = StreamFields {
         key: Some(key),
-        url: a.url.clone(),
-        file: a.input.clone(),
+        url,
+        file,
         transport: Some(a.transport),
         io_timeout_ms: Some(a.io_timeout_ms),
         reconnect_initial_ms: Some(a.reconnect_initial_ms),
@@ -296,5 +317,51 @@ pub fn run(args: Args) -> Result<()> {
         0 => Ok(()),
         1 => bail!("{}", failed[0]),
         n => bail!("{n} streams failed: {}", failed.join("; ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_url_needs_a_scheme_and_two_slashes() {
+        for url in [
+            "rtsp://cam/x",
+            "rtsps://u:p@cam:322/x",
+            "srt://h:9000",
+            "a+b.c-d://h",
+        ] {
+            assert_eq!(input_url(Path::new(url)), Some(url), "{url}");
+        }
+        for path in [
+            "media/sample-h264.mp4",
+            "./rtsp://cam/x",
+            "/tmp/rtsp://x",
+            "1tp://h",
+            "://h",
+            "rtsp:/cam",
+            "c:\\x",
+        ] {
+            assert_eq!(input_url(Path::new(path)), None, "{path}");
+        }
+    }
+
+    #[test]
+    fn a_url_given_to_input_is_the_stream_url() {
+        let a = Args::try_parse_from([
+            "cuframes-publish",
+            "--input",
+            "rtsp://127.0.0.1:8554/cam",
+            "--key",
+            "k",
+        ])
+        .unwrap();
+        let config = from_flags(&a).unwrap();
+        let input = &config.streams[0].source.input;
+        assert_eq!(
+            input,
+            &cuframes_service::InputSpec::Url("rtsp://127.0.0.1:8554/cam".into())
+        );
     }
 }

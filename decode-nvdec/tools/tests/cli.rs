@@ -8,6 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use cuframes_testkit::media;
+use cuframes_testkit::rtsp::RtspServer;
 
 mod common;
 use common::{finish, publisher, subscriber, PUBLISH, SUBSCRIBE};
@@ -519,4 +520,39 @@ fn a_corrupt_packet_is_skipped_and_counted() {
     assert!(err.contains("skipping a corrupt packet"), "{err}");
     assert!(err.contains("1 corrupt packet(s) skipped"), "{err}");
     assert!(err.contains("end of input: 99 frames published"), "{err}");
+}
+
+/// `--input rtsp://...` opens the camera as `--url` would (it was taken
+/// for a file path: "No such file or directory"); a scheme no input
+/// supports is refused as a URL, not as a missing file.
+#[test]
+fn input_given_a_url_opens_it_as_url_would() {
+    let server = RtspServer::start(&[("/h264", "sample-h264.mp4")]);
+    let dir = runtime_dir("input-url");
+    let url = format!("{}/h264", server.base);
+    let out = publisher(
+        &dir,
+        &[
+            "--input",
+            &url,
+            "--key",
+            "inurl",
+            "--transport",
+            "tcp",
+            "--max-frames",
+            "10",
+        ],
+    )
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}: {err}", out.status);
+    assert!(
+        err.contains("inurl: end of input: 10 frames published"),
+        "{err}"
+    );
+    fails_with(
+        &mut publisher(&dir, &["--input", "bogus://cam/x", "--key", "inurl"]),
+        "url \"bogus://cam/x\": unsupported scheme",
+    );
 }
