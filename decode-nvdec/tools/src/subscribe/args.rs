@@ -49,7 +49,7 @@ pub(crate) enum PublisherUidArg {
     Uid(u32),
 }
 
-pub(crate) fn parse_publisher_uid(s: &str) -> Result<PublisherUidArg, String> {
+fn parse_publisher_uid(s: &str) -> Result<PublisherUidArg, String> {
     match s {
         "any" => Ok(PublisherUidArg::Any),
         _ => s
@@ -59,7 +59,7 @@ pub(crate) fn parse_publisher_uid(s: &str) -> Result<PublisherUidArg, String> {
     }
 }
 
-pub(crate) fn parse_secs_positive(s: &str) -> Result<f64, String> {
+fn parse_secs_positive(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         // A year at most: Duration::from_secs_f64 must not overflow.
         Ok(v) if v.is_finite() && v > 0.0 && v <= 31_536_000.0 => Ok(v),
@@ -69,7 +69,7 @@ pub(crate) fn parse_secs_positive(s: &str) -> Result<f64, String> {
     }
 }
 
-pub(crate) fn parse_secs_interval(s: &str) -> Result<f64, String> {
+fn parse_secs_interval(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && (0.0..=31_536_000.0).contains(&v) => Ok(v),
         _ => Err(format!(

@@ -1,10 +1,10 @@
-//! Connecting: the wait for a publisher (`--wait-publisher-ms`), and the
-//! backend choice
-//! (`--backend auto` follows the memory kind the publisher refused a host
-//! subscriber for).
+//! Connecting: the wait for a publisher (`--wait-publisher-ms`) and the
+//! backend (`--backend auto` follows the memory kind the publisher refused
+//! a host subscriber for).
 //!
-//! The one `unsafe` call of the tools is here: `allow_legacy_ipc`, made
-//! only when the operator passed `--allow-legacy-ipc`.
+//! The one `unsafe` call of the `cuframes_tools` library is here:
+//! `allow_legacy_ipc`, made only when the operator passed
+//! `--allow-legacy-ipc`.
 
 use super::args::Args;
 use anyhow::{Context, Result};

@@ -13,6 +13,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Receives from `sub` until the stream ends, a limit is reached or a
+/// signal arrives, reading each frame with `read` when its bytes are
+/// wanted (`--framemd5`, `--rawvideo`); prints the summary line. With
+/// `--packets-only`, receives packets instead.
 pub(crate) fn receive<B: Backend>(
     args: &Args,
     sub: Subscriber<B>,

@@ -20,6 +20,7 @@ pub(crate) struct PacketSink {
 }
 
 impl PacketSink {
+    /// The packet side of `sub`, if its publisher has a packet ring.
     pub(crate) fn create<B: Backend>(args: &Args, sub: &Subscriber<B>) -> Result<Option<Self>> {
         if !sub.has_packets() {
             return Ok(None);
@@ -33,7 +34,7 @@ impl PacketSink {
 
     /// Opens the recording at the first packet: by then the publisher has
     /// stored the codec extradata (§9.3), even one that sets it late.
-    pub(crate) fn open_recorder<B: Backend>(path: &Path, sub: &Subscriber<B>) -> Result<Recorder> {
+    fn open_recorder<B: Backend>(path: &Path, sub: &Subscriber<B>) -> Result<Recorder> {
         let cp = sub
             .codec_params()
             .context("reading the packet ring's codec")?;
@@ -57,7 +58,7 @@ impl PacketSink {
         Ok(Recorder::create(path, &stream)?)
     }
 
-    pub(crate) fn take<B: Backend>(&mut self, p: &Packet, sub: &Subscriber<B>) -> Result<()> {
+    fn take<B: Backend>(&mut self, p: &Packet, sub: &Subscriber<B>) -> Result<()> {
         self.received += 1;
         if let (None, Some(path)) = (&self.recorder, &self.record) {
             self.recorder = Some(Self::open_recorder(path, sub)?);
