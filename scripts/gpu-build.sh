@@ -11,13 +11,13 @@ export FFMPEG_DIR
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target/gpu}"
 [ -f "$FFMPEG_DIR/lib/libavcodec.a" ] || { echo "no static FFmpeg in $FFMPEG_DIR: run scripts/ffmpeg-static.sh" >&2; exit 1; }
 
-cargo build --release --locked -p cuframes-nvdec --features static-ffmpeg --bins
-cargo build --release --locked -p cuframes-cuda --bins --example cuda_to_vulkan
+cargo build --release --locked -p cuframes-tools --features static-ffmpeg --bins
+cargo build --release --locked -p cuframes-cuda --example cuda_to_vulkan
 cargo build --release --locked -p cuframes-vulkan --example nv12_to_png
 # libcuframes (the C ABI) for gpu-tests.sh section capi, which compiles C /
 # C++ consumers against it on the GPU machine.
 cargo build --release --locked -p cuframes-capi
-tests_json=$(cargo test --release --locked -p cuframes-cuda -p cuframes-nvdec --features cuframes-nvdec/static-ffmpeg --no-run --message-format=json 2>/dev/null)
+tests_json=$(cargo test --release --locked -p cuframes-cuda -p cuframes-nvdec --features cuframes-media/static-ffmpeg --no-run --message-format=json 2>/dev/null)
 
 rm -rf gpu-carry && mkdir -p gpu-carry/bin gpu-carry/tests gpu-carry/tests-multi gpu-carry/media
 cp "$CARGO_TARGET_DIR"/release/cuframes-publish "$CARGO_TARGET_DIR"/release/cuframes-subscribe \

@@ -85,7 +85,7 @@ fail() { say "FAIL $*"; FAILS=$((FAILS + 1)); }
 
 for f in "$BIN/cuframes-publish" "$BIN/cuframes-subscribe"; do
   if [ ! -x "$f" ]; then
-    echo "soak: $f missing; build it: cargo build -p cuframes-nvdec --bins" >&2
+    echo "soak: $f missing; build it: cargo build -p cuframes-tools --bins" >&2
     exit 1
   fi
 done

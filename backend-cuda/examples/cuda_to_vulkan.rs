@@ -21,7 +21,7 @@
 //! what `fill` wrote.
 #![allow(unsafe_code)]
 
-#[path = "../src/bin/cuframes-gpu-bench/kernels.rs"]
+#[path = "../../decode-nvdec/tools/src/bin/cuframes-gpu-bench/kernels.rs"]
 #[allow(dead_code)]
 mod kernels;
 

@@ -36,7 +36,7 @@ media=$root/media
 publish=$bin/cuframes-publish
 subscribe=$bin/cuframes-subscribe
 [ -x "$publish" ] && [ -x "$subscribe" ] || {
-  echo "run.sh: $publish / $subscribe missing (cargo build -p cuframes-nvdec --bins)" >&2
+  echo "run.sh: $publish / $subscribe missing (cargo build -p cuframes-tools --bins)" >&2
   exit 1
 }
 

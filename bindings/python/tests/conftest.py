@@ -21,7 +21,7 @@ BIN = Path(os.environ.get("CUFRAMES_BIN_DIR", ROOT / "target" / "debug"))
 def tool(name):
     p = BIN / name
     if not p.exists():
-        pytest.fail(f"{p} is missing: build it with `cargo build -p cuframes-nvdec --bins` "
+        pytest.fail(f"{p} is missing: build it with `cargo build -p cuframes-tools --bins` "
                     "or point CUFRAMES_BIN_DIR at it")
     return str(p)
 
