@@ -75,3 +75,8 @@ pub use cuframes_cuda as cuda;
 /// for the slot's `VkBuffer` on a frame's [`Frame::as_vulkan`].
 #[cfg(feature = "vulkan")]
 pub use cuframes_vulkan as vulkan;
+
+/// The README's examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

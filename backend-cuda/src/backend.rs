@@ -9,7 +9,7 @@ use crate::device::find_uuid;
 use crate::driver::{self, DeviceAlloc, Event, ExternalMem, IpcMem, VmmHandle, VmmMapping};
 use crate::slot::{Imported, Owned};
 use crate::{CudaDevice, CudaError, CudaImported, CudaSlot, DeviceSelect};
-use cuframes_core::runtime::{Backend, Peer, SlotExport};
+use cuframes_core::runtime::{Api, Exporter, Importer, Peer, SlotExport};
 use cuframes_core::{MemoryKind, SyncKind};
 use rustix::fd::{AsFd, OwnedFd};
 
@@ -301,7 +301,7 @@ impl CudaBackend {
     }
 }
 
-impl Backend for CudaBackend {
+impl Api for CudaBackend {
     type Slot = CudaSlot;
     type Imported = CudaImported;
     type Error = CudaError;
@@ -316,6 +316,12 @@ impl Backend for CudaBackend {
         }
     }
 
+    fn gpu_uuid(&self) -> [u8; 16] {
+        self.device.as_ref().map_or([0; 16], CudaDevice::uuid)
+    }
+}
+
+impl Exporter for CudaBackend {
     fn sync_kind(&self) -> SyncKind {
         match self.config.sync {
             CudaSync::HostFence => SyncKind::HostFence,
@@ -323,10 +329,51 @@ impl Backend for CudaBackend {
         }
     }
 
-    fn gpu_uuid(&self) -> [u8; 16] {
-        self.device.as_ref().map_or([0; 16], CudaDevice::uuid)
+    fn allocate(&self, _index: u32, size: u64) -> Result<CudaSlot, CudaError> {
+        let dev = self.dev()?;
+        let (mem, size) = match self.config.memory {
+            CudaMemory::VmmFd => {
+                let size = self.vmm_size(dev.raw_device(), size)?;
+                let handle = VmmHandle::create(dev.raw_device(), size)?;
+                let (map, _) = VmmMapping::map(&handle, dev.raw_device(), size, false)?;
+                (Owned::Vmm { map, handle }, size)
+            }
+            CudaMemory::LegacyIpc => (Owned::Legacy(DeviceAlloc::new(size)?), size),
+        };
+        let event = match self.config.sync {
+            CudaSync::IpcEvent => Some(Event::interprocess()?),
+            CudaSync::HostFence => None,
+        };
+        Ok(CudaSlot {
+            mem,
+            event,
+            size,
+            device: dev.clone(),
+        })
     }
 
+    fn export(&self, slot: &CudaSlot) -> Result<SlotExport, CudaError> {
+        self.dev()?;
+        let mut handle = Vec::with_capacity(self.handle_len());
+        let fd = match &slot.mem {
+            Owned::Vmm { handle: h, .. } => Some(h.export_fd()?),
+            Owned::Legacy(a) => {
+                handle.extend_from_slice(&a.ipc_handle()?);
+                None
+            }
+        };
+        if let Some(e) = &slot.event {
+            handle.extend_from_slice(&e.ipc_handle()?);
+        }
+        Ok(SlotExport {
+            fd,
+            handle,
+            sync_fd: None,
+        })
+    }
+}
+
+impl Importer for CudaBackend {
     fn accepts(&self, kind: MemoryKind) -> bool {
         matches!(
             kind,
@@ -383,49 +430,6 @@ impl Backend for CudaBackend {
         self.config.device = here.ordinal();
         self.device = Some(here);
         Ok(())
-    }
-
-    fn allocate(&self, _index: u32, size: u64) -> Result<CudaSlot, CudaError> {
-        let dev = self.dev()?;
-        let (mem, size) = match self.config.memory {
-            CudaMemory::VmmFd => {
-                let size = self.vmm_size(dev.raw_device(), size)?;
-                let handle = VmmHandle::create(dev.raw_device(), size)?;
-                let (map, _) = VmmMapping::map(&handle, dev.raw_device(), size, false)?;
-                (Owned::Vmm { map, handle }, size)
-            }
-            CudaMemory::LegacyIpc => (Owned::Legacy(DeviceAlloc::new(size)?), size),
-        };
-        let event = match self.config.sync {
-            CudaSync::IpcEvent => Some(Event::interprocess()?),
-            CudaSync::HostFence => None,
-        };
-        Ok(CudaSlot {
-            mem,
-            event,
-            size,
-            device: dev.clone(),
-        })
-    }
-
-    fn export(&self, slot: &CudaSlot) -> Result<SlotExport, CudaError> {
-        self.dev()?;
-        let mut handle = Vec::with_capacity(self.handle_len());
-        let fd = match &slot.mem {
-            Owned::Vmm { handle: h, .. } => Some(h.export_fd()?),
-            Owned::Legacy(a) => {
-                handle.extend_from_slice(&a.ipc_handle()?);
-                None
-            }
-        };
-        if let Some(e) = &slot.event {
-            handle.extend_from_slice(&e.ipc_handle()?);
-        }
-        Ok(SlotExport {
-            fd,
-            handle,
-            sync_fd: None,
-        })
     }
 
     /// VMM fds are imported as the driver validates them; legacy IPC

@@ -5,9 +5,8 @@
 
 use cuframes_core::layout::StreamDesc;
 use cuframes_core::ring::FrameMeta;
-use cuframes_core::runtime::{
-    Backend, Published, Publisher, PublisherConfig, SubscribeOptions, Subscriber,
-};
+use cuframes_core::runtime::{Api, Exporter, Importer};
+use cuframes_core::runtime::{Published, Publisher, PublisherConfig, SubscribeOptions, Subscriber};
 use cuframes_core::{Codec, DeliveryMode, PixelFormat, PublishPolicy};
 use cuframes_cuda::{
     driver_present, CudaBackend, CudaConfig, CudaDevice, CudaFrameExt, CudaStream, RawStream,

@@ -9,7 +9,7 @@
 use cuframes_core::layout::StreamDesc;
 use cuframes_core::ring::FrameMeta;
 use cuframes_core::runtime::{
-    Backend, Published, Publisher, PublisherConfig, SubscribeOptions, Subscriber,
+    Api, Exporter, Importer, Published, Publisher, PublisherConfig, SubscribeOptions, Subscriber,
 };
 use cuframes_core::{Codec, DeliveryMode, MemoryKind, PixelFormat, PublishPolicy};
 use cuframes_cuda::{driver_present, CudaBackend, CudaConfig, CudaDevice, CudaFrameExt, RawStream};

@@ -10,7 +10,7 @@
 use crate::slot::{VulkanImported, VulkanSlot};
 use crate::vk::{DeviceSelect, Gpu, ImportAs, Semaphore, SharedBuffer};
 use crate::{VulkanDevice, VulkanError};
-use cuframes_core::runtime::{Backend, Peer, SlotExport};
+use cuframes_core::runtime::{Api, Exporter, Importer, Peer, SlotExport};
 use cuframes_core::{MemoryKind, SyncKind};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{FileType, SealFlags};
@@ -186,7 +186,7 @@ fn seal_exported(fd: BorrowedFd<'_>) -> Result<(), VulkanError> {
     })
 }
 
-impl Backend for VulkanBackend {
+impl Api for VulkanBackend {
     type Slot = VulkanSlot;
     type Imported = VulkanImported;
     type Error = VulkanError;
@@ -195,37 +195,14 @@ impl Backend for VulkanBackend {
         MemoryKind::VulkanOpaqueFd
     }
 
-    fn sync_kind(&self) -> SyncKind {
-        self.sync
-    }
-
     fn gpu_uuid(&self) -> [u8; 16] {
         self.gpu.as_ref().map_or([0; 16], |g| g.info().device_uuid)
     }
+}
 
-    fn accepts(&self, kind: MemoryKind) -> bool {
-        matches!(kind, MemoryKind::VulkanOpaqueFd | MemoryKind::CudaVmmFd)
-    }
-
-    fn attach(&mut self, peer: &Peer) -> Result<(), VulkanError> {
-        if !self.accepts(peer.memory_kind) {
-            return Err(VulkanError::Kind(peer.memory_kind));
-        }
-        match (peer.memory_kind, peer.sync_kind) {
-            (_, SyncKind::HostFence) | (MemoryKind::VulkanOpaqueFd, SyncKind::VulkanTimeline) => {}
-            (_, s) => return Err(VulkanError::Sync(s)),
-        }
-        let gpu = Gpu::open(DeviceSelect::Uuid(peer.gpu_uuid))?;
-        if peer.sync_kind == SyncKind::VulkanTimeline && !gpu.info().timeline_fd {
-            return Err(VulkanError::NoDevice(format!(
-                "the publisher uses timeline semaphores; {} cannot import them",
-                gpu.info().name
-            )));
-        }
-        self.peer_kind = peer.memory_kind;
-        self.sync = peer.sync_kind;
-        self.gpu = Some(gpu);
-        Ok(())
+impl Exporter for VulkanBackend {
+    fn sync_kind(&self) -> SyncKind {
+        self.sync
     }
 
     fn allocate(&self, index: u32, size: u64) -> Result<VulkanSlot, VulkanError> {
@@ -262,6 +239,33 @@ impl Backend for VulkanBackend {
     fn claimed(slot: &mut VulkanSlot, seq: u64) {
         slot.next_value = seq;
     }
+}
+
+impl Importer for VulkanBackend {
+    fn accepts(&self, kind: MemoryKind) -> bool {
+        matches!(kind, MemoryKind::VulkanOpaqueFd | MemoryKind::CudaVmmFd)
+    }
+
+    fn attach(&mut self, peer: &Peer) -> Result<(), VulkanError> {
+        if !self.accepts(peer.memory_kind) {
+            return Err(VulkanError::Kind(peer.memory_kind));
+        }
+        match (peer.memory_kind, peer.sync_kind) {
+            (_, SyncKind::HostFence) | (MemoryKind::VulkanOpaqueFd, SyncKind::VulkanTimeline) => {}
+            (_, s) => return Err(VulkanError::Sync(s)),
+        }
+        let gpu = Gpu::open(DeviceSelect::Uuid(peer.gpu_uuid))?;
+        if peer.sync_kind == SyncKind::VulkanTimeline && !gpu.info().timeline_fd {
+            return Err(VulkanError::NoDevice(format!(
+                "the publisher uses timeline semaphores; {} cannot import them",
+                gpu.info().name
+            )));
+        }
+        self.peer_kind = peer.memory_kind;
+        self.sync = peer.sync_kind;
+        self.gpu = Some(gpu);
+        Ok(())
+    }
 
     /// Imports a slot fd after checking what can be checked without
     /// trusting the publisher: no handle bytes, an fd present, the
@@ -278,7 +282,7 @@ impl Backend for VulkanBackend {
         self.import_slot(fd, None, handle, size)
     }
 
-    /// [`Backend::import`], and under `VulkanTimeline` the slot's timeline
+    /// [`Importer::import`](cuframes_core::runtime::Importer::import), and under `VulkanTimeline` the slot's timeline
     /// semaphore from `sync_fd` (required; the driver checks it is one).
     fn import_slot(
         &self,

@@ -71,7 +71,7 @@ pub struct VulkanSlot {
     pub(crate) buf: SharedBuffer,
     /// `VulkanTimeline`: the slot's exported timeline semaphore.
     pub(crate) sem: Option<Semaphore>,
-    /// The `seq` the claimed frame will be committed as (`Backend::claimed`).
+    /// The `seq` the claimed frame will be committed as (`Exporter::claimed`).
     pub(crate) next_value: u64,
     /// The highest value an upload into this slot signals.
     pub(crate) signaled: u64,

@@ -7,7 +7,9 @@
 
 use cuframes_core::layout::StreamDesc;
 use cuframes_core::ring::FrameMeta;
-use cuframes_core::runtime::{Backend, Publisher, PublisherConfig, SubscribeOptions, Subscriber};
+use cuframes_core::runtime::{
+    Api, Exporter, Importer, Publisher, PublisherConfig, SubscribeOptions, Subscriber,
+};
 use cuframes_core::{Codec, DeliveryMode, MemoryKind, PixelFormat, PublishPolicy};
 use cuframes_vulkan::{VulkanBackend, VulkanConfig, VulkanFrameExt, VulkanSync};
 use std::path::PathBuf;

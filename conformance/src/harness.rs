@@ -20,7 +20,7 @@ use cuframes_core::ring::{Claim, ControlWords, FrameMeta, LeaseWords, ReaderRef,
 use cuframes_core::runtime::channel::{Channel, ChannelError};
 use cuframes_core::runtime::shm::{self, Access, Mapping, ShmError};
 use cuframes_core::runtime::{clock, futex};
-use cuframes_core::runtime::{Backend, LeaseClock, SlotExport};
+use cuframes_core::runtime::{Api, Exporter, LeaseClock, SlotExport};
 use cuframes_core::sync::Ordering;
 use cuframes_core::wire::{
     decode, ErrorCode, GoodbyeReason, Hello, Message, Welcome, HELLO_WANTS_FRAMES,
@@ -346,7 +346,7 @@ impl Slots {
                     .map(|p| plane(&frame, p).ok_or(HarnessError::Geometry))
                     .collect::<Result<_, _>>()?;
                 // `VulkanTimeline`: the value to signal is the frame's seq.
-                <VulkanBackend as Backend>::claimed(slot, seq);
+                <VulkanBackend as Exporter>::claimed(slot, seq);
                 slot.write_from_host(stream, &planes)?;
             }
         }

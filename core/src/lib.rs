@@ -62,8 +62,3 @@ pub use format::{Codec, PixelFormat};
 pub use key::{KeyError, StreamKey};
 pub use kinds::{DeliveryMode, MemoryKind, PublishPolicy, SyncKind, GPU_ALLOCATION_ALIGN};
 pub use version::{Version, PROTOCOL_VERSION};
-
-/// The README's examples, compiled as doctests so they stay true.
-#[cfg(all(doctest, feature = "std"))]
-#[doc = include_str!("../../README.md")]
-pub struct ReadmeDoctests;

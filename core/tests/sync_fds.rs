@@ -1,16 +1,16 @@
 //! Sync kinds with an fd per slot (`VulkanTimeline`, `docs/protocol.md`
 //! §3.6, §4.3): WELCOME carries each slot's memory fd then its sync fd, the
-//! subscriber hands both to `Backend::import_slot`, and the publisher tells
+//! subscriber hands both to `Importer::import_slot`, and the publisher tells
 //! the backend which `seq` a claimed slot will be committed as
-//! (`Backend::claimed`). A host-memory backend stands in for Vulkan: its
+//! (`Exporter::claimed`). A host-memory backend stands in for Vulkan: its
 //! "semaphore" is a memfd whose size names the slot.
 #![cfg(target_os = "linux")]
 
 use cuframes_core::layout::StreamDesc;
 use cuframes_core::ring::FrameMeta;
 use cuframes_core::runtime::{
-    Backend, HostBackend, HostError, HostImported, HostSlot, Publisher, PublisherConfig,
-    SlotExport, SubscribeOptions, Subscriber,
+    Api, Exporter, HostBackend, HostError, HostImported, HostSlot, Importer, Publisher,
+    PublisherConfig, SlotExport, SubscribeOptions, Subscriber,
 };
 use cuframes_core::{Codec, DeliveryMode, MemoryKind, PixelFormat, PublishPolicy, SyncKind};
 use rustix::fd::OwnedFd;
@@ -25,7 +25,7 @@ struct FdSync;
 /// Announces `VulkanTimeline` but exports no sync fds.
 struct Forgetful;
 
-impl Backend for Forgetful {
+impl Api for Forgetful {
     type Slot = HostSlot;
     type Imported = HostImported;
     type Error = HostError;
@@ -33,7 +33,9 @@ impl Backend for Forgetful {
     fn memory_kind(&self) -> MemoryKind {
         MemoryKind::HostMemfd
     }
+}
 
+impl Exporter for Forgetful {
     fn sync_kind(&self) -> SyncKind {
         SyncKind::VulkanTimeline
     }
@@ -45,7 +47,9 @@ impl Backend for Forgetful {
     fn export(&self, slot: &HostSlot) -> Result<SlotExport, HostError> {
         HostBackend.export(slot)
     }
+}
 
+impl Importer for Forgetful {
     fn import(&self, fd: Option<OwnedFd>, h: &[u8], size: u64) -> Result<HostImported, HostError> {
         HostBackend.import(fd, h, size)
     }
@@ -83,7 +87,7 @@ fn sync_fd(index: u32) -> OwnedFd {
     fd
 }
 
-impl Backend for FdSync {
+impl Api for FdSync {
     type Slot = Slot;
     type Imported = Imported;
     type Error = HostError;
@@ -91,7 +95,9 @@ impl Backend for FdSync {
     fn memory_kind(&self) -> MemoryKind {
         MemoryKind::HostMemfd
     }
+}
 
+impl Exporter for FdSync {
     fn sync_kind(&self) -> SyncKind {
         SyncKind::VulkanTimeline
     }
@@ -112,7 +118,9 @@ impl Backend for FdSync {
         e.sync_fd = Some(sync_fd(slot.index));
         Ok(e)
     }
+}
 
+impl Importer for FdSync {
     fn import(&self, _: Option<OwnedFd>, _: &[u8], _: u64) -> Result<Imported, HostError> {
         panic!("import_slot is what the subscriber calls")
     }

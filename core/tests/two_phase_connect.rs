@@ -7,8 +7,8 @@
 use cuframes_core::layout::StreamDesc;
 use cuframes_core::ring::FrameMeta;
 use cuframes_core::runtime::{
-    Backend, ConnectError, HostBackend, HostError, HostImported, HostSlot, Publisher,
-    PublisherConfig, SlotExport, SubscribeOptions, Welcomed,
+    Api, ConnectError, HostBackend, HostError, HostImported, HostSlot, Importer, Publisher,
+    PublisherConfig, SubscribeOptions, Welcomed,
 };
 use cuframes_core::{Codec, DeliveryMode, MemoryKind, PixelFormat, PublishPolicy};
 use rustix::fd::OwnedFd;
@@ -80,11 +80,12 @@ fn the_offer_is_known_before_import_and_import_reads_on_the_same_connection() {
     p.finish();
 }
 
-/// A host backend that refuses every memory kind, as a GPU-only backend
-/// refuses host memory.
+/// An import-only backend (no `Exporter`: the roles are separate traits)
+/// that refuses every memory kind, as a GPU-only backend refuses host
+/// memory.
 struct Refusing;
 
-impl Backend for Refusing {
+impl Api for Refusing {
     type Slot = HostSlot;
     type Imported = HostImported;
     type Error = HostError;
@@ -92,17 +93,11 @@ impl Backend for Refusing {
     fn memory_kind(&self) -> MemoryKind {
         MemoryKind::CudaVmmFd
     }
+}
 
+impl Importer for Refusing {
     fn accepts(&self, _kind: MemoryKind) -> bool {
         false
-    }
-
-    fn allocate(&self, index: u32, size: u64) -> Result<HostSlot, HostError> {
-        HostBackend.allocate(index, size)
-    }
-
-    fn export(&self, slot: &HostSlot) -> Result<SlotExport, HostError> {
-        HostBackend.export(slot)
     }
 
     fn import(

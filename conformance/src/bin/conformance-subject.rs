@@ -63,7 +63,7 @@ fn main() -> ExitCode {
 }
 
 /// Exit 0 only after GOODBYE EndOfStream (SUB-DISC-001, SUB-END-001).
-fn clean_end<B: cuframes_core::runtime::Backend>(sub: &Subscriber<B>) -> Result<(), String> {
+fn clean_end<B: cuframes_core::runtime::Importer>(sub: &Subscriber<B>) -> Result<(), String> {
     match sub.end_reason() {
         Some(cuframes_core::runtime::EndReason::EndOfStream) => Ok(()),
         r => Err(format!(

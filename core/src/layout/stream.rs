@@ -132,8 +132,9 @@ impl StreamDesc {
     /// Checks every field a reader relies on against `slot_size` (bytes of
     /// the slot allocation the reader mapped), in the order of
     /// `docs/protocol.md` §3.3 *Validation*, and returns the frame's
-    /// [`FrameLayout`]: plane `i` spans `plane_offset[i] .. plane_offset[i]
-    /// + plane_pitch[i] · rows` within `0..frame_size`, inside the slot.
+    /// [`FrameLayout`]: plane `i` spans
+    /// `plane_offset[i] .. plane_offset[i] + plane_pitch[i] · rows` within
+    /// `0..frame_size`, inside the slot.
     ///
     /// Errors: [`StreamError`]; never panics, whatever the fields hold.
     /// A `frame_size` beyond `usize::MAX` (32-bit targets only) is

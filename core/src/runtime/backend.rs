@@ -1,7 +1,8 @@
-//! The backend trait: who allocates frame slots and how they travel
-//! (`docs/protocol.md` §3.6). Modelled on wgpu-hal's `Api`: the trait names
-//! the types of each side; each backend is its own crate, except the
-//! host-memory one, which lives here.
+//! The backend traits: who allocates frame slots and how they travel
+//! (`docs/protocol.md` §3.6). Modelled on wgpu-hal: [`Api`] names the types
+//! of each side, one trait per role points back to it ([`Exporter`] for
+//! publishers, [`Importer`] for subscribers); each backend is its own
+//! crate, except the host-memory one, which lives here.
 
 use crate::{MemoryKind, SyncKind};
 use rustix::fd::OwnedFd;
@@ -37,9 +38,12 @@ pub struct Peer {
     pub slot_count: u32,
 }
 
-/// A memory backend: frame slots allocated by the publisher, exported as fds
-/// or handles, imported by subscribers.
-pub trait Backend {
+/// What both roles of a memory backend share (wgpu-hal's `Api`): the
+/// types of a slot on each side and of the backend's errors, and the
+/// memory the backend speaks. A backend implements [`Exporter`] (what a
+/// publisher needs), [`Importer`] (what a subscriber needs), or both
+/// ([`Backend`]).
+pub trait Api {
     /// A slot as the publisher owns it (writable).
     type Slot: Send;
     /// A slot as a subscriber imported it (readable).
@@ -47,34 +51,62 @@ pub trait Backend {
     /// What can go wrong; backends keep to a few portable variants.
     type Error: std::error::Error + Send + Sync + 'static;
 
-    /// The memory kind announced in the header and WELCOME.
+    /// The memory kind announced in the header and WELCOME (publisher), or
+    /// this backend's own kind (subscriber; what a refusal names).
     fn memory_kind(&self) -> MemoryKind;
 
+    /// UUID of the GPU holding (publisher) or reading (subscriber, once
+    /// attached) the slots; zero for host memory.
+    fn gpu_uuid(&self) -> [u8; 16] {
+        [0; 16]
+    }
+}
+
+/// The publisher's role: allocate frame slots and export them as fds or
+/// handles (`docs/protocol.md` §3.6, §4.2).
+pub trait Exporter: Api {
     /// The sync kind announced in the header and WELCOME.
     fn sync_kind(&self) -> SyncKind {
         SyncKind::HostFence
     }
 
-    /// UUID of the GPU holding the slots (zero for host memory).
-    fn gpu_uuid(&self) -> [u8; 16] {
-        [0; 16]
+    /// `slot` was claimed for the frame that will be committed as `seq`
+    /// (if it is committed): a backend whose sync signals a value per frame
+    /// (`VulkanTimeline`) signals `seq` when the frame's writes are done.
+    /// Called before the writer gets the slot. Default: nothing.
+    fn claimed(slot: &mut Self::Slot, seq: u64)
+    where
+        Self: Sized,
+    {
+        let _ = (slot, seq);
     }
 
-    /// Subscriber: whether this backend can import memory of `kind`
-    /// (default: only its own [`Backend::memory_kind`]).
+    /// Allocates slot `index` of `size` bytes.
+    fn allocate(&self, index: u32, size: u64) -> Result<Self::Slot, Self::Error>;
+
+    /// An export of `slot`, made once and sent to every subscriber.
+    fn export(&self, slot: &Self::Slot) -> Result<SlotExport, Self::Error>;
+}
+
+/// The subscriber's role: import the slots a publisher sent
+/// (`docs/protocol.md` §6, W8–W10) and wait for the consumer's work on a
+/// frame before its lease is returned.
+pub trait Importer: Api {
+    /// Whether this backend can import memory of `kind` (default: only
+    /// its own [`Api::memory_kind`]).
     fn accepts(&self, kind: MemoryKind) -> bool {
         kind == self.memory_kind()
     }
 
-    /// Subscriber: called once with the publisher's description before the
-    /// first [`Backend::import`]; a GPU backend picks its device by
+    /// Called once with the publisher's description before the first
+    /// [`Importer::import`]; a GPU backend picks its device by
     /// `peer.gpu_uuid` here. Default: nothing to do.
     fn attach(&mut self, peer: &Peer) -> Result<(), Self::Error> {
         let _ = peer;
         Ok(())
     }
 
-    /// Subscriber: called when a frame guard in `slot` (a [`Frame`] or an
+    /// Called when a frame guard in `slot` (a [`Frame`] or an
     /// [`OwnedFrame`], on whatever thread drops it) is dropped or released,
     /// before its lease is returned; a GPU backend waits here for the
     /// consumer's work on the frame. An associated function, not a method:
@@ -90,25 +122,8 @@ pub trait Backend {
         let _ = slot;
     }
 
-    /// Publisher: `slot` was claimed for the frame that will be committed
-    /// as `seq` (if it is committed): a backend whose sync signals a value
-    /// per frame (`VulkanTimeline`) signals `seq` when the frame's writes
-    /// are done. Called before the writer gets the slot. Default: nothing.
-    fn claimed(slot: &mut Self::Slot, seq: u64)
-    where
-        Self: Sized,
-    {
-        let _ = (slot, seq);
-    }
-
-    /// Publisher: allocates slot `index` of `size` bytes.
-    fn allocate(&self, index: u32, size: u64) -> Result<Self::Slot, Self::Error>;
-
-    /// Publisher: an export of `slot`, made once and sent to every subscriber.
-    fn export(&self, slot: &Self::Slot) -> Result<SlotExport, Self::Error>;
-
-    /// Subscriber: imports one slot of `size` bytes from what a publisher
-    /// sent in WELCOME.
+    /// Imports one slot of `size` bytes from what a publisher sent in
+    /// WELCOME.
     ///
     /// Safe, and called from the safe [`Subscriber::connect`] with whatever
     /// a possibly hostile publisher sent: an implementation must check
@@ -128,11 +143,11 @@ pub trait Backend {
         size: u64,
     ) -> Result<Self::Imported, Self::Error>;
 
-    /// Subscriber: imports one slot with its sync fd (sync kinds with
+    /// Imports one slot with its sync fd (sync kinds with
     /// [`SyncKind::fds_per_slot`] 1); what [`Subscriber::connect`] calls.
-    /// The same validation duty as [`Backend::import`]. Default: the sync
-    /// fd is closed and the slot imported with [`Backend::import`] — right
-    /// for backends whose [`Backend::attach`] refuses such sync kinds.
+    /// The same validation duty as [`Importer::import`]. Default: the sync
+    /// fd is closed and the slot imported with [`Importer::import`] — right
+    /// for backends whose [`Importer::attach`] refuses such sync kinds.
     ///
     /// [`Subscriber::connect`]: super::Subscriber::connect
     fn import_slot(
@@ -146,3 +161,11 @@ pub trait Backend {
         self.import(fd, handle, size)
     }
 }
+
+/// A backend of both roles, as the host, CUDA and Vulkan backends are:
+/// implemented for every type that is an [`Exporter`] and an [`Importer`].
+/// Code that only publishes bounds on [`Exporter`], code that only
+/// subscribes on [`Importer`].
+pub trait Backend: Exporter + Importer {}
+
+impl<T: Exporter + Importer> Backend for T {}

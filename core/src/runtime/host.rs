@@ -1,6 +1,6 @@
 //! The host-memory backend: one sealed memfd per slot (`MemoryKind::HostMemfd`).
 
-use super::backend::{Backend, SlotExport};
+use super::backend::{Api, Exporter, Importer, SlotExport};
 use super::shm::{self, Access, Mapping, ShmError};
 use crate::layout::{CopyError, FrameLayout};
 use crate::MemoryKind;
@@ -77,7 +77,7 @@ fn page_round(size: u64) -> u64 {
     size.max(1).div_ceil(crate::layout::PAGE) * crate::layout::PAGE
 }
 
-impl Backend for HostBackend {
+impl Api for HostBackend {
     type Slot = HostSlot;
     type Imported = HostImported;
     type Error = HostError;
@@ -85,7 +85,9 @@ impl Backend for HostBackend {
     fn memory_kind(&self) -> MemoryKind {
         MemoryKind::HostMemfd
     }
+}
 
+impl Exporter for HostBackend {
     fn allocate(&self, index: u32, size: u64) -> Result<HostSlot, HostError> {
         let len = page_round(size);
         let (fd, map) = shm::create_shared(&format!("cuframes-slot-{index}"), len)?;
@@ -100,7 +102,9 @@ impl Backend for HostBackend {
             sync_fd: None,
         })
     }
+}
 
+impl Importer for HostBackend {
     /// Checks the memfd (exact page-rounded size, `F_SEAL_SHRINK` and
     /// `F_SEAL_FUTURE_WRITE`, `docs/protocol.md` §2.2) before mapping it
     /// read-only.

@@ -4,7 +4,7 @@
 //! libnvcuvid is a failure, not a silent pass.
 
 use cuframes_core::layout::StreamDesc;
-use cuframes_core::runtime::Backend;
+use cuframes_core::runtime::Exporter;
 use cuframes_cuda::{CudaBackend, CudaConfig, CudaStream};
 use cuframes_media::{AnnexB, Demuxer};
 use cuframes_nvdec::{nvdec_available, NvdecDecoder};

@@ -4,7 +4,7 @@
 
 use super::sink::{FrameSink, Geometry, SinkError};
 use cuframes_core::layout::StreamDesc;
-use cuframes_core::runtime::{Backend, HostBackend, HostSlot};
+use cuframes_core::runtime::{Backend, Exporter, HostBackend, HostSlot};
 use cuframes_cuda::{CudaBackend, CudaDevice, CudaError, CudaSlot, CudaStream, RawStream};
 use cuframes_media::demux::{
     redact_url, DemuxError, OpenError, RtspTransport, StopFlag, UrlOptions,

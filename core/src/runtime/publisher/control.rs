@@ -9,7 +9,7 @@ use crate::backoff::{Backoff, BackoffPolicy, Next};
 use crate::handshake::{PublisherEvent, PublisherHandshake};
 use crate::layout::{LEASE_MAGIC, LEASE_REGION_SIZE};
 use crate::ring::LeaseWords;
-use crate::runtime::backend::Backend;
+use crate::runtime::backend::Exporter;
 use crate::runtime::channel::{Channel, ChannelError};
 use crate::runtime::futex;
 use crate::runtime::shm::{self, Access, Mapping};
@@ -143,7 +143,7 @@ impl OutQueue {
     }
 
     /// Sends what the socket takes without waiting.
-    fn flush<B: Backend>(
+    fn flush<B: Exporter>(
         &mut self,
         shared: &Shared<B>,
         chan: &Channel,
@@ -205,7 +205,7 @@ struct AcceptGate {
 }
 
 /// Runs until `shared.stop` is set; then says GOODBYE to everyone.
-pub(super) fn run<B: Backend + Send + Sync + 'static>(
+pub(super) fn run<B: Exporter + Send + Sync + 'static>(
     shared: Arc<Shared<B>>,
     listener: UnixListener,
 ) where
@@ -307,7 +307,7 @@ pub(super) fn run<B: Backend + Send + Sync + 'static>(
 
 /// Forgets a connection (its socket closes when `c` drops) and reclaims
 /// what its subscriber held (§5.6).
-fn drop_conn<B: Backend>(shared: &Shared<B>, c: Conn, why: &str) {
+fn drop_conn<B: Exporter>(shared: &Shared<B>, c: Conn, why: &str) {
     if c.registered {
         shared.remove_reader(c.id);
         tracing::info!(
@@ -324,7 +324,7 @@ fn drop_conn<B: Backend>(shared: &Shared<B>, c: Conn, why: &str) {
 /// EMFILE/ENFILE (and ENOBUFS/ENOMEM) pause accepting, with a backoff,
 /// instead of spinning on a listener that stays readable; logged once per
 /// episode.
-fn accept_some<B: Backend>(
+fn accept_some<B: Exporter>(
     shared: &Shared<B>,
     listener: &UnixListener,
     conns: &mut Vec<Conn>,
@@ -376,7 +376,7 @@ fn accept_some<B: Backend>(
 
 /// At `max_pending_handshakes` connections not yet past their handshake,
 /// closes the oldest of them to make room for a new one.
-fn make_room<B: Backend>(shared: &Shared<B>, conns: &mut Vec<Conn>) {
+fn make_room<B: Exporter>(shared: &Shared<B>, conns: &mut Vec<Conn>) {
     let pending = conns.iter().filter(|c| !c.registered).count();
     if pending < shared.config.max_pending_handshakes.max(1) {
         return;
@@ -396,7 +396,7 @@ fn make_room<B: Backend>(shared: &Shared<B>, conns: &mut Vec<Conn>) {
     }
 }
 
-fn admit<B: Backend>(
+fn admit<B: Exporter>(
     shared: &Shared<B>,
     stream: std::os::unix::net::UnixStream,
     id: u32,
@@ -452,7 +452,7 @@ fn admit<B: Backend>(
 
 /// Queues ERROR TooManySubscribers when `max_subscribers` subscribers are
 /// registered (connections still in their handshake do not count).
-fn reject_if_full<B: Backend>(shared: &Shared<B>, hs: &mut PublisherHandshake, conns: &[Conn]) {
+fn reject_if_full<B: Exporter>(shared: &Shared<B>, hs: &mut PublisherHandshake, conns: &[Conn]) {
     let live = conns.iter().filter(|c| c.registered).count();
     let max = shared.config.max_subscribers;
     if live >= max {
@@ -466,7 +466,7 @@ fn reject_if_full<B: Backend>(shared: &Shared<B>, hs: &mut PublisherHandshake, c
 /// Handles at most `messages_per_round` messages of one connection at
 /// `now` (the round's time); sets `c.closing` when it must close (an ERROR
 /// or nothing queued), `c.more` when messages are left for the next round.
-fn service<B: Backend>(shared: &Shared<B>, c: &mut Conn, now: Instant) {
+fn service<B: Exporter>(shared: &Shared<B>, c: &mut Conn, now: Instant) {
     let cfg = &shared.config;
     c.more = false;
     for _ in 0..cfg.messages_per_round.max(1) {
@@ -512,7 +512,7 @@ fn service<B: Backend>(shared: &Shared<B>, c: &mut Conn, now: Instant) {
 
 /// Starts closing `c`: its subscriber's leases are reclaimed now; the
 /// socket closes once what is queued (an ERROR) is sent or times out.
-fn close<B: Backend>(shared: &Shared<B>, c: &mut Conn) {
+fn close<B: Exporter>(shared: &Shared<B>, c: &mut Conn) {
     c.closing = true;
     c.more = false;
     c.chan.refuse_fds();
@@ -527,7 +527,7 @@ fn close<B: Backend>(shared: &Shared<B>, c: &mut Conn) {
     }
 }
 
-fn accept<B: Backend>(
+fn accept<B: Exporter>(
     shared: &Shared<B>,
     c: &mut Conn,
     hello: &crate::wire::Hello,
@@ -600,7 +600,7 @@ fn accept<B: Backend>(
 }
 
 /// WELCOME for `ring` (§4.3).
-fn welcome_for<'r, B: Backend>(
+fn welcome_for<'r, B: Exporter>(
     shared: &'r Shared<B>,
     ring: &'r RingShared,
     id: u32,
@@ -654,7 +654,7 @@ fn welcome_fds<'r>(
 /// current ring for every frame subscriber welcomed to an older one. The
 /// caller closes the replaced rings once these have left. A connection whose
 /// queue overflows is closed and reclaimed.
-fn rewelcome<B: Backend>(shared: &Shared<B>, conns: &mut Vec<Conn>, now: Instant) {
+fn rewelcome<B: Exporter>(shared: &Shared<B>, conns: &mut Vec<Conn>, now: Instant) {
     let ring = shared.current();
     let cap = shared.config.max_queued_bytes;
     let mut gone = Vec::new();

@@ -13,7 +13,7 @@ mod readers;
 pub use lease_clock::{LeaseClock, LeaseScan, PeerName};
 pub use packets::{PacketError, PacketRingConfig};
 
-use super::backend::{Backend, SlotExport};
+use super::backend::{Exporter, SlotExport};
 use super::dir::{self, DirError};
 use super::futex;
 use super::shm::{self, Mapping, ShmError};
@@ -255,7 +255,7 @@ impl RingShared {
     }
 }
 
-pub(crate) struct Shared<B: Backend> {
+pub(crate) struct Shared<B: Exporter> {
     backend: B,
     config: PublisherConfig,
     /// The ring new frames go to and new subscribers are welcomed to.
@@ -278,7 +278,7 @@ pub(crate) struct Shared<B: Backend> {
     end_of_stream: AtomicBool,
 }
 
-impl<B: Backend> Shared<B> {
+impl<B: Exporter> Shared<B> {
     pub(crate) fn current(&self) -> Arc<RingShared> {
         Arc::clone(&self.current.lock().unwrap_or_else(|p| p.into_inner()))
     }
@@ -338,7 +338,7 @@ enum Join {
 }
 
 /// A ring replaced by a stream change, kept until no reader can need it.
-struct Retired<B: Backend> {
+struct Retired<B: Exporter> {
     ring: Arc<RingShared>,
     _slots: Vec<B::Slot>,
     /// Its last committed sequence number.
@@ -367,7 +367,7 @@ type BackendError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Allocates `n` slots of `size` bytes and exports them.
 #[allow(clippy::type_complexity)]
-fn allocate_ring<B: Backend>(
+fn allocate_ring<B: Exporter>(
     backend: &B,
     n: u32,
     size: u64,
@@ -397,7 +397,7 @@ fn allocate_ring<B: Backend>(
 
 /// Makes the control region of a ring for `stream` whose first frame gets
 /// `base_seq + 1`, initialised (header, description, empty slots).
-fn make_ring<B: Backend>(
+fn make_ring<B: Exporter>(
     backend: &B,
     key: &str,
     layout: ControlLayout,
@@ -445,7 +445,7 @@ fn unreachable_layout() -> ! {
 }
 
 /// A running publisher for one stream key.
-pub struct Publisher<B: Backend + Send + Sync + 'static> {
+pub struct Publisher<B: Exporter + Send + Sync + 'static> {
     shared: Arc<Shared<B>>,
     /// The current ring (the same `Arc` as `shared.current`).
     ring: Arc<RingShared>,
@@ -464,7 +464,7 @@ pub struct Publisher<B: Backend + Send + Sync + 'static> {
     alive: Vec<u64>,
 }
 
-impl<B: Backend + Send + Sync + 'static> Publisher<B> {
+impl<B: Exporter + Send + Sync + 'static> Publisher<B> {
     /// Binds the key's socket and allocates a ring for frames of `stream`.
     ///
     /// Errors: a bad key ([`CreateError::Dir`]), a live publisher on the key
@@ -782,13 +782,13 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
 /// while it lives no subscriber can lease the slot. [`SlotGuard::commit`]
 /// publishes the frame; dropping the guard abandons it (`docs/protocol.md`
 /// §5.1: the slot's sequence word goes back to what it was).
-pub struct SlotGuard<'p, B: Backend + Send + Sync + 'static> {
+pub struct SlotGuard<'p, B: Exporter + Send + Sync + 'static> {
     publisher: &'p mut Publisher<B>,
     /// `None` once committed.
     claim: Option<SlotClaim>,
 }
 
-impl<B: Backend + Send + Sync + 'static> SlotGuard<'_, B> {
+impl<B: Exporter + Send + Sync + 'static> SlotGuard<'_, B> {
     /// The slot to write the frame into: [`HostSlot::bytes_mut`] for host
     /// memory, a device pointer for GPU backends.
     ///
@@ -838,7 +838,7 @@ impl<B: Backend + Send + Sync + 'static> SlotGuard<'_, B> {
     }
 }
 
-impl<B: Backend + Send + Sync + 'static> Drop for SlotGuard<'_, B> {
+impl<B: Exporter + Send + Sync + 'static> Drop for SlotGuard<'_, B> {
     fn drop(&mut self) {
         if let Some(claim) = self.claim.take() {
             self.publisher.ring.writer().abandon(claim);
@@ -880,7 +880,7 @@ fn lagged(
     }
 }
 
-impl<B: Backend + Send + Sync + 'static> Publisher<B> {
+impl<B: Exporter + Send + Sync + 'static> Publisher<B> {
     /// Marks the stream ended, says GOODBYE (end of stream) to every
     /// subscriber and removes the socket. Subscribers still drain the frames
     /// left in the ring before they see `Disconnected`.
@@ -994,7 +994,7 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
     }
 }
 
-impl<B: Backend + Send + Sync + 'static> Drop for Publisher<B> {
+impl<B: Exporter + Send + Sync + 'static> Drop for Publisher<B> {
     fn drop(&mut self) {
         if self.control_thread.is_some() {
             self.shutdown();

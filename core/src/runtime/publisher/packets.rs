@@ -8,7 +8,7 @@ use crate::packet::{
     ExtradataError, PacketGeometry, PacketLayoutError, PacketPublishError, PacketRingInit,
     PacketWriter,
 };
-use crate::runtime::backend::Backend;
+use crate::runtime::backend::Exporter;
 use crate::runtime::futex;
 use crate::runtime::shm::{self, Mapping};
 use rustix::fd::OwnedFd;
@@ -130,7 +130,7 @@ fn unreachable_geometry() -> ! {
     core::panic!("packet region smaller than its own geometry")
 }
 
-impl<B: Backend + Send + Sync + 'static> Publisher<B> {
+impl<B: Exporter + Send + Sync + 'static> Publisher<B> {
     /// Stores the codec extradata subscribers read with the packets: Annex B
     /// parameter sets (SPS+PPS; VPS+SPS+PPS for HEVC), ≤ 4096 bytes. The ring
     /// does not interpret the bytes. Prefer [`PacketRingConfig::extradata`]

@@ -20,7 +20,7 @@ use super::ring::{uuid_bytes, Ring};
 use crate::handshake::{HandshakeError, SubscriberEvent, SubscriberHandshake};
 use crate::layout::{ControlLayout, FrameLayout, LayoutError, StreamDesc, LEASE_REGION_SIZE};
 use crate::ring::LeaseWords;
-use crate::runtime::backend::{Backend, Peer};
+use crate::runtime::backend::{Importer, Peer};
 use crate::runtime::channel::{Channel, ChannelError};
 use crate::runtime::clock;
 use crate::runtime::dir;
@@ -73,7 +73,7 @@ impl Offer {
 }
 
 /// One connection to a publisher, once its first ring is imported.
-pub(super) struct Conn<B: Backend> {
+pub(super) struct Conn<B: Importer> {
     pub(super) chan: Channel,
     pub(super) hs: SubscriberHandshake,
     pub(super) id: u32,
@@ -114,7 +114,7 @@ pub(super) struct Checked {
 
 /// A ring imported from a [`Checked`] one, before the lease row is
 /// (re)initialised.
-pub(super) struct Imported<B: Backend> {
+pub(super) struct Imported<B: Importer> {
     pub(super) control: Mapping,
     pub(super) layout: ControlLayout,
     pub(super) stream: StreamDesc,
@@ -221,8 +221,8 @@ pub(super) fn check_welcome(
 
 /// W8–W10: the backend accepts the memory kind, attaches to the peer (or
 /// the peer is checked against the attached one) and imports each slot,
-/// validating what it is given ([`Backend::import`]).
-pub(super) fn import_ring<B: Backend>(
+/// validating what it is given ([`Importer::import`]).
+pub(super) fn import_ring<B: Importer>(
     checked: Checked,
     frames: bool,
     attach: Attach<'_, B>,
@@ -274,7 +274,7 @@ pub(super) fn import_ring<B: Backend>(
             .get(i * handle_len..(i + 1) * handle_len)
             .unwrap_or(&[]);
         let (fd, sync_fd) = fds.next().unwrap_or((None, None));
-        // The backend validates what it is given (`Backend::import`).
+        // The backend validates what it is given (`Importer::import`).
         let imported = backend
             .import_slot(fd, sync_fd, handle, peer.slot_size)
             .map_err(|e| ConnectError::Import(Box::new(e)))?;
@@ -480,7 +480,7 @@ impl Welcomed {
 
     /// Phase two, for any backend: imports the first ring (W8–W11) and
     /// returns the connection, the peer it was attached with and `start_seq`.
-    pub(super) fn into_conn<B: Backend>(
+    pub(super) fn into_conn<B: Importer>(
         self,
         attach: Attach<'_, B>,
         revoked: &Arc<Mutex<u64>>,

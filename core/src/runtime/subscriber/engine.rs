@@ -10,7 +10,7 @@ use super::packet_ring::PacketState;
 use crate::backoff::Backoff;
 use crate::layout::StreamDesc;
 use crate::ring::Cursor;
-use crate::runtime::backend::{Backend, Peer};
+use crate::runtime::backend::{Importer, Peer};
 use crate::runtime::host::HostBackend;
 use crate::runtime::wait::Pace;
 use std::cell::{Cell, RefCell};
@@ -26,7 +26,7 @@ use {super::frame::Frame, super::RecvError, crate::runtime::WaitStrategy};
 pub(super) const SOCKET_POLL_EVERY: Duration = Duration::from_millis(1);
 
 /// A connection to one publisher.
-pub struct Subscriber<B: Backend = HostBackend> {
+pub struct Subscriber<B: Importer = HostBackend> {
     pub(super) key: String,
     pub(super) opts: SubscribeOptions,
     pub(super) conn: RefCell<Conn<B>>,
@@ -58,11 +58,11 @@ impl Subscriber<HostBackend> {
     }
 }
 
-impl<B: Backend> Subscriber<B> {
+impl<B: Importer> Subscriber<B> {
     /// Connects to the publisher of `key`, importing its slots with `backend`.
     ///
     /// The backend sees the publisher's memory kind, sync kind and GPU UUID
-    /// ([`Backend::attach`]) before it imports the slots. Later rings of this
+    /// ([`Importer::attach`]) before it imports the slots. Later rings of this
     /// subscriber (stream changes, reconnects) must keep them
     /// ([`ConnectError::PeerChanged`]).
     pub fn connect(key: &str, backend: B, opts: SubscribeOptions) -> Result<Self, ConnectError> {
@@ -127,14 +127,14 @@ impl Welcomed {
     /// Phase two of connecting: imports the publisher's slots with
     /// `backend` (chosen from [`Welcomed::offer`]) and returns the
     /// subscriber. The backend sees the publisher's memory kind, sync kind
-    /// and GPU UUID ([`Backend::attach`]) before it imports the slots; later
+    /// and GPU UUID ([`Importer::attach`]) before it imports the slots; later
     /// rings of this subscriber (stream changes, reconnects) must keep them
     /// ([`ConnectError::PeerChanged`]).
     ///
     /// Errors: [`ConnectError::MemoryKind`] (the backend does not import
     /// this memory kind), [`ConnectError::Import`] (the backend refused the
     /// GPU or a slot).
-    pub fn import<B: Backend>(self, mut backend: B) -> Result<Subscriber<B>, ConnectError> {
+    pub fn import<B: Importer>(self, mut backend: B) -> Result<Subscriber<B>, ConnectError> {
         let key = self.key.clone();
         let opts = self.opts.clone();
         let retry = Backoff::<Instant>::new(opts.reconnect.unwrap_or_default().policy());
@@ -159,7 +159,7 @@ impl Welcomed {
     }
 }
 
-impl<B: Backend> Drop for Subscriber<B> {
+impl<B: Importer> Drop for Subscriber<B> {
     fn drop(&mut self) {
         let c = self.conn.get_mut();
         c.hs.close();

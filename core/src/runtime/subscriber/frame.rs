@@ -14,7 +14,7 @@ use super::leases::PendingRelease;
 use super::ring::Ring;
 use crate::layout::{FrameLayout, StreamDesc};
 use crate::ring::{FrameMeta, Lease};
-use crate::runtime::backend::Backend;
+use crate::runtime::backend::Importer;
 use crate::runtime::host::HostBackend;
 use core::marker::PhantomData;
 use std::prelude::rust_2021::*;
@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 /// The lease and what it needs, shared by both guards: the single place
 /// that returns it.
-struct Held<B: Backend> {
+struct Held<B: Importer> {
     ring: Arc<Ring<B>>,
     lease: Lease,
     meta: FrameMeta,
@@ -31,7 +31,7 @@ struct Held<B: Backend> {
     done: bool,
 }
 
-impl<B: Backend> Held<B> {
+impl<B: Importer> Held<B> {
     fn memory(&self) -> &B::Imported {
         // The lease's slot index comes from this ring's own slot table scan.
         match self.ring.slots.get(self.lease.slot as usize) {
@@ -51,7 +51,7 @@ impl<B: Backend> Held<B> {
     }
 }
 
-impl<B: Backend + 'static> Held<B>
+impl<B: Importer + 'static> Held<B>
 where
     B::Imported: Send + Sync,
 {
@@ -66,7 +66,7 @@ where
     }
 }
 
-impl<B: Backend> Drop for Held<B> {
+impl<B: Importer> Drop for Held<B> {
     fn drop(&mut self) {
         if !self.done {
             self.release();
@@ -150,7 +150,7 @@ fn unreachable_slot() -> ! {
 /// };
 /// println!("{len:?}");
 /// ```
-pub struct Frame<'a, B: Backend = HostBackend> {
+pub struct Frame<'a, B: Importer = HostBackend> {
     held: Held<B>,
     /// Frames borrow their subscriber (`Subscriber::next_frame` ties `'a`
     /// to it): no guard outlives it (use [`Frame::into_owned`] for one that
@@ -159,7 +159,7 @@ pub struct Frame<'a, B: Backend = HostBackend> {
     _sub: PhantomData<(&'a (), *const ())>,
 }
 
-impl<B: Backend> Frame<'_, B> {
+impl<B: Importer> Frame<'_, B> {
     pub(super) fn new(ring: Arc<Ring<B>>, lease: Lease, meta: FrameMeta, changed: bool) -> Self {
         Frame {
             held: Held {
@@ -196,7 +196,7 @@ impl<B: Backend> Frame<'_, B> {
 /// subscriber stays mapped and memory-safe to read but may be rewritten
 /// (`is_valid()` turns `false`, `release()` returns `false`). Bindings
 /// keep the subscriber alive while its frames are.
-pub struct OwnedFrame<B: Backend = HostBackend> {
+pub struct OwnedFrame<B: Importer = HostBackend> {
     held: Held<B>,
 }
 
@@ -256,11 +256,11 @@ macro_rules! guard_methods {
     };
 }
 
-impl<B: Backend> Frame<'_, B> {
+impl<B: Importer> Frame<'_, B> {
     guard_methods!(Frame);
 }
 
-impl<B: Backend> OwnedFrame<B> {
+impl<B: Importer> OwnedFrame<B> {
     guard_methods!(OwnedFrame);
 }
 
@@ -278,14 +278,14 @@ macro_rules! release_later {
     };
 }
 
-impl<B: Backend + 'static> Frame<'_, B>
+impl<B: Importer + 'static> Frame<'_, B>
 where
     B::Imported: Send + Sync,
 {
     release_later!();
 }
 
-impl<B: Backend + 'static> OwnedFrame<B>
+impl<B: Importer + 'static> OwnedFrame<B>
 where
     B::Imported: Send + Sync,
 {

@@ -8,7 +8,7 @@ use super::frame::Frame;
 use super::reconnect::Recovery;
 use crate::layout::{FLAG_DISCONTINUITY, LEASES_PER_ROW};
 use crate::ring::{Acquire, Cursor};
-use crate::runtime::backend::Backend;
+use crate::runtime::backend::Importer;
 use crate::runtime::clock;
 use crate::runtime::futex;
 use crate::runtime::wait;
@@ -31,7 +31,7 @@ enum SpinPlan {
     Sleep,
 }
 
-impl<B: Backend> Subscriber<B> {
+impl<B: Importer> Subscriber<B> {
     /// The next frame for this subscriber's delivery mode, waiting at most
     /// `timeout`.
     ///

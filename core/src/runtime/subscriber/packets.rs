@@ -37,11 +37,11 @@ use super::packet_ring::{
     CodecParams, Packet, PacketRecvError, PacketStats, ReadFn, Step, SLICE, SOCKET_POLL_EVERY,
 };
 use crate::packet::{PacketMeta, PacketReadError, PacketView, MAX_EXTRADATA};
-use crate::runtime::backend::Backend;
+use crate::runtime::backend::Importer;
 use std::prelude::rust_2021::*;
 use std::time::{Duration, Instant};
 
-impl<B: Backend> Subscriber<B> {
+impl<B: Importer> Subscriber<B> {
     /// The next packet after the last one returned, waiting at most `timeout`.
     ///
     /// The first packet is the newest keyframe in the ring when the

@@ -10,7 +10,7 @@ use super::options::Reconnect;
 use super::ring::same_geometry;
 use crate::backoff::Next;
 use crate::ring::Cursor;
-use crate::runtime::backend::Backend;
+use crate::runtime::backend::Importer;
 use std::prelude::rust_2021::*;
 use std::time::{Duration, Instant};
 
@@ -24,7 +24,7 @@ pub(super) enum Recovery {
     Disconnected,
 }
 
-impl<B: Backend> Subscriber<B> {
+impl<B: Importer> Subscriber<B> {
     /// After the connection ended (or its ring closed) and everything was
     /// delivered: reconnect, wait, or give up.
     pub(super) fn recover(&self, deadline: Instant) -> Recovery {

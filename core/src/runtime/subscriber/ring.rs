@@ -2,14 +2,14 @@
 
 use super::leases::LeaseState;
 use crate::layout::{FrameLayout, StreamDesc};
-use crate::runtime::backend::Backend;
+use crate::runtime::backend::Importer;
 use std::prelude::rust_2021::*;
 use std::sync::Arc;
 
 /// One ring generation as imported: the control region, the connection's
 /// lease row, the slots and their stream description. Frames hold an `Arc`
 /// of it, so it stays mapped while any of them lives.
-pub(crate) struct Ring<B: Backend> {
+pub(crate) struct Ring<B: Importer> {
     pub(super) leases: Arc<LeaseState>,
     pub(super) stream: StreamDesc,
     /// `stream` validated against the slot size: where each plane lies.

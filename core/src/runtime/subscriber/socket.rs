@@ -8,13 +8,13 @@ use super::leases::LeaseState;
 use super::ring::Ring;
 use crate::handshake::{HandshakeError, SubscriberEvent};
 use crate::layout::LayoutError;
-use crate::runtime::backend::Backend;
+use crate::runtime::backend::Importer;
 use crate::wire::{decode, GoodbyeReason, Welcome, WELCOME_HAS_PACKETS};
 use std::prelude::rust_2021::*;
 use std::sync::Arc;
 use std::time::Duration;
 
-impl<B: Backend> Subscriber<B> {
+impl<B: Importer> Subscriber<B> {
     /// Handles whatever the publisher sent (PING, GOODBYE, STREAM_CHANGED and
     /// its WELCOME, EOF). A protocol error fails the connection and is
     /// returned once.
