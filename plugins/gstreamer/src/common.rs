@@ -1,13 +1,12 @@
-//! What the subscribing elements share: the property enums, opening a
-//! subscriber with the chosen backend, and the interruptible wait for a
-//! publisher.
+//! What the subscribing elements share: the property enums, the facade's
+//! subscriber options made from them, and the interruptible wait for a
+//! publisher (core's backoff schedule).
 
 use crate::trust;
-use cuframes_core::runtime::{
-    ConnectError, EndReason, HostBackend, PublisherUids, Reconnect, SubscribeOptions, Subscriber,
-};
-use cuframes_core::{DeliveryMode, MemoryKind};
-use cuframes_cuda::{CudaBackend, CudaError};
+use cuframes::{Backend, Error, Subscriber, SubscriberOptions};
+use cuframes_core::backoff::{Backoff, BackoffPolicy, Next};
+use cuframes_core::runtime::{ConnectError, PublisherUids, Reconnect};
+use cuframes_core::DeliveryMode;
 use gst::glib;
 use gst::prelude::*;
 use std::path::PathBuf;
@@ -46,63 +45,50 @@ impl Mode {
     }
 }
 
-/// `backend` of the sources: how slots are imported.
+/// `backend` of the sources: which backend imports the slots; mapped to
+/// [`cuframes::Backend`], whose [`cuframes::Backend::resolve`] makes the
+/// `auto` choice from the publisher's offer on the same connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, glib::Enum)]
 #[repr(u32)]
 #[enum_type(name = "GstCuframesSubscriberBackend")]
-pub enum BackendChoice {
-    /// Host memory, or CUDA when the publisher shares VRAM.
+pub enum SourceBackend {
+    /// Whatever reads the publisher's memory: host memory for a host
+    /// publisher; CUDA, else Vulkan, for a GPU publisher.
     #[default]
     #[enum_value(
-        name = "Follow the publisher: host memory, or CUDA when it shares VRAM",
+        name = "Follow the publisher: host memory for host slots; CUDA, else Vulkan, for GPU slots",
         nick = "auto"
     )]
     Auto = 0,
     /// Host memory (memfd slots) only.
     #[enum_value(name = "Host memory (memfd slots) only", nick = "host")]
     Host = 1,
-    /// CUDA (VRAM slots) only.
+    /// CUDA (VRAM slots, or Vulkan memory imported into CUDA) only.
     #[enum_value(name = "CUDA (VRAM slots) only", nick = "cuda")]
     Cuda = 2,
+    /// Vulkan (opaque-fd slots of a Vulkan or CUDA VMM publisher) only.
+    #[enum_value(name = "Vulkan (external-memory slots) only", nick = "vulkan")]
+    Vulkan = 3,
 }
 
-/// A subscriber of either backend.
-pub enum Sub {
-    /// Host-memory slots.
-    Host(Subscriber<HostBackend>),
-    /// VRAM slots.
-    Cuda(Subscriber<CudaBackend>),
-}
-
-impl Sub {
-    /// Why the connection ended, if it did.
-    pub fn end_reason(&self) -> Option<EndReason> {
-        match self {
-            Sub::Host(s) => s.end_reason(),
-            Sub::Cuda(s) => s.end_reason(),
+impl From<SourceBackend> for Backend {
+    fn from(b: SourceBackend) -> Self {
+        match b {
+            SourceBackend::Auto => Backend::Auto,
+            SourceBackend::Host => Backend::Host,
+            SourceBackend::Cuda => Backend::Cuda,
+            SourceBackend::Vulkan => Backend::Vulkan,
         }
     }
 }
 
-/// Opening a subscriber failed.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    /// The connection failed (no publisher, refused, wrong memory kind...).
-    #[error(transparent)]
-    Connect(#[from] ConnectError),
-    /// The CUDA backend could not start (no driver, no device).
-    #[error("CUDA backend: {0}")]
-    Cuda(#[from] CudaError),
-}
-
-impl OpenError {
-    /// Whether the publisher is simply not up (yet): worth waiting for.
-    pub fn is_not_up(&self) -> bool {
-        matches!(
-            self,
-            OpenError::Connect(ConnectError::NoPublisher { .. } | ConnectError::Timeout(_))
-        )
-    }
+/// Whether connecting failed because the publisher is simply not up (yet):
+/// worth waiting for.
+pub fn is_not_up(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Connect(ConnectError::NoPublisher { .. } | ConnectError::Timeout(_))
+    )
 }
 
 /// What a subscribing element connects with.
@@ -110,12 +96,9 @@ impl OpenError {
 pub struct OpenSpec {
     /// Stream key.
     pub key: String,
-    /// Subscriber options (mode, frames / packets, reconnect, runtime dir).
-    pub opts: SubscribeOptions,
-    /// Backend choice.
-    pub backend: BackendChoice,
-    /// Import legacy CUDA IPC handles (`allow-legacy-ipc`).
-    pub allow_legacy_ipc: bool,
+    /// The facade's options: backend, core's subscribe options (mode,
+    /// frames / packets, reconnect, runtime dir, publisher uids).
+    pub opts: SubscriberOptions,
 }
 
 /// The subscriber's publisher-uid rule of a `publisher-uids` property value:
@@ -129,7 +112,8 @@ pub fn publisher_uids(uids: &[u32]) -> PublisherUids {
 }
 
 impl OpenSpec {
-    /// Options for an element named `name`.
+    /// Options for an element named `name`; everything not set here keeps
+    /// the facade's (core's) default.
     pub fn new(
         key: &str,
         name: &str,
@@ -137,68 +121,53 @@ impl OpenSpec {
         reconnect: bool,
         runtime_dir: Option<&str>,
     ) -> Self {
-        let mut opts = SubscribeOptions::new(mode.delivery());
-        opts.name = format!("gst-{name}-{}", std::process::id());
-        opts.runtime_dir = runtime_dir.filter(|d| !d.is_empty()).map(PathBuf::from);
-        opts.reconnect = reconnect.then(Reconnect::default);
+        let mut opts = SubscriberOptions::new(mode.delivery());
+        opts.subscribe.name = format!("gst-{name}-{}", std::process::id());
+        opts.subscribe.runtime_dir = runtime_dir.filter(|d| !d.is_empty()).map(PathBuf::from);
+        opts.subscribe.reconnect = reconnect.then(Reconnect::default);
         OpenSpec {
             key: key.to_owned(),
             opts,
-            backend: BackendChoice::Auto,
-            allow_legacy_ipc: false,
         }
     }
 
-    /// One connection attempt.
-    pub fn open(&self) -> Result<Sub, OpenError> {
-        let cuda = || -> Result<Sub, OpenError> {
-            let b = CudaBackend::subscriber()?;
-            let b = if self.allow_legacy_ipc {
-                trust::allow_legacy_ipc(b)
-            } else {
-                b
-            };
-            Ok(Sub::Cuda(Subscriber::connect(
-                &self.key,
-                b,
-                self.opts.clone(),
-            )?))
-        };
-        match self.backend {
-            BackendChoice::Host => Ok(Sub::Host(Subscriber::connect_host(
-                &self.key,
-                self.opts.clone(),
-            )?)),
-            BackendChoice::Cuda => cuda(),
-            BackendChoice::Auto => match Subscriber::connect_host(&self.key, self.opts.clone()) {
-                Ok(s) => Ok(Sub::Host(s)),
-                Err(ConnectError::MemoryKind {
-                    theirs: MemoryKind::CudaVmmFd | MemoryKind::CudaLegacyIpc,
-                    ..
-                }) => cuda(),
-                Err(e) => Err(e.into()),
-            },
+    /// Sets the `backend` and `allow-legacy-ipc` properties' values.
+    pub fn backend(&mut self, backend: SourceBackend, allow_legacy_ipc: bool) {
+        self.opts.backend = backend.into();
+        if allow_legacy_ipc {
+            trust::allow_legacy_ipc(&mut self.opts);
         }
     }
 
-    /// Connects, waiting for a publisher that is not up when `wait` (with
-    /// the subscriber's reconnect backoff: 50 ms doubling to 500 ms), until
-    /// `flushing` is set (`Ok(None)`) or `deadline` passes (the last error).
+    /// One connection attempt: one handshake, the backend chosen from the
+    /// publisher's offer by the facade.
+    pub fn open(&self) -> Result<Subscriber, Error> {
+        Subscriber::connect(&self.key, self.opts.clone())
+    }
+
+    /// Connects, waiting for a publisher that is not up when `wait` (on
+    /// core's reconnect schedule, [`Reconnect::default`]: 50 ms doubling to
+    /// 500 ms), until `flushing` is set (`Ok(None)`) or `deadline` passes
+    /// (the last error).
     pub fn open_waiting(
         &self,
         wait: bool,
         flushing: &AtomicBool,
         deadline: Option<Instant>,
-    ) -> Result<Option<Sub>, OpenError> {
-        let mut delay = Duration::from_millis(50);
+    ) -> Result<Option<Subscriber>, Error> {
+        let r = Reconnect::default();
+        let mut backoff = Backoff::new(BackoffPolicy::new(r.first_delay, r.max_delay));
         loop {
             match self.open() {
                 Ok(s) => return Ok(Some(s)),
-                Err(e) if wait && e.is_not_up() && deadline.is_none_or(|d| Instant::now() < d) => {
-                    if !sleep_unless(flushing, delay) {
+                Err(e) if wait && is_not_up(&e) && deadline.is_none_or(|d| Instant::now() < d) => {
+                    let now = Instant::now();
+                    let Next::RetryAt(at) = backoff.on_failure(now) else {
+                        return Err(e);
+                    };
+                    if !sleep_unless(flushing, at.saturating_duration_since(now)) {
                         return Ok(None);
                     }
-                    delay = (delay * 2).min(Duration::from_millis(500));
                 }
                 Err(e) => return Err(e),
             }

@@ -118,7 +118,8 @@ pub fn is_default_layout(s: &StreamDesc, info: &gst_video::VideoInfo) -> bool {
         })
 }
 
-/// The caps of a packet ring's codec (FFmpeg `AVCodecID` 27 / 173).
+/// The caps of a packet ring's codec (the ring carries FFmpeg's `AVCodecID`:
+/// [`Codec::from_av_codec_id`]).
 ///
 /// H.264: `stream-format=avc, alignment=au` with `codec_data` the
 /// `AVCDecoderConfigurationRecord` made from the ring's Annex B extradata
@@ -128,15 +129,15 @@ pub fn is_default_layout(s: &StreamDesc, info: &gst_video::VideoInfo) -> bool {
 /// `stream-format=byte-stream, alignment=au` (the source puts the
 /// parameter sets in front of the first keyframe). `extradata` `None`: the
 /// template caps.
-pub fn packet_caps(codec_id: u32, extradata: Option<&[u8]>) -> Option<gst::Caps> {
-    match (codec_id, extradata) {
-        (27, None) => Some(
+pub fn packet_caps(codec: Codec, extradata: Option<&[u8]>) -> Option<gst::Caps> {
+    match (codec, extradata) {
+        (Codec::H264, None) => Some(
             gst::Caps::builder("video/x-h264")
                 .field("stream-format", "avc")
                 .field("alignment", "au")
                 .build(),
         ),
-        (27, Some(x)) => Some(
+        (Codec::H264, Some(x)) => Some(
             gst::Caps::builder("video/x-h264")
                 .field("stream-format", "avc")
                 .field("alignment", "au")
@@ -146,7 +147,7 @@ pub fn packet_caps(codec_id: u32, extradata: Option<&[u8]>) -> Option<gst::Caps>
                 )
                 .build(),
         ),
-        (173, _) => Some(
+        (Codec::Hevc, _) => Some(
             gst::Caps::builder("video/x-h265")
                 .field("stream-format", "byte-stream")
                 .field("alignment", "au")

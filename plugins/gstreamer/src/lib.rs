@@ -2,7 +2,8 @@
 //!
 //! - `cuframessrc`: a live source of the decoded frames a publisher shares,
 //!   as `video/x-raw, format=NV12|P010_10LE` buffers that wrap the leased
-//!   host slot without a copy (CUDA slots: one device-to-host copy per frame);
+//!   host slot without a copy (CUDA and Vulkan slots: one copy to host memory
+//!   per frame, through the `cuframes` facade);
 //! - `cuframespacketsrc`: the encoded packet ring as `video/x-h264,
 //!   stream-format=avc` (parameter sets in `codec_data`) or `video/x-h265,
 //!   stream-format=byte-stream`, `alignment=au`, starting on a keyframe;

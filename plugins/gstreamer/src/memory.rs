@@ -1,8 +1,8 @@
 //! Buffers over leased slots, and the packed copies used when a slot cannot
 //! be handed downstream as it is.
 
+use cuframes::OwnedFrame;
 use cuframes_core::layout::StreamDesc;
-use cuframes_core::runtime::{HostBackend, OwnedFrame};
 use std::sync::{Arc, Mutex};
 
 /// Counters of a source, shared with the buffers it made (a buffer freed
@@ -14,7 +14,7 @@ pub struct Counters {
     /// Buffers whose memory is the leased slot itself (no copy).
     pub zero_copy: u64,
     /// Buffers copied out of the slot (lease limit, no `GstVideoMeta`
-    /// downstream for a padded layout, or CUDA slots).
+    /// downstream for a padded layout, or CUDA / Vulkan slots).
     pub copied: u64,
     /// Zero-copy buffers freed after the publisher had revoked their lease
     /// (held past its lease timeout): their bytes may have been rewritten.
@@ -40,7 +40,8 @@ pub fn count(c: &SharedCounters, f: impl FnOnce(&mut Counters)) {
 /// `frame_size` bytes of the slot's mapping. The lease is returned when
 /// GStreamer frees the memory (the last buffer referencing it is gone).
 pub struct SlotMemory {
-    frame: Option<OwnedFrame<HostBackend>>,
+    /// A host-memory frame (`OwnedFrame::as_host` is `Some`).
+    frame: Option<OwnedFrame>,
     len: usize,
     counters: SharedCounters,
     /// One clone per live buffer: the source counts them to stay below the
@@ -50,7 +51,7 @@ pub struct SlotMemory {
 
 impl SlotMemory {
     /// Wraps `frame`; `token` is the source's outstanding-buffer counter.
-    pub fn new(frame: OwnedFrame<HostBackend>, token: Arc<()>, counters: SharedCounters) -> Self {
+    pub fn new(frame: OwnedFrame, token: Arc<()>, counters: SharedCounters) -> Self {
         let len = frame.stream().frame_size as usize;
         SlotMemory {
             frame: Some(frame),
@@ -66,7 +67,7 @@ impl AsRef<[u8]> for SlotMemory {
         // `frame_size` was validated against the slot size on import.
         self.frame
             .as_ref()
-            .and_then(|f| f.memory().bytes().get(..self.len))
+            .and_then(|f| f.as_host()?.memory().bytes().get(..self.len))
             .unwrap_or(&[])
     }
 }
@@ -115,7 +116,7 @@ pub fn packed_copy(
 }
 
 /// Plane `i` of a packed frame (pitch = row bytes, planes back to back), as
-/// `CudaFrameExt::copy_to_host` writes it.
+/// the facade's `copy_to_host` writes it.
 pub fn packed_plane<'a>(s: &StreamDesc, data: &'a [u8], i: usize) -> Option<(&'a [u8], usize)> {
     let f = s.format();
     let (row0, rows0) = f.plane_extent(0, s.width as u32, s.height as u32)?;

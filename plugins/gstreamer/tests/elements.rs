@@ -92,9 +92,23 @@ fn gst_inspect_documents_every_element() {
     }
 }
 
-/// `cuframessrc ! appsink` over a clip: returns each frame's MD5, caps,
-/// flags and the mapping its bytes lie in, plus the source's stats.
+/// `cuframessrc ! appsink` over a clip published in host memory: returns
+/// each frame's MD5, caps, flags and the mapping its bytes lie in, plus the
+/// source's stats.
 fn subscribe_clip(
+    test: &str,
+    clip: &str,
+    video_meta: bool,
+    extra: &[&str],
+) -> (Vec<Pulled>, gst::Structure) {
+    subscribe_clip_on("host", test, clip, video_meta, extra)
+}
+
+/// [`subscribe_clip`] with `cuframes-publish --backend BACKEND`; the source
+/// has `backend=auto` (its default): the facade picks the importer from
+/// the publisher's offer.
+fn subscribe_clip_on(
+    backend: &str,
     test: &str,
     clip: &str,
     video_meta: bool,
@@ -115,12 +129,12 @@ fn subscribe_clip(
         "1",
     ];
     args.extend_from_slice(extra);
-    let publ = publisher(&dir, &args);
+    let publ = publisher_on(&dir, backend, &args);
     // max-buffers=1: appsink queues one sample while the test holds
     // another, so no more than max-leased-buffers (3) are ever alive and
     // every frame can go out zero-copy (a longer queue makes copies).
     let pipeline = gst::parse::launch(&format!(
-        "cuframessrc name=src key={key} runtime-dir={} mode=in-order reconnect=false timeout=20000 ! appsink name=sink sync=false max-buffers=1",
+        "cuframessrc name=src key={key} runtime-dir={} backend=auto mode=in-order reconnect=false timeout=20000 ! appsink name=sink sync=false max-buffers=1",
         dir.display()
     ))
     .unwrap()
@@ -216,6 +230,29 @@ fn src_renegotiates_on_stream_change_and_repacks_without_video_meta() {
         .contains("memfd:cuframes-slot")));
     assert_eq!(stats.get::<u64>("copied").unwrap(), 100, "{stats}");
     assert_eq!(stats.get::<u64>("stream-changes").unwrap(), 1, "{stats}");
+}
+
+/// A Vulkan publisher (`cuframes-publish --backend vulkan`: software
+/// decode uploaded into exportable Vulkan memory) read by `cuframessrc
+/// backend=auto`: the facade imports the opaque fds (with Vulkan, or CUDA
+/// where a driver is present), every frame is copied to host memory once
+/// and equals FFmpeg's decode. Prints `SKIP:` without a Vulkan device
+/// (lavapipe will do) unless `CUFRAMES_REQUIRE_VULKAN=1`.
+#[test]
+fn src_reads_a_vulkan_publisher_with_backend_auto() {
+    if !vulkan_or_skip("src_reads_a_vulkan_publisher_with_backend_auto") {
+        return;
+    }
+    let (frames, stats) = subscribe_clip_on("vulkan", "src_vulkan", "sample-h264.mp4", true, &[]);
+    assert_reference(&frames, "sample-h264.mp4");
+    // GPU memory is never wrapped: each frame is a host copy.
+    assert_eq!(stats.get::<u64>("copied").unwrap(), 100, "{stats}");
+    assert_eq!(stats.get::<u64>("zero-copy").unwrap(), 0, "{stats}");
+    assert!(frames.iter().all(|f| !f
+        .mapping
+        .as_deref()
+        .unwrap_or("")
+        .contains("memfd:cuframes-slot")));
 }
 
 /// 10-bit HEVC as P010_10LE, zero-copy (its 1280-byte rows need no padding).

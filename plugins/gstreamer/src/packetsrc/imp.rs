@@ -1,9 +1,11 @@
 //! `cuframespacketsrc` implementation: a live `GstPushSrc` reading the
 //! publisher's encoded packet ring (`docs/protocol.md` §9).
 
-use crate::common::{self, BackendChoice, Mode, OpenSpec, Sub};
+use crate::common::{self, Mode, OpenSpec, SourceBackend};
 use crate::conv::{self, TimeMap};
+use cuframes::{Error, Subscriber};
 use cuframes_core::runtime::{CodecParams, EndReason, Packet, PacketRecvError};
+use cuframes_core::Codec;
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -30,7 +32,7 @@ struct Settings {
     reconnect: bool,
     runtime_dir: Option<String>,
     timeout_ms: u32,
-    backend: BackendChoice,
+    backend: SourceBackend,
     allow_legacy_ipc: bool,
     publisher_uids: Vec<u32>,
 }
@@ -42,7 +44,7 @@ impl Default for Settings {
             reconnect: true,
             runtime_dir: None,
             timeout_ms: 0,
-            backend: BackendChoice::Auto,
+            backend: SourceBackend::Auto,
             allow_legacy_ipc: false,
             publisher_uids: Vec::new(),
         }
@@ -50,7 +52,7 @@ impl Default for Settings {
 }
 
 struct Streaming {
-    sub: Option<Sub>,
+    sub: Option<Subscriber>,
     /// Codec of the current caps (FFmpeg `AVCodecID`).
     codec: Option<u32>,
     /// The extradata the current caps were made from (H.264's codec_data).
@@ -127,9 +129,9 @@ impl ObjectImpl for CuframesPacketSrc {
                     .default_value(0)
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecEnum::builder_with_default("backend", BackendChoice::Auto)
+                glib::ParamSpecEnum::builder_with_default("backend", SourceBackend::Auto)
                     .nick("Memory backend")
-                    .blurb("The publisher's frame memory this subscriber accepts (packets are always in host memory): auto, host, cuda")
+                    .blurb("The publisher's frame memory this subscriber accepts (packets are always in host memory): auto (chosen from the publisher's offer), host, cuda, vulkan")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecBoolean::builder("allow-legacy-ipc")
@@ -200,8 +202,8 @@ impl ElementImpl for CuframesPacketSrc {
             let mut caps = gst::Caps::new_empty();
             {
                 let caps = caps.get_mut().expect("new caps");
-                for id in [27, 173] {
-                    if let Some(c) = conv::packet_caps(id, None) {
+                for codec in [Codec::H264, Codec::Hevc] {
+                    if let Some(c) = conv::packet_caps(codec, None) {
                         caps.append(c);
                     }
                 }
@@ -280,13 +282,17 @@ impl PushSrcImpl for CuframesPacketSrc {
         // New caps for a new codec, or new parameter sets (a reconnected or
         // changed stream): H.264's codec_data is made from them.
         if st.codec != Some(params.codec_id) || st.extradata != params.extradata {
-            let caps = conv::packet_caps(params.codec_id, Some(&params.extradata)).ok_or_else(|| {
+            let caps = Codec::from_av_codec_id(params.codec_id)
+                .and_then(|c| conv::packet_caps(c, Some(&params.extradata)))
+                .ok_or_else(|| {
                 gst::element_imp_error!(
                     self,
                     gst::StreamError::CodecNotFound,
                     [
-                        "packet ring codec id {} is not H.264 (27) or HEVC (173), or its extradata holds no SPS and PPS",
-                        params.codec_id
+                        "packet ring codec id {} is not H.264 ({}) or HEVC ({}), or its extradata holds no SPS and PPS",
+                        params.codec_id,
+                        Codec::H264.av_codec_id(),
+                        Codec::Hevc.av_codec_id()
                     ]
                 );
                 gst::FlowError::NotNegotiated
@@ -306,7 +312,7 @@ impl PushSrcImpl for CuframesPacketSrc {
             st.time.reset();
         }
         let key = m.is_key();
-        let data = if params.codec_id == 27 {
+        let data = if Codec::from_av_codec_id(params.codec_id) == Some(Codec::H264) {
             // H.264 goes out as AVC samples; the parameter sets are in the
             // caps' codec_data.
             conv::annexb_to_avc(&packet.data)
@@ -380,11 +386,10 @@ impl CuframesPacketSrc {
                     set.reconnect,
                     set.runtime_dir.as_deref(),
                 );
-                spec.opts.frames = false;
-                spec.opts.packets = true;
-                spec.backend = set.backend;
-                spec.allow_legacy_ipc = set.allow_legacy_ipc;
-                spec.opts.publisher_uids = common::publisher_uids(&set.publisher_uids);
+                spec.opts.subscribe.frames = false;
+                spec.opts.subscribe.packets = true;
+                spec.backend(set.backend, set.allow_legacy_ipc);
+                spec.opts.subscribe.publisher_uids = common::publisher_uids(&set.publisher_uids);
                 match spec.open_waiting(true, &self.flushing, deadline()) {
                     Ok(Some(s)) => st.sub = Some(s),
                     Ok(None) => return Err(gst::FlowError::Flushing),
@@ -401,17 +406,16 @@ impl CuframesPacketSrc {
             let Some(sub) = st.sub.as_ref() else {
                 continue;
             };
-            let got = match sub {
-                Sub::Host(s) => s.next_packet(POLL).and_then(|p| Ok((p, s.codec_params()?))),
-                Sub::Cuda(s) => s.next_packet(POLL).and_then(|p| Ok((p, s.codec_params()?))),
-            };
+            let got = sub
+                .next_packet(POLL)
+                .and_then(|p| Ok((p, sub.codec_params()?)));
             match got {
                 Ok(r) => return Ok(r),
-                Err(PacketRecvError::Timeout(_)) => continue,
-                Err(PacketRecvError::Corrupt(e)) => {
+                Err(Error::Packet(PacketRecvError::Timeout(_))) => continue,
+                Err(Error::Packet(PacketRecvError::Corrupt(e))) => {
                     gst::warning!(CAT, imp = self, "skipped a corrupt packet slot: {e}");
                 }
-                Err(PacketRecvError::Disconnected) => {
+                Err(Error::Packet(PacketRecvError::Disconnected)) => {
                     let why = sub.end_reason();
                     return match why {
                         Some(EndReason::EndOfStream | EndReason::Shutdown) | None => {

@@ -1,13 +1,14 @@
-//! `cuframessink` implementation: a `GstBaseSink` that owns a cuframes
-//! `Publisher`, made when caps arrive, and copies each buffer's planes into
-//! a claimed slot.
+//! `cuframessink` implementation: a `GstBaseSink` that owns the facade's
+//! `cuframes::Publisher`, made when caps arrive, and publishes each
+//! buffer's planes with `publish_planes` (a host copy, or an upload into
+//! CUDA or Vulkan memory).
 
 use crate::conv;
+use cuframes::{Backend, Error, Publisher, PublisherOptions};
 use cuframes_core::layout::{StreamDesc, FLAG_DISCONTINUITY, FLAG_KEY};
 use cuframes_core::ring::FrameMeta;
-use cuframes_core::runtime::{HostBackend, Publisher, PublisherConfig, PublisherStats};
+use cuframes_core::runtime::PublisherStats;
 use cuframes_core::PublishPolicy;
-use cuframes_cuda::{CudaBackend, CudaConfig, CudaError, RawStream};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -61,6 +62,23 @@ pub enum SinkBackend {
         nick = "cuda"
     )]
     Cuda = 1,
+    /// Vulkan external memory (opaque fds) on the first Vulkan device with
+    /// `VK_KHR_external_memory_fd`.
+    #[enum_value(
+        name = "Vulkan external-memory slots (opaque fds); one upload per frame",
+        nick = "vulkan"
+    )]
+    Vulkan = 2,
+}
+
+impl From<SinkBackend> for Backend {
+    fn from(b: SinkBackend) -> Self {
+        match b {
+            SinkBackend::Host => Backend::Host,
+            SinkBackend::Cuda => Backend::Cuda,
+            SinkBackend::Vulkan => Backend::Vulkan,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -98,54 +116,15 @@ impl Default for Settings {
     }
 }
 
-enum AnyPublisher {
-    Host(Publisher<HostBackend>),
-    Cuda(Publisher<CudaBackend>),
-}
-
-impl AnyPublisher {
-    fn finish(self) {
-        match self {
-            AnyPublisher::Host(p) => p.finish(),
-            AnyPublisher::Cuda(p) => p.finish(),
-        }
-    }
-
-    fn subscriber_count(&self) -> usize {
-        match self {
-            AnyPublisher::Host(p) => p.subscriber_count(),
-            AnyPublisher::Cuda(p) => p.subscriber_count(),
-        }
-    }
-
-    fn stats(&self) -> PublisherStats {
-        match self {
-            AnyPublisher::Host(p) => p.stats(),
-            AnyPublisher::Cuda(p) => p.stats(),
-        }
-    }
-}
-
 #[derive(Default)]
 struct State {
-    publisher: Option<AnyPublisher>,
+    publisher: Option<Publisher>,
     info: Option<gst_video::VideoInfo>,
     stream: Option<StreamDesc>,
     /// Frames rendered (the published frames' `source_index`).
     index: u64,
     /// `wait-subscribers` has been satisfied.
     waited: bool,
-}
-
-/// Writing a frame into its slot failed.
-#[derive(Debug, thiserror::Error)]
-enum WriteError {
-    /// A plane of the buffer or the slot is shorter than its layout says.
-    #[error("plane {0} does not fit the buffer or the slot")]
-    Plane(usize),
-    /// The CUDA copy failed.
-    #[error("CUDA copy: {0}")]
-    Cuda(#[from] CudaError),
 }
 
 /// The element.
@@ -212,7 +191,7 @@ impl ObjectImpl for CuframesSink {
                     .build(),
                 glib::ParamSpecEnum::builder_with_default("backend", SinkBackend::Host)
                     .nick("Memory backend")
-                    .blurb("host: slots in host memory (memfds); cuda: slots in VRAM of cuda-device (VMM fds, host-fence sync), one host-to-device copy per frame")
+                    .blurb("host: slots in host memory (memfds); cuda: slots in VRAM of cuda-device (VMM fds, host-fence sync), one host-to-device copy per frame; vulkan: slots in Vulkan external memory (opaque fds), one upload per frame")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("cuda-device")
@@ -372,17 +351,20 @@ impl BaseSinkImpl for CuframesSink {
             }
             Some(p) => {
                 gst::info!(CAT, imp = self, "stream change to {caps}");
-                let r = match p {
-                    AnyPublisher::Host(p) => p.change_stream(desc),
-                    AnyPublisher::Cuda(p) => p.change_stream(desc),
-                };
-                r.map_err(|e| gst::loggable_error!(CAT, "change_stream: {e}"))?;
+                p.change_stream(desc)
+                    .map_err(|e| gst::loggable_error!(CAT, "change_stream: {e}"))?;
             }
             None => {
                 let p = self
                     .create(&set, desc)
                     .map_err(|e| gst::loggable_error!(CAT, "{e}"))?;
-                gst::info!(CAT, imp = self, "publishing {caps} under {:?}", set.key);
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "publishing {caps} under {:?} ({} backend)",
+                    set.key,
+                    p.backend()
+                );
                 st.publisher = Some(p);
             }
         }
@@ -452,35 +434,14 @@ impl BaseSinkImpl for CuframesSink {
                     .map_or(0, |&s| s.max(0) as usize),
             )
         });
-        let written = match st.publisher.as_mut() {
-            Some(AnyPublisher::Host(p)) => match p.acquire() {
-                Some(mut g) => {
-                    let desc = *g.stream();
-                    write_host(g.slot().bytes_mut(), &desc, &planes).map(|()| Some(g.commit(meta)))
-                }
-                None => Ok(None),
-            },
-            Some(AnyPublisher::Cuda(p)) => match p.acquire() {
-                Some(mut g) => {
-                    let desc = *g.stream();
-                    let slot = g.slot();
-                    let r = (0..2)
-                        .try_for_each(|i| {
-                            slot.copy_plane_from_host(&desc, i, planes[i].0, planes[i].1)
-                        })
-                        .and_then(|()| slot.fence(RawStream::DEFAULT));
-                    r.map_err(WriteError::from).map(|()| Some(g.commit(meta)))
-                }
-                None => Ok(None),
-            },
-            None => return Err(gst::FlowError::NotNegotiated),
+        let Some(p) = st.publisher.as_mut() else {
+            return Err(gst::FlowError::NotNegotiated);
         };
-        if let Some(p) = st.publisher.as_ref() {
-            *lock(&self.stats) = p.stats();
-        }
+        let written = p.publish_planes(meta, &planes);
+        *lock(&self.stats) = p.stats();
         match written {
-            Ok(Some(seq)) => gst::trace!(CAT, imp = self, "published seq {seq}"),
-            Ok(None) => gst::debug!(CAT, imp = self, "frame dropped: every slot leased"),
+            Ok(seq) => gst::trace!(CAT, imp = self, "published seq {seq}"),
+            Err(Error::Dropped) => gst::debug!(CAT, imp = self, "frame dropped: every slot leased"),
             Err(e) => {
                 gst::element_imp_error!(self, gst::ResourceError::Write, ["{e}"]);
                 return Err(gst::FlowError::Error);
@@ -512,8 +473,11 @@ impl BaseSinkImpl for CuframesSink {
 }
 
 impl CuframesSink {
-    fn create(&self, set: &Settings, desc: StreamDesc) -> Result<AnyPublisher, String> {
-        let mut cfg = PublisherConfig::new(set.key.as_deref().unwrap_or(""));
+    fn create(&self, set: &Settings, desc: StreamDesc) -> Result<Publisher, Error> {
+        let mut opts = PublisherOptions::new(set.key.as_deref().unwrap_or(""));
+        opts.backend = set.backend.into();
+        opts.cuda.device = set.cuda_device;
+        let cfg = &mut opts.config;
         cfg.slots = set.slots;
         cfg.policy = match set.policy {
             Policy::Drop => PublishPolicy::DropFrame,
@@ -529,19 +493,7 @@ impl CuframesSink {
             .as_deref()
             .filter(|d| !d.is_empty())
             .map(PathBuf::from);
-        Ok(match set.backend {
-            SinkBackend::Host => AnyPublisher::Host(
-                Publisher::create(HostBackend, cfg, desc).map_err(|e| e.to_string())?,
-            ),
-            SinkBackend::Cuda => {
-                let b = CudaBackend::publisher(CudaConfig {
-                    device: set.cuda_device,
-                    ..CudaConfig::default()
-                })
-                .map_err(|e| format!("CUDA backend: {e}"))?;
-                AnyPublisher::Cuda(Publisher::create(b, cfg, desc).map_err(|e| e.to_string())?)
-            }
-        })
+        Publisher::create(opts, desc)
     }
 }
 
@@ -562,30 +514,4 @@ fn same_layout(a: &StreamDesc, b: &StreamDesc) -> bool {
         b.fps_den,
         b.colour,
     )
-}
-
-/// Copies the rows of each plane (`(bytes from the first row, stride)`)
-/// into `slot` at the description's offsets and pitches.
-fn write_host(
-    slot: &mut [u8],
-    desc: &StreamDesc,
-    planes: &[(&[u8], usize); 2],
-) -> Result<(), WriteError> {
-    for (i, &(src, stride)) in planes.iter().enumerate() {
-        let (row, rows) = desc
-            .format()
-            .plane_extent(i as u32, desc.width as u32, desc.height as u32)
-            .ok_or(WriteError::Plane(i))?;
-        let (row, rows) = (row as usize, rows as usize);
-        let (off, pitch) = (desc.plane_offset[i] as usize, desc.plane_pitch[i] as usize);
-        for r in 0..rows {
-            let from = src
-                .get(r * stride..r * stride + row)
-                .ok_or(WriteError::Plane(i))?;
-            slot.get_mut(off + r * pitch..off + r * pitch + row)
-                .ok_or(WriteError::Plane(i))?
-                .copy_from_slice(from);
-        }
-    }
-    Ok(())
 }

@@ -1,13 +1,13 @@
 //! `cuframessrc` implementation: a live `GstPushSrc` whose `create` leases
 //! the next frame and wraps its slot in a buffer.
 
-use crate::common::{self, BackendChoice, Mode, OpenSpec, Sub};
+use crate::common::{self, Mode, OpenSpec, SourceBackend};
 use crate::conv::{self, TimeMap};
 use crate::memory::{self, Counters, SharedCounters, SlotMemory};
+use cuframes::{BackendKind, Error, OwnedFrame, Plane, Subscriber};
 use cuframes_core::layout::{StreamDesc, LEASES_PER_ROW};
 use cuframes_core::ring::FrameMeta;
-use cuframes_core::runtime::{EndReason, HostBackend, OwnedFrame, RecvError};
-use cuframes_cuda::CudaFrameExt;
+use cuframes_core::runtime::{EndReason, RecvError};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -39,7 +39,7 @@ struct Settings {
     key: Option<String>,
     mode: Mode,
     reconnect: bool,
-    backend: BackendChoice,
+    backend: SourceBackend,
     allow_legacy_ipc: bool,
     publisher_uids: Vec<u32>,
     runtime_dir: Option<String>,
@@ -53,7 +53,7 @@ impl Default for Settings {
             key: None,
             mode: Mode::Newest,
             reconnect: true,
-            backend: BackendChoice::Auto,
+            backend: SourceBackend::Auto,
             allow_legacy_ipc: false,
             publisher_uids: Vec::new(),
             runtime_dir: None,
@@ -65,7 +65,7 @@ impl Default for Settings {
 
 /// What the streaming thread keeps between buffers.
 struct Streaming {
-    sub: Option<Sub>,
+    sub: Option<Subscriber>,
     /// Description the current caps were made from.
     stream: Option<StreamDesc>,
     info: Option<gst_video::VideoInfo>,
@@ -105,8 +105,8 @@ struct Received {
 
 enum Payload {
     /// A host slot, still leased.
-    Slot(OwnedFrame<HostBackend>),
-    /// Packed bytes (pitch = row bytes) copied from a CUDA slot.
+    Slot(OwnedFrame),
+    /// Packed bytes (pitch = row bytes) copied from a CUDA or Vulkan slot.
     Packed(Vec<u8>),
 }
 
@@ -150,9 +150,9 @@ impl ObjectImpl for CuframesSrc {
                     .default_value(true)
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecEnum::builder_with_default("backend", BackendChoice::Auto)
+                glib::ParamSpecEnum::builder_with_default("backend", SourceBackend::Auto)
                     .nick("Memory backend")
-                    .blurb("auto: host memory, or CUDA when the publisher shares VRAM; host; cuda. Host slots are wrapped without a copy; CUDA frames are copied device to host once per frame (GStreamer 1.22 has no public CUDA memory)")
+                    .blurb("auto: chosen from the publisher's offer (host memory for host slots; CUDA if a driver is present, else Vulkan, for GPU slots); host; cuda; vulkan. Host slots are wrapped without a copy; CUDA and Vulkan frames are copied to host memory once per frame (GStreamer 1.22 has no public CUDA or Vulkan memory)")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecBoolean::builder("allow-legacy-ipc")
@@ -400,12 +400,18 @@ impl CuframesSrc {
                     set.reconnect,
                     set.runtime_dir.as_deref(),
                 );
-                spec.backend = set.backend;
-                spec.allow_legacy_ipc = set.allow_legacy_ipc;
-                spec.opts.publisher_uids = common::publisher_uids(&set.publisher_uids);
+                spec.backend(set.backend, set.allow_legacy_ipc);
+                spec.opts.subscribe.publisher_uids = common::publisher_uids(&set.publisher_uids);
                 match spec.open_waiting(true, &self.flushing, deadline()) {
                     Ok(Some(s)) => {
-                        gst::info!(CAT, imp = self, "subscribed to {:?}", set.key);
+                        gst::info!(
+                            CAT,
+                            imp = self,
+                            "subscribed to {:?} ({} backend, {:?} memory)",
+                            set.key,
+                            s.backend(),
+                            s.offer().memory_kind()
+                        );
                         st.sub = Some(s);
                     }
                     Ok(None) => return Err(gst::FlowError::Flushing),
@@ -422,40 +428,29 @@ impl CuframesSrc {
             let Some(sub) = st.sub.as_ref() else {
                 continue;
             };
-            let got = match sub {
-                Sub::Host(s) => s.next_frame(POLL).map(|f| Received {
-                    meta: *f.meta(),
-                    stream: *f.stream(),
-                    changed: f.stream_changed(),
-                    payload: Payload::Slot(f.into_owned()),
-                }),
-                Sub::Cuda(s) => match s.next_frame(POLL) {
-                    Ok(f) => {
+            let got = sub.next_frame(POLL).and_then(|f| {
+                let (meta, stream, changed) = (*f.meta(), *f.stream(), f.stream_changed());
+                let payload = match f.backend() {
+                    // Host slots go downstream as they are (`make_buffer`).
+                    BackendKind::Host => Payload::Slot(f.into_owned()),
+                    // GPU memory: one copy to host memory, lease returned
+                    // when `f` drops here.
+                    _ => {
                         let mut data = Vec::new();
-                        if let Err(e) = f.copy_to_host(&mut data) {
-                            gst::element_imp_error!(
-                                self,
-                                gst::ResourceError::Read,
-                                ["copying a CUDA frame to host memory: {e}"]
-                            );
-                            return Err(gst::FlowError::Error);
-                        }
-                        Ok(Received {
-                            meta: *f.meta(),
-                            stream: *f.stream(),
-                            changed: f.stream_changed(),
-                            payload: Payload::Packed(data),
-                        })
+                        f.copy_to_host(&mut data)?;
+                        Payload::Packed(data)
                     }
-                    Err(e) => Err(e),
-                },
-            };
+                };
+                Ok(Received {
+                    meta,
+                    stream,
+                    changed,
+                    payload,
+                })
+            });
             match got {
                 Ok(r) => {
-                    let s = match sub {
-                        Sub::Host(s) => s.stats(),
-                        Sub::Cuda(s) => s.stats(),
-                    };
+                    let s = sub.stats();
                     memory::count(&self.counters, |c| {
                         c.skipped = s.dropped;
                         c.reconnects = s.reconnects;
@@ -463,13 +458,13 @@ impl CuframesSrc {
                     });
                     return Ok(r);
                 }
-                Err(RecvError::Timeout(_)) => continue,
-                Err(RecvError::TooManyLeases) => {
+                Err(Error::Recv(RecvError::Timeout(_))) => continue,
+                Err(Error::Recv(RecvError::TooManyLeases)) => {
                     // Only if buffers outlived max-leased-buffers' count
                     // (e.g. the property was lowered): wait for one to go.
                     common::sleep_unless(&self.flushing, Duration::from_millis(5));
                 }
-                Err(RecvError::Disconnected) => {
+                Err(Error::Recv(RecvError::Disconnected)) => {
                     let why = sub.end_reason();
                     return match why {
                         Some(EndReason::EndOfStream | EndReason::Shutdown) | None => {
@@ -486,11 +481,19 @@ impl CuframesSrc {
                         }
                     };
                 }
-                Err(e) => {
+                Err(e @ Error::Recv(_)) => {
                     gst::element_imp_error!(
                         self,
                         gst::ResourceError::Read,
                         ["receiving a frame: {e}"]
+                    );
+                    return Err(gst::FlowError::Error);
+                }
+                Err(e) => {
+                    gst::element_imp_error!(
+                        self,
+                        gst::ResourceError::Read,
+                        ["copying a {} frame to host memory: {e}", sub.backend()]
                     );
                     return Err(gst::FlowError::Error);
                 }
@@ -564,7 +567,7 @@ impl CuframesSrc {
         };
         let s = r.stream;
         let leased = Arc::strong_count(&st.token) - 1;
-        let wrap = |f: &OwnedFrame<HostBackend>| {
+        let wrap = |f: &OwnedFrame| {
             leased < set.max_leased as usize
                 && (st.video_meta || conv::is_default_layout(f.stream(), &info))
         };
@@ -586,7 +589,11 @@ impl CuframesSrc {
                 true,
             ),
             Payload::Slot(f) => {
-                let b = memory::packed_copy(&s, &info, &|i| f.plane(i)).ok_or_else(bad)?;
+                let b = memory::packed_copy(&s, &info, &|i| match f.plane(i)? {
+                    Plane::Host { bytes, pitch, .. } => Some((bytes, pitch)),
+                    _ => None,
+                })
+                .ok_or_else(bad)?;
                 // The copy is complete: the lease goes back now.
                 if !f.release() {
                     memory::count(&self.counters, |c| c.revoked += 1);

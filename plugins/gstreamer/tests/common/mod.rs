@@ -129,8 +129,13 @@ pub fn runtime_dir(test: &str) -> PathBuf {
 
 /// `cuframes-publish` on host memory in `dir`, quiet, with `args`.
 pub fn publisher(dir: &Path, args: &[&str]) -> Child {
+    publisher_on(dir, "host", args)
+}
+
+/// `cuframes-publish --backend BACKEND` in `dir`, quiet, with `args`.
+pub fn publisher_on(dir: &Path, backend: &str, args: &[&str]) -> Child {
     Command::new(tool("cuframes-publish"))
-        .args(["--runtime-dir", dir.to_str().unwrap(), "--backend", "host"])
+        .args(["--runtime-dir", dir.to_str().unwrap(), "--backend", backend])
         .args(["--stats-interval", "0"])
         .args(args)
         .env("RUST_LOG", "warn")
@@ -241,6 +246,31 @@ pub fn pull_until(
         }
     }
     n
+}
+
+/// Whether a Vulkan device with `VK_KHR_external_memory_fd` exists (lavapipe
+/// will do); prints a `SKIP:` line with the reason to stderr when not, or
+/// panics under `CUFRAMES_REQUIRE_VULKAN=1`.
+pub fn vulkan_or_skip(test: &str) -> bool {
+    let why = match cuframes::vulkan::devices() {
+        Ok(d) if d.iter().any(|i| i.external_memory_fd) => return true,
+        Ok(d) => format!(
+            "{} Vulkan device(s), none with VK_KHR_external_memory_fd",
+            d.len()
+        ),
+        Err(e) => e.to_string(),
+    };
+    if std::env::var_os("CUFRAMES_REQUIRE_VULKAN").is_some_and(|v| v == "1") {
+        panic!("{test}: CUFRAMES_REQUIRE_VULKAN=1 but {why}");
+    }
+    // Straight to stderr, not `eprintln!`: the harness captures the
+    // macros, and a skip should show in a plain `cargo test` log.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIP: {test}: no usable Vulkan device: {why}"
+    );
+    false
 }
 
 /// Posts an error of the bus as a panic with its text.
