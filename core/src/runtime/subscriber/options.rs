@@ -88,13 +88,17 @@ impl core::fmt::Display for PublisherUids {
 }
 
 impl SubscribeOptions {
+    /// Default [`SubscribeOptions::handshake_timeout`]: 5 s for WELCOME. The
+    /// one definition of this default: front-ends take theirs from here.
+    pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
     /// Defaults for `mode`.
     pub fn new(mode: DeliveryMode) -> Self {
         SubscribeOptions {
             mode,
             name: format!("pid-{}", std::process::id()),
             runtime_dir: None,
-            handshake_timeout: Duration::from_secs(5),
+            handshake_timeout: Self::DEFAULT_HANDSHAKE_TIMEOUT,
             frames: true,
             packets: false,
             reconnect: None,

@@ -7,7 +7,7 @@ use crate::conv;
 use cuframes::{Backend, Error, Publisher, PublisherOptions};
 use cuframes_core::layout::{StreamDesc, FLAG_DISCONTINUITY, FLAG_KEY};
 use cuframes_core::ring::FrameMeta;
-use cuframes_core::runtime::PublisherStats;
+use cuframes_core::runtime::{PublisherConfig, PublisherStats};
 use cuframes_core::PublishPolicy;
 use gst::glib;
 use gst::prelude::*;
@@ -97,14 +97,19 @@ struct Settings {
     allow_gids: Vec<u32>,
 }
 
+/// Core's defaults ([`PublisherConfig::DEFAULT_WAIT_TIMEOUT`],
+/// [`PublisherConfig::DEFAULT_LEASE_TIMEOUT`]) in the properties' ms.
+const DEFAULT_WAIT_MS: u32 = PublisherConfig::DEFAULT_WAIT_TIMEOUT.as_millis() as u32;
+const DEFAULT_LEASE_MS: u32 = PublisherConfig::DEFAULT_LEASE_TIMEOUT.as_millis() as u32;
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             key: None,
             slots: 8,
             policy: Policy::Drop,
-            wait_timeout_ms: 2000,
-            lease_timeout_ms: 5000,
+            wait_timeout_ms: DEFAULT_WAIT_MS,
+            lease_timeout_ms: DEFAULT_LEASE_MS,
             runtime_dir: None,
             backend: SinkBackend::Host,
             cuda_device: 0,
@@ -174,14 +179,14 @@ impl ObjectImpl for CuframesSink {
                 glib::ParamSpecUInt::builder("wait-timeout")
                     .nick("Wait timeout (ms)")
                     .blurb("policy=wait: longest wait for a slot, milliseconds")
-                    .default_value(2000)
+                    .default_value(DEFAULT_WAIT_MS)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("lease-timeout")
                     .nick("Lease timeout (ms)")
                     .blurb("A subscriber's lease held longer than this many milliseconds is revoked and its slot reused")
                     .minimum(1)
-                    .default_value(5000)
+                    .default_value(DEFAULT_LEASE_MS)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecString::builder("runtime-dir")
@@ -239,8 +244,8 @@ impl ObjectImpl for CuframesSink {
             "key" => s.key = value.get().unwrap_or(None),
             "slots" => s.slots = value.get().unwrap_or(8),
             "policy" => s.policy = value.get().unwrap_or_default(),
-            "wait-timeout" => s.wait_timeout_ms = value.get().unwrap_or(2000),
-            "lease-timeout" => s.lease_timeout_ms = value.get().unwrap_or(5000),
+            "wait-timeout" => s.wait_timeout_ms = value.get().unwrap_or(DEFAULT_WAIT_MS),
+            "lease-timeout" => s.lease_timeout_ms = value.get().unwrap_or(DEFAULT_LEASE_MS),
             "runtime-dir" => s.runtime_dir = value.get().unwrap_or(None),
             "backend" => s.backend = value.get().unwrap_or_default(),
             "cuda-device" => s.cuda_device = value.get().unwrap_or(0),
