@@ -2,6 +2,7 @@
 //! with: the one place the "auto" choice is made (`docs/protocol.md` §3.6).
 
 use crate::error::Error;
+use crate::kind::BackendKind;
 use cuframes_core::runtime::Offer;
 use cuframes_core::{MemoryKind, SyncKind};
 
@@ -22,52 +23,6 @@ pub enum Backend {
     Vulkan,
 }
 
-/// A backend in use: what [`Backend::Auto`] resolved to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BackendKind {
-    /// Host memory: planes are byte slices of the shared mapping.
-    Host,
-    /// CUDA: planes are device pointers.
-    Cuda,
-    /// Vulkan: planes are ranges of a `VkBuffer`.
-    Vulkan,
-}
-
-impl BackendKind {
-    /// The lowercase name (`host`, `cuda`, `vulkan`).
-    pub fn name(self) -> &'static str {
-        match self {
-            BackendKind::Host => "host",
-            BackendKind::Cuda => "cuda",
-            BackendKind::Vulkan => "vulkan",
-        }
-    }
-
-    /// Whether this build contains the backend (its cargo feature).
-    pub fn is_built(self) -> bool {
-        match self {
-            BackendKind::Host => true,
-            BackendKind::Cuda => cfg!(feature = "cuda"),
-            BackendKind::Vulkan => cfg!(feature = "vulkan"),
-        }
-    }
-
-    /// [`Error::NotBuilt`] unless [`BackendKind::is_built`].
-    pub(crate) fn require(self) -> Result<Self, Error> {
-        if self.is_built() {
-            Ok(self)
-        } else {
-            Err(Error::NotBuilt(self))
-        }
-    }
-}
-
-impl core::fmt::Display for BackendKind {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
 impl core::str::FromStr for Backend {
     type Err = Error;
 
@@ -80,6 +35,15 @@ impl core::str::FromStr for Backend {
             "vulkan" => Ok(Backend::Vulkan),
             other => Err(Error::BadBackendName(other.to_owned())),
         }
+    }
+}
+
+/// [`Error::NotBuilt`] unless `kind` is in this build.
+fn require(kind: BackendKind) -> Result<BackendKind, Error> {
+    if kind.is_built() {
+        Ok(kind)
+    } else {
+        Err(Error::NotBuilt(kind))
     }
 }
 
@@ -122,7 +86,7 @@ impl Backend {
                 return auto_import(offer.memory_kind(), offer.sync_kind(), cuda_usable())
             }
         };
-        kind.require()
+        require(kind)
     }
 
     /// The backend a publisher exports with: an explicit choice as it is,
@@ -136,8 +100,8 @@ impl Backend {
         match self {
             Backend::Auto if cuda_usable() => Ok(BackendKind::Cuda),
             Backend::Auto | Backend::Host => Ok(BackendKind::Host),
-            Backend::Cuda => BackendKind::Cuda.require(),
-            Backend::Vulkan => BackendKind::Vulkan.require(),
+            Backend::Cuda => require(BackendKind::Cuda),
+            Backend::Vulkan => require(BackendKind::Vulkan),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The facade's one error type.
 
-use crate::backend::BackendKind;
+use crate::kind::BackendKind;
 use cuframes_core::runtime::{
     ChangeError, ConnectError, CreateError, HostError, PacketError, PacketRecvError, RecvError,
 };

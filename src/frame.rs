@@ -3,8 +3,8 @@
 //! `release` or drop (`docs/protocol.md` §5.2); see core's `Frame` for the
 //! torn-data rule (check [`Frame::is_valid`] after reading).
 
-use crate::backend::BackendKind;
 use crate::error::Error;
+use crate::kind::BackendKind;
 use cuframes_core::layout::{FrameLayout, StreamDesc};
 use cuframes_core::ring::FrameMeta;
 use cuframes_core::runtime::{self as rt, HostBackend};

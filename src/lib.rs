@@ -40,15 +40,17 @@
 pub mod backend;
 pub mod error;
 pub mod frame;
+mod kind;
 pub mod options;
 pub mod packets;
 pub mod publisher;
 pub mod subscriber;
 mod trust;
 
-pub use backend::{Backend, BackendKind};
+pub use backend::Backend;
 pub use error::Error;
 pub use frame::{Frame, OwnedFrame, Plane};
+pub use kind::BackendKind;
 pub use options::{PublisherOptions, SubscriberOptions};
 pub use packets::PacketReader;
 pub use publisher::Publisher;

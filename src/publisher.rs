@@ -1,8 +1,8 @@
 //! [`Publisher`]: a ring of frame slots on whichever backend was chosen,
 //! and optionally a packet ring (`docs/protocol.md` §5, §9).
 
-use crate::backend::BackendKind;
 use crate::error::Error;
+use crate::kind::BackendKind;
 use crate::options::PublisherOptions;
 use cuframes_core::layout::StreamDesc;
 use cuframes_core::ring::FrameMeta;

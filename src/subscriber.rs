@@ -1,9 +1,9 @@
 //! [`Subscriber`]: one connection to a publisher, over whichever backend
 //! its offer needs (`docs/protocol.md` §5, §6).
 
-use crate::backend::BackendKind;
 use crate::error::Error;
 use crate::frame::Frame;
+use crate::kind::BackendKind;
 use crate::options::SubscriberOptions;
 use cuframes_core::layout::StreamDesc;
 use cuframes_core::packet::PacketMeta;

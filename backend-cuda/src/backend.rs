@@ -7,7 +7,7 @@
 
 use crate::device::find_uuid;
 use crate::driver::{self, DeviceAlloc, Event, ExternalMem, IpcMem, VmmHandle, VmmMapping};
-use crate::slot::{Imported, Owned};
+use crate::slot::{FrameAccess, Imported, Owned};
 use crate::{CudaDevice, CudaError, CudaImported, CudaSlot, DeviceSelect};
 use cuframes_core::runtime::{Api, Exporter, Importer, Peer, SlotExport};
 use cuframes_core::{MemoryKind, SyncKind};
@@ -82,29 +82,6 @@ pub struct SubscriberConfig {
     pub device: Option<DeviceSelect>,
     /// What to do when that GPU is not the publisher's.
     pub cross_gpu: CrossGpu,
-}
-
-/// How a subscriber reaches its publisher's frames, resolved at connect
-/// from [`SubscriberConfig`] and the GPUs present.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum FrameAccess {
-    /// Subscriber and publisher on one GPU: frames are read in place.
-    #[default]
-    Local,
-    /// The slots live on GPU `source` (ordinal here) and are mapped for the
-    /// subscriber's GPU over peer access: device pointers are valid on the
-    /// subscriber's GPU; every read crosses the link.
-    PeerMapped {
-        /// Ordinal (in this process) of the publisher's GPU.
-        source: u32,
-    },
-    /// The slots are mapped for the publisher's GPU `source` only (no peer
-    /// access): device pointers are valid on that GPU, and frames reach the
-    /// subscriber's GPU only through `copy_into`.
-    SourceMapped {
-        /// Ordinal (in this process) of the publisher's GPU.
-        source: u32,
-    },
 }
 
 /// Picks the [`FrameAccess`] for a subscriber on GPU `here` of a publisher

@@ -34,14 +34,12 @@ mod error;
 mod frame;
 mod slot;
 
-pub use backend::{
-    CrossGpu, CudaBackend, CudaConfig, CudaMemory, CudaSync, FrameAccess, SubscriberConfig,
-};
+pub use backend::{CrossGpu, CudaBackend, CudaConfig, CudaMemory, CudaSync, SubscriberConfig};
 pub use device::{CudaDevice, CudaStream, DeviceSelect, DeviceSelectError, MemoryInfo};
 pub use driver::{driver_present, RawStream};
 pub use error::{uuid_string, CudaError, DriverError};
 pub use frame::{CudaFrameCopy, CudaFrameExt, DevicePlane};
-pub use slot::{CudaImported, CudaSlot};
+pub use slot::{CudaImported, CudaSlot, FrameAccess};
 
 #[cfg(test)]
 mod tests {

@@ -4,8 +4,31 @@
 use crate::driver::{
     self, DeviceAlloc, Event, ExternalMem, IpcMem, Mem, RawStream, VmmHandle, VmmMapping,
 };
-use crate::{CudaDevice, CudaError, FrameAccess};
+use crate::{CudaDevice, CudaError};
 use cuframes_core::layout::{FrameLayout, PlaneLayout, StreamDesc};
+
+/// How a subscriber reaches its publisher's frames, resolved at connect
+/// from [`crate::SubscriberConfig`] and the GPUs present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FrameAccess {
+    /// Subscriber and publisher on one GPU: frames are read in place.
+    #[default]
+    Local,
+    /// The slots live on GPU `source` (ordinal here) and are mapped for the
+    /// subscriber's GPU over peer access: device pointers are valid on the
+    /// subscriber's GPU; every read crosses the link.
+    PeerMapped {
+        /// Ordinal (in this process) of the publisher's GPU.
+        source: u32,
+    },
+    /// The slots are mapped for the publisher's GPU `source` only (no peer
+    /// access): device pointers are valid on that GPU, and frames reach the
+    /// subscriber's GPU only through `copy_into`.
+    SourceMapped {
+        /// Ordinal (in this process) of the publisher's GPU.
+        source: u32,
+    },
+}
 
 /// Plane `i` of a frame laid out by `desc` in a slot of `size` bytes
 /// (`StreamDesc::validate`).

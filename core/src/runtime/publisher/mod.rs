@@ -5,19 +5,27 @@
 //! subscriber). [`Publisher::publish`] runs on the caller's thread: it claims
 //! a slot, lets the caller write the frame, and commits it.
 
+mod config;
 mod control;
+mod error;
+mod guard;
 mod lease_clock;
 mod packets;
 mod readers;
+mod stats;
 
+pub use config::PublisherConfig;
+pub use error::{ChangeError, CreateError, PublishError};
+pub use guard::SlotGuard;
 pub use lease_clock::{LeaseClock, LeaseScan, PeerName};
 pub use packets::{PacketError, PacketRingConfig};
+pub use stats::{HeldLease, Published, PublisherStats};
 
 use super::backend::{Exporter, SlotExport};
-use super::dir::{self, DirError};
+use super::dir;
 use super::futex;
 use super::shm::{self, Mapping, ShmError};
-use crate::layout::{ControlLayout, StreamDesc, StreamError, MAX_SLOTS, MIN_SLOTS};
+use crate::layout::{ControlLayout, StreamDesc, MAX_SLOTS, MIN_SLOTS};
 use crate::ring::{Claim, ControlWords, FrameMeta, RingWriter, SlotClaim};
 use crate::sync::Ordering;
 use crate::PublishPolicy;
@@ -31,188 +39,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-
-/// Publisher settings. `PublisherConfig::new(key)` gives the defaults.
-#[derive(Debug, Clone)]
-pub struct PublisherConfig {
-    /// Stream key, `[A-Za-z0-9_-]{1,63}`.
-    pub key: String,
-    /// Frame slots, 2..=64 (default 8).
-    pub slots: u32,
-    /// What to do when no slot may be rewritten (default `DropFrame`).
-    pub policy: PublishPolicy,
-    /// `Wait`: longest wait for a slot before an unread frame is overwritten
-    /// or the new frame is dropped (default
-    /// [`PublisherConfig::DEFAULT_WAIT_TIMEOUT`], 2 s).
-    pub wait_timeout: Duration,
-    /// A lease held longer than this is revoked (default
-    /// [`PublisherConfig::DEFAULT_LEASE_TIMEOUT`], 5 s).
-    pub lease_timeout: Duration,
-    /// Most simultaneous subscribers (default 64).
-    pub max_subscribers: usize,
-    /// Socket file mode (default 0o660).
-    pub socket_mode: u32,
-    /// SO_PEERCRED allow-list of uids (empty with `allowed_gids` empty: anyone
-    /// who can open the socket; root is always allowed).
-    pub allowed_uids: Vec<u32>,
-    /// SO_PEERCRED allow-list of gids.
-    pub allowed_gids: Vec<u32>,
-    /// Runtime directory (default [`dir::runtime_dir`]).
-    pub runtime_dir: Option<PathBuf>,
-    /// The encoded packet ring (`docs/protocol.md` §9); `None` (default):
-    /// no ring, and HELLOs that want only packets are refused.
-    pub packets: Option<PacketRingConfig>,
-    /// A connection that has not completed its handshake (HELLO answered)
-    /// this long after `accept` is closed (default
-    /// [`PublisherConfig::DEFAULT_HANDSHAKE_TIMEOUT`], 3 s; §6).
-    pub handshake_timeout: Duration,
-    /// Most connections still in their handshake at once (default 256);
-    /// they do not count against `max_subscribers`. When full, the oldest
-    /// is closed to admit a new one.
-    pub max_pending_handshakes: usize,
-    /// Most messages handled per connection per round of the control
-    /// thread (default 16), so no peer can starve the others (§6).
-    pub messages_per_round: usize,
-    /// Most bytes queued for one peer that does not read (default 256 KiB);
-    /// a peer whose queue would grow past it is disconnected (§4.1).
-    pub max_queued_bytes: usize,
-    /// A message queued for a peer and not fully sent after this long
-    /// disconnects the peer (default 1 s; §4.1). The control thread never
-    /// blocks on a send.
-    pub send_timeout: Duration,
-    /// `Wait`: an InOrder subscriber that has kept the publisher waiting past
-    /// `wait_timeout` this many times is demoted: its unread frames no
-    /// longer hold slots (it loses frames as under `DropFrame`), with one
-    /// log line. `None` (default): never demoted (§5.4).
-    pub max_lag_events: Option<u32>,
-    /// At most one warning per subscriber and kind (lease revoked, lagging)
-    /// per this interval; the next one counts what was suppressed
-    /// (default 5 s).
-    pub warn_interval: Duration,
-}
-
-impl PublisherConfig {
-    /// Default [`PublisherConfig::lease_timeout`]: a lease held longer than
-    /// 5 s is revoked. The one definition of this default: front-ends (C,
-    /// Python, GStreamer, the camera service) take theirs from here.
-    pub const DEFAULT_LEASE_TIMEOUT: Duration = Duration::from_secs(5);
-    /// Default [`PublisherConfig::handshake_timeout`]: 3 s from `accept` to
-    /// an answered HELLO.
-    pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
-    /// Default [`PublisherConfig::wait_timeout`]: 2 s for a slot under `Wait`.
-    pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(2);
-
-    /// Defaults for `key`.
-    pub fn new(key: &str) -> Self {
-        PublisherConfig {
-            key: key.to_owned(),
-            slots: 8,
-            policy: PublishPolicy::DropFrame,
-            wait_timeout: Self::DEFAULT_WAIT_TIMEOUT,
-            lease_timeout: Self::DEFAULT_LEASE_TIMEOUT,
-            max_subscribers: 64,
-            socket_mode: 0o660,
-            allowed_uids: Vec::new(),
-            allowed_gids: Vec::new(),
-            runtime_dir: None,
-            packets: None,
-            handshake_timeout: Self::DEFAULT_HANDSHAKE_TIMEOUT,
-            max_pending_handshakes: 256,
-            messages_per_round: 16,
-            max_queued_bytes: 256 * 1024,
-            send_timeout: Duration::from_secs(1),
-            max_lag_events: None,
-            warn_interval: Duration::from_secs(5),
-        }
-    }
-}
-
-/// Starting a publisher failed.
-#[derive(Debug, thiserror::Error)]
-pub enum CreateError {
-    /// Bad key or runtime directory.
-    #[error(transparent)]
-    Dir(#[from] DirError),
-    /// `slots` is outside 2..=64.
-    #[error("slot count {0} is outside 2..=64")]
-    SlotCount(u32),
-    /// The stream description is unusable.
-    #[error("stream description: {0}")]
-    Stream(#[from] StreamError),
-    /// Another publisher answers on this key.
-    #[error("a publisher is already live on {0}")]
-    AlreadyRunning(PathBuf),
-    /// The socket could not be bound.
-    #[error("cannot bind {path}: {source}")]
-    Bind {
-        /// Socket path.
-        path: PathBuf,
-        /// OS error.
-        source: std::io::Error,
-    },
-    /// The control region could not be made.
-    #[error(transparent)]
-    Shm(#[from] ShmError),
-    /// The packet ring configuration is invalid.
-    #[error("packet ring: {0}")]
-    Packets(crate::packet::PacketLayoutError),
-    /// `PacketRingConfig::extradata` is longer than 4096 bytes.
-    #[error("packet ring: {0}")]
-    Extradata(crate::packet::ExtradataError),
-    /// The backend could not allocate or export a slot.
-    #[error("backend: {0}")]
-    Backend(Box<dyn std::error::Error + Send + Sync>),
-}
-
-/// Publishing one frame failed.
-#[derive(Debug, thiserror::Error)]
-pub enum PublishError<E: std::error::Error + 'static> {
-    /// The caller's writer failed; the slot was given back unchanged.
-    #[error("writing the frame into its slot failed: {0}")]
-    Write(#[source] E),
-}
-
-/// What happened to a frame handed to [`Publisher::publish`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Published {
-    /// Committed with this sequence number.
-    Committed(u64),
-    /// Dropped: every slot was leased (and, under `Wait`, stayed so for `wait_timeout`).
-    Dropped,
-}
-
-/// Publisher counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PublisherStats {
-    /// Frames committed.
-    pub published: u64,
-    /// Frames dropped for lack of a slot.
-    pub dropped: u64,
-    /// Connected subscribers.
-    pub subscribers: usize,
-    /// Leases revoked after `lease_timeout`.
-    pub revoked_leases: u64,
-    /// Times an InOrder subscriber lagged past `wait_timeout` and lost frames.
-    pub lagged: u64,
-    /// InOrder subscribers demoted after `max_lag_events` lags.
-    pub demoted: u64,
-    /// Packets published into the packet ring.
-    pub packets_published: u64,
-}
-
-/// One entry of the publisher's lease table: a frame a subscriber holds now,
-/// read from its lease row (`docs/protocol.md` §5.2). See [`Publisher::leases`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HeldLease {
-    /// The subscriber's id (its WELCOME `subscriber_id`).
-    pub subscriber: u32,
-    /// Sequence number of the leased frame.
-    pub seq: u64,
-    /// No longer honoured: revoked after `lease_timeout`, or its frame is
-    /// gone from the slots (rewritten after the revocation). The publisher
-    /// ignores it; data read through it may be torn.
-    pub revoked: bool,
-}
 
 /// One ring generation as the publisher shares it: the control region and
 /// the slot exports sent in WELCOME (`docs/protocol.md` §6: a stream change
@@ -343,23 +169,6 @@ struct Retired<B: Exporter> {
     _slots: Vec<B::Slot>,
     /// Its last committed sequence number.
     last_seq: u64,
-}
-
-/// Changing the stream failed; the publisher keeps its current ring.
-#[derive(Debug, thiserror::Error)]
-pub enum ChangeError {
-    /// The new stream description is unusable.
-    #[error("stream description: {0}")]
-    Stream(#[from] StreamError),
-    /// The new control region could not be made.
-    #[error(transparent)]
-    Shm(#[from] ShmError),
-    /// The backend could not allocate or export a slot of the new ring.
-    #[error("backend: {0}")]
-    Backend(Box<dyn std::error::Error + Send + Sync>),
-    /// The publisher is finished or shutting down.
-    #[error("the publisher is shutting down")]
-    Stopped,
 }
 
 /// A backend failure, boxed.
@@ -774,74 +583,6 @@ impl<B: Exporter + Send + Sync + 'static> Publisher<B> {
                     alive.push(s);
                 }
             }
-        }
-    }
-}
-
-/// A claimed slot of a [`Publisher`] being filled ([`Publisher::acquire`]):
-/// while it lives no subscriber can lease the slot. [`SlotGuard::commit`]
-/// publishes the frame; dropping the guard abandons it (`docs/protocol.md`
-/// §5.1: the slot's sequence word goes back to what it was).
-pub struct SlotGuard<'p, B: Exporter + Send + Sync + 'static> {
-    publisher: &'p mut Publisher<B>,
-    /// `None` once committed.
-    claim: Option<SlotClaim>,
-}
-
-impl<B: Exporter + Send + Sync + 'static> SlotGuard<'_, B> {
-    /// The slot to write the frame into: [`HostSlot::bytes_mut`] for host
-    /// memory, a device pointer for GPU backends.
-    ///
-    /// [`HostSlot::bytes_mut`]: super::HostSlot::bytes_mut
-    pub fn slot(&mut self) -> &mut B::Slot {
-        self.parts().0
-    }
-
-    /// Layout of the frame to write: size, format, plane offsets and
-    /// pitches (bytes), the same as [`Publisher::stream`].
-    pub fn stream(&self) -> &StreamDesc {
-        &self.publisher.stream
-    }
-
-    /// Index of the claimed slot in the ring (0-based).
-    pub fn index(&self) -> u32 {
-        self.claim.as_ref().map_or(0, |c| c.slot)
-    }
-
-    fn parts(&mut self) -> (&mut B::Slot, &StreamDesc) {
-        let p = &mut *self.publisher;
-        let i = self.claim.as_ref().map_or(0, |c| c.slot) as usize;
-        match p.slots.get_mut(i) {
-            Some(slot) => (slot, &p.stream),
-            // Claims come from this ring's writer, which has one entry per slot.
-            None => unreachable_layout(),
-        }
-    }
-
-    /// Publishes the frame: commits `meta` (its `seq`, `publish_ns` and
-    /// `generation` are set here), wakes the subscribers, returns the
-    /// frame's sequence number.
-    pub fn commit(mut self, meta: FrameMeta) -> u64 {
-        let p = &mut *self.publisher;
-        let Some(claim) = self.claim.take() else {
-            return 0;
-        };
-        let meta = FrameMeta {
-            publish_ns: super::clock::monotonic_ns(),
-            generation: p.stream.generation,
-            ..meta
-        };
-        let seq = p.ring.writer().commit(claim, &meta);
-        futex::wake_all(p.ring.words().wake());
-        p.stats.published += 1;
-        seq
-    }
-}
-
-impl<B: Exporter + Send + Sync + 'static> Drop for SlotGuard<'_, B> {
-    fn drop(&mut self) {
-        if let Some(claim) = self.claim.take() {
-            self.publisher.ring.writer().abandon(claim);
         }
     }
 }
