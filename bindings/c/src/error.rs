@@ -7,7 +7,7 @@
 
 use cuframes_core::runtime::{ConnectError, CreateError, PacketError, PacketRecvError, RecvError};
 use cuframes_core::wire::ErrorCode;
-use cuframes_cuda::CudaError;
+use cuframes_facade::cuda::CudaError;
 use std::cell::RefCell;
 use std::ffi::{CStr, CString};
 

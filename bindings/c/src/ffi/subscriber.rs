@@ -10,7 +10,7 @@ use crate::subscriber::{
     default_subscriber_options, FrameObj, PacketObj, SubscribeConfig, SubscriberObj, Wait,
 };
 use crate::types::*;
-use cuframes_cuda::RawStream;
+use cuframes_facade::cuda::RawStream;
 use std::ffi::{c_int, c_void};
 use std::mem::{offset_of, size_of};
 
