@@ -64,6 +64,9 @@ pub const CUFRAMES_PKT_FLAG_DISCONTINUITY: u32 = 4;
 /// Packet flag: last NAL unit of an access unit.
 pub const CUFRAMES_PKT_FLAG_LAST_IN_AU: u32 = 8;
 
+// Literals, not `Codec::H264.av_codec_id()`: cbindgen writes no const-fn
+// calls. `subscriber::tests::av_codec_id_constants_are_cores` keeps them
+// equal to cuframes-core's.
 /// FFmpeg `AV_CODEC_ID_H264`, the packet ring's codec id for H.264.
 pub const CUFRAMES_AV_CODEC_ID_H264: u32 = 27;
 /// FFmpeg `AV_CODEC_ID_HEVC`, the packet ring's codec id for HEVC.
