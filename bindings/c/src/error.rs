@@ -7,7 +7,7 @@
 
 use cuframes_core::runtime::{ConnectError, CreateError, PacketError, PacketRecvError, RecvError};
 use cuframes_core::wire::ErrorCode;
-use cuframes_cuda::CudaError;
+use cuframes_facade::cuda::CudaError;
 use std::cell::RefCell;
 use std::ffi::{CStr, CString};
 
@@ -293,6 +293,34 @@ pub fn packet_error(e: PacketRecvError, zero_timeout: bool) -> Error {
             };
             Error::new(code, chain(&e))
         }
+    }
+}
+
+/// A facade error; `zero_timeout`: the caller asked not to block (a
+/// receive timeout is then `CUFRAMES_ERR_WOULD_BLOCK`).
+pub fn facade_error(e: cuframes_facade::Error, zero_timeout: bool) -> Error {
+    use cuframes_facade::Error as F;
+    let code = match e {
+        F::Connect(e) => return e.into(),
+        F::Recv(e) => return recv_error(e, zero_timeout),
+        F::Packet(e) => return packet_error(e, zero_timeout),
+        F::Create(e) => return e.into(),
+        F::PublishPacket(e) => return e.into(),
+        F::Cuda(e) => return e.into(),
+        F::Change(_) | F::Write(_) | F::BadBackendName(_) | F::FrameSize { .. } => {
+            CUFRAMES_ERR_INVALID_ARG
+        }
+        F::Dropped => CUFRAMES_ERR_DROPPED,
+        F::Host(_) | F::Vulkan(_) => CUFRAMES_ERR_IO,
+        F::NotBuilt(_) => CUFRAMES_ERR_UNSUPPORTED,
+        F::NoImporter { .. } => CUFRAMES_ERR_MEMORY_KIND,
+    };
+    Error::new(code, chain(&e))
+}
+
+impl From<cuframes_facade::Error> for Error {
+    fn from(e: cuframes_facade::Error) -> Self {
+        facade_error(e, false)
     }
 }
 

@@ -8,7 +8,9 @@
 //! - [`registry`]: handles as registry ids (stale and NULL handles are
 //!   errors, not crashes);
 //! - [`subscriber`], [`publisher`]: the objects behind the handles (safe
-//!   Rust over `cuframes_core::runtime` and `cuframes_cuda`);
+//!   Rust over the `cuframes` facade, imported as `cuframes_facade`: it
+//!   connects, chooses the backend, holds the legacy-IPC opt-in and the
+//!   option defaults; this crate converts C arguments and results);
 //! - [`ffi`]: the `extern "C"` functions, the crate's only unsafe code
 //!   (pointer reads and writes), each body behind `catch_unwind` so that no
 //!   panic crosses the boundary.

@@ -64,6 +64,9 @@ pub const CUFRAMES_PKT_FLAG_DISCONTINUITY: u32 = 4;
 /// Packet flag: last NAL unit of an access unit.
 pub const CUFRAMES_PKT_FLAG_LAST_IN_AU: u32 = 8;
 
+// Literals, not `Codec::H264.av_codec_id()`: cbindgen writes no const-fn
+// calls. `subscriber::tests::av_codec_id_constants_are_cores` keeps them
+// equal to cuframes-core's.
 /// FFmpeg `AV_CODEC_ID_H264`, the packet ring's codec id for H.264.
 pub const CUFRAMES_AV_CODEC_ID_H264: u32 = 27;
 /// FFmpeg `AV_CODEC_ID_HEVC`, the packet ring's codec id for HEVC.
@@ -91,13 +94,23 @@ pub enum cuframes_mode {
 #[repr(i32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum cuframes_backend {
-    /// Subscriber: whatever the publisher shares (host memory, else CUDA).
-    /// Publisher: CUDA when a driver and a GPU are present, else host.
+    /// Subscriber: chosen from what the publisher offers, on the one
+    /// connection: host memory for a host publisher; CUDA for a CUDA
+    /// publisher (or Vulkan when this machine has no CUDA driver); for a
+    /// Vulkan publisher CUDA when a driver is present and its sync is a host
+    /// fence, else Vulkan. Publisher: CUDA when a driver and a GPU are
+    /// present, else host.
     CUFRAMES_BACKEND_AUTO = 0,
     /// Host memory (memfd): works on any Linux machine.
     CUFRAMES_BACKEND_HOST = 1,
     /// CUDA device memory (VRAM) on the publisher's GPU.
     CUFRAMES_BACKEND_CUDA = 2,
+    /// Vulkan external memory (any Vulkan 1.1+ device with
+    /// `VK_KHR_external_memory_fd`, lavapipe included). Subscribers read its
+    /// frames with `cuframes_frame_copy_to_host`; a C publisher cannot
+    /// write Vulkan slots (`cuframes_publisher_create` answers
+    /// `CUFRAMES_ERR_UNSUPPORTED`).
+    CUFRAMES_BACKEND_VULKAN = 3,
 }
 
 /// Where a frame's (or slot's) planes live.
@@ -109,6 +122,10 @@ pub enum cuframes_memory {
     /// CUDA device memory: planes have device pointers (`device_ptr`,
     /// a `CUdeviceptr` valid in this process's context for the GPU).
     CUFRAMES_MEMORY_CUDA = 2,
+    /// Vulkan external memory: planes have neither pointer (`data` NULL,
+    /// `device_ptr` 0; pitch, row bytes and rows are set); read the frame
+    /// with `cuframes_frame_copy_to_host`.
+    CUFRAMES_MEMORY_VULKAN = 3,
 }
 
 /// Pixel format of a frame (`docs/protocol.md` §3.3 codes).

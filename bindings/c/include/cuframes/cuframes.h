@@ -286,8 +286,12 @@ enum cuframes_backend
 #endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
  {
     /**
-     * Subscriber: whatever the publisher shares (host memory, else CUDA).
-     * Publisher: CUDA when a driver and a GPU are present, else host.
+     * Subscriber: chosen from what the publisher offers, on the one
+     * connection: host memory for a host publisher; CUDA for a CUDA
+     * publisher (or Vulkan when this machine has no CUDA driver); for a
+     * Vulkan publisher CUDA when a driver is present and its sync is a host
+     * fence, else Vulkan. Publisher: CUDA when a driver and a GPU are
+     * present, else host.
      */
     CUFRAMES_BACKEND_AUTO = 0,
     /**
@@ -298,6 +302,14 @@ enum cuframes_backend
      * CUDA device memory (VRAM) on the publisher's GPU.
      */
     CUFRAMES_BACKEND_CUDA = 2,
+    /**
+     * Vulkan external memory (any Vulkan 1.1+ device with
+     * `VK_KHR_external_memory_fd`, lavapipe included). Subscribers read its
+     * frames with `cuframes_frame_copy_to_host`; a C publisher cannot
+     * write Vulkan slots (`cuframes_publisher_create` answers
+     * `CUFRAMES_ERR_UNSUPPORTED`).
+     */
+    CUFRAMES_BACKEND_VULKAN = 3,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -324,6 +336,12 @@ enum cuframes_memory
      * a `CUdeviceptr` valid in this process's context for the GPU).
      */
     CUFRAMES_MEMORY_CUDA = 2,
+    /**
+     * Vulkan external memory: planes have neither pointer (`data` NULL,
+     * `device_ptr` 0; pitch, row bytes and rows are set); read the frame
+     * with `cuframes_frame_copy_to_host`.
+     */
+    CUFRAMES_MEMORY_VULKAN = 3,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -1293,17 +1311,21 @@ int cuframes_subscriber_options_init_sized(cuframes_subscriber_options_t *opts, 
  * Connects to the publisher of `opts->key` and returns the subscriber in
  * `*sub_out` (unchanged on error).
  *
- * `CUFRAMES_BACKEND_AUTO` connects with host memory and, if the publisher
- * shares CUDA memory, again with CUDA. With `wait_publisher_ms` it keeps
- * retrying while nobody publishes the key.
+ * One connection: the handshake reports what the publisher shares, and
+ * `CUFRAMES_BACKEND_AUTO` picks the backend from that (host memory for a
+ * host publisher, CUDA or Vulkan for a GPU one; see `cuframes_backend`).
+ * With `wait_publisher_ms` it keeps retrying while nobody publishes the
+ * key.
  *
  * Returns `CUFRAMES_OK`; `CUFRAMES_ERR_INVALID_ARG` (NULL `opts`,
  * `sub_out` or `key`, bad option values, `struct_size` 0),
  * `CUFRAMES_ERR_BAD_KEY`, `CUFRAMES_ERR_NO_PUBLISHER`,
  * `CUFRAMES_ERR_TIMEOUT` (no answer within `connect_timeout_ms`),
  * `CUFRAMES_ERR_REFUSED`, `CUFRAMES_ERR_PERMISSION`, `CUFRAMES_ERR_TOO_MANY`,
- * `CUFRAMES_ERR_MEMORY_KIND`, `CUFRAMES_ERR_NO_PACKET_RING`,
- * `CUFRAMES_ERR_CUDA`, `CUFRAMES_ERR_PROTOCOL`, `CUFRAMES_ERR_IO`.
+ * `CUFRAMES_ERR_MEMORY_KIND` (also: no backend of this build imports what
+ * the publisher shares), `CUFRAMES_ERR_NO_PACKET_RING`,
+ * `CUFRAMES_ERR_CUDA`, `CUFRAMES_ERR_PROTOCOL`, `CUFRAMES_ERR_IO` (also: the
+ * Vulkan backend could not start).
  * Thread-safety: any thread.
  *
  * # Safety
@@ -1559,18 +1581,35 @@ void *cuframes_frame_cuda_ptr(const cuframes_frame_t *frame);
 int cuframes_frame_is_valid(const cuframes_frame_t *frame);
 
 /**
+ * Writes to `*size_out` the bytes `cuframes_frame_copy_to_host` needs and
+ * writes for this frame: its planes packed, rows without pitch padding
+ * (NV12: `w × h` luma bytes plus `2⌈w/2⌉ × ⌈h/2⌉` CbCr bytes; P010:
+ * twice that), whatever memory the frame is in. Size the buffer with it.
+ *
+ * Returns `CUFRAMES_OK`; `CUFRAMES_ERR_INVALID_ARG` (NULL `size_out`);
+ * `CUFRAMES_ERR_INVALID_HANDLE`. Thread-safety: any thread, while the
+ * frame is not being released.
+ *
+ * # Safety
+ * `size_out` is NULL or writable.
+ */
+int cuframes_frame_packed_size(const cuframes_frame_t *frame, size_t *size_out);
+
+/**
  * Copies the frame into `dst` in FFmpeg's packed rawvideo layout (the
  * planes in order, each row without its pitch padding: for NV12 `w × h`
  * luma bytes then `w × ⌈h/2⌉` interleaved CbCr bytes, twice that for
- * P010) and writes the byte count to `*written` (if not NULL). Host
- * frames are copied row by row; CUDA frames with `cuMemcpy2D` to host
- * once the publisher's writes are complete. Call it before releasing the
- * frame, and check the release's result: a revoked lease means the copy
- * may be torn.
+ * P010) and writes the byte count to `*written` (if not NULL);
+ * `cuframes_frame_packed_size` gives the size `dst` needs. Host frames are
+ * copied row by row; CUDA and Vulkan frames to host once the publisher's
+ * writes are complete (the only way to read a `CUFRAMES_MEMORY_VULKAN`
+ * frame from C). Call it before releasing the frame, and check the
+ * release's result: a revoked lease means the copy may be torn.
  *
  * Returns `CUFRAMES_OK`; `CUFRAMES_ERR_INVALID_ARG` (NULL `dst`, or
  * `dst_size` below the frame's packed size: nothing written);
- * `CUFRAMES_ERR_CUDA`; `CUFRAMES_ERR_INVALID_HANDLE`.
+ * `CUFRAMES_ERR_CUDA`; `CUFRAMES_ERR_IO` (a Vulkan copy failed);
+ * `CUFRAMES_ERR_INVALID_HANDLE`.
  * Thread-safety: any thread, while the frame is not being released.
  *
  * # Safety

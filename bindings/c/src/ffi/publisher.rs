@@ -11,7 +11,7 @@ use crate::publisher::{
 use crate::registry;
 use crate::types::*;
 use cuframes_core::ring::FrameMeta;
-use cuframes_cuda::RawStream;
+use cuframes_facade::cuda::RawStream;
 use std::ffi::{c_int, c_void};
 use std::mem::size_of;
 use std::sync::Arc;

@@ -10,7 +10,7 @@ use crate::subscriber::{
     default_subscriber_options, FrameObj, PacketObj, SubscribeConfig, SubscriberObj, Wait,
 };
 use crate::types::*;
-use cuframes_cuda::RawStream;
+use cuframes_facade::cuda::RawStream;
 use std::ffi::{c_int, c_void};
 use std::mem::{offset_of, size_of};
 
@@ -80,17 +80,21 @@ pub unsafe extern "C" fn cuframes_subscriber_options_init_sized(
 /// Connects to the publisher of `opts->key` and returns the subscriber in
 /// `*sub_out` (unchanged on error).
 ///
-/// `CUFRAMES_BACKEND_AUTO` connects with host memory and, if the publisher
-/// shares CUDA memory, again with CUDA. With `wait_publisher_ms` it keeps
-/// retrying while nobody publishes the key.
+/// One connection: the handshake reports what the publisher shares, and
+/// `CUFRAMES_BACKEND_AUTO` picks the backend from that (host memory for a
+/// host publisher, CUDA or Vulkan for a GPU one; see `cuframes_backend`).
+/// With `wait_publisher_ms` it keeps retrying while nobody publishes the
+/// key.
 ///
 /// Returns `CUFRAMES_OK`; `CUFRAMES_ERR_INVALID_ARG` (NULL `opts`,
 /// `sub_out` or `key`, bad option values, `struct_size` 0),
 /// `CUFRAMES_ERR_BAD_KEY`, `CUFRAMES_ERR_NO_PUBLISHER`,
 /// `CUFRAMES_ERR_TIMEOUT` (no answer within `connect_timeout_ms`),
 /// `CUFRAMES_ERR_REFUSED`, `CUFRAMES_ERR_PERMISSION`, `CUFRAMES_ERR_TOO_MANY`,
-/// `CUFRAMES_ERR_MEMORY_KIND`, `CUFRAMES_ERR_NO_PACKET_RING`,
-/// `CUFRAMES_ERR_CUDA`, `CUFRAMES_ERR_PROTOCOL`, `CUFRAMES_ERR_IO`.
+/// `CUFRAMES_ERR_MEMORY_KIND` (also: no backend of this build imports what
+/// the publisher shares), `CUFRAMES_ERR_NO_PACKET_RING`,
+/// `CUFRAMES_ERR_CUDA`, `CUFRAMES_ERR_PROTOCOL`, `CUFRAMES_ERR_IO` (also: the
+/// Vulkan backend could not start).
 /// Thread-safety: any thread.
 ///
 /// # Safety
@@ -534,18 +538,43 @@ pub extern "C" fn cuframes_frame_is_valid(frame: *const cuframes_frame_t) -> c_i
     count(|| Ok(c_int::from(get::<FrameObj, _>(frame)?.is_valid()?)))
 }
 
+/// Writes to `*size_out` the bytes `cuframes_frame_copy_to_host` needs and
+/// writes for this frame: its planes packed, rows without pitch padding
+/// (NV12: `w × h` luma bytes plus `2⌈w/2⌉ × ⌈h/2⌉` CbCr bytes; P010:
+/// twice that), whatever memory the frame is in. Size the buffer with it.
+///
+/// Returns `CUFRAMES_OK`; `CUFRAMES_ERR_INVALID_ARG` (NULL `size_out`);
+/// `CUFRAMES_ERR_INVALID_HANDLE`. Thread-safety: any thread, while the
+/// frame is not being released.
+///
+/// # Safety
+/// `size_out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn cuframes_frame_packed_size(
+    frame: *const cuframes_frame_t,
+    size_out: *mut usize,
+) -> c_int {
+    call(|| {
+        let f = get::<FrameObj, _>(frame)?;
+        // SAFETY: NULL (refused inside) or writable by the caller's contract.
+        unsafe { write_out(size_out, f.packed_size(), "size_out") }
+    })
+}
+
 /// Copies the frame into `dst` in FFmpeg's packed rawvideo layout (the
 /// planes in order, each row without its pitch padding: for NV12 `w × h`
 /// luma bytes then `w × ⌈h/2⌉` interleaved CbCr bytes, twice that for
-/// P010) and writes the byte count to `*written` (if not NULL). Host
-/// frames are copied row by row; CUDA frames with `cuMemcpy2D` to host
-/// once the publisher's writes are complete. Call it before releasing the
-/// frame, and check the release's result: a revoked lease means the copy
-/// may be torn.
+/// P010) and writes the byte count to `*written` (if not NULL);
+/// `cuframes_frame_packed_size` gives the size `dst` needs. Host frames are
+/// copied row by row; CUDA and Vulkan frames to host once the publisher's
+/// writes are complete (the only way to read a `CUFRAMES_MEMORY_VULKAN`
+/// frame from C). Call it before releasing the frame, and check the
+/// release's result: a revoked lease means the copy may be torn.
 ///
 /// Returns `CUFRAMES_OK`; `CUFRAMES_ERR_INVALID_ARG` (NULL `dst`, or
 /// `dst_size` below the frame's packed size: nothing written);
-/// `CUFRAMES_ERR_CUDA`; `CUFRAMES_ERR_INVALID_HANDLE`.
+/// `CUFRAMES_ERR_CUDA`; `CUFRAMES_ERR_IO` (a Vulkan copy failed);
+/// `CUFRAMES_ERR_INVALID_HANDLE`.
 /// Thread-safety: any thread, while the frame is not being released.
 ///
 /// # Safety

@@ -170,6 +170,11 @@ int main(int argc, char **argv) {
     EXPECT(cuframes_publisher_create(&po, &pub), CUFRAMES_ERR_INVALID_ARG);
     po = pub_opts(dir, "bad key");
     EXPECT(cuframes_publisher_create(&po, &pub), CUFRAMES_ERR_BAD_KEY);
+    po = pub_opts(dir, "errs"); /* C cannot write Vulkan slots */
+    po.backend = CUFRAMES_BACKEND_VULKAN;
+    EXPECT(cuframes_publisher_create(&po, &pub), CUFRAMES_ERR_UNSUPPORTED);
+    po.backend = 99;
+    EXPECT(cuframes_publisher_create(&po, &pub), CUFRAMES_ERR_INVALID_ARG);
     po = pub_opts(dir, "errs");
     EXPECT(cuframes_publisher_create(&po, &pub), CUFRAMES_OK);
     cuframes_publisher_t *pub2 = NULL;
@@ -236,6 +241,10 @@ int main(int argc, char **argv) {
     CHECK(cuframes_frame_flags(frame) & CUFRAMES_FRAME_FLAG_KEY);
     CHECK(((const unsigned char *)cuframes_frame_plane_data(frame, 1))[0] == 128);
     CHECK(cuframes_frame_plane_device_ptr(frame, 0) == 0);
+    size_t packed = 0;
+    EXPECT(cuframes_frame_packed_size(frame, &packed), CUFRAMES_OK);
+    CHECK(packed == 64 * 48 + 64 * 24);
+    EXPECT(cuframes_frame_packed_size(NULL, &packed), CUFRAMES_ERR_INVALID_HANDLE);
     EXPECT(cuframes_subscriber_next((cuframes_subscriber_t *)frame, NULL, &frame, 0),
            CUFRAMES_ERR_INVALID_HANDLE);
     EXPECT(cuframes_packet_release((cuframes_packet_t *)frame), CUFRAMES_ERR_INVALID_HANDLE);
