@@ -1078,6 +1078,108 @@ const char *cuframes_strerror(int code);
 const char *cuframes_last_error(void);
 
 /**
+ * Returns the next encoded packet in `*pkt_out` (a subscriber created with
+ * `CUFRAMES_SUBSCRIBE_PACKETS`). The first packet is the publisher's last
+ * keyframe (late join). A reader that falls behind the ring loses packets
+ * and resumes at the next keyframe, which then carries
+ * `CUFRAMES_PKT_FLAG_DISCONTINUITY` (no error is returned for it).
+ * Release the packet with `cuframes_subscriber_release_packet`.
+ *
+ * `timeout_ms` as for `cuframes_subscriber_next`.
+ *
+ * Returns `CUFRAMES_OK`; `CUFRAMES_ERR_TIMEOUT`, `CUFRAMES_ERR_WOULD_BLOCK`,
+ * `CUFRAMES_ERR_DISCONNECTED`, `CUFRAMES_ERR_NOT_SUBSCRIBED`,
+ * `CUFRAMES_ERR_CORRUPT` (a corrupt slot was skipped; call again),
+ * `CUFRAMES_ERR_PROTOCOL`, `CUFRAMES_ERR_INVALID_HANDLE`,
+ * `CUFRAMES_ERR_INVALID_ARG`. Thread-safety: as `cuframes_subscriber_next`.
+ *
+ * # Safety
+ * `pkt_out` is NULL or writable.
+ */
+int cuframes_subscriber_next_packet(cuframes_subscriber_t *sub,
+                                    cuframes_packet_t **pkt_out,
+                                    int32_t timeout_ms);
+
+/**
+ * Frees a packet (its data is a copy: holding it holds nothing of the
+ * publisher's). `sub` is not used and may be NULL.
+ *
+ * Returns `CUFRAMES_OK` or `CUFRAMES_ERR_INVALID_HANDLE`. Thread-safety:
+ * any thread.
+ */
+int cuframes_subscriber_release_packet(cuframes_subscriber_t *sub, cuframes_packet_t *pkt);
+
+/**
+ * As `cuframes_subscriber_release_packet`, without the subscriber argument.
+ */
+int cuframes_packet_release(cuframes_packet_t *pkt);
+
+/**
+ * The packet's bytes: one access unit, Annex B (start codes); valid until
+ * the packet is released. NULL for an invalid handle. Thread-safety of
+ * every `cuframes_packet_*` accessor: any thread, while the packet is not
+ * being released.
+ */
+const void *cuframes_packet_data(const cuframes_packet_t *p);
+
+/**
+ * Bytes in the packet (0 for an invalid handle).
+ */
+size_t cuframes_packet_size(const cuframes_packet_t *p);
+
+/**
+ * Presentation time, ns (`CUFRAMES_TS_NONE` if unknown or for an invalid
+ * handle).
+ */
+int64_t cuframes_packet_pts(const cuframes_packet_t *p);
+
+/**
+ * Decode time, ns (`CUFRAMES_TS_NONE` if unknown or for an invalid handle).
+ */
+int64_t cuframes_packet_dts(const cuframes_packet_t *p);
+
+/**
+ * `CUFRAMES_PKT_FLAG_*` bits as published, plus
+ * `CUFRAMES_PKT_FLAG_DISCONTINUITY` when this reader lost packets before
+ * it (0 for an invalid handle).
+ */
+uint32_t cuframes_packet_flags(const cuframes_packet_t *p);
+
+/**
+ * The publisher's sequence number of the packet (from 0; 0 also for an
+ * invalid handle).
+ */
+uint64_t cuframes_packet_seq(const cuframes_packet_t *p);
+
+/**
+ * Packets this reader lost between the previous packet and this one (0
+ * for an invalid handle).
+ */
+uint64_t cuframes_packet_skipped(const cuframes_packet_t *p);
+
+/**
+ * The packet ring's codec: `*codec_id_out` an FFmpeg `AVCodecID`
+ * (`CUFRAMES_AV_CODEC_ID_H264` / `_HEVC`), `*extradata_out` and
+ * `*extradata_size_out` the Annex B parameter sets (SPS/PPS, VPS for
+ * HEVC; ≤ 4096 bytes). The extradata stays valid until the subscriber is
+ * destroyed or a later call finds it changed; copy it to keep it. NULL
+ * out-pointers are skipped.
+ *
+ * Returns `CUFRAMES_OK`; `CUFRAMES_ERR_NO_CODEC_PARAMS` (the publisher set
+ * no extradata yet; `*codec_id_out` is written, the others are NULL / 0);
+ * `CUFRAMES_ERR_NOT_SUBSCRIBED` (no `CUFRAMES_SUBSCRIBE_PACKETS`),
+ * `CUFRAMES_ERR_PROTOCOL`, `CUFRAMES_ERR_INVALID_HANDLE`.
+ * Thread-safety: as `cuframes_subscriber_next`.
+ *
+ * # Safety
+ * Each out-pointer is NULL or writable.
+ */
+int cuframes_subscriber_get_codec_params(cuframes_subscriber_t *sub,
+                                         uint32_t *codec_id_out,
+                                         const void **extradata_out,
+                                         size_t *extradata_size_out);
+
+/**
  * Fills the first version of `*opts` (the fields through
  * `max_packet_size`) with the defaults and sets `opts->struct_size` to its
  * size. The header maps `cuframes_publisher_options_init(opts)` to
@@ -1669,108 +1771,6 @@ int cuframes_frame_copy_to_device(const cuframes_frame_t *frame,
                                   const size_t *dst_pitches,
                                   uint32_t plane_count,
                                   void *cu_stream);
-
-/**
- * Returns the next encoded packet in `*pkt_out` (a subscriber created with
- * `CUFRAMES_SUBSCRIBE_PACKETS`). The first packet is the publisher's last
- * keyframe (late join). A reader that falls behind the ring loses packets
- * and resumes at the next keyframe, which then carries
- * `CUFRAMES_PKT_FLAG_DISCONTINUITY` (no error is returned for it).
- * Release the packet with `cuframes_subscriber_release_packet`.
- *
- * `timeout_ms` as for `cuframes_subscriber_next`.
- *
- * Returns `CUFRAMES_OK`; `CUFRAMES_ERR_TIMEOUT`, `CUFRAMES_ERR_WOULD_BLOCK`,
- * `CUFRAMES_ERR_DISCONNECTED`, `CUFRAMES_ERR_NOT_SUBSCRIBED`,
- * `CUFRAMES_ERR_CORRUPT` (a corrupt slot was skipped; call again),
- * `CUFRAMES_ERR_PROTOCOL`, `CUFRAMES_ERR_INVALID_HANDLE`,
- * `CUFRAMES_ERR_INVALID_ARG`. Thread-safety: as `cuframes_subscriber_next`.
- *
- * # Safety
- * `pkt_out` is NULL or writable.
- */
-int cuframes_subscriber_next_packet(cuframes_subscriber_t *sub,
-                                    cuframes_packet_t **pkt_out,
-                                    int32_t timeout_ms);
-
-/**
- * Frees a packet (its data is a copy: holding it holds nothing of the
- * publisher's). `sub` is not used and may be NULL.
- *
- * Returns `CUFRAMES_OK` or `CUFRAMES_ERR_INVALID_HANDLE`. Thread-safety:
- * any thread.
- */
-int cuframes_subscriber_release_packet(cuframes_subscriber_t *sub, cuframes_packet_t *pkt);
-
-/**
- * As `cuframes_subscriber_release_packet`, without the subscriber argument.
- */
-int cuframes_packet_release(cuframes_packet_t *pkt);
-
-/**
- * The packet's bytes: one access unit, Annex B (start codes); valid until
- * the packet is released. NULL for an invalid handle. Thread-safety of
- * every `cuframes_packet_*` accessor: any thread, while the packet is not
- * being released.
- */
-const void *cuframes_packet_data(const cuframes_packet_t *p);
-
-/**
- * Bytes in the packet (0 for an invalid handle).
- */
-size_t cuframes_packet_size(const cuframes_packet_t *p);
-
-/**
- * Presentation time, ns (`CUFRAMES_TS_NONE` if unknown or for an invalid
- * handle).
- */
-int64_t cuframes_packet_pts(const cuframes_packet_t *p);
-
-/**
- * Decode time, ns (`CUFRAMES_TS_NONE` if unknown or for an invalid handle).
- */
-int64_t cuframes_packet_dts(const cuframes_packet_t *p);
-
-/**
- * `CUFRAMES_PKT_FLAG_*` bits as published, plus
- * `CUFRAMES_PKT_FLAG_DISCONTINUITY` when this reader lost packets before
- * it (0 for an invalid handle).
- */
-uint32_t cuframes_packet_flags(const cuframes_packet_t *p);
-
-/**
- * The publisher's sequence number of the packet (from 0; 0 also for an
- * invalid handle).
- */
-uint64_t cuframes_packet_seq(const cuframes_packet_t *p);
-
-/**
- * Packets this reader lost between the previous packet and this one (0
- * for an invalid handle).
- */
-uint64_t cuframes_packet_skipped(const cuframes_packet_t *p);
-
-/**
- * The packet ring's codec: `*codec_id_out` an FFmpeg `AVCodecID`
- * (`CUFRAMES_AV_CODEC_ID_H264` / `_HEVC`), `*extradata_out` and
- * `*extradata_size_out` the Annex B parameter sets (SPS/PPS, VPS for
- * HEVC; ≤ 4096 bytes). The extradata stays valid until the subscriber is
- * destroyed or a later call finds it changed; copy it to keep it. NULL
- * out-pointers are skipped.
- *
- * Returns `CUFRAMES_OK`; `CUFRAMES_ERR_NO_CODEC_PARAMS` (the publisher set
- * no extradata yet; `*codec_id_out` is written, the others are NULL / 0);
- * `CUFRAMES_ERR_NOT_SUBSCRIBED` (no `CUFRAMES_SUBSCRIBE_PACKETS`),
- * `CUFRAMES_ERR_PROTOCOL`, `CUFRAMES_ERR_INVALID_HANDLE`.
- * Thread-safety: as `cuframes_subscriber_next`.
- *
- * # Safety
- * Each out-pointer is NULL or writable.
- */
-int cuframes_subscriber_get_codec_params(cuframes_subscriber_t *sub,
-                                         uint32_t *codec_id_out,
-                                         const void **extradata_out,
-                                         size_t *extradata_size_out);
 
 #ifdef __cplusplus
 }  // extern "C"

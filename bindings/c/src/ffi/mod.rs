@@ -13,6 +13,7 @@
 #![allow(unsafe_code)]
 
 pub mod common;
+pub mod packets;
 pub mod publisher;
 pub mod subscriber;
 
