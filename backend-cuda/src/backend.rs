@@ -282,6 +282,7 @@ impl Api for CudaBackend {
     type Slot = CudaSlot;
     type Imported = CudaImported;
     type Error = CudaError;
+    const NAME: &'static str = "cuda";
 
     fn memory_kind(&self) -> MemoryKind {
         if self.vulkan_peer {

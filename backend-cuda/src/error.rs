@@ -1,6 +1,7 @@
 //! The backend's errors.
 
 pub use crate::driver::DriverError;
+use cuframes_core::runtime::BackendErrorKind;
 
 /// What can go wrong in the CUDA backend.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +68,25 @@ pub enum CudaError {
     /// with (`StreamDesc::validate`, `docs/protocol.md` §3.3).
     #[error("frame layout: {0}")]
     Stream(#[from] cuframes_core::layout::StreamError),
+}
+
+impl cuframes_core::runtime::BackendError for CudaError {
+    fn kind(&self) -> BackendErrorKind {
+        match self {
+            CudaError::DriverMissing => BackendErrorKind::Unavailable,
+            CudaError::NoDevice { .. }
+            | CudaError::UuidNotFound(_)
+            | CudaError::CrossGpu { .. } => BackendErrorKind::NoDevice,
+            CudaError::MissingFd | CudaError::HandleLength { .. } | CudaError::Kind(_) => {
+                BackendErrorKind::BadPeer
+            }
+            CudaError::LegacyIpcNotAllowed { .. } => BackendErrorKind::NotAllowed,
+            CudaError::Driver(_)
+            | CudaError::NotAttached
+            | CudaError::Layout(_)
+            | CudaError::Stream(_) => BackendErrorKind::Failed,
+        }
+    }
 }
 
 /// A GPU UUID as `nvidia-smi -L` prints it: `GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`.

@@ -190,6 +190,7 @@ impl Api for VulkanBackend {
     type Slot = VulkanSlot;
     type Imported = VulkanImported;
     type Error = VulkanError;
+    const NAME: &'static str = "vulkan";
 
     fn memory_kind(&self) -> MemoryKind {
         MemoryKind::VulkanOpaqueFd

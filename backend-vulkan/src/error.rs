@@ -84,6 +84,25 @@ pub enum VulkanError {
     },
 }
 
+impl cuframes_core::runtime::BackendError for VulkanError {
+    fn kind(&self) -> cuframes_core::runtime::BackendErrorKind {
+        use cuframes_core::runtime::BackendErrorKind as K;
+        match self {
+            VulkanError::NoLoader(_) => K::Unavailable,
+            VulkanError::NoDevice(_)
+            | VulkanError::NoSuchUuid(_)
+            | VulkanError::NoMemoryType(_) => K::NoDevice,
+            VulkanError::MissingFd
+            | VulkanError::HandleLength { .. }
+            | VulkanError::BadFd(_)
+            | VulkanError::Kind(_)
+            | VulkanError::Sync(_)
+            | VulkanError::AllocationSize { .. } => K::BadPeer,
+            _ => K::Failed,
+        }
+    }
+}
+
 impl VulkanError {
     pub(crate) fn call(call: &'static str) -> impl FnOnce(vk::Result) -> VulkanError {
         move |result| VulkanError::Call { call, result }

@@ -9,8 +9,8 @@
 use cuframes_core::layout::StreamDesc;
 use cuframes_core::ring::FrameMeta;
 use cuframes_core::runtime::{
-    Api, Exporter, HostBackend, HostError, HostImported, HostSlot, Importer, Publisher,
-    PublisherConfig, SlotExport, SubscribeOptions, Subscriber,
+    Api, BackendErrorKind, CreateError, Exporter, HostBackend, HostError, HostImported, HostSlot,
+    Importer, Publisher, PublisherConfig, SlotExport, SubscribeOptions, Subscriber,
 };
 use cuframes_core::{Codec, DeliveryMode, MemoryKind, PixelFormat, PublishPolicy, SyncKind};
 use rustix::fd::OwnedFd;
@@ -67,6 +67,11 @@ fn a_backend_whose_exports_break_its_sync_kind_cannot_publish() {
         .err()
         .expect("refused");
     assert!(e.to_string().contains("lacks a sync fd"), "{e}");
+    // A broken contract is a backend failure of the generic kind.
+    match e {
+        CreateError::Backend(f) => assert_eq!(f.kind, BackendErrorKind::Failed),
+        other => panic!("expected CreateError::Backend, got {other:?}"),
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

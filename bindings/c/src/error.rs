@@ -5,7 +5,10 @@
 //! also stores a message with the details (the Rust error's chain) for
 //! `cuframes_last_error()` on the calling thread.
 
-use cuframes_core::runtime::{ConnectError, CreateError, PacketError, PacketRecvError, RecvError};
+use cuframes_core::runtime::{
+    BackendErrorKind, BackendFailure, ConnectError, CreateError, PacketError, PacketRecvError,
+    RecvError,
+};
 use cuframes_core::wire::ErrorCode;
 use cuframes_facade::cuda::CudaError;
 use std::cell::RefCell;
@@ -238,6 +241,17 @@ pub fn cuda_code(e: &CudaError) -> cuframes_error {
     }
 }
 
+/// The code of a backend failure, from its portable kind and backend
+/// (`BackendFailure`): no opt-in → `PERMISSION`, anything of the CUDA
+/// backend → `CUDA`, of another backend → `IO`.
+fn backend_code(f: &BackendFailure) -> cuframes_error {
+    match (f.kind, f.api) {
+        (BackendErrorKind::NotAllowed, _) => CUFRAMES_ERR_PERMISSION,
+        (_, "cuda") => CUFRAMES_ERR_CUDA,
+        _ => CUFRAMES_ERR_IO,
+    }
+}
+
 impl From<ConnectError> for Error {
     fn from(e: ConnectError) -> Self {
         let code = match &e {
@@ -253,10 +267,7 @@ impl From<ConnectError> for Error {
             ConnectError::Channel(_) | ConnectError::Shm(_) => CUFRAMES_ERR_IO,
             ConnectError::Timeout(_) => CUFRAMES_ERR_TIMEOUT,
             ConnectError::MemoryKind { .. } => CUFRAMES_ERR_MEMORY_KIND,
-            ConnectError::Import(inner) => match inner.downcast_ref::<CudaError>() {
-                Some(c) => cuda_code(c),
-                None => CUFRAMES_ERR_IO,
-            },
+            ConnectError::Import(f) => backend_code(f),
             ConnectError::NoPacketRing => CUFRAMES_ERR_NO_PACKET_RING,
             ConnectError::NothingWanted => CUFRAMES_ERR_INVALID_ARG,
         };
@@ -334,10 +345,7 @@ impl From<CreateError> for Error {
             | CreateError::Extradata(_) => CUFRAMES_ERR_INVALID_ARG,
             CreateError::AlreadyRunning(_) => CUFRAMES_ERR_ALREADY_EXISTS,
             CreateError::Bind { .. } | CreateError::Shm(_) => CUFRAMES_ERR_IO,
-            CreateError::Backend(inner) => match inner.downcast_ref::<CudaError>() {
-                Some(c) => cuda_code(c),
-                None => CUFRAMES_ERR_IO,
-            },
+            CreateError::Backend(f) => backend_code(f),
         };
         Error::new(code, chain(&e))
     }

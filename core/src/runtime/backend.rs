@@ -48,8 +48,12 @@ pub trait Api {
     type Slot: Send;
     /// A slot as a subscriber imported it (readable).
     type Imported;
-    /// What can go wrong; backends keep to a few portable variants.
-    type Error: std::error::Error + Send + Sync + 'static;
+    /// What can go wrong; each error says what it means to the caller
+    /// ([`BackendError::kind`]).
+    type Error: BackendError;
+
+    /// The backend's name in errors and logs (`host`, `cuda`, `vulkan`).
+    const NAME: &'static str = "backend";
 
     /// The memory kind announced in the header and WELCOME (publisher), or
     /// this backend's own kind (subscriber; what a refusal names).
@@ -59,6 +63,68 @@ pub trait Api {
     /// attached) the slots; zero for host memory.
     fn gpu_uuid(&self) -> [u8; 16] {
         [0; 16]
+    }
+}
+
+/// What a backend failure means to its caller, whatever the backend: the
+/// few portable variants front-ends map to their own codes, instead of
+/// downcasting to each backend's error type (wgpu-hal style).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BackendErrorKind {
+    /// The driver or loader is not on this machine (libcuda, the Vulkan
+    /// loader).
+    Unavailable,
+    /// No device matches (an ordinal out of range, the publisher's GPU not
+    /// visible here, no device with the needed features).
+    NoDevice,
+    /// What the publisher sent cannot be imported (a missing or wrong fd,
+    /// a handle of the wrong length, a kind or size the backend refuses).
+    BadPeer,
+    /// The application did not opt in to what the publisher needs (legacy
+    /// CUDA IPC handles).
+    NotAllowed,
+    /// Anything else: a driver call failed, memory ran out.
+    Failed,
+}
+
+/// A backend's error type: any error that says what it means.
+pub trait BackendError: std::error::Error + Send + Sync + 'static {
+    /// What this failure means to the caller.
+    fn kind(&self) -> BackendErrorKind;
+}
+
+/// A backend failure as the engines report it (`ConnectError::Import`,
+/// `CreateError::Backend`, `ChangeError::Backend`): the backend's name, the
+/// portable kind, and the backend's own error for the message.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct BackendFailure {
+    /// [`Api::NAME`] of the backend that failed.
+    pub api: &'static str,
+    /// What it means.
+    pub kind: BackendErrorKind,
+    /// The backend's error (or the engine's text for a broken contract).
+    pub error: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl BackendFailure {
+    /// Wraps an error of backend `B`.
+    pub fn of<B: Api>(e: B::Error) -> Self {
+        BackendFailure {
+            api: B::NAME,
+            kind: e.kind(),
+            error: Box::new(e),
+        }
+    }
+
+    /// Backend `B` broke the engine's contract (`text` says how).
+    pub(crate) fn contract<B: Api>(text: String) -> Self {
+        BackendFailure {
+            api: B::NAME,
+            kind: BackendErrorKind::Failed,
+            error: text.into(),
+        }
     }
 }
 

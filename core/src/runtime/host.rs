@@ -1,6 +1,6 @@
 //! The host-memory backend: one sealed memfd per slot (`MemoryKind::HostMemfd`).
 
-use super::backend::{Api, Exporter, Importer, SlotExport};
+use super::backend::{Api, BackendError, BackendErrorKind, Exporter, Importer, SlotExport};
 use super::shm::{self, Access, Mapping, ShmError};
 use crate::layout::{CopyError, FrameLayout};
 use crate::MemoryKind;
@@ -23,6 +23,18 @@ pub enum HostError {
     /// dup(2) of the slot fd failed.
     #[error("cannot duplicate slot fd: {0}")]
     Dup(rustix::io::Errno),
+}
+
+impl BackendError for HostError {
+    fn kind(&self) -> BackendErrorKind {
+        match self {
+            // A memfd of the wrong size or without its seals came from the peer.
+            HostError::MissingFd | HostError::Shm(ShmError::Size { .. } | ShmError::NotSealed) => {
+                BackendErrorKind::BadPeer
+            }
+            HostError::Shm(_) | HostError::Dup(_) => BackendErrorKind::Failed,
+        }
+    }
 }
 
 /// A publisher's writable host slot.
@@ -81,6 +93,7 @@ impl Api for HostBackend {
     type Slot = HostSlot;
     type Imported = HostImported;
     type Error = HostError;
+    const NAME: &'static str = "host";
 
     fn memory_kind(&self) -> MemoryKind {
         MemoryKind::HostMemfd
@@ -128,6 +141,21 @@ mod tests {
     use crate::layout::{CopyError, StreamDesc};
     use crate::{Codec, PixelFormat};
     use std::prelude::rust_2021::*;
+
+    #[test]
+    fn what_a_peer_sent_wrong_is_a_bad_peer_failure() {
+        use crate::runtime::backend::{BackendError, BackendErrorKind, Importer};
+        use crate::runtime::shm;
+        let missing = super::HostBackend.import(None, &[], 4096).err().unwrap();
+        assert_eq!(missing.kind(), BackendErrorKind::BadPeer);
+        // A memfd of another size than announced.
+        let (fd, _map) = shm::create_shared("cuframes-test-size", 8192).unwrap();
+        let wrong = super::HostBackend
+            .import(Some(fd), &[], 4096)
+            .err()
+            .unwrap();
+        assert_eq!(wrong.kind(), BackendErrorKind::BadPeer, "{wrong}");
+    }
 
     #[test]
     fn pack_into_replaces_the_vec_and_empties_it_on_error() {

@@ -13,7 +13,10 @@ pub mod shm;
 pub mod subscriber;
 pub mod wait;
 
-pub use backend::{Api, Backend, Exporter, Importer, Peer, SlotExport};
+pub use backend::{
+    Api, Backend, BackendError, BackendErrorKind, BackendFailure, Exporter, Importer, Peer,
+    SlotExport,
+};
 pub use host::{HostBackend, HostError, HostImported, HostSlot};
 pub use publisher::{
     ChangeError, CreateError, HeldLease, LeaseClock, LeaseScan, PacketError, PacketRingConfig,

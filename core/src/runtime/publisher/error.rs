@@ -1,6 +1,7 @@
 //! What creating a publisher, publishing and changing the stream report.
 
 use crate::layout::StreamError;
+use crate::runtime::backend::BackendFailure;
 use crate::runtime::dir::DirError;
 use crate::runtime::shm::ShmError;
 use std::path::PathBuf;
@@ -40,7 +41,7 @@ pub enum CreateError {
     Extradata(crate::packet::ExtradataError),
     /// The backend could not allocate or export a slot.
     #[error("backend: {0}")]
-    Backend(Box<dyn std::error::Error + Send + Sync>),
+    Backend(BackendFailure),
 }
 
 /// Publishing one frame failed.
@@ -62,7 +63,7 @@ pub enum ChangeError {
     Shm(#[from] ShmError),
     /// The backend could not allocate or export a slot of the new ring.
     #[error("backend: {0}")]
-    Backend(Box<dyn std::error::Error + Send + Sync>),
+    Backend(BackendFailure),
     /// The publisher is finished or shutting down.
     #[error("the publisher is shutting down")]
     Stopped,

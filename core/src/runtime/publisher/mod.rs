@@ -21,7 +21,7 @@ pub use lease_clock::{LeaseClock, LeaseScan, PeerName};
 pub use packets::{PacketError, PacketRingConfig};
 pub use stats::{HeldLease, Published, PublisherStats};
 
-use super::backend::{Exporter, SlotExport};
+use super::backend::{BackendFailure, Exporter, SlotExport};
 use super::dir;
 use super::futex;
 use super::shm::{self, Mapping, ShmError};
@@ -171,32 +171,28 @@ struct Retired<B: Exporter> {
     last_seq: u64,
 }
 
-/// A backend failure, boxed.
-type BackendError = Box<dyn std::error::Error + Send + Sync>;
-
 /// Allocates `n` slots of `size` bytes and exports them.
 #[allow(clippy::type_complexity)]
 fn allocate_ring<B: Exporter>(
     backend: &B,
     n: u32,
     size: u64,
-) -> Result<(Vec<B::Slot>, Vec<SlotExport>), BackendError> {
+) -> Result<(Vec<B::Slot>, Vec<SlotExport>), BackendFailure> {
     let mut slots = Vec::with_capacity(n as usize);
     let mut exports = Vec::with_capacity(n as usize);
     // WELCOME carries a sync fd per slot exactly when the sync kind says so
     // (§4.3); a backend that breaks that would desynchronise every fd after.
     let sync_fds = backend.memory_kind().uses_fds() && backend.sync_kind().fds_per_slot() == 1;
     for i in 0..n {
-        let s = backend.allocate(i, size).map_err(Box::new)?;
-        let e = backend.export(&s).map_err(Box::new)?;
+        let s = backend.allocate(i, size).map_err(BackendFailure::of::<B>)?;
+        let e = backend.export(&s).map_err(BackendFailure::of::<B>)?;
         if e.sync_fd.is_some() != sync_fds {
-            return Err(format!(
+            return Err(BackendFailure::contract::<B>(format!(
                 "slot {i}: the backend's export {} a sync fd, its sync kind {:?} {}",
                 if e.sync_fd.is_some() { "has" } else { "lacks" },
                 backend.sync_kind(),
                 if sync_fds { "needs one" } else { "has none" }
-            )
-            .into());
+            )));
         }
         exports.push(e);
         slots.push(s);

@@ -20,7 +20,7 @@ use super::ring::{uuid_bytes, Ring};
 use crate::handshake::{HandshakeError, SubscriberEvent, SubscriberHandshake};
 use crate::layout::{ControlLayout, FrameLayout, LayoutError, StreamDesc, LEASE_REGION_SIZE};
 use crate::ring::LeaseWords;
-use crate::runtime::backend::{Importer, Peer};
+use crate::runtime::backend::{BackendFailure, Importer, Peer};
 use crate::runtime::channel::{Channel, ChannelError};
 use crate::runtime::clock;
 use crate::runtime::dir;
@@ -247,7 +247,7 @@ pub(super) fn import_ring<B: Importer>(
                 });
             }
             b.attach(&peer)
-                .map_err(|e| ConnectError::Import(Box::new(e)))?;
+                .map_err(|e| ConnectError::Import(BackendFailure::of::<B>(e)))?;
             b
         }
         Attach::Again(b, first) => {
@@ -277,7 +277,7 @@ pub(super) fn import_ring<B: Importer>(
         // The backend validates what it is given (`Importer::import`).
         let imported = backend
             .import_slot(fd, sync_fd, handle, peer.slot_size)
-            .map_err(|e| ConnectError::Import(Box::new(e)))?;
+            .map_err(|e| ConnectError::Import(BackendFailure::of::<B>(e)))?;
         slots.push(imported);
     }
     Ok(Imported {

@@ -4,6 +4,7 @@
 use super::options::PublisherUids;
 use crate::handshake::HandshakeError;
 use crate::layout::{LayoutError, LEASES_PER_ROW};
+use crate::runtime::backend::BackendFailure;
 use crate::runtime::channel::ChannelError;
 use crate::runtime::dir::DirError;
 use crate::runtime::shm::ShmError;
@@ -123,7 +124,7 @@ pub enum ConnectError {
     Shm(#[from] ShmError),
     /// The backend could not import a slot.
     #[error("slot import: {0}")]
-    Import(Box<dyn std::error::Error + Send + Sync>),
+    Import(BackendFailure),
     /// Packets were asked for, but the publisher has no packet ring.
     #[error("the publisher has no packet ring (start it with packets enabled)")]
     NoPacketRing,
