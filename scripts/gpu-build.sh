@@ -17,15 +17,19 @@ cargo build --release --locked -p cuframes-vulkan --example nv12_to_png
 # libcuframes (the C ABI) for gpu-tests.sh section capi, which compiles C /
 # C++ consumers against it on the GPU machine.
 cargo build --release --locked -p cuframes-capi
+# The facade: its example (gpu-tests.sh section 12) and its backend suite,
+# whose CUDA instance section 1 runs.
+cargo build --release --locked -p cuframes --features cuda,vulkan --example subscribe
+facade_json=$(cargo test --release --locked -p cuframes --features cuda,vulkan --test backends --no-run --message-format=json 2>/dev/null)
 tests_json=$(cargo test --release --locked -p cuframes-cuda -p cuframes-nvdec --features cuframes-media/static-ffmpeg --no-run --message-format=json 2>/dev/null)
 
 rm -rf gpu-carry && mkdir -p gpu-carry/bin gpu-carry/tests gpu-carry/tests-multi gpu-carry/media
 cp "$CARGO_TARGET_DIR"/release/cuframes-publish "$CARGO_TARGET_DIR"/release/cuframes-subscribe \
    "$CARGO_TARGET_DIR"/release/cuframes-gpu-bench "$CARGO_TARGET_DIR"/release/examples/cuda_to_vulkan \
-   "$CARGO_TARGET_DIR"/release/examples/nv12_to_png \
+   "$CARGO_TARGET_DIR"/release/examples/nv12_to_png "$CARGO_TARGET_DIR"/release/examples/subscribe \
    gpu-carry/bin/
 # Test executables: name each by its target (crate-test) without the hash.
-echo "$tests_json" | python3 -c '
+printf '%s\n%s\n' "$tests_json" "$facade_json" | python3 -c '
 import json, sys, shutil
 for line in sys.stdin:
     try: m = json.loads(line)
@@ -36,7 +40,7 @@ for line in sys.stdin:
         # two-GPU ones apart (gpu-multi.sh runs them, gpu-tests.sh does not).
         if name == "multi_gpu":
             dst = "gpu-carry/tests-multi/" + name
-        elif name in ("gpu", "nvdec", "vulkan_interop"):
+        elif name in ("gpu", "nvdec", "vulkan_interop", "backends"):
             dst = "gpu-carry/tests/" + name
         else:
             continue

@@ -540,6 +540,31 @@ else
 fi
 fi
 
+# --- 12. the cuframes facade (examples/subscribe.rs, built with --features
+# cuda,vulkan) with Backend::Auto against an NVDEC publisher (CUDA memory)
+# and a Vulkan one: one connection each, the backend the offer needs, every
+# MD5 equal to FFmpeg's. (Its backend suite's CUDA instance runs in section 1.)
+if want 12; then
+dir="$OUT/facade"; mkdir -p "$dir"
+for pubbackend in cuda vulkan; do
+  bin/cuframes-publish --input "$MEDIA/sample-h264.mp4" --key "facade-$pubbackend" --backend "$pubbackend" \
+    --policy wait --wait-subscribers 1 --runtime-dir "$RT" > "$dir/pub-$pubbackend.log" 2>&1 &
+  pub=$!
+  ok=1
+  bin/subscribe "facade-$pubbackend" --runtime-dir "$RT" --name facade-example \
+    > "$dir/$pubbackend.md5" 2> "$dir/sub-$pubbackend.log" || ok=0
+  wait "$pub" || ok=0
+  joins=$(sed 's/\x1b\[[0-9;]*m//g' "$dir/pub-$pubbackend.log" | grep -c 'subscriber joined.*name=facade-example' || true)
+  chosen=$(grep -o 'read with the [a-z]* backend' "$dir/sub-$pubbackend.log" || true)
+  if [ $ok = 1 ] && [ "$joins" = 1 ] && diff <(grep -v '^#' "$MEDIA/sample-h264.mp4.framemd5" | cut -d, -f6 | tr -d ' ') \
+       <(cut -d, -f2 "$dir/$pubbackend.md5" | tr -d ' ') > /dev/null; then
+    pass "facade example, $pubbackend publisher: $(wc -l < "$dir/$pubbackend.md5") frames MD5-exact, $joins connection, $chosen"
+  else
+    fail "facade example, $pubbackend publisher: ok=$ok joins=$joins $chosen (see facade/)"
+  fi
+done
+fi
+
 say "# failures: $FAILS"
 rm -rf "$RT"
 # One archive of every log, so that a run's evidence travels as one file.
