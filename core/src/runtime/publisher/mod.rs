@@ -17,7 +17,7 @@ use super::backend::{Backend, SlotExport};
 use super::dir::{self, DirError};
 use super::futex;
 use super::shm::{self, Mapping, ShmError};
-use crate::layout::{ControlLayout, StreamDesc, StreamError, MAX_SLOTS, MIN_SLOTS};
+use crate::layout::{ControlLayout, FrameLayout, StreamDesc, StreamError, MAX_SLOTS, MIN_SLOTS};
 use crate::ring::{Claim, ControlWords, FrameMeta, RingWriter, SlotClaim};
 use crate::sync::Ordering;
 use crate::PublishPolicy;
@@ -453,6 +453,8 @@ pub struct Publisher<B: Backend + Send + Sync + 'static> {
     /// Rings replaced by [`Publisher::change_stream`], not freed yet.
     retired: Vec<Retired<B>>,
     stream: StreamDesc,
+    /// `stream` validated against its slots' size.
+    layout: FrameLayout,
     control_thread: Option<JoinHandle<()>>,
     socket_path: PathBuf,
     stats: PublisherStats,
@@ -482,7 +484,7 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
             ControlLayout::new(config.slots).ok_or(CreateError::SlotCount(config.slots))?;
         let dir = config.runtime_dir.clone().unwrap_or_else(dir::runtime_dir);
         let socket_path = dir::socket_path(&dir, &config.key)?;
-        stream.validate(stream.frame_size)?;
+        let frame_layout = stream.validate(stream.frame_size)?;
         dir::ensure_dir(&dir)?;
         if socket_path.exists() {
             match UnixStream::connect(&socket_path) {
@@ -552,6 +554,7 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
             slots,
             retired: Vec::new(),
             stream,
+            layout: frame_layout,
             control_thread: Some(control_thread),
             socket_path,
             stats: PublisherStats::default(),
@@ -563,6 +566,12 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
     /// The stream description frames are written with.
     pub fn stream(&self) -> &StreamDesc {
         &self.stream
+    }
+
+    /// Where each plane of a frame lies in its slot: the validated
+    /// [`Publisher::stream`] (offsets, pitches, row bytes, rows; bytes).
+    pub fn layout(&self) -> &FrameLayout {
+        &self.layout
     }
 
     /// Path of the control socket.
@@ -803,6 +812,16 @@ impl<B: Backend + Send + Sync + 'static> SlotGuard<'_, B> {
         &self.publisher.stream
     }
 
+    /// Where each plane of the frame to write lies in the slot (offsets,
+    /// pitches, row bytes, rows; bytes): the same as [`Publisher::layout`].
+    /// Host slots: [`FrameLayout::copy_plane_from`] writes a plane into
+    /// [`HostSlot::bytes_mut`].
+    ///
+    /// [`HostSlot::bytes_mut`]: super::HostSlot::bytes_mut
+    pub fn layout(&self) -> &FrameLayout {
+        &self.publisher.layout
+    }
+
     /// Index of the claimed slot in the ring (0-based).
     pub fn index(&self) -> u32 {
         self.claim.as_ref().map_or(0, |c| c.slot)
@@ -927,7 +946,7 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
             generation: self.stream.generation.saturating_add(1),
             ..stream
         };
-        stream.validate(stream.frame_size)?;
+        let layout = stream.validate(stream.frame_size)?;
         let backend = &self.shared.backend;
         let (slots, exports) =
             allocate_ring(backend, self.ring.layout.slot_count, stream.frame_size)
@@ -968,6 +987,7 @@ impl<B: Backend + Send + Sync + 'static> Publisher<B> {
             last_seq.saturating_add(1)
         );
         self.stream = stream;
+        self.layout = layout;
         self.free_retired();
         Ok(())
     }
