@@ -84,12 +84,19 @@ fn assert_packs(l: &FrameLayout) -> Result<(), TestCaseError> {
     let mut out = vec![0u8; l.packed_size() as usize];
     prop_assert_eq!(l.copy_packed(&slot, &mut out), Ok(out.len()));
     let mut at = 0;
-    for range in l.packed_rows() {
-        let n = range.len();
-        prop_assert_eq!(&out[at..at + n], &slot[range]);
-        at += n;
+    for (i, p) in l.planes().iter().enumerate() {
+        prop_assert_eq!(l.packed_offset(i), Some(at as u64));
+        for range in p.row_ranges() {
+            let n = range.len();
+            prop_assert_eq!(&out[at..at + n], &slot[range]);
+            at += n;
+        }
     }
     prop_assert_eq!(at, out.len());
+    prop_assert_eq!(
+        l.packed_rows().count() as u64,
+        l.planes().iter().map(|p| p.rows()).sum::<u64>()
+    );
     prop_assert_eq!(
         l.copy_packed(&slot[..end - 1], &mut out),
         Err(CopyError::SourceTooShort {

@@ -86,8 +86,15 @@ fn in_order_subscriber_reads_old_ring_then_new_ring_on_the_same_connection() {
     // Hold a frame of the old ring across the change.
     let held = next(&sub);
     assert_eq!(number(&held), 1);
+    assert_eq!((p.layout().width(), p.layout().height()), (64, 32));
     p.change_stream(desc(128, 48)).unwrap();
     assert_eq!(p.stream().generation, 2);
+    // The layout follows the new description.
+    assert_eq!(
+        p.layout(),
+        &p.stream().validate(p.stream().frame_size).unwrap()
+    );
+    assert_eq!((p.layout().width(), p.layout().height()), (128, 48));
     for n in 4..=6 {
         publish(&mut p, n);
     }

@@ -260,6 +260,15 @@ impl FrameLayout {
         self.planes().iter().map(PlaneLayout::packed_size).sum()
     }
 
+    /// Byte offset of plane `i` in the packed frame ([`FrameLayout::copy_packed`]'s
+    /// output): the packed sizes of the planes before it. `None` if the
+    /// format has no such plane.
+    pub fn packed_offset(&self, i: usize) -> Option<u64> {
+        let planes = self.planes();
+        planes.get(i)?;
+        Some(planes.iter().take(i).map(PlaneLayout::packed_size).sum())
+    }
+
     /// Every row of every plane, in packed order (plane 0's rows, then
     /// plane 1's), as byte ranges of the slot.
     pub fn packed_rows(&self) -> impl Iterator<Item = Range<usize>> + '_ {
@@ -403,6 +412,9 @@ mod tests {
         assert_eq!(l.frame_size(), 1_382_400);
         assert_eq!(l.end(), 1_382_400);
         assert_eq!(l.packed_size(), 1_382_400);
+        assert_eq!(l.packed_offset(0), Some(0));
+        assert_eq!(l.packed_offset(1), Some(921_600));
+        assert_eq!(l.packed_offset(2), None);
         assert_eq!(uv.row(0), Some(921_600..922_880));
         assert_eq!(uv.row(359), Some(1_381_120..1_382_400));
         assert_eq!(uv.row(360), None);
@@ -437,6 +449,7 @@ mod tests {
         let d = StreamDesc::packed(641, 361, PixelFormat::Nv12, Codec::H264).unwrap();
         let l = d.validate(d.frame_size).unwrap();
         assert_eq!(l.packed_size(), 641 * 361 + 642 * 181);
+        assert_eq!(l.packed_offset(1), Some(641 * 361));
         let y = l.plane(0).unwrap();
         assert_eq!(y.end(), 768 * 360 + 641);
         assert_eq!(l.end(), l.plane(1).unwrap().end());

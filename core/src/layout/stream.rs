@@ -7,7 +7,9 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 /// `stream_offset` of the control region, little-endian u64 fields.
 ///
 /// Plane `i` of a frame starts `plane_offset[i]` bytes into its slot and has
-/// rows of `plane_pitch[i]` bytes (pitch ≥ row bytes of the format).
+/// rows of `plane_pitch[i]` bytes (pitch ≥ row bytes of the format). Read
+/// planes through the [`FrameLayout`] that [`StreamDesc::validate`] returns,
+/// not from these fields.
 #[repr(C)]
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Default, FromBytes, IntoBytes, KnownLayout, Immutable,

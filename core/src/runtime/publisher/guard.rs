@@ -2,7 +2,7 @@
 //! (`docs/protocol.md` §5.1).
 
 use super::{unreachable_layout, Publisher};
-use crate::layout::StreamDesc;
+use crate::layout::{FrameLayout, StreamDesc};
 use crate::ring::{FrameMeta, SlotClaim};
 use crate::runtime::backend::Exporter;
 use crate::runtime::{clock, futex};
@@ -31,6 +31,16 @@ impl<B: Exporter + Send + Sync + 'static> SlotGuard<'_, B> {
     /// pitches (bytes), the same as [`Publisher::stream`].
     pub fn stream(&self) -> &StreamDesc {
         &self.publisher.stream
+    }
+
+    /// Where each plane of the frame to write lies in the slot (offsets,
+    /// pitches, row bytes, rows; bytes): the same as [`Publisher::layout`].
+    /// Host slots: [`FrameLayout::copy_plane_from`] writes a plane into
+    /// [`HostSlot::bytes_mut`].
+    ///
+    /// [`HostSlot::bytes_mut`]: crate::runtime::HostSlot::bytes_mut
+    pub fn layout(&self) -> &FrameLayout {
+        &self.publisher.layout
     }
 
     /// Index of the claimed slot in the ring (0-based).

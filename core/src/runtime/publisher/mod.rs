@@ -25,7 +25,7 @@ use super::backend::{BackendFailure, Exporter, SlotExport};
 use super::dir;
 use super::futex;
 use super::shm::{self, Mapping, ShmError};
-use crate::layout::{ControlLayout, StreamDesc, MAX_SLOTS, MIN_SLOTS};
+use crate::layout::{ControlLayout, FrameLayout, StreamDesc, MAX_SLOTS, MIN_SLOTS};
 use crate::ring::{Claim, ControlWords, FrameMeta, RingWriter, SlotClaim};
 use crate::sync::Ordering;
 use crate::PublishPolicy;
@@ -258,6 +258,8 @@ pub struct Publisher<B: Exporter + Send + Sync + 'static> {
     /// Rings replaced by [`Publisher::change_stream`], not freed yet.
     retired: Vec<Retired<B>>,
     stream: StreamDesc,
+    /// `stream` validated against its slots' size.
+    layout: FrameLayout,
     control_thread: Option<JoinHandle<()>>,
     socket_path: PathBuf,
     stats: PublisherStats,
@@ -287,7 +289,7 @@ impl<B: Exporter + Send + Sync + 'static> Publisher<B> {
             ControlLayout::new(config.slots).ok_or(CreateError::SlotCount(config.slots))?;
         let dir = config.runtime_dir.clone().unwrap_or_else(dir::runtime_dir);
         let socket_path = dir::socket_path(&dir, &config.key)?;
-        stream.validate(stream.frame_size)?;
+        let frame_layout = stream.validate(stream.frame_size)?;
         dir::ensure_dir(&dir)?;
         if socket_path.exists() {
             match UnixStream::connect(&socket_path) {
@@ -357,6 +359,7 @@ impl<B: Exporter + Send + Sync + 'static> Publisher<B> {
             slots,
             retired: Vec::new(),
             stream,
+            layout: frame_layout,
             control_thread: Some(control_thread),
             socket_path,
             stats: PublisherStats::default(),
@@ -368,6 +371,12 @@ impl<B: Exporter + Send + Sync + 'static> Publisher<B> {
     /// The stream description frames are written with.
     pub fn stream(&self) -> &StreamDesc {
         &self.stream
+    }
+
+    /// Where each plane of a frame lies in its slot: the validated
+    /// [`Publisher::stream`] (offsets, pitches, row bytes, rows; bytes).
+    pub fn layout(&self) -> &FrameLayout {
+        &self.layout
     }
 
     /// Path of the control socket.
@@ -664,7 +673,7 @@ impl<B: Exporter + Send + Sync + 'static> Publisher<B> {
             generation: self.stream.generation.saturating_add(1),
             ..stream
         };
-        stream.validate(stream.frame_size)?;
+        let layout = stream.validate(stream.frame_size)?;
         let backend = &self.shared.backend;
         let (slots, exports) =
             allocate_ring(backend, self.ring.layout.slot_count, stream.frame_size)
@@ -705,6 +714,7 @@ impl<B: Exporter + Send + Sync + 'static> Publisher<B> {
             last_seq.saturating_add(1)
         );
         self.stream = stream;
+        self.layout = layout;
         self.free_retired();
         Ok(())
     }
