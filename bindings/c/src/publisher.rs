@@ -299,20 +299,22 @@ fn acquire_in<B: SlotMemory>(p: Publisher) -> (State, Result<SlotInfo, Error>) {
     let info = cell.with_guard_mut(|g| {
         let g = g.as_mut()?;
         let s = *g.stream();
+        let layout = *g.layout();
         let (host, dev) = B::base(g.slot());
         let fmt = s.format();
         let mut planes = [(0, 0, 0, 0, 0); CUFRAMES_MAX_PLANES];
-        let count = fmt.plane_count().unwrap_or(0);
-        for i in 0..count.min(CUFRAMES_MAX_PLANES as u32) {
-            let (row, rows) = fmt.plane_extent(i, s.width as u32, s.height as u32)?;
-            let off = *s.plane_offset.get(i as usize)?;
-            let pitch = *s.plane_pitch.get(i as usize)? as usize;
-            planes[i as usize] = (
-                if host != 0 { host + off as usize } else { 0 },
-                if dev != 0 { dev + off } else { 0 },
-                pitch,
-                row as usize,
-                rows as usize,
+        let count = layout.planes().len().min(CUFRAMES_MAX_PLANES);
+        for (i, p) in layout.planes().iter().take(count).enumerate() {
+            planes[i] = (
+                if host != 0 {
+                    host + p.offset() as usize
+                } else {
+                    0
+                },
+                if dev != 0 { dev + p.offset() } else { 0 },
+                p.pitch() as usize,
+                p.row_bytes() as usize,
+                p.rows() as usize,
             );
         }
         Some(SlotInfo {
@@ -320,7 +322,7 @@ fn acquire_in<B: SlotMemory>(p: Publisher) -> (State, Result<SlotInfo, Error>) {
             height: s.height as u32,
             pixel_format: fmt.code(),
             memory: B::MEMORY,
-            plane_count: count,
+            plane_count: count as u32,
             planes,
         })
     });
