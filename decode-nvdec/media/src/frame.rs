@@ -1,6 +1,7 @@
 //! Decoded frames in host memory.
 
-use cuframes_core::PixelFormat;
+use cuframes_core::layout::StreamDesc;
+use cuframes_core::{Codec, PixelFormat};
 
 /// Where one plane lies in [`HostFrame::data`]. All sizes in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
@@ -33,8 +34,9 @@ impl PlaneLayout {
     /// Y is `height` rows of `width` bytes at offset 0; CbCr follows with
     /// `ceil(height/2)` rows of `2*ceil(width/2)` bytes.
     ///
-    /// Returns the two planes and the total size in bytes, `None` if that
-    /// size overflows `usize`.
+    /// Returns the two planes and the total size in bytes (core's
+    /// `FrameLayout`, packed), `None` for a size core refuses (0, or above
+    /// 16384 px) or that overflows `usize`.
     pub fn nv12(width: u32, height: u32) -> Option<([PlaneLayout; 2], usize)> {
         Self::semi_planar_420(width, height, 1)
     }
@@ -46,8 +48,9 @@ impl PlaneLayout {
     /// follows with `ceil(height/2)` rows of `4*ceil(width/2)` bytes
     /// (interleaved `u16` Cb, Cr pairs).
     ///
-    /// Returns the two planes and the total size in bytes, `None` if that
-    /// size overflows `usize`.
+    /// Returns the two planes and the total size in bytes (core's
+    /// `FrameLayout`, packed), `None` for a size core refuses (0, or above
+    /// 16384 px) or that overflows `usize`.
     pub fn p010(width: u32, height: u32) -> Option<([PlaneLayout; 2], usize)> {
         Self::semi_planar_420(width, height, 2)
     }
@@ -56,29 +59,27 @@ impl PlaneLayout {
     /// 2): Y rows of `width * bytes` at offset 0, then `ceil(height/2)`
     /// CbCr rows of `2 * ceil(width/2) * bytes`; `None` on overflow.
     fn semi_planar_420(width: u32, height: u32, bytes: usize) -> Option<([PlaneLayout; 2], usize)> {
-        let w = usize::try_from(width).ok()?;
-        let h = usize::try_from(height).ok()?;
-        let luma_row = w.checked_mul(bytes)?;
-        let luma = luma_row.checked_mul(h)?;
-        let chroma_row = w.div_ceil(2).checked_mul(2 * bytes)?;
-        let chroma_rows = h.div_ceil(2);
-        let chroma = chroma_row.checked_mul(chroma_rows)?;
-        let total = luma.checked_add(chroma)?;
-        let planes = [
-            PlaneLayout {
-                offset: 0,
-                pitch: luma_row,
-                row_bytes: luma_row,
-                rows: h,
-            },
-            PlaneLayout {
-                offset: luma,
-                pitch: chroma_row,
-                row_bytes: chroma_row,
-                rows: chroma_rows,
-            },
-        ];
-        Some((planes, total))
+        let format = if bytes == 1 {
+            PixelFormat::Nv12
+        } else {
+            PixelFormat::P010
+        };
+        // Core's FrameLayout is the one place plane geometry is derived;
+        // the packed (rawvideo) view of it is what a HostFrame holds. The
+        // codec does not matter to the layout.
+        let desc = StreamDesc::packed(width, height, format, Codec::H264).ok()?;
+        let layout = desc.validate(desc.frame_size).ok()?;
+        let plane = |i: usize| -> Option<PlaneLayout> {
+            let p = layout.plane(i)?;
+            Some(PlaneLayout {
+                offset: usize::try_from(layout.packed_offset(i)?).ok()?,
+                pitch: usize::try_from(p.row_bytes()).ok()?,
+                row_bytes: usize::try_from(p.row_bytes()).ok()?,
+                rows: usize::try_from(p.rows()).ok()?,
+            })
+        };
+        let total = usize::try_from(layout.packed_size()).ok()?;
+        Some(([plane(0)?, plane(1)?], total))
     }
 
     /// The packed layout of `format` ([`PlaneLayout::nv12`] or
