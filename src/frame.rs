@@ -82,7 +82,21 @@ macro_rules! each {
 }
 
 /// A leased frame of any backend, borrowed from its [`crate::Subscriber`];
-/// dropping it releases the lease. Everything it hands out borrows from it.
+/// dropping it releases the lease. Everything it hands out borrows from it,
+/// so no plane outlives the lease: this fails to compile (E0597, `frame`
+/// does not live long enough):
+///
+/// ```compile_fail,E0597
+/// use cuframes::{Subscriber, SubscriberOptions};
+/// use std::time::Duration;
+///
+/// let sub = Subscriber::connect("cam1", SubscriberOptions::default()).unwrap();
+/// let plane = {
+///     let frame = sub.next_frame(Duration::from_secs(1)).unwrap();
+///     frame.plane(0).unwrap() // error: `frame` does not live long enough
+/// };
+/// println!("{plane:?}");
+/// ```
 pub struct Frame<'a> {
     g: FrameGuard<'a>,
 }
