@@ -78,3 +78,30 @@ def test_vulkan_publisher_frames_hash_like_the_reference(procs, runtime_dir):
     assert got == framemd5(CLIP + ".framemd5")
     rc, _, err = pub.wait()
     assert rc == 0, err
+
+
+def test_a_python_vulkan_publisher_round_trips(runtime_dir):
+    """Publisher(backend="vulkan") uploads NumPy frames into Vulkan memory
+    (the facade's publish_planes); backend="auto" reads them back."""
+    W, H = 64, 48
+    try:
+        pub = cuframes.Publisher("vkpy", W, H, backend="vulkan", runtime_dir=runtime_dir)
+    except cuframes.VulkanError as e:
+        if os.environ.get("CUFRAMES_REQUIRE_VULKAN") == "1":
+            pytest.fail(f"CUFRAMES_REQUIRE_VULKAN=1 but {e}")
+        pytest.skip(f"no usable Vulkan device: {e}")
+    with pub:
+        assert "vulkan" in repr(pub) and pub.device is None
+        sub = cuframes.Subscriber("vkpy", runtime_dir=runtime_dir, reconnect=False, timeout=10)
+        assert pub.wait_for_subscribers(1, timeout=10)
+        src = (np.arange((H + H // 2) * W) % 251).astype(np.uint8).reshape(H + H // 2, W)
+        assert pub.publish(src) == 1
+        with sub.next() as f:
+            assert f.backend == sub.backend
+            assert np.array_equal(f.to_numpy(), src)
+            if f.backend == "vulkan":
+                y, uv = f.planes
+                assert np.array_equal(y, src[:H]) and np.array_equal(uv, src[H:])
+        with pytest.raises(ValueError, match="expected"):
+            pub.publish(np.zeros((10, 10), np.uint8))
+        sub.close()
