@@ -8,9 +8,9 @@
 //! and the release over the backlog, and writes `done`. At the end it prints
 //! the per-frame times in ns, one per line, after a `times` line.
 
-use cuframes_core::runtime::{Backend, HostBackend, SubscribeOptions, Subscriber};
-use cuframes_core::DeliveryMode;
-use cuframes_cuda::{CudaBackend, CudaFrameExt};
+use cuframes::core::runtime::{Backend, HostBackend, SubscribeOptions, Subscriber};
+use cuframes::core::DeliveryMode;
+use cuframes::cuda::{CudaBackend, CudaFrameExt};
 use std::io::{BufRead, Write};
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,7 @@ fn run<B: Backend>(
     sub: Subscriber<B>,
     per_round: usize,
     rounds: usize,
-    touch: impl Fn(&cuframes_core::runtime::Frame<'_, B>) -> u64,
+    touch: impl Fn(&cuframes::core::runtime::Frame<'_, B>) -> u64,
 ) -> Result<Vec<u64>, Box<dyn std::error::Error>> {
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();

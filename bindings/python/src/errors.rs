@@ -1,9 +1,9 @@
 //! Rust errors as the Python exceptions of `cuframes/_errors.py`, each
 //! carrying the Rust error's message.
 
-use cuframes_core::runtime::dir::DirError;
-use cuframes_core::runtime::{ConnectError, CreateError, PacketRecvError, RecvError};
-use cuframes_cuda::CudaError;
+use cuframes::core::runtime::dir::DirError;
+use cuframes::core::runtime::{ConnectError, CreateError, PacketRecvError, RecvError};
+use cuframes::cuda::CudaError;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -90,4 +90,22 @@ pub fn create_error(py: Python<'_>, e: CreateError) -> PyErr {
 /// A CUDA driver failure.
 pub fn cuda_error(py: Python<'_>, e: CudaError) -> PyErr {
     error(py, "CudaError", e)
+}
+
+/// A failure of the facade (`cuframes::Error`): the engine's errors as
+/// above, the backend's as CudaError / VulkanError, a backend that cannot
+/// import what the publisher shares as WrongBackend.
+pub fn facade_error(py: Python<'_>, e: cuframes::Error) -> PyErr {
+    use cuframes::Error as E;
+    match e {
+        E::Connect(e) => connect_error(py, e),
+        E::Recv(e) => recv_error(py, e),
+        E::Packet(e) => packet_error(py, e),
+        E::Create(e) => create_error(py, e),
+        E::Cuda(e) => cuda_error(py, e),
+        E::Vulkan(e) => error(py, "VulkanError", e),
+        E::NoImporter { .. } => error(py, "WrongBackend", e),
+        E::BadBackendName(_) | E::FrameSize { .. } => PyValueError::new_err(e.to_string()),
+        other => error(py, "Error", other),
+    }
 }

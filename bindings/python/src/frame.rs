@@ -13,45 +13,19 @@
 use crate::errors;
 use crate::ffi::{self, DLDevice, PlaneSpec, KDL_CPU, KDL_CUDA};
 use crate::subscriber::Subscriber;
-use cuframes_core::layout::StreamDesc;
-use cuframes_core::layout::{FLAG_DISCONTINUITY, FLAG_KEY};
-use cuframes_core::runtime::{HostBackend, OwnedFrame};
-use cuframes_core::PixelFormat;
-use cuframes_cuda::{CudaBackend, CudaFrameExt, RawStream};
+use cuframes::core::layout::{FLAG_DISCONTINUITY, FLAG_KEY};
+use cuframes::cuda::{CudaFrameExt, RawStream};
+use cuframes::{BackendKind, FrameLayout, OwnedFrame, PixelFormat, StreamDesc};
 use numpy::PyArray1;
 use pyo3::exceptions::{PyBufferError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use std::sync::Mutex;
 
-/// A leased frame of either backend.
-pub enum Owned {
-    /// Host memory (memfd).
-    Host(OwnedFrame<HostBackend>),
-    /// CUDA device memory.
-    Cuda(OwnedFrame<CudaBackend>),
-}
-
-impl Owned {
-    fn is_valid(&self) -> bool {
-        match self {
-            Owned::Host(f) => f.is_valid(),
-            Owned::Cuda(f) => f.is_valid(),
-        }
-    }
-
-    fn release(self) -> bool {
-        match self {
-            Owned::Host(f) => f.release(),
-            Owned::Cuda(f) => f.release(),
-        }
-    }
-}
-
 /// Holds one frame's lease; see the module documentation.
 #[pyclass(module = "cuframes._cuframes", name = "_Lease", frozen)]
 pub struct Lease {
-    frame: Mutex<Option<Owned>>,
+    frame: Mutex<Option<OwnedFrame>>,
     /// `release(stream=...)` while views were alive: release after this
     /// stream's work once the last view is gone.
     stream: Mutex<Option<RawStream>>,
@@ -60,12 +34,12 @@ pub struct Lease {
 }
 
 impl Lease {
-    fn with<R>(&self, f: impl FnOnce(&Owned) -> R) -> Option<R> {
+    fn with<R>(&self, f: impl FnOnce(&OwnedFrame) -> R) -> Option<R> {
         let g = self.frame.lock().unwrap_or_else(|p| p.into_inner());
         g.as_ref().map(f)
     }
 
-    fn take(&self) -> Option<Owned> {
+    fn take(&self) -> Option<OwnedFrame> {
         self.frame.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 }
@@ -73,8 +47,8 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         let stream = *self.stream.lock().unwrap_or_else(|p| p.into_inner());
-        match (self.take(), stream) {
-            (Some(Owned::Cuda(f)), Some(s)) => {
+        match (self.take().map(OwnedFrame::into_cuda), stream) {
+            (Some(Ok(f)), Some(s)) => {
                 // On error the frame is released at once (synchronised).
                 let _ = f.release_after(s);
             }
@@ -94,12 +68,14 @@ struct Info {
     skipped: u64,
     stream_changed: bool,
     desc: StreamDesc,
-    /// `None`: host memory; `Some(ordinal)`: CUDA device.
+    /// Where each plane lies in the slot, validated at import (the
+    /// geometry every plane view, copy and shape is made from).
+    layout: FrameLayout,
+    /// The backend the frame lives in.
+    kind: BackendKind,
+    /// The CUDA device ordinal of a CUDA frame.
     cuda: Option<i32>,
 }
-
-/// The number of planes of the supported formats (NV12, P010).
-const PLANES: usize = 2;
 
 /// A leased frame. See the type stub (`_cuframes.pyi`) for the Python API.
 #[pyclass(module = "cuframes._cuframes", name = "Frame")]
@@ -111,39 +87,89 @@ pub struct Frame {
     info: Info,
 }
 
-fn format_name(desc: &StreamDesc) -> &'static str {
-    match desc.format() {
+fn format_name(format: PixelFormat) -> &'static str {
+    match format {
         PixelFormat::Nv12 => "nv12",
         PixelFormat::P010 => "p010",
         PixelFormat::Unknown(_) => "unknown",
     }
 }
 
-/// Rows, elements per row, pitch in elements, bits of plane `i`.
-fn plane_shape(desc: &StreamDesc, i: usize) -> Option<(usize, usize, usize, u8)> {
-    let fmt = desc.format();
-    let bps = fmt.bytes_per_sample()? as usize;
-    let (row, rows) = fmt.plane_extent(i as u32, desc.width as u32, desc.height as u32)?;
-    let pitch = *desc.plane_pitch.get(i)? as usize;
-    Some((
-        rows as usize,
-        row as usize / bps,
-        pitch / bps,
-        (bps * 8) as u8,
-    ))
+/// Bytes per element of the layout's format (1: NV12, 2: P010).
+fn item_size(layout: &FrameLayout) -> usize {
+    layout.format().bytes_per_sample().unwrap_or(1) as usize
+}
+
+/// `v` as a `usize`, or the error "plane `i`: `what` too large".
+fn to_usize(v: u64, i: usize, what: &str) -> PyResult<usize> {
+    usize::try_from(v)
+        .map_err(|_| PyValueError::new_err(format!("plane {i}: {what} {v} does not fit a usize")))
+}
+
+/// Rows, elements per row and pitch in elements of plane `i` of `layout`;
+/// an error when a row or the pitch is not a whole number of elements.
+fn plane_shape(layout: &FrameLayout, i: usize) -> PyResult<(usize, usize, usize)> {
+    let p = layout
+        .plane(i)
+        .ok_or_else(|| PyValueError::new_err(format!("no plane {i} in this format")))?;
+    let item = item_size(layout);
+    let rows = to_usize(p.rows(), i, "rows")?;
+    let row_bytes = to_usize(p.row_bytes(), i, "row bytes")?;
+    let pitch = to_usize(p.pitch(), i, "pitch")?;
+    if !row_bytes.is_multiple_of(item) || !pitch.is_multiple_of(item) {
+        return Err(PyValueError::new_err(format!(
+            "plane {i}: row of {row_bytes} bytes, pitch {pitch}: not whole {item}-byte elements"
+        )));
+    }
+    Ok((rows, row_bytes / item, pitch / item))
+}
+
+/// The frame as FFmpeg's packed rawvideo bytes (the facade's
+/// `copy_to_host`: a host copy, or a device-to-host copy for CUDA and
+/// Vulkan); an error unless every row of every plane was copied.
+fn packed_bytes(py: Python<'_>, lease: &Lease) -> PyResult<Vec<u8>> {
+    let (r, need) = lease
+        .with(|o| {
+            let mut v = Vec::new();
+            (o.copy_to_host(&mut v).map(|()| v), o.packed_size())
+        })
+        .ok_or_else(|| PyValueError::new_err("the frame has been released"))?;
+    // (The Python error is made after the lease's lock is dropped.)
+    let v = r.map_err(|e| errors::facade_error(py, e))?;
+    if v.len() != need {
+        return Err(errors::error(
+            py,
+            "ProtocolError",
+            format!(
+                "the frame copied as {} bytes, its layout packs {need}: a row lies outside the slot",
+                v.len()
+            ),
+        ));
+    }
+    Ok(v)
 }
 
 impl Frame {
     /// Wraps a frame just received by `sub`.
     pub fn new(
         py: Python<'_>,
-        owned: Owned,
+        owned: OwnedFrame,
         sub: Py<Subscriber>,
         cuda: Option<i32>,
     ) -> PyResult<Self> {
-        let (meta, skipped, changed, desc) = match &owned {
-            Owned::Host(f) => (*f.meta(), f.skipped(), f.stream_changed(), *f.stream()),
-            Owned::Cuda(f) => (*f.meta(), f.skipped(), f.stream_changed(), *f.stream()),
+        let meta = *owned.meta();
+        let info = Info {
+            seq: meta.seq,
+            pts_ns: meta.pts_ns,
+            publish_ns: meta.publish_ns,
+            flags: meta.flags,
+            source_index: meta.source_index,
+            skipped: owned.skipped(),
+            stream_changed: owned.stream_changed(),
+            desc: *owned.stream(),
+            layout: *owned.layout(),
+            kind: owned.backend(),
+            cuda: cuda.filter(|_| owned.backend() == BackendKind::Cuda),
         };
         let lease = Py::new(
             py,
@@ -157,17 +183,7 @@ impl Frame {
             lease: Some(lease),
             planes: None,
             released: None,
-            info: Info {
-                seq: meta.seq,
-                pts_ns: meta.pts_ns,
-                publish_ns: meta.publish_ns,
-                flags: meta.flags,
-                source_index: meta.source_index,
-                skipped,
-                stream_changed: changed,
-                desc,
-                cuda,
-            },
+            info,
         })
     }
 
@@ -177,17 +193,34 @@ impl Frame {
             .ok_or_else(|| PyValueError::new_err("the frame has been released"))
     }
 
-    /// Where plane `i` is: a host address inside the mapping, or a device address.
+    /// Where plane `i` is: a host address inside the mapping, or a device
+    /// address; its geometry is the frame's `layout()`. A plane whose last
+    /// row does not lie inside the mapping is an error, never a shorter view.
     fn spec(&self, lease: &Lease, i: usize) -> PyResult<PlaneSpec> {
-        let (rows, cols, pitch, bits) = plane_shape(&self.info.desc, i)
-            .ok_or_else(|| PyValueError::new_err(format!("no plane {i} in this format")))?;
+        let (rows, cols, pitch) = plane_shape(&self.info.layout, i)?;
+        let item = item_size(&self.info.layout);
         let ptr = lease
-            .with(|o| match o {
-                Owned::Host(f) => f.plane(i).map(|(b, _)| b.as_ptr() as u64),
-                Owned::Cuda(f) => f.device_plane(i).ok().map(|p| p.ptr),
+            .with(|o| match o.plane(i) {
+                Some(cuframes::Plane::Host { bytes, .. }) => {
+                    let need = (pitch * rows.saturating_sub(1) + cols) * item;
+                    if bytes.len() < need {
+                        Err(format!(
+                            "plane {i}: its rows span {need} bytes, {} are mapped",
+                            bytes.len()
+                        ))
+                    } else {
+                        Ok(bytes.as_ptr() as u64)
+                    }
+                }
+                Some(cuframes::Plane::Cuda { ptr, .. }) => Ok(ptr),
+                Some(cuframes::Plane::Vulkan { .. }) => Err(format!(
+                    "plane {i} is Vulkan device memory, which is not mapped here: \
+                     Frame.planes and Frame.to_numpy() give copies"
+                )),
+                None => Err(format!("plane {i} lies outside its slot")),
             })
-            .flatten()
-            .ok_or_else(|| PyValueError::new_err(format!("plane {i} lies outside its slot")))?;
+            .ok_or_else(|| PyValueError::new_err("the frame has been released"))?
+            .map_err(PyBufferError::new_err)?;
         let device = match self.info.cuda {
             None => DLDevice {
                 device_type: KDL_CPU,
@@ -203,7 +236,7 @@ impl Frame {
             rows,
             cols,
             pitch,
-            bits,
+            bits: (item * 8) as u8,
             device,
         })
     }
@@ -218,6 +251,36 @@ impl Frame {
                 lease: lease.clone_ref(py),
             },
         )
+    }
+
+    /// Read-only NumPy copies of the planes (Vulkan frames, whose device
+    /// memory is not mapped here), shaped as the host views are.
+    fn plane_copies<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let lease = self.lease()?;
+        let bytes = packed_bytes(py, lease.get())?;
+        let layout = &self.info.layout;
+        let mut at = 0usize;
+        let mut out = Vec::new();
+        for (i, p) in layout.planes().iter().enumerate() {
+            let (rows, cols, _) = plane_shape(layout, i)?;
+            let n = to_usize(p.packed_size(), i, "packed size")?;
+            let chunk = bytes.get(at..at + n).ok_or_else(|| {
+                PyValueError::new_err(format!("plane {i} lies past the copied frame"))
+            })?;
+            at += n;
+            let flat = PyArray1::from_slice(py, chunk);
+            let typed = if item_size(layout) == 2 {
+                flat.call_method1("view", ("<u2",))?
+            } else {
+                flat.into_any()
+            };
+            let a = typed.call_method1("reshape", ((rows, cols),))?;
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("write", false)?;
+            a.call_method("setflags", (), Some(&kwargs))?;
+            out.push(a);
+        }
+        Ok(out)
     }
 }
 
@@ -292,7 +355,7 @@ impl Frame {
     /// "nv12" or "p010".
     #[getter]
     fn format(&self) -> &'static str {
-        format_name(&self.info.desc)
+        format_name(self.info.layout.format())
     }
 
     /// Bytes between rows of each plane.
@@ -301,14 +364,10 @@ impl Frame {
         (self.info.desc.plane_pitch[0], self.info.desc.plane_pitch[1])
     }
 
-    /// "host" or "cuda".
+    /// "host", "cuda" or "vulkan".
     #[getter]
     fn backend(&self) -> &'static str {
-        if self.info.cuda.is_some() {
-            "cuda"
-        } else {
-            "host"
-        }
+        self.info.kind.name()
     }
 
     /// CUDA device ordinal of a CUDA frame; None for host frames.
@@ -325,46 +384,56 @@ impl Frame {
 
     /// The frame's slot as (first, end) addresses: host addresses of this
     /// process's read-only mapping, or device addresses for CUDA frames.
+    /// Vulkan frames have no address here (ValueError).
     #[getter]
     fn memory_range(&self) -> PyResult<(u64, u64)> {
         self.lease()?
             .get()
-            .with(|o| match o {
-                Owned::Host(f) => {
+            .with(|o| {
+                if let Some(f) = o.as_host() {
                     let b = f.memory().bytes();
-                    (b.as_ptr() as u64, b.as_ptr() as u64 + b.len() as u64)
-                }
-                Owned::Cuda(f) => {
-                    let m = f.memory();
-                    (m.device_ptr(), m.device_ptr() + m.size())
+                    Some((b.as_ptr() as u64, b.as_ptr() as u64 + b.len() as u64))
+                } else {
+                    o.as_cuda().map(|f| {
+                        let m = f.memory();
+                        (m.device_ptr(), m.device_ptr() + m.size())
+                    })
                 }
             })
-            .ok_or_else(|| PyValueError::new_err("the frame has been released"))
+            .ok_or_else(|| PyValueError::new_err("the frame has been released"))?
+            .ok_or_else(|| {
+                PyValueError::new_err("a Vulkan frame's memory is not mapped in this process")
+            })
     }
 
     /// The planes (Y, then interleaved CbCr). Host frames: read-only NumPy
-    /// arrays over the shared memory; CUDA frames: `Plane` exporters.
+    /// arrays over the shared memory; CUDA frames: `Plane` exporters;
+    /// Vulkan frames: read-only NumPy copies (device memory is not mapped).
     #[getter]
     fn planes(&mut self, py: Python<'_>) -> PyResult<Py<PyTuple>> {
         if let Some(p) = &self.planes {
             return Ok(p.clone_ref(py));
         }
         let lease = self.lease()?.clone_ref(py);
-        let mut items: Vec<Bound<'_, PyAny>> = Vec::with_capacity(PLANES);
-        for i in 0..PLANES {
-            if self.info.cuda.is_some() {
-                items.push(self.plane_object(py, i)?.into_bound(py).into_any());
-                continue;
-            }
-            let spec = self.spec(lease.get(), i)?;
-            let owner = lease.clone_ref(py).into_bound(py).into_any();
-            // The lease object owns the mapping `spec` points into.
-            items.push(if spec.bits == 16 {
-                ffi::host_view::<u16>(py, spec, owner)?.into_any()
-            } else {
-                ffi::host_view::<u8>(py, spec, owner)?.into_any()
-            });
-        }
+        let count = self.info.layout.planes().len();
+        let items: Vec<Bound<'_, PyAny>> = match self.info.kind {
+            BackendKind::Vulkan => self.plane_copies(py)?,
+            BackendKind::Cuda => (0..count)
+                .map(|i| Ok(self.plane_object(py, i)?.into_bound(py).into_any()))
+                .collect::<PyResult<_>>()?,
+            BackendKind::Host => (0..count)
+                .map(|i| {
+                    let spec = self.spec(lease.get(), i)?;
+                    let owner = lease.clone_ref(py).into_bound(py).into_any();
+                    // The lease object owns the mapping `spec` points into.
+                    Ok(if spec.bits == 16 {
+                        ffi::host_view::<u16>(py, spec, owner)?.into_any()
+                    } else {
+                        ffi::host_view::<u8>(py, spec, owner)?.into_any()
+                    })
+                })
+                .collect::<PyResult<_>>()?,
+        };
         let t = PyTuple::new(py, items)?.unbind();
         self.planes = Some(t.clone_ref(py));
         Ok(t)
@@ -379,29 +448,14 @@ impl Frame {
     /// An owned copy: the packed rawvideo layout (FFmpeg's), rows without
     /// padding. Shape (height + ceil(height/2), width) when both planes have
     /// the same row length (even widths), else 1-D; uint8, or uint16 for P010.
+    /// The facade's `copy_to_host`: host, CUDA and Vulkan frames alike.
     fn to_numpy<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let lease = self.lease()?;
-        let bytes = lease
-            .get()
-            .with(|o| {
-                let mut v = Vec::new();
-                match o {
-                    Owned::Host(f) => {
-                        f.for_each_row(|r| v.extend_from_slice(r));
-                        Ok(v)
-                    }
-                    Owned::Cuda(f) => f.copy_to_host(&mut v).map(|()| v),
-                }
-            })
-            .ok_or_else(|| PyValueError::new_err("the frame has been released"))?
-            // (The Python error is made after the lease's lock is dropped.)
-            .map_err(|e| errors::cuda_error(py, e))?;
-        let d = &self.info.desc;
-        let (Some(y), Some(c)) = (plane_shape(d, 0), plane_shape(d, 1)) else {
-            return Err(PyValueError::new_err("unknown pixel format"));
-        };
+        let bytes = packed_bytes(py, self.lease()?.get())?;
+        let layout = &self.info.layout;
+        let y = plane_shape(layout, 0)?;
+        let c = plane_shape(layout, 1)?;
         let flat = PyArray1::from_vec(py, bytes);
-        let arr = if y.3 == 16 {
+        let arr = if item_size(layout) == 2 {
             flat.call_method1("view", ("<u2",))?
         } else {
             flat.into_any()
@@ -418,7 +472,7 @@ impl Frame {
     /// may then be torn. After release(), the value release() returned.
     fn is_valid(&self) -> bool {
         match (&self.lease, self.released) {
-            (Some(l), _) => l.get().with(Owned::is_valid).unwrap_or(false),
+            (Some(l), _) => l.get().with(OwnedFrame::is_valid).unwrap_or(false),
             (None, r) => r.unwrap_or(false),
         }
     }
@@ -442,18 +496,19 @@ impl Frame {
         let valid;
         if ffi::refcount(lease.bind(py).as_any()) == 1 {
             // No view left: return the lease now.
-            valid = match (l.take(), stream) {
-                (Some(Owned::Cuda(f)), Some(s)) => {
+            valid = match (l.take().map(OwnedFrame::into_cuda), stream) {
+                (Some(Ok(f)), Some(s)) => {
                     let v = f.is_valid();
                     f.release_after(s).map_err(|e| errors::cuda_error(py, e))?;
                     v
                 }
-                (Some(o), _) => py.detach(|| o.release()),
+                (Some(Ok(f)), None) => py.detach(|| f.release()),
+                (Some(Err(o)), _) => py.detach(|| o.release()),
                 (None, _) => false,
             };
         } else {
             // Views hold the lease: it returns when the last one is gone.
-            valid = l.with(Owned::is_valid).unwrap_or(false);
+            valid = l.with(OwnedFrame::is_valid).unwrap_or(false);
             *l.stream.lock().unwrap_or_else(|p| p.into_inner()) = stream;
         }
         drop(lease);
@@ -477,7 +532,7 @@ impl Frame {
             self.info.seq,
             self.info.desc.width,
             self.info.desc.height,
-            format_name(&self.info.desc),
+            format_name(self.info.layout.format()),
             self.backend(),
             if self.lease.is_none() {
                 " released"
@@ -578,10 +633,7 @@ impl Plane {
             if let Some(s) = s {
                 self.lease
                     .get()
-                    .with(|o| match o {
-                        Owned::Cuda(f) => f.wait_in(s),
-                        Owned::Host(_) => Ok(()),
-                    })
+                    .with(|o| o.as_cuda().map_or(Ok(()), |f| f.wait_in(s)))
                     .transpose()
                     .map_err(|e| errors::cuda_error(py, e))?;
             }
@@ -608,10 +660,7 @@ impl Plane {
         }
         self.lease
             .get()
-            .with(|o| match o {
-                Owned::Cuda(f) => f.memory().wait_host(),
-                Owned::Host(_) => Ok(()),
-            })
+            .with(|o| o.as_cuda().map_or(Ok(()), |f| f.memory().wait_host()))
             .transpose()
             .map_err(|e| errors::cuda_error(py, e))?;
         let d = PyDict::new(py);

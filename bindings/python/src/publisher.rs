@@ -1,37 +1,52 @@
-//! `Publisher`: frames from NumPy arrays (host memory) or CUDA tensors
+//! `Publisher`: frames from NumPy arrays (host memory, copied into slots of
+//! any backend by the facade's `publish_planes`) or CUDA tensors
 //! (`__cuda_array_interface__`, device-to-device copies into VRAM slots).
 
 use crate::errors;
 use crate::seconds::seconds;
 use crate::stream;
-use cuframes_core::layout::{StreamDesc, FLAG_KEY};
-use cuframes_core::ring::FrameMeta;
-use cuframes_core::runtime::{
-    HostBackend, HostSlot, Published, Publisher as RustPublisher, PublisherConfig,
+use cuframes::core::layout::FLAG_KEY;
+use cuframes::core::runtime::PublishError;
+use cuframes::cuda::{CudaError, CudaSlot};
+use cuframes::{
+    BackendKind, Codec, FrameMeta, PixelFormat, PublishPolicy, Published, PublisherConfig,
+    PublisherOptions, StreamDesc,
 };
-use cuframes_core::{Codec, PixelFormat, PublishPolicy};
-use cuframes_cuda::{CudaBackend, CudaConfig, CudaError, CudaSlot};
 use numpy::PyReadonlyArray1;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
-use std::convert::Infallible;
 use std::path::PathBuf;
 use std::time::Duration;
-
-enum Any {
-    Host(RustPublisher<HostBackend>),
-    Cuda(RustPublisher<CudaBackend>),
-}
 
 /// A cuframes publisher. See the type stub (`_cuframes.pyi`).
 #[pyclass(module = "cuframes._cuframes", name = "Publisher")]
 pub struct Publisher {
-    inner: Option<Any>,
+    inner: Option<cuframes::Publisher>,
     desc: StreamDesc,
     key: String,
+    /// The backend holding the slots (the facade's choice for "auto").
+    kind: BackendKind,
     /// CUDA device ordinal of a CUDA publisher.
     device: Option<u32>,
+}
+
+/// Defaults of the keyword arguments, taken from core's
+/// `PublisherConfig::new` (through the facade's `PublisherOptions`).
+mod defaults {
+    use cuframes::PublisherConfig;
+
+    pub fn slots() -> u32 {
+        PublisherConfig::new("defaults").slots
+    }
+
+    pub fn wait_timeout() -> f64 {
+        PublisherConfig::DEFAULT_WAIT_TIMEOUT.as_secs_f64()
+    }
+
+    pub fn lease_timeout() -> f64 {
+        PublisherConfig::DEFAULT_LEASE_TIMEOUT.as_secs_f64()
+    }
 }
 
 /// Rows, row bytes of plane `i`.
@@ -84,7 +99,7 @@ fn cai(
 }
 
 impl Publisher {
-    fn inner(&mut self) -> PyResult<&mut Any> {
+    fn inner(&mut self) -> PyResult<&mut cuframes::Publisher> {
         self.inner
             .as_mut()
             .ok_or_else(|| PyValueError::new_err("the publisher is closed"))
@@ -234,9 +249,10 @@ impl Publisher {
 #[pymethods]
 impl Publisher {
     #[new]
-    #[pyo3(signature = (key, width, height, format = "nv12", backend = "host", *, slots = 8,
-        policy = "drop_frame", wait_timeout = 2.0, lease_timeout = 5.0, runtime_dir = None,
-        device = 0, fps = None))]
+    #[pyo3(signature = (key, width, height, format = "nv12", backend = "host", *,
+        slots = defaults::slots(), policy = "drop_frame",
+        wait_timeout = defaults::wait_timeout(), lease_timeout = defaults::lease_timeout(),
+        runtime_dir = None, device = 0, fps = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -268,7 +284,10 @@ impl Publisher {
             desc.fps_num = n;
             desc.fps_den = d;
         }
-        let mut cfg = PublisherConfig::new(key);
+        let mut opts = PublisherOptions::new(key);
+        opts.backend = crate::subscriber::backend(backend)?;
+        opts.cuda.device = device;
+        let cfg: &mut PublisherConfig = &mut opts.config;
         cfg.slots = slots;
         cfg.policy = match policy.replace('-', "_").as_str() {
             "drop_frame" => PublishPolicy::DropFrame,
@@ -282,39 +301,18 @@ impl Publisher {
         cfg.wait_timeout = seconds(wait_timeout, "wait_timeout")?;
         cfg.lease_timeout = seconds(lease_timeout, "lease_timeout")?;
         cfg.runtime_dir = runtime_dir;
-        let (inner, dev) = match backend {
-            "host" => (
-                Any::Host(
-                    py.detach(|| RustPublisher::create(HostBackend, cfg, desc))
-                        .map_err(|e| errors::create_error(py, e))?,
-                ),
-                None,
-            ),
-            "cuda" => {
-                let b = CudaBackend::publisher(CudaConfig {
-                    device,
-                    ..CudaConfig::default()
-                })
-                .map_err(|e| errors::cuda_error(py, e))?;
-                (
-                    Any::Cuda(
-                        py.detach(|| RustPublisher::create(b, cfg, desc))
-                            .map_err(|e| errors::create_error(py, e))?,
-                    ),
-                    Some(device),
-                )
-            }
-            b => {
-                return Err(PyValueError::new_err(format!(
-                    "backend must be \"host\" or \"cuda\", not {b:?}"
-                )))
-            }
-        };
+        // The facade picks and starts the backend (`Backend::resolve_publisher`;
+        // "auto": CUDA when usable, else host memory).
+        let inner = py
+            .detach(|| cuframes::Publisher::create(opts, desc))
+            .map_err(|e| errors::facade_error(py, e))?;
+        let kind = inner.backend();
         Ok(Publisher {
             inner: Some(inner),
             desc,
             key: key.to_owned(),
-            device: dev,
+            kind,
+            device: (kind == BackendKind::Cuda).then_some(device),
         })
     }
 
@@ -346,44 +344,47 @@ impl Publisher {
             flags: if keyframe { FLAG_KEY } else { 0 },
             ..FrameMeta::default()
         };
-        let is_cuda = matches!(self.inner()?, Any::Cuda(_));
         let first = if frame.is_instance_of::<PyTuple>() || frame.is_instance_of::<PyList>() {
             frame.get_item(0)?
         } else {
             frame.clone()
         };
         let on_device = first.hasattr("__cuda_array_interface__")?;
-        let r = if is_cuda && !on_device {
-            // Host memory into VRAM slots: synchronous host-to-device copies.
+        if !on_device {
+            // Host memory into the slots of any backend: the facade's
+            // publish_planes (a host copy, a host-to-device copy then a
+            // fence, or a Vulkan upload), rows checked against the layout.
             let planes = self.host_planes(py, frame)?;
-            let srcs: Vec<&[u8]> = planes
+            let srcs: Vec<(&[u8], usize)> = planes
                 .iter()
-                .map(|p| p.as_slice())
+                .enumerate()
+                .map(|(i, p)| p.as_slice().map(|s| (s, extent(&self.desc, i).1)))
                 .collect::<Result<_, _>>()
                 .map_err(|e| PyValueError::new_err(e.to_string()))?;
-            let desc = self.desc;
-            let Any::Cuda(p) = self.inner()? else {
-                unreachable_backend()
+            let p = self.inner()?;
+            return match p.publish_planes(meta, &srcs) {
+                Ok(seq) => Ok(Some(seq)),
+                Err(cuframes::Error::Dropped) => Ok(None),
+                Err(e) => Err(errors::facade_error(py, e)),
             };
-            p.publish(meta, |slot: &mut CudaSlot, _| -> Result<(), CudaError> {
-                for (i, src) in srcs.iter().enumerate() {
-                    slot.copy_plane_from_host(&desc, i, src, extent(&desc, i).1)?;
-                }
-                slot.fence(cuframes_cuda::RawStream::DEFAULT)
-            })
-            .map_err(|e| match e {
-                cuframes_core::runtime::PublishError::Write(e) => errors::cuda_error(py, e),
-            })?
-        } else if is_cuda {
-            let (planes, cai_stream) = self.device_planes(frame)?;
-            let s = match stream.filter(|s| !s.is_none()) {
-                Some(s) => stream::raw_stream(s)?,
-                None => stream::from_int(cai_stream.unwrap_or(1))?,
-            };
-            let Any::Cuda(p) = self.inner()? else {
-                unreachable_backend()
-            };
-            py.detach(|| {
+        }
+        if self.kind != BackendKind::Cuda {
+            return Err(PyTypeError::new_err(format!(
+                "a CUDA tensor (__cuda_array_interface__) needs a CUDA publisher; this one is {}",
+                self.kind
+            )));
+        }
+        let (planes, cai_stream) = self.device_planes(frame)?;
+        let s = match stream.filter(|s| !s.is_none()) {
+            Some(s) => stream::raw_stream(s)?,
+            None => stream::from_int(cai_stream.unwrap_or(1))?,
+        };
+        let p = self
+            .inner()?
+            .as_cuda_mut()
+            .ok_or_else(|| PyTypeError::new_err("not a CUDA publisher"))?;
+        let r = py
+            .detach(|| {
                 p.publish(meta, |slot: &mut CudaSlot, desc| -> Result<(), CudaError> {
                     for (i, pl) in planes.iter().enumerate() {
                         slot.copy_plane_from_device(desc, i, pl.ptr, pl.pitch, s)?;
@@ -392,42 +393,8 @@ impl Publisher {
                 })
             })
             .map_err(|e| match e {
-                cuframes_core::runtime::PublishError::Write(e) => errors::cuda_error(py, e),
-            })?
-        } else {
-            let planes = self.host_planes(py, frame)?;
-            let desc = self.desc;
-            let srcs: Vec<&[u8]> = planes
-                .iter()
-                .map(|p| p.as_slice())
-                .collect::<Result<_, _>>()
-                .map_err(|e| PyValueError::new_err(e.to_string()))?;
-            let Any::Host(p) = self.inner()? else {
-                unreachable_backend()
-            };
-            p.publish(meta, |slot: &mut HostSlot, _| -> Result<(), Infallible> {
-                let bytes = slot.bytes_mut();
-                for (i, src) in srcs.iter().enumerate() {
-                    let (rows, row) = extent(&desc, i);
-                    let off = desc.plane_offset[i] as usize;
-                    let pitch = desc.plane_pitch[i] as usize;
-                    for r in 0..rows {
-                        if let (Some(d), Some(s)) = (
-                            bytes.get_mut(off + r * pitch..off + r * pitch + row),
-                            src.get(r * row..(r + 1) * row),
-                        ) {
-                            d.copy_from_slice(s);
-                        }
-                    }
-                }
-                Ok(())
-            })
-            .map_err(|e| -> PyErr {
-                match e {
-                    cuframes_core::runtime::PublishError::Write(e) => match e {},
-                }
-            })?
-        };
+                PublishError::Write(e) => errors::cuda_error(py, e),
+            })?;
         Ok(match r {
             Published::Committed(seq) => Some(seq),
             Published::Dropped => None,
@@ -445,10 +412,7 @@ impl Publisher {
                 .saturating_duration_since(std::time::Instant::now())
                 .min(Duration::from_millis(50));
             let inner = self.inner()?;
-            let ok = py.detach(|| match inner {
-                Any::Host(p) => p.wait_for_subscribers(n, slice),
-                Any::Cuda(p) => p.wait_for_subscribers(n, slice),
-            });
+            let ok = py.detach(|| inner.wait_for_subscribers(n, slice));
             if ok {
                 return Ok(true);
             }
@@ -462,10 +426,7 @@ impl Publisher {
     /// The publisher's lease table now: (subscriber id, frame seq, revoked)
     /// for each frame a subscriber holds (protocol.md §5.2).
     fn leases(&mut self) -> PyResult<Vec<(u32, u64, bool)>> {
-        let l = match self.inner()? {
-            Any::Host(p) => p.leases(),
-            Any::Cuda(p) => p.leases(),
-        };
+        let l = self.inner()?.leases();
         Ok(l.into_iter()
             .map(|h| (h.subscriber, h.seq, h.revoked))
             .collect())
@@ -473,10 +434,7 @@ impl Publisher {
 
     /// Counters: published, dropped, subscribers, revoked_leases, lagged.
     fn stats<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let s = match self.inner()? {
-            Any::Host(p) => p.stats(),
-            Any::Cuda(p) => p.stats(),
-        };
+        let s = self.inner()?.stats();
         let d = PyDict::new(py);
         d.set_item("published", s.published)?;
         d.set_item("dropped", s.dropped)?;
@@ -496,10 +454,7 @@ impl Publisher {
     /// still drain the frames left in the ring; the socket is removed.
     fn close(&mut self, py: Python<'_>) {
         if let Some(p) = self.inner.take() {
-            py.detach(|| match p {
-                Any::Host(p) => p.finish(),
-                Any::Cuda(p) => p.finish(),
-            });
+            py.detach(|| p.finish());
         }
     }
 
@@ -516,20 +471,7 @@ impl Publisher {
     fn __repr__(&self) -> String {
         format!(
             "<cuframes.Publisher key={:?} {}x{} {}>",
-            self.key,
-            self.desc.width,
-            self.desc.height,
-            if self.device.is_some() {
-                "cuda"
-            } else {
-                "host"
-            }
+            self.key, self.desc.width, self.desc.height, self.kind
         )
     }
-}
-
-#[cold]
-fn unreachable_backend() -> ! {
-    // `is_cuda` was read from the same `inner` just above.
-    unreachable!("publisher backend changed during publish")
 }

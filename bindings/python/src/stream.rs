@@ -4,7 +4,7 @@
 //! `__cuda_stream__` protocol).
 
 use cudarc::driver::sys::CUstream;
-use cuframes_cuda::RawStream;
+use cuframes::cuda::RawStream;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 

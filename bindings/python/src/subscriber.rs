@@ -5,14 +5,10 @@
 //! `next()`.
 
 use crate::errors;
-use crate::frame::{Frame, Owned};
+use crate::frame::Frame;
 use crate::seconds::{opt_seconds, seconds};
-use cuframes_core::runtime::{
-    Backend, ConnectError, HostBackend, PacketRecvError, PublisherUids, Reconnect, RecvError,
-    SubscribeOptions, Subscriber as RustSubscriber, WaitStrategy,
-};
-use cuframes_core::{DeliveryMode, MemoryKind};
-use cuframes_cuda::CudaBackend;
+use cuframes::core::runtime::{PublisherUids, Reconnect, WaitStrategy};
+use cuframes::{Backend, BackendKind, DeliveryMode, SubscriberOptions};
 use pyo3::exceptions::{PyStopIteration, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -23,18 +19,14 @@ use std::time::{Duration, Instant};
 /// Longest wait without the GIL before signals are checked.
 const SLICE: Duration = Duration::from_millis(50);
 
-/// A subscriber of either backend.
-enum Any {
-    Host(RustSubscriber<HostBackend>),
-    Cuda(RustSubscriber<CudaBackend>),
-}
-
 /// A cuframes subscriber. See the type stub (`_cuframes.pyi`).
 #[pyclass(module = "cuframes._cuframes", name = "Subscriber", frozen)]
 pub struct Subscriber {
-    inner: Mutex<Option<Any>>,
+    inner: Mutex<Option<cuframes::Subscriber>>,
     key: String,
     timeout: Option<Duration>,
+    /// The backend the slots were imported with (the facade's choice).
+    kind: BackendKind,
     /// The CUDA device ordinal for CUDA subscribers.
     cuda: Option<i32>,
     frames: bool,
@@ -42,6 +34,36 @@ pub struct Subscriber {
 
 /// Longest `wait_spin` accepted: a longer busy-wait is a mistake.
 const MAX_WAIT_SPIN: Duration = Duration::from_secs(1);
+
+/// Defaults of the keyword arguments, taken from core's
+/// `SubscribeOptions::new` (through the facade's `SubscriberOptions`), so
+/// the Python signature cannot drift from the Rust defaults.
+mod defaults {
+    use cuframes::SubscriberOptions;
+
+    pub fn handshake_timeout() -> f64 {
+        SubscriberOptions::default()
+            .subscribe
+            .handshake_timeout
+            .as_secs_f64()
+    }
+
+    pub fn wait_spin() -> f64 {
+        SubscriberOptions::default()
+            .subscribe
+            .wait
+            .spin
+            .as_secs_f64()
+    }
+
+    pub fn wait_anticipate() -> bool {
+        SubscriberOptions::default().subscribe.wait.anticipate
+    }
+
+    pub fn wait_publisher() -> f64 {
+        SubscriberOptions::default().wait_publisher.as_secs_f64()
+    }
+}
 
 fn mode(s: &str) -> PyResult<DeliveryMode> {
     match s.replace('-', "_").as_str() {
@@ -69,52 +91,26 @@ fn uids(obj: Option<&Bound<'_, PyAny>>) -> PyResult<PublisherUids> {
     Ok(PublisherUids::Only(o.extract::<Vec<u32>>()?))
 }
 
-fn connect_with<B: Backend>(
-    key: &str,
-    backend: impl Fn() -> Result<B, PyErrLater>,
-    opts: &SubscribeOptions,
-    wait: Duration,
-) -> Result<RustSubscriber<B>, PyErrLater> {
-    let deadline = Instant::now() + wait;
-    loop {
-        match RustSubscriber::connect(key, backend()?, opts.clone()) {
-            Err(ConnectError::NoPublisher { .. }) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            r => return r.map_err(PyErrLater::Connect),
-        }
-    }
-}
-
-/// An error made without the GIL, turned into a Python exception after.
-enum PyErrLater {
-    Connect(ConnectError),
-    Cuda(cuframes_cuda::CudaError),
-}
-
-impl PyErrLater {
-    fn into_py(self, py: Python<'_>) -> PyErr {
-        match self {
-            PyErrLater::Connect(e) => errors::connect_error(py, e),
-            PyErrLater::Cuda(e) => errors::cuda_error(py, e),
-        }
-    }
-}
-
-fn cuda_backend(allow_legacy_ipc: bool) -> Result<CudaBackend, PyErrLater> {
-    let b = CudaBackend::subscriber().map_err(PyErrLater::Cuda)?;
-    Ok(if allow_legacy_ipc {
-        // SAFETY: the caller passed allow_legacy_ipc=True, whose
-        // documentation (docs/python.md, _cuframes.pyi) says it trusts the
-        // publisher's legacy IPC handles (the `# Safety` of
-        // `CudaBackend::allow_legacy_ipc`); the publisher's uid is checked.
-        #[allow(unsafe_code)]
-        unsafe {
-            b.allow_legacy_ipc()
-        }
-    } else {
-        b
+/// `backend=` as the facade's [`Backend`] (`auto`, `host`, `cuda`, `vulkan`).
+pub fn backend(s: &str) -> PyResult<Backend> {
+    s.parse::<Backend>().map_err(|_| {
+        PyValueError::new_err(format!(
+            "backend must be \"auto\", \"host\", \"cuda\" or \"vulkan\", not {s:?}"
+        ))
     })
+}
+
+/// Lets `opts` import legacy CUDA IPC handles.
+fn allow_legacy_ipc(opts: &mut SubscriberOptions) {
+    // SAFETY: the caller passed allow_legacy_ipc=True, whose documentation
+    // (docs/python.md, _cuframes.pyi) says it trusts every publisher it
+    // connects to to send only real IPC handles of whole slots (the
+    // `# Safety` of `SubscriberOptions::allow_legacy_ipc`); the publisher's
+    // uid is still checked (`publisher_uids=`).
+    #[allow(unsafe_code)]
+    unsafe {
+        opts.allow_legacy_ipc()
+    }
 }
 
 impl Subscriber {
@@ -124,7 +120,7 @@ impl Subscriber {
         &self,
         py: Python<'_>,
         timeout: Option<Duration>,
-        f: impl Fn(&Any, Duration) -> Result<T, Wait> + Sync,
+        f: impl Fn(&cuframes::Subscriber, Duration) -> Result<T, cuframes::Error> + Sync,
     ) -> PyResult<Result<T, Wait>> {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
@@ -141,23 +137,25 @@ impl Subscriber {
             });
             let r = r.map_err(|()| PyValueError::new_err("the subscriber is closed"))?;
             match r {
-                Err(Wait::TimedOut) => {
+                Err(e) if e.is_timeout() => {
                     py.check_signals()?;
                     if deadline.is_some_and(|d| Instant::now() >= d) {
                         return Ok(Err(Wait::TimedOut));
                     }
                 }
-                other => return Ok(other),
+                Err(e) => return Ok(Err(Wait::Failed(e))),
+                Ok(v) => return Ok(Ok(v)),
             }
         }
     }
 }
 
-/// What a wait slice ended with, besides a value.
+/// What a wait ended with, besides a value.
 enum Wait {
+    /// The whole timeout passed.
     TimedOut,
-    Frame(RecvError),
-    Packet(PacketRecvError),
+    /// Anything else (disconnected, protocol, ...).
+    Failed(cuframes::Error),
 }
 
 fn timeout_msg(t: Option<Duration>, what: &str) -> String {
@@ -172,8 +170,9 @@ impl Subscriber {
     #[new]
     #[pyo3(signature = (key, mode = "newest", backend = "auto", timeout = None, reconnect = true,
         packets = false, frames = true, name = None, runtime_dir = None, publisher_uids = None,
-        wait_publisher = 0.0, handshake_timeout = 5.0, allow_legacy_ipc = false,
-        wait_spin = 50e-6, wait_anticipate = true))]
+        wait_publisher = defaults::wait_publisher(),
+        handshake_timeout = defaults::handshake_timeout(), allow_legacy_ipc = false,
+        wait_spin = defaults::wait_spin(), wait_anticipate = defaults::wait_anticipate()))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -193,60 +192,50 @@ impl Subscriber {
         wait_spin: f64,
         wait_anticipate: bool,
     ) -> PyResult<Self> {
-        let mut opts = SubscribeOptions::new(self::mode(mode)?);
+        let mut opts = SubscriberOptions::new(self::mode(mode)?);
+        opts.backend = self::backend(backend)?;
+        let sub = &mut opts.subscribe;
         if let Some(n) = name {
-            opts.name = n;
+            sub.name = n;
         }
-        opts.runtime_dir = runtime_dir;
-        opts.frames = frames;
-        opts.packets = packets;
-        opts.publisher_uids = uids(publisher_uids)?;
-        opts.handshake_timeout = seconds(handshake_timeout, "handshake_timeout")?;
+        sub.runtime_dir = runtime_dir;
+        sub.frames = frames;
+        sub.packets = packets;
+        sub.publisher_uids = uids(publisher_uids)?;
+        sub.handshake_timeout = seconds(handshake_timeout, "handshake_timeout")?;
         let spin = seconds(wait_spin, "wait_spin")?;
         if spin > MAX_WAIT_SPIN {
             return Err(PyValueError::new_err(format!(
                 "wait_spin must be at most 1 second, not {wait_spin}"
             )));
         }
-        opts.wait = WaitStrategy {
+        sub.wait = WaitStrategy {
             spin,
             anticipate: wait_anticipate,
         };
         if reconnect {
-            opts.reconnect = Some(Reconnect::default());
+            sub.reconnect = Some(Reconnect::default());
+        }
+        opts.wait_publisher = seconds(wait_publisher, "wait_publisher")?;
+        if allow_legacy_ipc {
+            self::allow_legacy_ipc(&mut opts);
         }
         let timeout = opt_seconds(timeout, "timeout")?;
-        let wait = seconds(wait_publisher, "wait_publisher")?;
-        if !matches!(backend, "auto" | "host" | "cuda") {
-            return Err(PyValueError::new_err(format!(
-                "backend must be \"auto\", \"host\" or \"cuda\", not {backend:?}"
-            )));
-        }
-        let k = key.to_owned();
+        // The facade connects once: handshake, the backend chosen from the
+        // publisher's offer (`Backend::resolve`), the import.
         let inner = py
-            .detach(|| -> Result<Any, PyErrLater> {
-                let cuda = || connect_with(&k, || cuda_backend(allow_legacy_ipc), &opts, wait);
-                match backend {
-                    "host" => connect_with(&k, || Ok(HostBackend), &opts, wait).map(Any::Host),
-                    "cuda" => cuda().map(Any::Cuda),
-                    _ => match connect_with(&k, || Ok(HostBackend), &opts, wait) {
-                        Err(PyErrLater::Connect(ConnectError::MemoryKind {
-                            theirs: MemoryKind::CudaVmmFd | MemoryKind::CudaLegacyIpc,
-                            ..
-                        })) => cuda().map(Any::Cuda),
-                        r => r.map(Any::Host),
-                    },
-                }
-            })
-            .map_err(|e| e.into_py(py))?;
-        let cuda = match &inner {
-            Any::Host(_) => None,
-            Any::Cuda(s) => s.backend().device().map(|d| d.ordinal() as i32),
-        };
+            .detach(|| cuframes::Subscriber::connect(key, opts))
+            .map_err(|e| errors::facade_error(py, e))?;
+        let kind = inner.backend();
+        let cuda = inner
+            .as_cuda()
+            .and_then(|s| s.backend().device())
+            .map(|d| d.ordinal() as i32);
         Ok(Subscriber {
             inner: Mutex::new(Some(inner)),
             key: key.to_owned(),
             timeout,
+            kind,
             cuda,
             frames,
         })
@@ -258,32 +247,22 @@ impl Subscriber {
         &self.key
     }
 
-    /// "host" or "cuda": the memory frames arrive in.
+    /// "host", "cuda" or "vulkan": the memory frames arrive in.
     #[getter]
     fn backend(&self) -> &'static str {
-        if self.cuda.is_some() {
-            "cuda"
-        } else {
-            "host"
-        }
+        self.kind.name()
     }
 
     /// The publisher-assigned id of the current connection (the
     /// `subscriber` of `Publisher.leases()`).
     #[getter]
     fn id(&self) -> PyResult<u32> {
-        self.with(|s| match s {
-            Any::Host(s) => s.id(),
-            Any::Cuda(s) => s.id(),
-        })
+        self.with(|s| s.id())
     }
 
     /// Counters: received, dropped, revoked, reconnects, stream_changes.
     fn stats(&self, py: Python<'_>) -> PyResult<Py<pyo3::types::PyDict>> {
-        let st = self.with(|s| match s {
-            Any::Host(s) => s.stats(),
-            Any::Cuda(s) => s.stats(),
-        })?;
+        let st = self.with(|s| s.stats())?;
         let d = pyo3::types::PyDict::new(py);
         d.set_item("received", st.received)?;
         d.set_item("dropped", st.dropped)?;
@@ -302,20 +281,12 @@ impl Subscriber {
         let me = slf.get();
         let timeout = opt_seconds(timeout, "timeout")?.or(me.timeout);
         let r = me.wait(py, timeout, |s, slice| {
-            let r = match s {
-                Any::Host(s) => s.next_frame(slice).map(|f| Owned::Host(f.into_owned())),
-                Any::Cuda(s) => s.next_frame(slice).map(|f| Owned::Cuda(f.into_owned())),
-            };
-            r.map_err(|e| match e {
-                RecvError::Timeout(_) => Wait::TimedOut,
-                e => Wait::Frame(e),
-            })
+            s.next_frame(slice).map(cuframes::Frame::into_owned)
         })?;
         match r {
             Ok(owned) => Frame::new(py, owned, slf.clone().unbind(), me.cuda),
             Err(Wait::TimedOut) => Err(errors::error(py, "Timeout", timeout_msg(timeout, "frame"))),
-            Err(Wait::Frame(e)) => Err(errors::recv_error(py, e)),
-            Err(Wait::Packet(e)) => Err(errors::packet_error(py, e)),
+            Err(Wait::Failed(e)) => Err(errors::facade_error(py, e)),
         }
     }
 
@@ -339,16 +310,7 @@ impl Subscriber {
     #[pyo3(signature = (timeout = None))]
     fn next_packet(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Packet> {
         let timeout = opt_seconds(timeout, "timeout")?.or(self.timeout);
-        let r = self.wait(py, timeout, |s, slice| {
-            let r = match s {
-                Any::Host(s) => s.next_packet(slice),
-                Any::Cuda(s) => s.next_packet(slice),
-            };
-            r.map_err(|e| match e {
-                PacketRecvError::Timeout(_) => Wait::TimedOut,
-                e => Wait::Packet(e),
-            })
-        })?;
+        let r = self.wait(py, timeout, |s, slice| s.next_packet(slice))?;
         match r {
             Ok(p) => Ok(Packet {
                 data: PyBytes::new(py, &p.data).unbind(),
@@ -362,8 +324,7 @@ impl Subscriber {
             Err(Wait::TimedOut) => {
                 Err(errors::error(py, "Timeout", timeout_msg(timeout, "packet")))
             }
-            Err(Wait::Packet(e)) => Err(errors::packet_error(py, e)),
-            Err(Wait::Frame(e)) => Err(errors::recv_error(py, e)),
+            Err(Wait::Failed(e)) => Err(errors::facade_error(py, e)),
         }
     }
 
@@ -374,11 +335,9 @@ impl Subscriber {
 
     /// The codec and its parameter sets from the packet ring (packets=True).
     fn codec_params(&self, py: Python<'_>) -> PyResult<CodecParams> {
-        let r = self.with(|s| match s {
-            Any::Host(s) => s.codec_params(),
-            Any::Cuda(s) => s.codec_params(),
-        })?;
-        let p = r.map_err(|e| errors::packet_error(py, e))?;
+        let p = self
+            .with(|s| s.codec_params())?
+            .map_err(|e| errors::facade_error(py, e))?;
         Ok(CodecParams {
             codec_id: p.codec_id,
             extradata: PyBytes::new(py, &p.extradata).unbind(),
@@ -413,7 +372,7 @@ impl Subscriber {
 }
 
 impl Subscriber {
-    fn with<R>(&self, f: impl FnOnce(&Any) -> R) -> PyResult<R> {
+    fn with<R>(&self, f: impl FnOnce(&cuframes::Subscriber) -> R) -> PyResult<R> {
         let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         g.as_ref()
             .map(f)
@@ -485,12 +444,12 @@ pub struct CodecParams {
 
 #[pymethods]
 impl CodecParams {
-    /// "h264", "hevc", or "unknown".
+    /// "h264", "hevc", or "unknown" (core's `Codec::from_av_codec_id`).
     #[getter]
     fn codec(&self) -> &'static str {
-        match self.codec_id {
-            27 => "h264",
-            173 => "hevc",
+        match cuframes::Codec::from_av_codec_id(self.codec_id) {
+            Some(cuframes::Codec::H264) => "h264",
+            Some(cuframes::Codec::Hevc) => "hevc",
             _ => "unknown",
         }
     }

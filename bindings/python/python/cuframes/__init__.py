@@ -17,6 +17,7 @@ from ._errors import (
     Refused,
     Timeout,
     TooManyLeases,
+    VulkanError,
     WrongBackend,
 )
 from ._cuframes import (
@@ -50,5 +51,6 @@ __all__ = [
     "NoPacketRing",
     "PublisherExists",
     "CudaError",
+    "VulkanError",
     "__version__",
 ]

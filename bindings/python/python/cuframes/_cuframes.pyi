@@ -34,8 +34,12 @@ class Subscriber:
 
     - ``mode``: ``"newest"`` (always the newest frame; older ones are skipped
       and counted) or ``"in_order"`` (every frame in sequence).
-    - ``backend``: ``"auto"`` (whatever the publisher shares), ``"host"``
-      (memfd host memory only) or ``"cuda"`` (VRAM on the publisher's GPU).
+    - ``backend``: ``"auto"`` (chosen from what the publisher shares, as
+      the Rust facade's ``Backend::resolve`` does: host memory → host, CUDA
+      or Vulkan memory → CUDA when a driver is present, else Vulkan),
+      ``"host"`` (memfd host memory only), ``"cuda"`` (VRAM on the
+      publisher's GPU) or ``"vulkan"`` (Vulkan external memory; frames are
+      read as copies).
     - ``timeout``: default wait of ``next()`` / iteration, seconds; None:
       wait forever.
     - ``reconnect``: connect again when the publisher goes away (crash or
@@ -45,7 +49,9 @@ class Subscriber:
     - ``publisher_uids``: ``None`` / ``"same_user"`` (this uid or root),
       ``"any"``, or a list of uids accepted as the publisher (SO_PEERCRED).
     - ``wait_publisher``: keep retrying this long (seconds) while nobody
-      publishes the key.
+      publishes the key. The defaults of ``wait_publisher``,
+      ``handshake_timeout``, ``wait_spin`` and ``wait_anticipate`` are the
+      Rust ``SubscriberOptions``' (0, 5 s, 50 µs, True).
     - ``allow_legacy_ipc``: accept legacy CUDA IPC handles, which cannot be
       validated: this trusts the publisher not to send forged ones.
     - ``wait_spin``: a blocking ``next()`` busy-waits this long (seconds,
@@ -58,7 +64,8 @@ class Subscriber:
       otherwise).
 
     Raises BadKey, NoPublisher, Refused, WrongBackend, NoPacketRing,
-    ProtocolError, Timeout (handshake), CudaError, ValueError (arguments).
+    ProtocolError, Timeout (handshake), CudaError, VulkanError, ValueError
+    (arguments).
     Blocking waits release the GIL and honour KeyboardInterrupt.
     """
 
@@ -66,7 +73,7 @@ class Subscriber:
         self,
         key: str,
         mode: Literal["newest", "in_order"] = "newest",
-        backend: Literal["auto", "host", "cuda"] = "auto",
+        backend: Literal["auto", "host", "cuda", "vulkan"] = "auto",
         timeout: Optional[float] = None,
         reconnect: bool = True,
         packets: bool = False,
@@ -83,8 +90,8 @@ class Subscriber:
     @property
     def key(self) -> str: ...
     @property
-    def backend(self) -> Literal["host", "cuda"]:
-        """The memory frames arrive in."""
+    def backend(self) -> Literal["host", "cuda", "vulkan"]:
+        """The memory frames arrive in (what ``backend="auto"`` chose)."""
     @property
     def id(self) -> int:
         """The publisher-assigned id of this connection (the first field
@@ -166,7 +173,7 @@ class Frame:
     def pitches(self) -> Tuple[int, int]:
         """Bytes between rows of plane 0 and plane 1 in the slot."""
     @property
-    def backend(self) -> Literal["host", "cuda"]: ...
+    def backend(self) -> Literal["host", "cuda", "vulkan"]: ...
     @property
     def device(self) -> Optional[int]:
         """CUDA device ordinal of a CUDA frame; None for host frames."""
@@ -177,23 +184,29 @@ class Frame:
     def memory_range(self) -> Tuple[int, int]:
         """The frame's slot as (first, end) addresses: this process's
         read-only host mapping, or device addresses (CUDA). Raises
-        ValueError after release."""
+        ValueError after release, and for Vulkan frames (not mapped here)."""
     @property
     def planes(self) -> Tuple[Any, Any]:
         """(Y, CbCr). Host frames: read-only ``numpy.ndarray`` views of the
         shared memory, no copy: shape (rows, row_bytes) with strides
         (pitch, 1), dtype uint8 — for P010 dtype uint16, shape (rows,
         row_bytes / 2), strides (pitch, 2). CUDA frames: ``Plane``
-        exporters (DLPack, CUDA array interface). Made once per frame.
-        Raises ValueError after release."""
+        exporters (DLPack, CUDA array interface). Vulkan frames: read-only
+        ``numpy.ndarray`` COPIES of the planes (same shapes and dtypes, rows
+        packed), since Vulkan device memory is not mapped in this process.
+        Made once per frame. Raises ValueError after release; BufferError
+        for a plane whose rows do not lie inside the mapping."""
     def dlpack(self, i: int) -> "Plane":
-        """A ``Plane`` exporter of plane ``i`` for either backend (host:
-        ``numpy.from_dlpack(frame.dlpack(0))``)."""
+        """A ``Plane`` exporter of plane ``i`` for host and CUDA frames
+        (host: ``numpy.from_dlpack(frame.dlpack(0))``). Raises BufferError
+        for Vulkan frames (use ``planes`` or ``to_numpy()``: copies)."""
     def to_numpy(self) -> npt.NDArray[Any]:
         """An owned copy in FFmpeg's packed rawvideo layout (rows without
         padding, Y then CbCr): shape (height + ceil(height/2), width) when
         the planes' rows are equally long (even widths), else 1-D; uint8,
-        or uint16 for P010. CUDA frames are copied to host memory."""
+        or uint16 for P010. CUDA and Vulkan frames are copied to host
+        memory. Raises CudaError / VulkanError (the copy failed),
+        ProtocolError (a row outside the slot)."""
     def is_valid(self) -> bool:
         """False once the publisher revoked the lease (held past its lease
         timeout; it may then rewrite the slot): data read from the frame
@@ -286,14 +299,19 @@ class Publisher:
     slots=8, policy="drop_frame", wait_timeout=2.0, lease_timeout=5.0,
     runtime_dir=None, device=0, fps=None)``
 
-    - ``backend``: ``"host"`` (memfd slots) or ``"cuda"`` (VRAM slots on
-      CUDA device ``device``, shared as VMM file descriptors).
+    - ``backend``: ``"host"`` (memfd slots), ``"cuda"`` (VRAM slots on
+      CUDA device ``device``, shared as VMM file descriptors), ``"vulkan"``
+      (Vulkan external memory, uploaded from host arrays) or ``"auto"``
+      (CUDA when a driver and GPU are present, else host memory).
+    - ``slots``, ``wait_timeout``, ``lease_timeout``: defaults are the Rust
+      ``PublisherConfig``'s (8, 2 s, 5 s).
     - ``policy``: ``"drop_frame"`` (never block) or ``"wait"`` (wait up to
       ``wait_timeout`` seconds for in-order subscribers: lossless).
     - ``lease_timeout``: seconds after which a held lease is revoked.
     - ``fps``: nominal frame rate as (numerator, denominator).
 
-    Raises BadKey, PublisherExists, CudaError, ValueError (size, slots).
+    Raises BadKey, PublisherExists, CudaError, VulkanError, ValueError
+    (size, slots, backend).
     """
 
     def __init__(
@@ -302,7 +320,7 @@ class Publisher:
         width: int,
         height: int,
         format: Literal["nv12", "p010"] = "nv12",
-        backend: Literal["host", "cuda"] = "host",
+        backend: Literal["host", "cuda", "vulkan", "auto"] = "host",
         *,
         slots: int = 8,
         policy: Literal["drop_frame", "wait"] = "drop_frame",
@@ -337,9 +355,10 @@ class Publisher:
         CuPy), packed of shape (rows_y + rows_c, width) or a pair of
         planes, rows contiguous; copied device to device on ``stream``
         (default: the tensor's CAI stream, else the legacy default stream),
-        which is synchronised before the commit. A CUDA publisher also takes
-        host arrays as above (synchronous host-to-device copies).
-        Raises TypeError (dtype), ValueError (shape), CudaError."""
+        which is synchronised before the commit. CUDA and Vulkan publishers
+        also take host arrays as above (synchronous uploads).
+        Raises TypeError (dtype; a CUDA tensor for a non-CUDA publisher),
+        ValueError (shape), CudaError, VulkanError."""
     def wait_for_subscribers(self, n: int = 1, timeout: float = 10.0) -> bool:
         """Waits until ``n`` subscribers are connected (GIL released)."""
     def leases(self) -> List[Tuple[int, int, bool]]:

@@ -68,6 +68,11 @@ class CudaError(Error):
     (``cuframes_cuda::CudaError``)."""
 
 
+class VulkanError(Error):
+    """A Vulkan call failed, or no loader / device with external memory is
+    present (``cuframes_vulkan::VulkanError``)."""
+
+
 __all__ = [
     "Error",
     "BadKey",
@@ -81,4 +86,5 @@ __all__ = [
     "NoPacketRing",
     "PublisherExists",
     "CudaError",
+    "VulkanError",
 ]
