@@ -45,6 +45,8 @@ pub fn connect_error(py: Python<'_>, e: ConnectError) -> PyErr {
         ConnectError::MemoryKind { .. } => error(py, "WrongBackend", e),
         ConnectError::NoPacketRing => error(py, "NoPacketRing", e),
         ConnectError::NothingWanted => PyValueError::new_err(e.to_string()),
+        // The backend that failed says which exception it is.
+        ConnectError::Import(ref f) if f.api == "vulkan" => error(py, "VulkanError", e),
         ConnectError::Import(_) => error(py, "CudaError", e),
         ConnectError::Protocol(_)
         | ConnectError::Channel(_)

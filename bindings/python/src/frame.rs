@@ -12,7 +12,6 @@
 
 use crate::errors;
 use crate::ffi::{self, DLDevice, PlaneSpec, KDL_CPU, KDL_CUDA};
-use crate::subscriber::Subscriber;
 use cuframes::core::layout::{FLAG_DISCONTINUITY, FLAG_KEY};
 use cuframes::cuda::{CudaFrameExt, RawStream};
 use cuframes::{BackendKind, FrameLayout, OwnedFrame, PixelFormat, StreamDesc};
@@ -29,8 +28,9 @@ pub struct Lease {
     /// `release(stream=...)` while views were alive: release after this
     /// stream's work once the last view is gone.
     stream: Mutex<Option<RawStream>>,
-    /// The subscriber: its connection must outlive the lease.
-    _sub: Py<Subscriber>,
+    /// The subscriber (any Python object: this module does not depend on
+    /// `subscriber`): its connection must outlive the lease.
+    _sub: Py<PyAny>,
 }
 
 impl Lease {
@@ -154,7 +154,7 @@ impl Frame {
     pub fn new(
         py: Python<'_>,
         owned: OwnedFrame,
-        sub: Py<Subscriber>,
+        sub: Py<PyAny>,
         cuda: Option<i32>,
     ) -> PyResult<Self> {
         let meta = *owned.meta();

@@ -284,7 +284,7 @@ impl Subscriber {
             s.next_frame(slice).map(cuframes::Frame::into_owned)
         })?;
         match r {
-            Ok(owned) => Frame::new(py, owned, slf.clone().unbind(), me.cuda),
+            Ok(owned) => Frame::new(py, owned, slf.clone().into_any().unbind(), me.cuda),
             Err(Wait::TimedOut) => Err(errors::error(py, "Timeout", timeout_msg(timeout, "frame"))),
             Err(Wait::Failed(e)) => Err(errors::facade_error(py, e)),
         }
