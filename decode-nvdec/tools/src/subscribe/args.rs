@@ -1,9 +1,8 @@
 //! The flags of `cuframes-subscribe` (its `--help` is these doc comments).
 
 use clap::{Parser, ValueEnum};
-use cuframes_core::runtime::{PublisherUids, Reconnect, SubscribeOptions};
-use cuframes_core::DeliveryMode;
-use cuframes_cuda::{CrossGpu, DeviceSelect, SubscriberConfig};
+use cuframes::cuda::{CrossGpu, DeviceSelect, SubscriberConfig};
+use cuframes::{DeliveryMode, PublisherUids, Reconnect, SubscribeOptions};
 use std::path::PathBuf;
 use std::time::Duration;
 

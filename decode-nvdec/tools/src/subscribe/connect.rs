@@ -10,8 +10,8 @@
 
 use super::args::Args;
 use anyhow::{Context, Result};
+use cuframes::cuda::{CudaDevice, DeviceSelect};
 use cuframes::{Backend, Subscriber, SubscriberOptions};
-use cuframes_cuda::{CudaDevice, DeviceSelect};
 
 /// The facade's options for these flags.
 pub(crate) fn options(args: &Args) -> SubscriberOptions {
@@ -44,7 +44,7 @@ pub(crate) fn connect(args: &Args) -> Result<Subscriber> {
     let measure = args.report_vram
         && match Backend::from(args.backend) {
             Backend::Cuda => true,
-            Backend::Auto => cuframes_cuda::driver_present(),
+            Backend::Auto => cuframes::cuda::driver_present(),
             Backend::Host | Backend::Vulkan => false,
         };
     let vram = if measure {
@@ -87,7 +87,7 @@ pub(crate) fn connect(args: &Args) -> Result<Subscriber> {
             "{name}: Vulkan device {} ({}, {})",
             i.name,
             i.device_type,
-            cuframes_vulkan::uuid_string(&i.device_uuid)
+            cuframes::vulkan::uuid_string(&i.device_uuid)
         );
     }
     Ok(sub)

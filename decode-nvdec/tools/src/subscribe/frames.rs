@@ -114,7 +114,7 @@ pub(crate) fn receive(
             Err(e) => return Err(e).context("receiving a frame"),
         };
         last_frame = Instant::now();
-        let now = cuframes_core::runtime::clock::monotonic_ns();
+        let now = cuframes::core::runtime::clock::monotonic_ns();
         let meta = *frame.meta();
         let st = sub.stats();
         if st.reconnects > reconnects {

@@ -91,7 +91,7 @@ impl RawOutput {
         name: &str,
         g: Geometry,
         packed: &[u8],
-        stream: cuframes_core::layout::StreamDesc,
+        stream: cuframes::StreamDesc,
     ) -> Result<bool> {
         if self.writer.is_none() {
             let out: Box<dyn Write> = if self.path.as_os_str() == "-" {
