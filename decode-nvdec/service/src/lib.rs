@@ -42,7 +42,6 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod backoff;
 pub mod config;
 mod packets;
 pub mod sink;
@@ -50,7 +49,6 @@ pub mod source;
 pub mod stats;
 pub mod stream;
 
-pub use backoff::Backoff;
 pub use config::{ConfigError, ServiceConfig};
 pub use sink::{FrameSink, Geometry, PacketSettings, SinkError, SinkSettings};
 pub use source::{

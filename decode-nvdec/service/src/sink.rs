@@ -6,7 +6,7 @@
 use super::packets::PacketFeed;
 use super::stats::{SharedStats, StreamState};
 use cuframes_core::layout::{StreamDesc, StreamError, FLAG_DISCONTINUITY, FLAG_KEY};
-use cuframes_core::packet::{av_codec_id, MAX_EXTRADATA};
+use cuframes_core::packet::MAX_EXTRADATA;
 use cuframes_core::ring::FrameMeta;
 use cuframes_core::runtime::{
     Backend, ChangeError, CreateError, PacketRingConfig, Published, Publisher, PublisherConfig,
@@ -262,7 +262,7 @@ impl<B: Backend + Send + Sync + 'static> FrameSink<B> {
                 slots: ps.slots,
                 data_size: ps.data_size,
                 max_packet_size: ps.max_packet_size.clamp(1, ps.data_size.max(1)),
-                codec_id: av_codec_id(self.codec),
+                codec_id: self.codec.av_codec_id(),
                 extradata: f.extradata().to_vec(),
             });
         }

@@ -2,10 +2,11 @@
 //! the input, pump frames into the sink, start a file over (`loop`), reopen
 //! a failed camera with backoff, and end the stream cleanly.
 
-use super::backoff::Backoff;
 use super::sink::{FrameSink, PacketSettings, SinkSettings};
 use super::source::{DecoderKind, MediaSource, PumpEnd, SlotWrite, SourceError, SourceSpec};
 use super::stats::{SharedStats, StreamState};
+use cuframes::BackendKind;
+use cuframes_core::backoff::{Backoff, BackoffPolicy, Next};
 use cuframes_core::runtime::{HostBackend, PublisherConfig};
 use cuframes_cuda::{CudaBackend, CudaConfig};
 use cuframes_nvdec::nvdec_available;
@@ -14,10 +15,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Which memory the ring lives in.
+/// Which memory the ring lives in, with each GPU backend's settings; the
+/// choice itself is the facade's ([`BackendChoice::backend`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendChoice {
-    /// CUDA when a driver and a GPU are present, else host memory.
+    /// CUDA when a driver and a GPU are present, else host memory
+    /// (`cuframes::Backend::resolve_publisher`); a CUDA device that then
+    /// fails to open also falls back to host memory.
     Auto(CudaConfig),
     /// Host memory (memfd).
     Host,
@@ -26,6 +30,18 @@ pub enum BackendChoice {
     /// Vulkan device memory (opaque fds), filled by the software decoder;
     /// failing to open the device fails the stream.
     Vulkan(VulkanConfig),
+}
+
+impl BackendChoice {
+    /// The facade's name for this choice.
+    pub fn backend(&self) -> cuframes::Backend {
+        match self {
+            BackendChoice::Auto(_) => cuframes::Backend::Auto,
+            BackendChoice::Host => cuframes::Backend::Host,
+            BackendChoice::Cuda(_) => cuframes::Backend::Cuda,
+            BackendChoice::Vulkan(_) => cuframes::Backend::Vulkan,
+        }
+    }
 }
 
 /// The GPU a stream's NVDEC decoder and CUDA ring are on (`gpu` in
@@ -185,8 +201,9 @@ pub struct StreamSpec {
     pub wait_subscribers: usize,
     /// ... at most this long.
     pub wait_subscribers_timeout: Duration,
-    /// Delays between attempts to reopen a failed live input.
-    pub reconnect: Backoff,
+    /// Delays between attempts to reopen a failed live input (core's
+    /// capped doubling; `config::DEFAULT_RECONNECT` unless set).
+    pub reconnect: BackoffPolicy,
 }
 
 impl StreamSpec {
@@ -251,10 +268,16 @@ pub fn run_stream(spec: &StreamSpec, stop: &Arc<AtomicBool>, stats: &SharedStats
             Ok(b) => Some(b),
             Err(e) => return fail(stats, &key, format!("cannot open the GPU: {e}")),
         },
-        BackendChoice::Auto(c) => match CudaBackend::publisher(c) {
-            Ok(b) => Some(b),
-            Err(e) => {
-                tracing::info!(%key, "no CUDA backend ({e}); using host memory");
+        BackendChoice::Auto(c) => match spec.backend.backend().resolve_publisher() {
+            Ok(BackendKind::Cuda) => match CudaBackend::publisher(c) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    tracing::info!(%key, "CUDA unusable ({e}); using host memory");
+                    None
+                }
+            },
+            _ => {
+                tracing::info!(%key, "no CUDA driver or GPU; using host memory");
                 None
             }
         },
@@ -337,7 +360,7 @@ fn drive<B: SlotWrite>(
     let mut sink = FrameSink::new(backend, settings, stats.clone());
     let live = source.input.is_live();
     let name = source.input.redacted();
-    let mut backoff = spec.reconnect;
+    let mut backoff = Backoff::<Instant>::new(spec.reconnect);
     let mut opened_before = false;
 
     // `Err(e)`: the input failed; retried with backoff when live.
@@ -362,7 +385,7 @@ fn drive<B: SlotWrite>(
             loop {
                 let end = src.pump(&mut sink, stop, spec.max_frames);
                 if src.frames() > 0 {
-                    backoff.reset();
+                    backoff.on_success();
                 }
                 match end? {
                     PumpEnd::EndOfInput if live => {
@@ -388,9 +411,14 @@ fn drive<B: SlotWrite>(
             // The stop flag interrupted a blocking open or read.
             Err(e) if e.is_stop() || stop.load(Ordering::Relaxed) => break Ok(PumpEnd::Stopped),
             Err(e) if live && e.is_input_error() => {
-                let delay = backoff.next_delay();
+                let now = Instant::now();
+                // The policy never gives up (no `give_up_after`).
+                let Next::RetryAt(at) = backoff.on_failure(now) else {
+                    break Err(e);
+                };
+                let delay = at.saturating_duration_since(now);
                 tracing::warn!(%key, input = %name, "{e}; reconnecting in {:.1} s (attempt {})",
-                    delay.as_secs_f64(), backoff.attempts());
+                    delay.as_secs_f64(), backoff.failures());
                 stats.error(e.to_string());
                 stats.set_state(StreamState::Backoff(delay));
                 if !sleep_unless_stopped(delay, stop, &sink) {

@@ -9,7 +9,9 @@ use clap::Parser;
 use cuframes_core::StreamKey;
 use cuframes_service::config::{
     parse_socket_mode, stream_spec, BackendArg, DecoderArg, MemoryArg, PolicyArg, StreamFields,
-    SyncArg, TransportArg,
+    SyncArg, TransportArg, DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_IO_TIMEOUT_MS,
+    DEFAULT_LEASE_TIMEOUT_MS, DEFAULT_RECONNECT_INITIAL_MS, DEFAULT_RECONNECT_MAX_MS,
+    DEFAULT_WAIT_TIMEOUT_MS,
 };
 use cuframes_service::{stats_line, GpuChoice, Service, ServiceConfig, StreamOutcome, StreamStats};
 use std::path::{Path, PathBuf};
@@ -47,13 +49,13 @@ pub struct Args {
     #[arg(conflicts_with = "config", long, value_enum, default_value = "auto")]
     transport: TransportArg,
     /// --url: a camera whose connection, or next packet, takes longer than this fails (stall detection).
-    #[arg(conflicts_with = "config", long, default_value_t = 5000, value_name = "MS", value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    #[arg(conflicts_with = "config", long, default_value_t = DEFAULT_IO_TIMEOUT_MS, value_name = "MS", value_parser = clap::value_parser!(u64).range(100..=600_000))]
     io_timeout_ms: u64,
     /// --url: first delay before reconnecting (doubling up to --reconnect-max-ms).
-    #[arg(conflicts_with = "config", long, default_value_t = 1000, value_name = "MS", value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    #[arg(conflicts_with = "config", long, default_value_t = DEFAULT_RECONNECT_INITIAL_MS, value_name = "MS", value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
     reconnect_initial_ms: u64,
     /// --url: longest delay between reconnect attempts.
-    #[arg(conflicts_with = "config", long, default_value_t = 30_000, value_name = "MS", value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    #[arg(conflicts_with = "config", long, default_value_t = DEFAULT_RECONNECT_MAX_MS, value_name = "MS", value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
     reconnect_max_ms: u64,
     /// Memory backend for the frame ring.
     #[arg(conflicts_with = "config", long, value_enum, default_value = "auto")]
@@ -96,10 +98,10 @@ pub struct Args {
     )]
     policy: PolicyArg,
     /// --policy wait: longest wait for a slot before frames are overwritten or dropped.
-    #[arg(conflicts_with = "config", long, default_value_t = 2000, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    #[arg(conflicts_with = "config", long, default_value_t = DEFAULT_WAIT_TIMEOUT_MS, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     wait_timeout_ms: u64,
     /// Revoke a lease a subscriber holds longer than this.
-    #[arg(conflicts_with = "config", long, default_value_t = 5000, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    #[arg(conflicts_with = "config", long, default_value_t = DEFAULT_LEASE_TIMEOUT_MS, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     lease_timeout_ms: u64,
     /// Start again at the beginning at the end of the input (files).
     #[arg(conflicts_with = "config", long = "loop")]
@@ -153,7 +155,7 @@ pub struct Args {
     allow_gids: Vec<u32>,
     /// Close a connection that has not completed its handshake (HELLO
     /// answered) within this long.
-    #[arg(conflicts_with = "config", long, default_value_t = 3000, value_name = "MS", value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    #[arg(conflicts_with = "config", long, default_value_t = DEFAULT_HANDSHAKE_TIMEOUT_MS, value_name = "MS", value_parser = clap::value_parser!(u64).range(10..=600_000))]
     handshake_timeout_ms: u64,
     /// --policy wait: demote an InOrder subscriber to losing frames (as
     /// under drop-frame) once it has kept the publisher waiting

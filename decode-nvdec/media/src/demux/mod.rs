@@ -20,7 +20,7 @@ mod url;
 
 use error::{classify_open_error, is_errno};
 pub use error::{DemuxError, OpenError};
-pub use url::{redact_url, RtspTransport, StopFlag, UrlOptions};
+pub use url::{redact_url, RtspTransport, StopFlag, UrlOptions, DEFAULT_IO_TIMEOUT};
 use url::{UrlSource, Watchdog};
 
 /// Description of the demuxed video stream.

@@ -48,6 +48,10 @@ impl PartialEq for StopFlag {
 
 impl Eq for StopFlag {}
 
+/// The default of [`UrlOptions::io_timeout`]: a camera whose connection,
+/// or next packet, takes longer than this fails (stall detection).
+pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Options of [`Demuxer::open_url`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UrlOptions {
@@ -60,7 +64,7 @@ pub struct UrlOptions {
     /// `avformat_find_stream_info`), and on the wait for each packet in
     /// [`Demuxer::read_packet`]. Enforced with libavformat's interrupt
     /// callback (`AVIOInterruptCB`), and passed to the RTSP demuxer as its
-    /// socket I/O `timeout` (microseconds). Default 5 s.
+    /// socket I/O `timeout` (microseconds). Default [`DEFAULT_IO_TIMEOUT`], 5 s.
     pub io_timeout: Duration,
 }
 
@@ -69,7 +73,7 @@ impl Default for UrlOptions {
         UrlOptions {
             stop: None,
             transport: RtspTransport::Auto,
-            io_timeout: Duration::from_secs(5),
+            io_timeout: DEFAULT_IO_TIMEOUT,
         }
     }
 }

@@ -68,7 +68,11 @@ mod spec;
 pub use fields::{
     BackendArg, DecoderArg, MemoryArg, PolicyArg, StreamFields, SyncArg, TransportArg,
 };
-pub use spec::{parse_socket_mode, stream_spec};
+pub use spec::{
+    parse_socket_mode, stream_spec, DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_IO_TIMEOUT_MS,
+    DEFAULT_LEASE_TIMEOUT_MS, DEFAULT_RECONNECT, DEFAULT_RECONNECT_INITIAL_MS,
+    DEFAULT_RECONNECT_MAX_MS, DEFAULT_WAIT_TIMEOUT_MS,
+};
 
 use crate::stream::StreamSpec;
 use serde::Deserialize;

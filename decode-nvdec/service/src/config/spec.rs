@@ -5,17 +5,43 @@ use super::fields::{
     BackendArg, DecoderArg, MemoryArg, PolicyArg, StreamFields, SyncArg, TransportArg,
 };
 use super::ConfigError;
-use crate::backoff::Backoff;
 use crate::sink::PacketSettings;
 use crate::source::{DecoderKind, InputSpec, SourceSpec};
 use crate::stream::{BackendChoice, DecoderChoice, GpuChoice, StreamSpec};
+use cuframes_core::backoff::BackoffPolicy;
 use cuframes_core::runtime::PublisherConfig;
 use cuframes_core::{PublishPolicy, StreamKey};
 use cuframes_cuda::{CudaConfig, CudaMemory, CudaSync};
-use cuframes_media::demux::{redact_url, RtspTransport};
+use cuframes_media::demux::{redact_url, RtspTransport, DEFAULT_IO_TIMEOUT};
 use cuframes_vulkan::{DeviceSelect, VulkanConfig, VulkanSync};
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// `reconnect_initial_ms` / `reconnect_max_ms` by default: 1 s doubling to
+/// 30 s, which retries a camera that dropped for a moment within a second,
+/// and one that is down for good about twice a minute — close to what NVRs
+/// do (go2rtc: 1 s ×5, 5 s ×5, 10 s ×10, then 60 s). Never gives up.
+pub const DEFAULT_RECONNECT: BackoffPolicy =
+    BackoffPolicy::new(Duration::from_secs(1), Duration::from_secs(30));
+
+/// `io_timeout_ms` by default: cuframes-media's [`DEFAULT_IO_TIMEOUT`].
+pub const DEFAULT_IO_TIMEOUT_MS: u64 = ms(DEFAULT_IO_TIMEOUT);
+/// `lease_timeout_ms` by default: core's [`PublisherConfig::DEFAULT_LEASE_TIMEOUT`].
+pub const DEFAULT_LEASE_TIMEOUT_MS: u64 = ms(PublisherConfig::DEFAULT_LEASE_TIMEOUT);
+/// `wait_timeout_ms` by default: core's [`PublisherConfig::DEFAULT_WAIT_TIMEOUT`].
+pub const DEFAULT_WAIT_TIMEOUT_MS: u64 = ms(PublisherConfig::DEFAULT_WAIT_TIMEOUT);
+/// `handshake_timeout_ms` by default: core's
+/// [`PublisherConfig::DEFAULT_HANDSHAKE_TIMEOUT`].
+pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = ms(PublisherConfig::DEFAULT_HANDSHAKE_TIMEOUT);
+/// `reconnect_initial_ms` by default ([`DEFAULT_RECONNECT`]).
+pub const DEFAULT_RECONNECT_INITIAL_MS: u64 = ms(DEFAULT_RECONNECT.initial);
+/// `reconnect_max_ms` by default ([`DEFAULT_RECONNECT`]).
+pub const DEFAULT_RECONNECT_MAX_MS: u64 = ms(DEFAULT_RECONNECT.max);
+
+/// `d` in whole milliseconds (the defaults above are far below `u64::MAX` ms).
+const fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
 
 /// A socket file mode in octal digits (`"660"`, `"0660"`, `"0o660"`): at
 /// most `0o777` (no setuid, setgid or sticky bits on a socket).
@@ -81,31 +107,32 @@ pub fn stream_spec(
     let ring = range("ring", s.ring.unwrap_or(8).into(), 2, 64)? as u32;
     let io_timeout = range(
         "io_timeout_ms",
-        s.io_timeout_ms.unwrap_or(5000),
+        s.io_timeout_ms.unwrap_or(DEFAULT_IO_TIMEOUT_MS),
         100,
         600_000,
     )?;
     let initial = range(
         "reconnect_initial_ms",
-        s.reconnect_initial_ms.unwrap_or(1000),
+        s.reconnect_initial_ms
+            .unwrap_or(DEFAULT_RECONNECT_INITIAL_MS),
         10,
         3_600_000,
     )?;
     let max = range(
         "reconnect_max_ms",
-        s.reconnect_max_ms.unwrap_or(30_000),
+        s.reconnect_max_ms.unwrap_or(DEFAULT_RECONNECT_MAX_MS),
         10,
         3_600_000,
     )?;
     let wait_timeout = range(
         "wait_timeout_ms",
-        s.wait_timeout_ms.unwrap_or(2000),
+        s.wait_timeout_ms.unwrap_or(DEFAULT_WAIT_TIMEOUT_MS),
         1,
         3_600_000,
     )?;
     let lease_timeout = range(
         "lease_timeout_ms",
-        s.lease_timeout_ms.unwrap_or(5000),
+        s.lease_timeout_ms.unwrap_or(DEFAULT_LEASE_TIMEOUT_MS),
         1,
         3_600_000,
     )?;
@@ -206,7 +233,8 @@ pub fn stream_spec(
     config.allowed_gids = s.allow_gids.clone().unwrap_or_default();
     config.handshake_timeout = Duration::from_millis(range(
         "handshake_timeout_ms",
-        s.handshake_timeout_ms.unwrap_or(3000),
+        s.handshake_timeout_ms
+            .unwrap_or(DEFAULT_HANDSHAKE_TIMEOUT_MS),
         10,
         600_000,
     )?);
@@ -238,7 +266,7 @@ pub fn stream_spec(
         wait_subscribers_timeout: Duration::from_millis(
             s.wait_subscribers_timeout_ms.unwrap_or(30_000),
         ),
-        reconnect: Backoff::new(Duration::from_millis(initial), Duration::from_millis(max)),
+        reconnect: BackoffPolicy::new(Duration::from_millis(initial), Duration::from_millis(max)),
     })
 }
 

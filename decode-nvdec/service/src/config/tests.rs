@@ -232,3 +232,27 @@ fn bad_files_give_one_line_naming_the_problem() {
     );
     one("", "no [[stream]]");
 }
+
+#[test]
+fn defaults_come_from_core_and_media_and_keep_their_documented_values() {
+    // docs/cameras.md's table: io 5000, lease 5000, wait 2000, handshake
+    // 3000, reconnect 1000 doubling to 30000 (ms).
+    assert_eq!(super::DEFAULT_IO_TIMEOUT_MS, 5000);
+    assert_eq!(super::DEFAULT_LEASE_TIMEOUT_MS, 5000);
+    assert_eq!(super::DEFAULT_WAIT_TIMEOUT_MS, 2000);
+    assert_eq!(super::DEFAULT_HANDSHAKE_TIMEOUT_MS, 3000);
+    assert_eq!(super::DEFAULT_RECONNECT_INITIAL_MS, 1000);
+    assert_eq!(super::DEFAULT_RECONNECT_MAX_MS, 30_000);
+    let c =
+        ServiceConfig::from_toml("[[stream]]\nkey = \"a\"\nurl = \"rtsp://h/a\"\n", None).unwrap();
+    let s = &c.streams[0];
+    assert_eq!(
+        s.source.io_timeout,
+        cuframes_media::demux::DEFAULT_IO_TIMEOUT
+    );
+    assert_eq!(
+        s.config.lease_timeout,
+        cuframes_core::runtime::PublisherConfig::DEFAULT_LEASE_TIMEOUT
+    );
+    assert_eq!(s.reconnect, super::DEFAULT_RECONNECT);
+}

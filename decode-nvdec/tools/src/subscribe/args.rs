@@ -1,9 +1,8 @@
 //! The flags of `cuframes-subscribe` (its `--help` is these doc comments).
 
 use clap::{Parser, ValueEnum};
-use cuframes_core::runtime::{PublisherUids, Reconnect, SubscribeOptions};
-use cuframes_core::DeliveryMode;
-use cuframes_cuda::{CrossGpu, DeviceSelect, SubscriberConfig};
+use cuframes::cuda::{CrossGpu, DeviceSelect, SubscriberConfig};
+use cuframes::{DeliveryMode, PublisherUids, Reconnect, SubscribeOptions};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -17,7 +16,8 @@ pub(crate) enum Mode {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum BackendArg {
-    /// Whatever the publisher shares: host memory, or VRAM through CUDA.
+    /// Whatever the publisher shares: host memory, or VRAM through CUDA
+    /// (Vulkan memory through Vulkan when CUDA cannot import it).
     Auto,
     /// Host memory (memfd) only.
     Host,
@@ -27,6 +27,19 @@ pub(crate) enum BackendArg {
     /// Vulkan memory (experimental): Vulkan publishers' opaque fds, or CUDA
     /// VMM publishers' fds, imported on the device of the publisher's UUID.
     Vulkan,
+}
+
+/// The facade's backend, which makes the choice (`auto`: from the
+/// publisher's offer, `cuframes::Backend::resolve`).
+impl From<BackendArg> for cuframes::Backend {
+    fn from(b: BackendArg) -> Self {
+        match b {
+            BackendArg::Auto => cuframes::Backend::Auto,
+            BackendArg::Host => cuframes::Backend::Host,
+            BackendArg::Cuda => cuframes::Backend::Cuda,
+            BackendArg::Vulkan => cuframes::Backend::Vulkan,
+        }
+    }
 }
 
 /// How a CUDA subscriber on another GPU takes the frames (--cross-gpu).

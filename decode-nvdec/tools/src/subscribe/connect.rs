@@ -1,118 +1,94 @@
-//! Connecting: the wait for a publisher (`--wait-publisher-ms`) and the
-//! backend (`--backend auto` follows the memory kind the publisher refused
-//! a host subscriber for).
+//! Connecting: `cuframes::Subscriber::connect` with the options the flags
+//! ask for — the backend (`--backend`, resolved by the facade from the
+//! publisher's offer on one connection), the wait for a publisher
+//! (`--wait-publisher-ms`), reconnection, the CUDA device — then what the
+//! backend in use has to say (`--gpu`, `--report-vram`, the Vulkan device).
 //!
-//! The one `unsafe` call of the `cuframes_tools` library is here:
-//! `allow_legacy_ipc`, made only when the operator passed
-//! `--allow-legacy-ipc`.
+//! The one `unsafe` call of the `cuframes_tools` library is here: the
+//! facade's `SubscriberOptions::allow_legacy_ipc`, made only when the
+//! operator passed `--allow-legacy-ipc`.
 
 use super::args::Args;
 use anyhow::{Context, Result};
-use cuframes_core::runtime::{Backend, ConnectError, Subscriber};
-use cuframes_core::MemoryKind;
-use cuframes_cuda::{CudaBackend, CudaDevice, DeviceSelect};
-use cuframes_vulkan::VulkanBackend;
-use std::time::{Duration, Instant};
+use cuframes::cuda::{CudaDevice, DeviceSelect};
+use cuframes::{Backend, Subscriber, SubscriberOptions};
 
-/// Connects with the backend `backend` makes, retrying while no publisher
-/// is up (until `--wait-publisher-ms`).
-pub(crate) fn connect<B: Backend>(
-    args: &Args,
-    backend: impl Fn() -> Result<B>,
-) -> Result<Subscriber<B>> {
-    let opts = args.subscribe_options();
-    let deadline = Instant::now() + Duration::from_millis(args.wait_publisher_ms);
-    loop {
-        match Subscriber::connect(&args.key, backend()?, opts.clone()) {
-            Err(ConnectError::NoPublisher { .. }) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            r => return r.with_context(|| format!("cannot subscribe to {:?}", args.key)),
+/// The facade's options for these flags.
+pub(crate) fn options(args: &Args) -> SubscriberOptions {
+    let subscribe = args.subscribe_options();
+    let mut opts = SubscriberOptions::new(subscribe.mode);
+    opts.backend = args.backend.into();
+    opts.subscribe = subscribe;
+    opts.wait_publisher = std::time::Duration::from_millis(args.wait_publisher_ms);
+    opts.cuda = args.cuda_config();
+    if args.allow_legacy_ipc {
+        // SAFETY: the operator passed --allow-legacy-ipc, whose help says
+        // it trusts the publisher's IPC handles (the `# Safety` of
+        // `allow_legacy_ipc`); the publisher's uid is still checked.
+        #[allow(unsafe_code)]
+        unsafe {
+            opts.allow_legacy_ipc()
         }
     }
+    opts
 }
 
-/// Connects with the CUDA backend; with --report-vram, measures the imports.
-pub(crate) fn connect_cuda(args: &Args) -> Result<Subscriber<CudaBackend>> {
-    let config = args.cuda_config();
-    let cuda = || {
-        let b = CudaBackend::subscriber_with(config).context("--backend cuda")?;
-        Ok(if args.allow_legacy_ipc {
-            // SAFETY: the operator passed --allow-legacy-ipc, whose help
-            // says it trusts the publisher's IPC handles (the `# Safety` of
-            // `allow_legacy_ipc`); the publisher's uid is still checked.
-            #[allow(unsafe_code)]
-            unsafe {
-                b.allow_legacy_ipc()
-            }
-        } else {
-            b
-        })
+/// Connects (one connection: the facade chooses the backend from the
+/// publisher's offer), retrying while no publisher is up (until
+/// `--wait-publisher-ms`); with --report-vram, measures a CUDA import.
+pub(crate) fn connect(args: &Args) -> Result<Subscriber> {
+    let name = args.name.as_deref().unwrap_or("subscriber");
+    // --report-vram: the context first (--gpu's, else device 0: without
+    // --gpu the measurement is meant for one-GPU hosts). Only where a CUDA
+    // import can happen: an explicit `cuda`, or `auto` with a driver.
+    let measure = args.report_vram
+        && match Backend::from(args.backend) {
+            Backend::Cuda => true,
+            Backend::Auto => cuframes::cuda::driver_present(),
+            Backend::Host | Backend::Vulkan => false,
+        };
+    let vram = if measure {
+        let dev = CudaDevice::select(args.gpu.unwrap_or(DeviceSelect::Ordinal(0)))
+            .context("--report-vram: opening the device")?;
+        let free = dev.memory_info()?.free;
+        Some((dev, free))
+    } else {
+        None
     };
-    if !args.report_vram {
-        let sub = connect(args, cuda)?;
-        if let (Some(d), Some(_)) = (sub.backend().device(), args.gpu) {
-            eprintln!(
-                "{}: CUDA device {} ({}), frames {:?}",
-                args.name.as_deref().unwrap_or("subscriber"),
-                d.ordinal(),
-                d.name(),
-                sub.backend().frame_access()
-            );
+    let sub = Subscriber::connect(&args.key, options(args))
+        .with_context(|| format!("cannot subscribe to {:?}", args.key))?;
+    if let Some(c) = sub.as_cuda() {
+        match &vram {
+            Some((dev, before)) => {
+                let after = dev.memory_info()?.free;
+                eprintln!(
+                    "{name}: VRAM: importing {} slots took {:.2} MiB beyond this process's CUDA context (free {} -> {} MiB)",
+                    sub.slot_count(),
+                    before.saturating_sub(after) as f64 / 1048576.0,
+                    before >> 20,
+                    after >> 20
+                );
+            }
+            None => {
+                if let (Some(d), Some(_)) = (c.backend().device(), args.gpu) {
+                    eprintln!(
+                        "{name}: CUDA device {} ({}), frames {:?}",
+                        d.ordinal(),
+                        d.name(),
+                        c.backend().frame_access()
+                    );
+                }
+            }
         }
-        return Ok(sub);
     }
-    // The context first (--gpu's, else device 0: without --gpu the
-    // measurement is meant for one-GPU hosts).
-    let dev = CudaDevice::select(args.gpu.unwrap_or(DeviceSelect::Ordinal(0)))
-        .context("--report-vram: opening the device")?;
-    let before = dev.memory_info()?.free;
-    let sub = connect(args, cuda)?;
-    let after = dev.memory_info()?.free;
-    eprintln!(
-        "{}: VRAM: importing {} slots took {:.2} MiB beyond this process's CUDA context (free {} -> {} MiB)",
-        args.name.as_deref().unwrap_or("subscriber"),
-        sub.slot_count(),
-        before.saturating_sub(after) as f64 / 1048576.0,
-        before >> 20,
-        after >> 20
-    );
-    Ok(sub)
-}
-
-/// Connects with the Vulkan backend (the device of the publisher's UUID).
-pub(crate) fn connect_vulkan(args: &Args) -> Result<Subscriber<VulkanBackend>> {
-    let sub = connect(args, || {
-        VulkanBackend::subscriber().context("--backend vulkan")
-    })?;
-    if let Some(d) = sub.backend().device() {
+    if let Some(d) = sub.as_vulkan().and_then(|v| v.backend().device()) {
         let i = d.info();
         eprintln!(
-            "{}: Vulkan device {} ({}, {})",
-            args.name.as_deref().unwrap_or("subscriber"),
+            "{name}: Vulkan device {} ({}, {})",
             i.name,
             i.device_type,
-            cuframes_vulkan::uuid_string(&i.device_uuid)
+            cuframes::vulkan::uuid_string(&i.device_uuid)
         );
     }
     Ok(sub)
-}
-
-/// The memory kind of a publisher a connection was refused for.
-pub(crate) fn publisher_kind(e: &anyhow::Error) -> Option<MemoryKind> {
-    match e.downcast_ref::<ConnectError>() {
-        Some(ConnectError::MemoryKind { theirs, .. }) => Some(*theirs),
-        _ => None,
-    }
-}
-
-/// Whether connecting with host memory failed because the publisher shares VRAM.
-pub(crate) fn is_cuda_publisher(e: &anyhow::Error) -> bool {
-    matches!(
-        e.downcast_ref::<ConnectError>(),
-        Some(ConnectError::MemoryKind {
-            theirs: MemoryKind::CudaVmmFd | MemoryKind::CudaLegacyIpc,
-            ..
-        })
-    )
 }

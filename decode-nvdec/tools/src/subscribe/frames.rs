@@ -7,7 +7,7 @@ use super::output::{Md5Writer, RawOutput};
 use super::packets::{run_packets, PacketSink};
 use super::stats::Latencies;
 use anyhow::{bail, Context, Result};
-use cuframes_core::runtime::{Backend, Frame, RecvError, Subscriber};
+use cuframes::{Frame, Subscriber};
 use cuframes_media::rawvideo::Geometry;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 /// signal arrives, reading each frame with `read` when its bytes are
 /// wanted (`--framemd5`, `--rawvideo`); prints the summary line. With
 /// `--packets-only`, receives packets instead.
-pub(crate) fn receive<B: Backend>(
+pub(crate) fn receive(
     args: &Args,
-    sub: Subscriber<B>,
-    mut read: impl FnMut(&Frame<'_, B>, &mut Vec<u8>) -> Result<()>,
+    sub: Subscriber,
+    mut read: impl FnMut(&Frame<'_>, &mut Vec<u8>) -> Result<()>,
 ) -> Result<()> {
     let mut sink = PacketSink::create(args, &sub)?;
     let name = args
@@ -36,7 +36,7 @@ pub(crate) fn receive<B: Backend>(
         s.format(),
         s.codec(),
         args.mode,
-        sub.backend().memory_kind(),
+        sub.offer().memory_kind(),
         std::process::id()
     );
     // SIGINT / SIGTERM end the run cleanly: the framemd5 file and the
@@ -94,15 +94,15 @@ pub(crate) fn receive<B: Backend>(
         }
         let frame = match sub.next_frame(slice) {
             Ok(f) => f,
-            Err(RecvError::Disconnected) => {
+            Err(e) if e.is_disconnected() => {
                 end = ending(&sub, args);
                 break;
             }
-            Err(RecvError::Timeout(_)) if last_frame.elapsed() < timeout => continue,
-            Err(RecvError::Timeout(_)) if args.no_reconnect => {
+            Err(e) if e.is_timeout() && last_frame.elapsed() < timeout => continue,
+            Err(e) if e.is_timeout() && args.no_reconnect => {
                 bail!("no frame for {timeout:?} (is the publisher stalled?)")
             }
-            Err(RecvError::Timeout(_)) => {
+            Err(e) if e.is_timeout() => {
                 // Reconnecting: a publisher that is away is waited for.
                 eprintln!(
                     "{name}: no frame for {timeout:?}; waiting for the publisher of {:?}",
@@ -114,7 +114,7 @@ pub(crate) fn receive<B: Backend>(
             Err(e) => return Err(e).context("receiving a frame"),
         };
         last_frame = Instant::now();
-        let now = cuframes_core::runtime::clock::monotonic_ns();
+        let now = cuframes::core::runtime::clock::monotonic_ns();
         let meta = *frame.meta();
         let st = sub.stats();
         if st.reconnects > reconnects {

@@ -23,32 +23,16 @@ mod stats;
 pub use args::Args;
 
 use anyhow::Result;
-use args::BackendArg;
-use connect::{connect, connect_cuda, connect_vulkan, is_cuda_publisher, publisher_kind};
-use cuframes_core::runtime::{Backend, EndReason, HostBackend, Subscriber};
-use cuframes_core::MemoryKind;
+use cuframes::{EndReason, Subscriber};
 use frames::receive;
-use read::{cuda_reader, host_packed, vulkan_packed};
 
 /// Runs `cuframes-subscribe` with these flags until the stream ends (see
 /// the module docs for what ends it). An error's [`exit_status`] is the
 /// tool's.
 pub fn run(args: Args) -> Result<()> {
-    match args.backend {
-        BackendArg::Host => receive(&args, connect(&args, || Ok(HostBackend))?, host_packed),
-        BackendArg::Cuda => receive(&args, connect_cuda(&args)?, cuda_reader(&args)),
-        BackendArg::Vulkan => receive(&args, connect_vulkan(&args)?, vulkan_packed),
-        BackendArg::Auto => match connect(&args, || Ok(HostBackend)) {
-            Ok(sub) => receive(&args, sub, host_packed),
-            Err(e) if is_cuda_publisher(&e) => {
-                receive(&args, connect_cuda(&args)?, cuda_reader(&args))
-            }
-            Err(e) if publisher_kind(&e) == Some(MemoryKind::VulkanOpaqueFd) => {
-                receive(&args, connect_vulkan(&args)?, vulkan_packed)
-            }
-            Err(e) => Err(e),
-        },
-    }
+    let sub = connect::connect(&args)?;
+    let read = read::reader(&args);
+    receive(&args, sub, read)
 }
 
 /// The exit status for an error of [`run`]: 3 when the publisher went away
@@ -75,7 +59,7 @@ impl std::fmt::Display for PublisherGone {
 impl std::error::Error for PublisherGone {}
 
 /// What ended the stream, for the summary line and the exit status.
-pub(crate) fn ending<B: Backend>(sub: &Subscriber<B>, args: &Args) -> Result<&'static str> {
+pub(crate) fn ending(sub: &Subscriber, args: &Args) -> Result<&'static str> {
     let gave_up = if args.no_reconnect {
         ""
     } else {

@@ -4,7 +4,7 @@
 
 use super::args::RawFormatArg;
 use anyhow::{Context, Result};
-use cuframes_core::runtime::{Backend, Subscriber};
+use cuframes::Subscriber;
 use cuframes_media::rawvideo::Geometry;
 use cuframes_media::{RawFormat, RawVideoError, RawVideoWriter};
 use md5::{Digest, Md5};
@@ -18,7 +18,7 @@ pub(crate) struct Md5Writer {
 }
 
 impl Md5Writer {
-    pub(crate) fn create<B: Backend>(path: &PathBuf, sub: &Subscriber<B>) -> Result<Self> {
+    pub(crate) fn create(path: &PathBuf, sub: &Subscriber) -> Result<Self> {
         let mut out: Box<dyn Write> = if path.as_os_str() == "-" {
             Box::new(std::io::stdout().lock())
         } else {
@@ -91,7 +91,7 @@ impl RawOutput {
         name: &str,
         g: Geometry,
         packed: &[u8],
-        stream: cuframes_core::layout::StreamDesc,
+        stream: cuframes::StreamDesc,
     ) -> Result<bool> {
         if self.writer.is_none() {
             let out: Box<dyn Write> = if self.path.as_os_str() == "-" {

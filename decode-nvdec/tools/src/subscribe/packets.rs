@@ -4,9 +4,7 @@
 use super::args::Args;
 use super::ending;
 use anyhow::{bail, Context, Result};
-use cuframes_core::packet::{AV_CODEC_ID_H264, AV_CODEC_ID_HEVC};
-use cuframes_core::runtime::{Backend, Packet, PacketRecvError, Subscriber};
-use cuframes_core::Codec;
+use cuframes::{Codec, Packet, Subscriber};
 use cuframes_media::{RecordStream, Recorder};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +19,7 @@ pub(crate) struct PacketSink {
 
 impl PacketSink {
     /// The packet side of `sub`, if its publisher has a packet ring.
-    pub(crate) fn create<B: Backend>(args: &Args, sub: &Subscriber<B>) -> Result<Option<Self>> {
+    pub(crate) fn create(args: &Args, sub: &Subscriber) -> Result<Option<Self>> {
         if !sub.has_packets() {
             return Ok(None);
         }
@@ -34,14 +32,15 @@ impl PacketSink {
 
     /// Opens the recording at the first packet: by then the publisher has
     /// stored the codec extradata (§9.3), even one that sets it late.
-    fn open_recorder<B: Backend>(path: &Path, sub: &Subscriber<B>) -> Result<Recorder> {
+    fn open_recorder(path: &Path, sub: &Subscriber) -> Result<Recorder> {
         let cp = sub
             .codec_params()
             .context("reading the packet ring's codec")?;
-        let codec = match cp.codec_id {
-            AV_CODEC_ID_H264 => Codec::H264,
-            AV_CODEC_ID_HEVC => Codec::Hevc,
-            other => bail!("cannot record codec id {other} (only H.264 and HEVC)"),
+        let Some(codec) = Codec::from_av_codec_id(cp.codec_id) else {
+            bail!(
+                "cannot record codec id {} (only H.264 and HEVC)",
+                cp.codec_id
+            );
         };
         if cp.extradata.is_empty() {
             bail!("the publisher's packet ring has no codec extradata to record with");
@@ -58,7 +57,7 @@ impl PacketSink {
         Ok(Recorder::create(path, &stream)?)
     }
 
-    fn take<B: Backend>(&mut self, p: &Packet, sub: &Subscriber<B>) -> Result<()> {
+    fn take(&mut self, p: &Packet, sub: &Subscriber) -> Result<()> {
         self.received += 1;
         if let (None, Some(path)) = (&self.recorder, &self.record) {
             self.recorder = Some(Self::open_recorder(path, sub)?);
@@ -70,15 +69,15 @@ impl PacketSink {
     }
 
     /// Reads every packet available now; `false` once the publisher is gone.
-    pub(crate) fn drain<B: Backend>(&mut self, sub: &Subscriber<B>, args: &Args) -> Result<bool> {
+    pub(crate) fn drain(&mut self, sub: &Subscriber, args: &Args) -> Result<bool> {
         loop {
             if self.done(args) {
                 return Ok(true);
             }
             match sub.next_packet(Duration::ZERO) {
                 Ok(p) => self.take(&p, sub)?,
-                Err(PacketRecvError::Timeout(_)) => return Ok(true),
-                Err(PacketRecvError::Disconnected) => return Ok(false),
+                Err(e) if e.is_timeout() => return Ok(true),
+                Err(e) if e.is_disconnected() => return Ok(false),
                 Err(e) => return Err(e).context("receiving a packet"),
             }
         }
@@ -88,7 +87,7 @@ impl PacketSink {
         args.max_packets.is_some_and(|m| self.received >= m)
     }
 
-    pub(crate) fn finish<B: Backend>(self, name: &str, sub: &Subscriber<B>) -> Result<()> {
+    pub(crate) fn finish(self, name: &str, sub: &Subscriber) -> Result<()> {
         if let Some(r) = self.recorder {
             let written = r.written();
             r.finish()?;
@@ -105,9 +104,9 @@ impl PacketSink {
 
 /// --packets-only: every packet until the publisher ends (or --max-packets).
 /// `Ok(Err(_))`: the publisher went away before the end of its stream.
-pub(crate) fn run_packets<B: Backend>(
+pub(crate) fn run_packets(
     args: &Args,
-    sub: &Subscriber<B>,
+    sub: &Subscriber,
     sink: &mut PacketSink,
     stop: &AtomicBool,
 ) -> Result<Result<&'static str, anyhow::Error>> {
@@ -126,12 +125,12 @@ pub(crate) fn run_packets<B: Backend>(
                 last = Instant::now();
                 sink.take(&p, sub)?
             }
-            Err(PacketRecvError::Disconnected) => return Ok(ending(sub, args)),
-            Err(PacketRecvError::Timeout(_)) if last.elapsed() < timeout => {}
-            Err(PacketRecvError::Timeout(_)) if args.no_reconnect => {
+            Err(e) if e.is_disconnected() => return Ok(ending(sub, args)),
+            Err(e) if e.is_timeout() && last.elapsed() < timeout => {}
+            Err(e) if e.is_timeout() && args.no_reconnect => {
                 bail!("no packet for {timeout:?} (is the publisher stalled?)")
             }
-            Err(PacketRecvError::Timeout(_)) => {
+            Err(e) if e.is_timeout() => {
                 eprintln!(
                     "no packet for {timeout:?}; waiting for the publisher of {:?}",
                     args.key
