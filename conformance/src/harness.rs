@@ -19,6 +19,7 @@ use cuframes_core::layout::{
 use cuframes_core::ring::{Claim, ControlWords, FrameMeta, LeaseWords, ReaderRef, RingWriter};
 use cuframes_core::runtime::channel::{Channel, ChannelError};
 use cuframes_core::runtime::shm::{self, Access, Mapping, ShmError};
+use cuframes_core::runtime::PublisherConfig;
 use cuframes_core::runtime::{clock, futex};
 use cuframes_core::runtime::{Api, Exporter, LeaseClock, SlotExport};
 use cuframes_core::sync::Ordering;
@@ -160,8 +161,8 @@ impl HarnessConfig {
             faults: Faults::default(),
             unknown_before_welcome: false,
             memory: HarnessMemory::Host,
-            lease_timeout: Duration::from_secs(5),
-            handshake_timeout: Duration::from_secs(3),
+            lease_timeout: PublisherConfig::DEFAULT_LEASE_TIMEOUT,
+            handshake_timeout: PublisherConfig::DEFAULT_HANDSHAKE_TIMEOUT,
             listen_as_uid: None,
         }
     }

@@ -20,6 +20,7 @@ use cuframes_core::layout::{
 use cuframes_core::packet::{PacketGeometry, PACKET_HEADER_SIZE, PACKET_MAGIC, SEQ_NONE};
 use cuframes_core::runtime::channel::{Channel, ChannelError};
 use cuframes_core::runtime::shm::{self, Access, Mapping};
+use cuframes_core::runtime::PublisherConfig;
 use cuframes_core::sync::{fence, Ordering};
 use cuframes_core::wire::{
     decode, ErrorCode, GoodbyeReason, Hello, Message, Name, HELLO_WANTS_FRAMES,
@@ -377,8 +378,8 @@ impl PublisherTarget {
         PublisherTarget {
             key: key.to_owned(),
             runtime_dir,
-            lease_timeout: Duration::from_secs(5),
-            handshake_timeout: Duration::from_secs(3),
+            lease_timeout: PublisherConfig::DEFAULT_LEASE_TIMEOUT,
+            handshake_timeout: PublisherConfig::DEFAULT_HANDSHAKE_TIMEOUT,
         }
     }
 

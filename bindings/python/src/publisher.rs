@@ -49,11 +49,13 @@ mod defaults {
     }
 }
 
-/// Rows, row bytes of plane `i`.
+/// Rows, row bytes of plane `i` (core's `FrameLayout`; (0, 0) for a plane
+/// the format does not have).
 fn extent(desc: &StreamDesc, i: usize) -> (usize, usize) {
-    desc.format()
-        .plane_extent(i as u32, desc.width as u32, desc.height as u32)
-        .map_or((0, 0), |(row, rows)| (rows as usize, row as usize))
+    desc.validate(desc.frame_size)
+        .ok()
+        .and_then(|l| l.plane(i))
+        .map_or((0, 0), |p| (p.rows() as usize, p.row_bytes() as usize))
 }
 
 /// A plane of the caller's frame in device memory: address and pitch.

@@ -8,6 +8,7 @@ use cuframes_conformance::harness::HarnessMemory;
 use cuframes_conformance::publisher_check::{self, PublisherTarget};
 use cuframes_conformance::subscriber_check::{self, SubscriberTarget};
 use cuframes_conformance::{all_cases, Report};
+use cuframes_core::runtime::PublisherConfig;
 use cuframes_cuda::{CudaConfig, CudaMemory, CudaSync};
 use cuframes_vulkan::{VulkanConfig, VulkanSync};
 use std::path::{Path, PathBuf};
@@ -90,10 +91,10 @@ enum Cmd {
         #[arg(long)]
         runtime_dir: Option<PathBuf>,
         /// The publisher's lease timeout, ms (PUB-LEASE-005 waits past it).
-        #[arg(long, default_value_t = 5000)]
+        #[arg(long, default_value_t = PublisherConfig::DEFAULT_LEASE_TIMEOUT.as_millis() as u64)]
         lease_timeout_ms: u64,
         /// The publisher's handshake deadline, ms (PUB-HS-005 waits past it).
-        #[arg(long, default_value_t = 3000)]
+        #[arg(long, default_value_t = PublisherConfig::DEFAULT_HANDSHAKE_TIMEOUT.as_millis() as u64)]
         handshake_timeout_ms: u64,
         #[command(flatten)]
         out: Out,

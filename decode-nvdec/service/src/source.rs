@@ -179,20 +179,14 @@ impl SlotWrite for HostBackend {
         desc: &StreamDesc,
     ) -> Result<(), WriteError> {
         let dst = slot.bytes_mut();
+        let layout = desc
+            .validate(dst.len() as u64)
+            .map_err(|_| WriteError::Layout)?;
         for (i, src) in frame.planes.iter().enumerate() {
-            let pitch = *desc.plane_pitch.get(i).ok_or(WriteError::Layout)? as usize;
-            let base = *desc.plane_offset.get(i).ok_or(WriteError::Layout)? as usize;
-            for r in 0..src.rows {
-                let from = src.offset + r * src.pitch;
-                let to = base + r * pitch;
-                let (Some(s), Some(d)) = (
-                    frame.data.get(from..from + src.row_bytes),
-                    dst.get_mut(to..to + src.row_bytes),
-                ) else {
-                    return Err(WriteError::Layout);
-                };
-                d.copy_from_slice(s);
-            }
+            let from = frame.data.get(src.offset..).ok_or(WriteError::Layout)?;
+            layout
+                .copy_plane_from(i, from, src.pitch, dst)
+                .map_err(|_| WriteError::Layout)?;
         }
         Ok(())
     }

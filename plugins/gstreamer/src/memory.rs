@@ -97,11 +97,9 @@ pub fn packed_copy(
     {
         let bufm = buf.get_mut()?;
         let mut map = bufm.map_writable().ok()?;
-        for i in 0..2 {
-            let (row, rows) = s
-                .format()
-                .plane_extent(i as u32, s.width as u32, s.height as u32)?;
-            let (row, rows) = (row as usize, rows as usize);
+        let layout = s.validate(s.frame_size).ok()?;
+        for (i, p) in layout.planes().iter().enumerate() {
+            let (row, rows) = (p.row_bytes() as usize, p.rows() as usize);
             let (src, pitch) = plane(i)?;
             let off = *info.offset().get(i)?;
             let stride = usize::try_from(*info.stride().get(i)?).ok()?;
@@ -118,9 +116,8 @@ pub fn packed_copy(
 /// Plane `i` of a packed frame (pitch = row bytes, planes back to back), as
 /// the facade's `copy_to_host` writes it.
 pub fn packed_plane<'a>(s: &StreamDesc, data: &'a [u8], i: usize) -> Option<(&'a [u8], usize)> {
-    let f = s.format();
-    let (row0, rows0) = f.plane_extent(0, s.width as u32, s.height as u32)?;
-    let (row, _) = f.plane_extent(i as u32, s.width as u32, s.height as u32)?;
-    let start = if i == 0 { 0 } else { (row0 * rows0) as usize };
-    Some((data.get(start..)?, row as usize))
+    let layout = s.validate(s.frame_size).ok()?;
+    let start = usize::try_from(layout.packed_offset(i)?).ok()?;
+    let row = usize::try_from(layout.plane(i)?.row_bytes()).ok()?;
+    Some((data.get(start..)?, row))
 }
