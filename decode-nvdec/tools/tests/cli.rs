@@ -322,6 +322,34 @@ fn os_errors_are_printed_once() {
     assert_eq!(err.matches("os error").count(), 1, "{err}");
 }
 
+/// Logs written to a pipe or file are plain text: no terminal colour codes.
+#[test]
+fn logs_to_a_pipe_are_plain_text() {
+    let dir = runtime_dir("plainlog");
+    let out = publisher(
+        &dir,
+        &[
+            "--input",
+            media("sample-h264.mp4").to_str().unwrap(),
+            "--key",
+            "plain",
+            "--max-frames",
+            "5",
+        ],
+    )
+    .env("RUST_LOG", "info")
+    .stderr(Stdio::piped())
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("INFO"), "no log lines: {err}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "escape codes in a piped log: {err:?}"
+    );
+}
+
 /// The publisher runs as `nobody`; the subscriber (root) refuses it by
 /// default and accepts it with --publisher-uid. Needs root (CI); skipped
 /// with a printed reason otherwise.
