@@ -68,19 +68,6 @@ enum OwnedGuard {
     Vulkan(rt::OwnedFrame<cuframes_vulkan::VulkanBackend>),
 }
 
-/// Runs `$body` with `$f` bound to the guard, whatever its backend.
-macro_rules! each {
-    ($G:ident, $g:expr, $f:ident => $body:expr) => {
-        match $g {
-            $G::Host($f) => $body,
-            #[cfg(feature = "cuda")]
-            $G::Cuda($f) => $body,
-            #[cfg(feature = "vulkan")]
-            $G::Vulkan($f) => $body,
-        }
-    };
-}
-
 /// A leased frame of any backend, borrowed from its [`crate::Subscriber`];
 /// dropping it releases the lease. Everything it hands out borrows from it,
 /// so no plane outlives the lease: this fails to compile (E0597, `frame`

@@ -37,6 +37,21 @@
 //! crate is re-exported as [`core`] for what the facade does not wrap.
 #![deny(unsafe_code)]
 
+/// Runs `$body` with `$x` bound to the value inside `$inner`, an enum `$E`
+/// with one variant per backend of this build (`Host`, and `Cuda` /
+/// `Vulkan` with their features): the facade's one dispatch.
+macro_rules! each {
+    ($E:ident, $inner:expr, $x:ident => $body:expr) => {
+        match $inner {
+            $E::Host($x) => $body,
+            #[cfg(feature = "cuda")]
+            $E::Cuda($x) => $body,
+            #[cfg(feature = "vulkan")]
+            $E::Vulkan($x) => $body,
+        }
+    };
+}
+
 pub mod backend;
 pub mod error;
 pub mod frame;

@@ -18,18 +18,6 @@ enum Inner {
     Vulkan(rt::Publisher<cuframes_vulkan::VulkanBackend>),
 }
 
-macro_rules! each {
-    ($inner:expr, $p:ident => $body:expr) => {
-        match $inner {
-            Inner::Host($p) => $body,
-            #[cfg(feature = "cuda")]
-            Inner::Cuda($p) => $body,
-            #[cfg(feature = "vulkan")]
-            Inner::Vulkan($p) => $body,
-        }
-    };
-}
-
 /// Shares frames (and packets) under one stream key.
 pub struct Publisher {
     inner: Inner,
@@ -92,32 +80,32 @@ impl Publisher {
 
     /// The current stream description.
     pub fn stream(&self) -> &StreamDesc {
-        each!(&self.inner, p => p.stream())
+        each!(Inner, &self.inner, p => p.stream())
     }
 
     /// The control socket's path.
     pub fn socket_path(&self) -> &std::path::Path {
-        each!(&self.inner, p => p.socket_path())
+        each!(Inner, &self.inner, p => p.socket_path())
     }
 
     /// Connected subscribers.
     pub fn subscriber_count(&self) -> usize {
-        each!(&self.inner, p => p.subscriber_count())
+        each!(Inner, &self.inner, p => p.subscriber_count())
     }
 
     /// Counters.
     pub fn stats(&self) -> PublisherStats {
-        each!(&self.inner, p => p.stats())
+        each!(Inner, &self.inner, p => p.stats())
     }
 
     /// The leases held now, from the publisher's lease table.
     pub fn leases(&self) -> Vec<HeldLease> {
-        each!(&self.inner, p => p.leases())
+        each!(Inner, &self.inner, p => p.leases())
     }
 
     /// Waits until `n` subscribers are connected, at most `timeout`.
     pub fn wait_for_subscribers(&self, n: usize, timeout: Duration) -> bool {
-        each!(&self.inner, p => p.wait_for_subscribers(n, timeout))
+        each!(Inner, &self.inner, p => p.wait_for_subscribers(n, timeout))
     }
 
     /// Publishes one frame from host memory: `planes[i]` is plane `i`
@@ -166,23 +154,23 @@ impl Publisher {
         dts_ns: Option<i64>,
         flags: u32,
     ) -> Result<u64, Error> {
-        Ok(each!(&mut self.inner, p => p.publish_packet(data, pts_ns, dts_ns, flags))?)
+        Ok(each!(Inner, &mut self.inner, p => p.publish_packet(data, pts_ns, dts_ns, flags))?)
     }
 
     /// Sets the packet ring's codec extradata (Annex B parameter sets).
     pub fn set_codec_extradata(&self, extradata: &[u8]) -> Result<(), Error> {
-        Ok(each!(&self.inner, p => p.set_codec_extradata(extradata))?)
+        Ok(each!(Inner, &self.inner, p => p.set_codec_extradata(extradata))?)
     }
 
     /// Changes the stream (a new ring; STREAM_CHANGED to every subscriber).
     pub fn change_stream(&mut self, stream: StreamDesc) -> Result<(), Error> {
-        Ok(each!(&mut self.inner, p => p.change_stream(stream))?)
+        Ok(each!(Inner, &mut self.inner, p => p.change_stream(stream))?)
     }
 
     /// Ends the stream: GOODBYE EndOfStream to every subscriber, which
     /// drains the ring and ends.
     pub fn finish(self) {
-        each!(self.inner, p => p.finish())
+        each!(Inner, self.inner, p => p.finish())
     }
 
     /// The engine's host publisher, when that is the backend.

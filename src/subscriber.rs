@@ -22,20 +22,6 @@ pub(crate) enum Inner {
     Vulkan(rt::Subscriber<cuframes_vulkan::VulkanBackend>),
 }
 
-/// Runs `$body` with `$s` bound to the engine's subscriber, whatever its
-/// backend.
-macro_rules! each {
-    ($inner:expr, $s:ident => $body:expr) => {
-        match $inner {
-            Inner::Host($s) => $body,
-            #[cfg(feature = "cuda")]
-            Inner::Cuda($s) => $body,
-            #[cfg(feature = "vulkan")]
-            Inner::Vulkan($s) => $body,
-        }
-    };
-}
-
 /// A connection to one publisher: frames and/or packets of one stream key.
 ///
 /// Made by [`Subscriber::connect`] (one connection: the backend is chosen
@@ -112,7 +98,7 @@ impl Subscriber {
             other => return Err(Error::NotBuilt(other)),
         };
         tracing::debug!(
-            id = each!(&inner, s => s.id()),
+            id = each!(Inner, &inner, s => s.id()),
             backend = kind.name(),
             memory = ?offer.memory_kind(),
             "subscribed"
@@ -134,27 +120,27 @@ impl Subscriber {
     /// The stream description of the ring frames are read from now (size
     /// in pixels, pixel format, plane offsets and pitches in bytes).
     pub fn stream(&self) -> StreamDesc {
-        each!(&self.inner, s => s.stream())
+        each!(Inner, &self.inner, s => s.stream())
     }
 
     /// Publisher-assigned id of the current connection.
     pub fn id(&self) -> u32 {
-        each!(&self.inner, s => s.id())
+        each!(Inner, &self.inner, s => s.id())
     }
 
     /// Slots in the ring frames are read from now (0 for packets only).
     pub fn slot_count(&self) -> u32 {
-        each!(&self.inner, s => s.slot_count())
+        each!(Inner, &self.inner, s => s.slot_count())
     }
 
     /// Frame counters so far.
     pub fn stats(&self) -> SubscriberStats {
-        each!(&self.inner, s => s.stats())
+        each!(Inner, &self.inner, s => s.stats())
     }
 
     /// Why the connection ended (`None` while it is up).
     pub fn end_reason(&self) -> Option<EndReason> {
-        each!(&self.inner, s => s.end_reason())
+        each!(Inner, &self.inner, s => s.end_reason())
     }
 
     /// The next frame for the delivery mode, waiting at most `timeout`
@@ -180,7 +166,7 @@ impl Subscriber {
     /// Errors: [`Error::Packet`] — `NotSubscribed`, `Timeout`,
     /// `Disconnected`, `Corrupt`, `Control`.
     pub fn next_packet(&self, timeout: Duration) -> Result<Packet, Error> {
-        Ok(each!(&self.inner, s => s.next_packet(timeout))?)
+        Ok(each!(Inner, &self.inner, s => s.next_packet(timeout))?)
     }
 
     /// [`Subscriber::next_packet`] into `buf` (its capacity reused).
@@ -189,22 +175,22 @@ impl Subscriber {
         buf: &mut Vec<u8>,
         timeout: Duration,
     ) -> Result<PacketMeta, Error> {
-        Ok(each!(&self.inner, s => s.next_packet_into(buf, timeout))?)
+        Ok(each!(Inner, &self.inner, s => s.next_packet_into(buf, timeout))?)
     }
 
     /// The codec id and Annex B parameter sets of the packet ring.
     pub fn codec_params(&self) -> Result<CodecParams, Error> {
-        Ok(each!(&self.inner, s => s.codec_params())?)
+        Ok(each!(Inner, &self.inner, s => s.codec_params())?)
     }
 
     /// Packet counters (zero without a packet subscription).
     pub fn packet_stats(&self) -> PacketStats {
-        each!(&self.inner, s => s.packet_stats())
+        each!(Inner, &self.inner, s => s.packet_stats())
     }
 
     /// Whether this subscriber reads the packet ring.
     pub fn has_packets(&self) -> bool {
-        each!(&self.inner, s => s.has_packets())
+        each!(Inner, &self.inner, s => s.has_packets())
     }
 
     /// The engine's host-memory subscriber, when that is the backend.

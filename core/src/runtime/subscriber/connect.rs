@@ -240,23 +240,13 @@ pub(super) fn import_ring<B: Importer>(
     } = checked;
     let backend: &B = match attach {
         Attach::First(b) => {
-            if !b.accepts(peer.memory_kind) {
-                return Err(ConnectError::MemoryKind {
-                    theirs: peer.memory_kind,
-                    ours: b.memory_kind(),
-                });
-            }
+            accepts(b, peer.memory_kind)?;
             b.attach(&peer)
                 .map_err(|e| ConnectError::Import(BackendFailure::of::<B>(e)))?;
             b
         }
         Attach::Again(b, first) => {
-            if !b.accepts(peer.memory_kind) {
-                return Err(ConnectError::MemoryKind {
-                    theirs: peer.memory_kind,
-                    ours: b.memory_kind(),
-                });
-            }
+            accepts(b, peer.memory_kind)?;
             if first.memory_kind != peer.memory_kind || first.sync_kind != peer.sync_kind {
                 return Err(ConnectError::PeerChanged("memory or sync kind"));
             }
@@ -288,6 +278,18 @@ pub(super) fn import_ring<B: Importer>(
         slots,
         peer,
     })
+}
+
+/// The backend's refusal of `kind` as the error connect reports.
+fn accepts<B: Importer>(b: &B, kind: MemoryKind) -> Result<(), ConnectError> {
+    if b.accepts(kind) {
+        Ok(())
+    } else {
+        Err(ConnectError::MemoryKind {
+            theirs: kind,
+            ours: b.memory_kind(),
+        })
+    }
 }
 
 /// Phase one of a connection: the publisher answered HELLO with a WELCOME
