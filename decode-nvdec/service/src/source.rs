@@ -155,12 +155,16 @@ pub trait SlotWrite: Backend + Send + Sync + 'static {
 
     /// Copies device planes `(pointer, pitch in bytes)` into `slot` on
     /// `stream`, then makes the frame visible (the backend's fence).
+    /// Default: [`WriteError::NotDevice`], for backends NVDEC cannot feed.
     fn write_device(
         slot: &mut Self::Slot,
         planes: [Option<(u64, usize)>; 2],
         desc: &StreamDesc,
         stream: RawStream,
-    ) -> Result<(), WriteError>;
+    ) -> Result<(), WriteError> {
+        let _ = (slot, planes, desc, stream);
+        Err(WriteError::NotDevice)
+    }
 
     /// The CUDA device the slots are on, if any (NVDEC decodes on it).
     fn cuda_device(&self) -> Option<&CudaDevice> {
@@ -189,15 +193,6 @@ impl SlotWrite for HostBackend {
                 .map_err(|_| WriteError::Layout)?;
         }
         Ok(())
-    }
-
-    fn write_device(
-        _: &mut HostSlot,
-        _: [Option<(u64, usize)>; 2],
-        _: &StreamDesc,
-        _: RawStream,
-    ) -> Result<(), WriteError> {
-        Err(WriteError::NotDevice)
     }
 
     fn describe(&self) -> String {
@@ -266,15 +261,6 @@ impl SlotWrite for VulkanBackend {
         }
         // Uploaded through staging memory and waited for (HostFence).
         Ok(slot.write_from_host(desc, &planes)?)
-    }
-
-    fn write_device(
-        _: &mut VulkanSlot,
-        _: [Option<(u64, usize)>; 2],
-        _: &StreamDesc,
-        _: RawStream,
-    ) -> Result<(), WriteError> {
-        Err(WriteError::NotDevice)
     }
 
     fn describe(&self) -> String {
